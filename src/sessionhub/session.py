@@ -1,0 +1,177 @@
+"""The session model: a stored record and the framework-free mapping applications use.
+
+Stores keep a session as a flat ``field -> string`` map (a Redis hash). Metadata lives in one-letter
+fields; each application key is a field of its own (``d:<key>``, JSON), which is what lets an update
+write only the keys that changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import StoreError
+
+Fields = dict[str, str]
+
+F_USER = "u"
+F_CREATED = "c"
+F_LAST_SEEN = "l"
+F_EXPIRES = "e"
+F_HARD_EXPIRES = "x"
+F_USER_AGENT = "a"
+F_IP = "i"
+DATA_PREFIX = "d:"
+
+MAX_USER_AGENT = 512
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"session values must be JSON-serialisable: {exc}") from exc
+
+
+@dataclass
+class SessionRecord:
+    """Everything a store knows about one session. Times are Unix milliseconds."""
+
+    sid: str
+    user_id: str | None
+    created_ms: int
+    last_seen_ms: int
+    expires_ms: int
+    hard_expires_ms: int
+    user_agent: str = ""
+    ip: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_fields(self) -> Fields:
+        """The flat map a store writes."""
+        out: Fields = {
+            F_CREATED: str(self.created_ms),
+            F_LAST_SEEN: str(self.last_seen_ms),
+            F_EXPIRES: str(self.expires_ms),
+            F_HARD_EXPIRES: str(self.hard_expires_ms),
+            F_USER_AGENT: self.user_agent[:MAX_USER_AGENT],
+            F_IP: self.ip,
+        }
+        if self.user_id is not None:
+            out[F_USER] = self.user_id
+        for key, value in self.data.items():
+            out[DATA_PREFIX + key] = _dumps(value)
+        return out
+
+    @classmethod
+    def from_fields(cls, sid: str, fields: Mapping[str, str]) -> SessionRecord:
+        """Parse the flat map a store returned; a field that does not parse is dropped."""
+        data: dict[str, Any] = {}
+        for name, raw in fields.items():
+            if name.startswith(DATA_PREFIX):
+                try:
+                    data[name[len(DATA_PREFIX) :]] = json.loads(raw)
+                except ValueError:
+                    continue  # one unreadable key must not cost the user their session
+        return cls(
+            sid=sid,
+            user_id=fields.get(F_USER),
+            created_ms=int(fields.get(F_CREATED, 0)),
+            last_seen_ms=int(fields.get(F_LAST_SEEN, 0)),
+            expires_ms=int(fields.get(F_EXPIRES, 0)),
+            hard_expires_ms=int(fields.get(F_HARD_EXPIRES, 0)),
+            user_agent=fields.get(F_USER_AGENT, ""),
+            ip=fields.get(F_IP, ""),
+            data=data,
+        )
+
+
+def slid_expiry(now_ms: int, idle_ms: int, hard_expires_ms: int) -> int:
+    """The new idle expiry after activity at ``now_ms``: never past the absolute lifetime."""
+    return min(now_ms + idle_ms, hard_expires_ms)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What a save must write: data fields to set (already encoded) and data fields to delete."""
+
+    set: Fields
+    delete: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.delete)
+
+
+class Session(MutableMapping[str, Any]):
+    """A session as an application sees it: a mapping of its data plus read-only metadata.
+
+    ``new`` is true for a session created in this request, ``modified`` once its data differs
+    from what was loaded (in-place changes to nested values count too), and :meth:`invalidate`
+    asks the integration to destroy it at the end of the request.
+    """
+
+    def __init__(self, record: SessionRecord, *, new: bool = False) -> None:
+        self.record = record
+        self.new = new
+        self.invalidated = False
+        self._data: dict[str, Any] = dict(record.data)
+        self._saved: dict[str, str] = {k: _dumps(v) for k, v in record.data.items()}
+
+    @property
+    def sid(self) -> str:
+        """The storage id (keyed hash of the token); never the token itself."""
+        return self.record.sid
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the session is bound to, or ``None`` for an anonymous session."""
+        return self.record.user_id
+
+    @property
+    def modified(self) -> bool:
+        """Whether the data differs from what the store holds."""
+        return bool(self.delta())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError("session keys must be strings")
+        _dumps(value)  # fail at assignment, where the bug is, not at save time
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def invalidate(self) -> None:
+        """Mark the session for destruction; its data is cleared at once."""
+        self.invalidated = True
+        self._data.clear()
+
+    def delta(self) -> Delta:
+        """The data fields a save must write: changed or new keys, and removed keys."""
+        changed: Fields = {}
+        for key, value in self._data.items():
+            encoded = _dumps(value)
+            if self._saved.get(key) != encoded:
+                changed[DATA_PREFIX + key] = encoded
+        removed = tuple(DATA_PREFIX + k for k in self._saved if k not in self._data)
+        return Delta(changed, removed)
+
+    def mark_saved(self) -> None:
+        """Take the current data as what the store holds, after a successful save."""
+        self.record.data = dict(self._data)
+        self._saved = {k: _dumps(v) for k, v in self._data.items()}
+        self.new = False
+
+    def __repr__(self) -> str:
+        return f"<Session {self.sid[:8]}... user={self.user_id!r} keys={len(self)}>"

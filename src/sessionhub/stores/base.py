@@ -1,0 +1,70 @@
+"""The I/O-free core of every store operation, shared by the sync and asyncio front ends.
+
+An operation is a generator: it yields the Redis calls it needs (:class:`ScriptCall`,
+:class:`CommandCall`, :class:`PipelineCall`), receives each reply (or the exception the call
+raised, thrown into it), and returns its result. :mod:`sessionhub.stores.drivers` runs the same
+generator over a blocking or an asyncio Redis client, so the logic exists exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+Arg = str | int | float | bytes
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """A Lua script shipped with the package, called by SHA with a fallback to EVAL."""
+
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+    @classmethod
+    def load(cls, name: str) -> LuaScript:
+        text = resources.files("sessionhub.stores").joinpath(f"lua/{name}.lua").read_text()
+        return cls(name, text)
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """Run a Lua script atomically (one round trip)."""
+
+    script: LuaScript
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class CommandCall:
+    """Send one Redis command."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class PipelineCall:
+    """Send several calls in one round trip (not a transaction); the reply is a list."""
+
+    calls: tuple[ScriptCall | CommandCall, ...]
+
+
+Call = ScriptCall | CommandCall | PipelineCall
+Op = Generator[Call, Any, T]
+"""An operation: yields calls, is sent their replies, returns a ``T``."""
+
+
+def done(value: T) -> Op[T]:
+    """An operation that needs no Redis call at all."""
+    return value
+    yield  # pragma: no cover - makes this a generator

@@ -1,0 +1,123 @@
+"""The Redis side of the session store: key layout and one-round-trip operations.
+
+Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the session)::
+
+    P{n}:s:<sid>   hash   one session (fields: see sessionhub.session), PEXPIREAT = idle expiry
+    P{n}:idx       zset   sid -> idle expiry (ms) of every session in shard n
+
+A session and its shard index share the hash tag ``{n}``, so every script touches one slot and the
+same layout runs on Redis Cluster. Counting sums ``ZCARD`` over the shards after pruning expired
+members: never KEYS or SCAN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from ..session import Fields
+from .base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall
+
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+"""Errors that mean "Redis is not there" (rather than "Redis refused this command")."""
+
+LOAD = LuaScript.load("load")
+PUT = LuaScript.load("put")
+UPDATE = LuaScript.load("update")
+DESTROY = LuaScript.load("destroy")
+
+
+class KeySpace:
+    """Names every Redis key SessionHub uses, with hash tags that keep one operation in one slot."""
+
+    def __init__(self, prefix: str = "session:", shards: int = 16) -> None:
+        self.prefix = prefix
+        self.shards = shards
+
+    def shard(self, sid: str) -> int:
+        return int(sid[:8], 16) % self.shards
+
+    def session(self, sid: str) -> str:
+        return f"{self.prefix}{{{self.shard(sid)}}}:s:{sid}"
+
+    def index(self, shard: int) -> str:
+        return f"{self.prefix}{{{shard}}}:idx"
+
+    def index_of(self, sid: str) -> str:
+        return self.index(self.shard(sid))
+
+
+def _pairs(fields: Fields) -> list[str]:
+    flat: list[str] = []
+    for name, value in fields.items():
+        flat += (name, value)
+    return flat
+
+
+def _as_fields(reply: Any) -> Fields:
+    it = iter(reply)
+    return dict(zip(it, it, strict=False))  # pairs from one iterator
+
+
+class RedisOps:
+    """Operations on sessions in Redis, as I/O-free generators (see :mod:`.base`)."""
+
+    def __init__(self, keys: KeySpace) -> None:
+        self.keys = keys
+
+    def load(
+        self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
+    ) -> Op[Fields | None]:
+        args = (sid, now_ms, idle_ms, 1 if touch else 0, threshold_ms)
+        reply = yield ScriptCall(LOAD, (self.keys.session(sid), self.keys.index_of(sid)), args)
+        return None if reply is None else _as_fields(reply)
+
+    def _put_call(
+        self, sid: str, fields: Fields, expires_ms: int, now_ms: int, mode: str
+    ) -> ScriptCall:
+        args = (sid, expires_ms, now_ms, mode, fields.get("l", "0"), *_pairs(fields))
+        return ScriptCall(PUT, (self.keys.session(sid), self.keys.index_of(sid)), args)
+
+    def create(self, sid: str, fields: Fields, expires_ms: int, now_ms: int) -> Op[None]:
+        yield self._put_call(sid, fields, expires_ms, now_ms, "new")
+
+    def put_many_if_newer(self, records: list[tuple[str, Fields, int]], now_ms: int) -> Op[None]:
+        """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage)."""
+        if records:
+            yield PipelineCall(
+                tuple(self._put_call(sid, f, exp, now_ms, "newer") for sid, f, exp in records)
+            )
+
+    def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
+        args = (len(delete), *delete, *_pairs(set_fields))
+        reply = yield ScriptCall(UPDATE, (self.keys.session(sid),), args)
+        return bool(reply)
+
+    def destroy_call(self, sid: str) -> ScriptCall:
+        return ScriptCall(DESTROY, (self.keys.session(sid), self.keys.index_of(sid)), (sid,))
+
+    def destroy(self, sid: str) -> Op[bool]:
+        return bool((yield self.destroy_call(sid)))
+
+    def destroy_many(self, sids: list[str]) -> Op[None]:
+        if sids:
+            yield PipelineCall(tuple(self.destroy_call(s) for s in sids))
+
+    def count(self, now_ms: int) -> Op[int]:
+        calls: list[CommandCall] = []
+        for shard in range(self.keys.shards):
+            index = self.keys.index(shard)
+            calls.append(CommandCall(("ZREMRANGEBYSCORE", index, "-inf", f"({now_ms}")))
+            calls.append(CommandCall(("ZCARD", index)))
+        replies = yield PipelineCall(tuple(calls))
+        return sum(int(r) for r in replies[1::2])
+
+    def ping(self) -> Op[bool]:
+        reply = yield CommandCall(("PING",))
+        return bool(reply)

@@ -1,0 +1,282 @@
+"""The one store applications talk to: Redis while it answers, memory while it does not.
+
+* Healthy: every operation goes to Redis; the memory store keeps a mirror of the sessions this
+  process has seen, so that an outage logs nobody out.
+* The first connection error or timeout opens the circuit: that call and every later one is
+  served from memory at once, and the front end starts a background probe.
+* While degraded, memory records what changed: sessions created or touched (``dirty``) and
+  sessions destroyed (``tombstones``).
+* When the probe reaches Redis again, tombstones are deleted from Redis first (a logout during
+  the outage must not come back), dirty sessions are copied into Redis when
+  ``migrate_on_recovery`` is on, and only then does traffic return to Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..session import F_EXPIRES, Fields
+from ..tokens import short
+from .base import Op, done
+from .memory import MemoryStore
+from .redis import REDIS_DOWN, RedisOps
+
+log = logging.getLogger("sessionhub.store")
+
+DEGRADED_MESSAGE = "Redis unavailable, sessions stored in memory (degraded mode)"
+RECOVERED_MESSAGE = "Redis connection restored, sessions stored in Redis"
+RECOVERY_BATCH = 500
+"""Sessions copied into Redis per round trip on recovery."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """Idle timeout, absolute lifetime and refresh threshold, in milliseconds."""
+
+    idle_ms: int = 7_200_000
+    absolute_ms: int = 604_800_000
+    refresh_threshold_ms: int = 0
+
+
+class ResilientCore:
+    """Routes each operation to Redis or memory and reconciles the two after an outage."""
+
+    def __init__(
+        self,
+        redis_ops: RedisOps | None,
+        memory: MemoryStore,
+        *,
+        lifetimes: Lifetimes,
+        migrate_on_recovery: bool = True,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.redis = redis_ops
+        self.memory = memory
+        self.lifetimes = lifetimes
+        self.migrate_on_recovery = migrate_on_recovery
+        self.clock = clock
+        self.degraded = False
+        self.degraded_since: float | None = None
+        self.last_error: str | None = None
+        self.on_degraded: Callable[[], None] | None = None
+        """Called once each time the circuit opens; the front end starts its probe loop here."""
+        self._lock = threading.Lock()
+        self._dirty: dict[str, int] = {}  # sid -> change counter, to spot writes during recovery
+        self._outage_born: set[str] = set()  # created while degraded, not (yet) in Redis
+        self._tombstones: set[str] = set()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``redis``, ``degraded`` or ``memory`` (memory-only configuration)."""
+        if self.redis is None:
+            return "memory"
+        return "degraded" if self.degraded else "redis"
+
+    def _use_redis(self) -> bool:
+        return self.redis is not None and not self.degraded
+
+    def trip(self, exc: BaseException) -> None:
+        """Open the circuit: from now on, serve from memory until the probe succeeds."""
+        with self._lock:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self.degraded:
+                return
+            self.degraded = True
+            self.degraded_since = time.time()
+        log.warning("%s: %s", DEGRADED_MESSAGE, self.last_error)
+        if self.on_degraded is not None:
+            self.on_degraded()
+
+    def _mark_dirty(self, sid: str) -> None:
+        if self.redis is not None:
+            with self._lock:
+                self._dirty[sid] = self._dirty.get(sid, 0) + 1
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def load(self, sid: str, *, touch: bool = True, force: bool = False) -> Op[Fields | None]:
+        """The live session ``sid``, or ``None``.
+
+        ``touch`` slides the idle expiry, unless the session was refreshed within the refresh
+        threshold; ``force`` slides it regardless (an explicit extend).
+        """
+        lt, now = self.lifetimes, self.clock()
+        threshold = 0 if force else lt.refresh_threshold_ms
+        if self._use_redis():
+            assert self.redis is not None
+            try:
+                fields = yield from self.redis.load(
+                    sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold
+                )
+            except REDIS_DOWN as exc:
+                self.trip(exc)
+            else:
+                if fields is not None:
+                    self.memory.put(sid, fields, int(fields[F_EXPIRES]))
+                    return fields
+                if sid in self._outage_born:
+                    return self.memory.load(
+                        sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold
+                    )
+                self.memory.destroy(sid)  # a stale mirror copy must not outlive Redis's answer
+                return None
+        if sid in self._tombstones:
+            return None
+        fields = self.memory.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
+        if fields is not None and touch:
+            self._mark_dirty(sid)
+        return fields
+
+    def create(self, sid: str, fields: Fields, expires_ms: int) -> Op[None]:
+        """Store a new session."""
+        if self._use_redis():
+            assert self.redis is not None
+            try:
+                yield from self.redis.create(sid, fields, expires_ms, self.clock())
+            except REDIS_DOWN as exc:
+                self.trip(exc)
+            else:
+                self.memory.put(sid, fields, expires_ms)
+                return
+        self.memory.put(sid, fields, expires_ms)
+        if self.redis is not None:
+            with self._lock:
+                self._outage_born.add(sid)
+            self._mark_dirty(sid)
+
+    def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
+        """Write changed data fields; ``False`` when the session no longer exists."""
+        now = self.clock()
+        if self._use_redis():
+            assert self.redis is not None
+            try:
+                ok = yield from self.redis.update(sid, set_fields, delete)
+            except REDIS_DOWN as exc:
+                self.trip(exc)
+            else:
+                if ok:
+                    self.memory.update(sid, set_fields, delete, now)
+                    return True
+                if sid in self._outage_born:
+                    return self.memory.update(sid, set_fields, delete, now)
+                return False
+        if sid in self._tombstones:
+            return False
+        ok = self.memory.update(sid, set_fields, delete, now)
+        if ok:
+            self._mark_dirty(sid)
+        return ok
+
+    def destroy(self, sid: str) -> Op[bool]:
+        """Delete a session everywhere; ``True`` when one existed."""
+        in_memory = self.memory.destroy(sid)
+        with self._lock:
+            self._outage_born.discard(sid)
+            self._dirty.pop(sid, None)
+        if self._use_redis():
+            assert self.redis is not None
+            try:
+                in_redis = yield from self.redis.destroy(sid)
+            except REDIS_DOWN as exc:
+                self.trip(exc)
+            else:
+                return in_redis or in_memory
+        if self.redis is not None:
+            with self._lock:
+                self._tombstones.add(sid)
+        return in_memory
+
+    def count(self) -> Op[tuple[int | None, int]]:
+        """``(sessions in Redis or None when unknown, sessions only in memory)``."""
+        now = self.clock()
+        if self._use_redis():
+            assert self.redis is not None
+            try:
+                in_redis = yield from self.redis.count(now)
+            except REDIS_DOWN as exc:
+                self.trip(exc)
+            else:
+                only_here = sum(1 for s in list(self._outage_born) if self.memory.peek(s, now))
+                return in_redis, only_here
+        return None, self.memory.count(now)
+
+    def ping(self) -> Op[float | None]:
+        """Round-trip latency to Redis in milliseconds, or ``None`` when degraded or memory-only.
+
+        While degraded this does not touch Redis: the probe loop owns reconnection.
+        """
+        if not self._use_redis():
+            return (yield from done(None))
+        assert self.redis is not None
+        start = time.perf_counter()
+        try:
+            yield from self.redis.ping()
+        except REDIS_DOWN as exc:
+            self.trip(exc)
+            return None
+        return (time.perf_counter() - start) * 1000
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> Op[bool]:
+        """Try Redis; if it answers, reconcile and close the circuit. ``True`` once healthy."""
+        if self.redis is None or not self.degraded:
+            return (yield from done(True))
+        try:
+            yield from self.redis.ping()
+            while True:
+                with self._lock:
+                    tombstones = list(self._tombstones)
+                yield from self.redis.destroy_many(tombstones)
+                with self._lock:
+                    self._tombstones.difference_update(tombstones)
+                yield from self._copy_dirty()
+                with self._lock:
+                    if not self._tombstones and not self._dirty:
+                        self.degraded = False
+                        break
+        except REDIS_DOWN as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+        outage = time.time() - (self.degraded_since or time.time())
+        log.warning("%s (after %.1f s in degraded mode)", RECOVERED_MESSAGE, outage)
+        return True
+
+    def _copy_dirty(self) -> Op[None]:
+        now = self.clock()
+        with self._lock:
+            batch = dict(list(self._dirty.items())[:RECOVERY_BATCH])
+        if self.migrate_on_recovery:
+            assert self.redis is not None
+            records = []
+            for sid in batch:
+                fields = self.memory.peek(sid, now)
+                if fields is not None:
+                    records.append((sid, fields, int(fields[F_EXPIRES])))
+            yield from self.redis.put_many_if_newer(records, now)
+            for sid, _, _ in records:
+                log.info("Session copied from memory to Redis: %s", short(sid))
+        with self._lock:
+            for sid, version in batch.items():
+                if self._dirty.get(sid) == version:  # untouched while we copied it
+                    del self._dirty[sid]
+                    if self.migrate_on_recovery:
+                        self._outage_born.discard(sid)
+
+    def sweep(self) -> int:
+        """Drop expired sessions from memory and forget outage bookkeeping for them."""
+        now = self.clock()
+        removed = self.memory.sweep(now)
+        with self._lock:
+            self._outage_born = {s for s in self._outage_born if self.memory.peek(s, now)}
+        return removed

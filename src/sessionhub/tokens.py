@@ -1,0 +1,92 @@
+"""Session tokens: generation, cookie signing, and the keyed hash under which Redis stores them.
+
+A raw token only ever lives in the client's cookie. Stores see the *storage id*, an HMAC of the
+token under a key derived from ``SECRET_KEY``, so a copy of Redis cannot be replayed as cookies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+from .exceptions import InvalidToken
+
+TOKEN_BYTES = 32
+"""256 bits from :mod:`secrets`."""
+
+_TOKEN_LEN = 43  # len(token_urlsafe(32)) without padding
+_SIG_LEN = 43
+_TOKEN_RE = re.compile(rf"[A-Za-z0-9_-]{{{_TOKEN_LEN}}}")
+_SID_RE = re.compile(r"[0-9a-f]{32}")
+MAX_COOKIE_LEN = 256
+"""Anything longer is rejected before any hashing work."""
+
+
+def _derive(secret: bytes, label: str) -> bytes:
+    # Separate keys per purpose, so a signature can never double as a storage id.
+    return hmac.new(secret, b"sessionhub/v1/" + label.encode(), hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def short(sid: str) -> str:
+    """The form of a storage id that may appear in logs: its first 8 characters and ``...``."""
+    return sid[:8] + "..."
+
+
+def is_storage_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a storage id (32 lowercase hex characters)."""
+    return bool(_SID_RE.fullmatch(value))
+
+
+class TokenCodec:
+    """Creates tokens, turns them into cookie values and back, and derives their storage ids."""
+
+    def __init__(self, secret: bytes, *, use_signer: bool = True) -> None:
+        if len(secret) < 16:
+            raise ValueError("the secret must be at least 16 bytes")
+        self.use_signer = use_signer
+        self._sign_key = _derive(secret, "cookie-signature")
+        self._hash_key = _derive(secret, "storage-id")
+        self._handle_key = _derive(secret, "public-handle")
+
+    def new_token(self) -> str:
+        """A fresh 256-bit token."""
+        return secrets.token_urlsafe(TOKEN_BYTES)
+
+    def _signature(self, token: str) -> str:
+        return _b64(hmac.new(self._sign_key, token.encode(), hashlib.sha256).digest())
+
+    def cookie_value(self, token: str) -> str:
+        """The cookie that carries ``token``: signed with HMAC-SHA256 when the signer is on."""
+        return f"{token}.{self._signature(token)}" if self.use_signer else token
+
+    def token_from_cookie(self, value: str) -> str:
+        """The token inside a cookie value; raises :class:`InvalidToken` when it is not ours."""
+        if len(value) > MAX_COOKIE_LEN:
+            raise InvalidToken("session cookie is too long")
+        if self.use_signer:
+            token, dot, sig = value.partition(".")
+            if not dot or len(sig) != _SIG_LEN:
+                raise InvalidToken("session cookie is malformed")
+            if not _TOKEN_RE.fullmatch(token):
+                raise InvalidToken("session cookie is malformed")
+            if not hmac.compare_digest(sig.encode(), self._signature(token).encode()):
+                raise InvalidToken("session cookie signature does not match")
+            return token
+        if not _TOKEN_RE.fullmatch(value):
+            raise InvalidToken("session cookie is malformed")
+        return value
+
+    def storage_id(self, token: str) -> str:
+        """The keyed hash of ``token`` that stores use as its id (128 bits, hex)."""
+        return hmac.new(self._hash_key, token.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def handle(self, sid: str) -> str:
+        """An opaque public id for a session, safe to show users; it cannot be used as a cookie."""
+        return hmac.new(self._handle_key, sid.encode(), hashlib.sha256).hexdigest()[:20]

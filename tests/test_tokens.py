@@ -1,0 +1,82 @@
+"""Tokens: entropy, cookie signing, keyed storage ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessionhub.exceptions import InvalidToken
+from sessionhub.tokens import TokenCodec, short
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def test_tokens_are_256_bit_and_unique() -> None:
+    """Each token carries 256 random bits and no two are alike."""
+    codec = TokenCodec(SECRET)
+    tokens = {codec.new_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    assert all(len(t) == 43 for t in tokens)  # 32 bytes, base64url without padding
+
+
+def test_signed_cookie_round_trips() -> None:
+    """A signed cookie yields back exactly its token."""
+    codec = TokenCodec(SECRET, use_signer=True)
+    token = codec.new_token()
+    cookie = codec.cookie_value(token)
+    assert cookie.startswith(token + ".")
+    assert codec.token_from_cookie(cookie) == token
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),  # tampered signature
+        lambda c: c[:10],  # truncated
+        lambda c: "x" + c[1:],  # tampered token
+        lambda c: c.split(".")[0],  # signature stripped
+        lambda c: "",
+        lambda c: "a" * 5000,  # huge
+        lambda c: c + ".extra",
+        lambda c: "☃" * 43 + "." + c.split(".")[1],
+    ],
+)
+def test_bad_cookies_are_rejected(mutate: object) -> None:
+    """Tampered, truncated, stripped, oversized and non-ASCII cookies raise InvalidToken."""
+    codec = TokenCodec(SECRET)
+    cookie = codec.cookie_value(codec.new_token())
+    with pytest.raises(InvalidToken):
+        codec.token_from_cookie(mutate(cookie))  # type: ignore[operator]
+
+
+def test_cookie_from_another_secret_is_foreign() -> None:
+    """A cookie signed under another SECRET_KEY is rejected."""
+    ours, theirs = TokenCodec(SECRET), TokenCodec(b"another-secret-key-of-32-bytes!!")
+    with pytest.raises(InvalidToken):
+        ours.token_from_cookie(theirs.cookie_value(theirs.new_token()))
+
+
+def test_unsigned_mode_still_checks_shape() -> None:
+    """Without the signer the cookie is the bare token, and garbage is still rejected."""
+    codec = TokenCodec(SECRET, use_signer=False)
+    token = codec.new_token()
+    assert codec.cookie_value(token) == token
+    assert codec.token_from_cookie(token) == token
+    with pytest.raises(InvalidToken):
+        codec.token_from_cookie("not a token")
+
+
+def test_storage_id_is_keyed_and_not_the_token() -> None:
+    """The storage id depends on the secret, is stable, and reveals nothing of the token."""
+    a, b = TokenCodec(SECRET), TokenCodec(b"another-secret-key-of-32-bytes!!")
+    token = a.new_token()
+    assert a.storage_id(token) == a.storage_id(token)
+    assert a.storage_id(token) != b.storage_id(token)
+    assert token not in a.storage_id(token)
+    assert short(a.storage_id(token)) == a.storage_id(token)[:8] + "..."
+
+
+def test_handle_differs_from_storage_id() -> None:
+    """Public handles are another derivation, so showing one never shows a key name."""
+    codec = TokenCodec(SECRET)
+    sid = codec.storage_id(codec.new_token())
+    assert codec.handle(sid) != sid[: len(codec.handle(sid))]
