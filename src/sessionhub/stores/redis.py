@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from ..session import Fields
-from .base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall
+from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
 REDIS_DOWN: tuple[type[Exception], ...] = (
     redis.ConnectionError,
@@ -74,14 +74,15 @@ class RedisOps:
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
     ) -> Op[Fields | None]:
-        args = (sid, now_ms, idle_ms, 1 if touch else 0, threshold_ms)
+        args: tuple[Arg, ...] = (sid, now_ms, idle_ms, 1 if touch else 0, threshold_ms)
         reply = yield ScriptCall(LOAD, (self.keys.session(sid), self.keys.index_of(sid)), args)
         return None if reply is None else _as_fields(reply)
 
     def _put_call(
         self, sid: str, fields: Fields, expires_ms: int, now_ms: int, mode: str
     ) -> ScriptCall:
-        args = (sid, expires_ms, now_ms, mode, fields.get("l", "0"), *_pairs(fields))
+        args: tuple[Arg, ...] = (sid, expires_ms, now_ms, mode, fields.get("l", "0"))
+        args += tuple(_pairs(fields))
         return ScriptCall(PUT, (self.keys.session(sid), self.keys.index_of(sid)), args)
 
     def create(self, sid: str, fields: Fields, expires_ms: int, now_ms: int) -> Op[None]:
@@ -95,7 +96,7 @@ class RedisOps:
             )
 
     def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
-        args = (len(delete), *delete, *_pairs(set_fields))
+        args: tuple[Arg, ...] = (len(delete), *delete, *_pairs(set_fields))
         reply = yield ScriptCall(UPDATE, (self.keys.session(sid),), args)
         return bool(reply)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..session import F_EXPIRES, Fields
 from ..tokens import short
-from .base import Op, done
+from .base import Op
 from .memory import MemoryStore
 from .redis import REDIS_DOWN, RedisOps
 
@@ -216,7 +216,7 @@ class ResilientCore:
         While degraded this does not touch Redis: the probe loop owns reconnection.
         """
         if not self._use_redis():
-            return (yield from done(None))
+            return None
         assert self.redis is not None
         start = time.perf_counter()
         try:
@@ -231,7 +231,7 @@ class ResilientCore:
     def recover(self) -> Op[bool]:
         """Try Redis; if it answers, reconcile and close the circuit. ``True`` once healthy."""
         if self.redis is None or not self.degraded:
-            return (yield from done(True))
+            return True
         try:
             yield from self.redis.ping()
             while True:

@@ -1,0 +1,308 @@
+"""The public entry points: :class:`SessionHub` (blocking) and :class:`AsyncSessionHub` (asyncio).
+
+Both run the same operations (:class:`~sessionhub.manager.SessionManager`) and differ only in how
+they reach Redis and how they run their background work: a daemon thread or an asyncio task that
+sweeps the memory store every ``SESSION.MEMORY_CLEANUP_INTERVAL`` seconds and, while degraded,
+probes Redis every ``REDIS.PROBE_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .config import RedisSettings, Settings
+from .manager import SessionManager
+from .session import Session
+from .stores.base import Op
+from .stores.drivers import run_async, run_sync
+from .stores.memory import MemoryStore
+from .stores.redis import KeySpace, RedisOps
+from .stores.resilient import Lifetimes, ResilientCore
+from .tokens import TokenCodec
+
+log = logging.getLogger("sessionhub")
+
+RETRY_BACKOFF_CAP = 0.05
+RETRY_BACKOFF_BASE = 0.01
+"""Retries are for a dropped connection, not a dead server: they must be short."""
+
+
+def redis_client_kwargs(rs: RedisSettings) -> dict[str, Any]:
+    """Client settings shared by the blocking and asyncio pools."""
+    return {
+        "socket_timeout": rs.socket_timeout,
+        "socket_connect_timeout": rs.connect_timeout,
+        "retry": Retry(ExponentialBackoff(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE), rs.retries),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "max_connections": rs.max_connections,
+        "decode_responses": True,
+        "health_check_interval": 0,
+    }
+
+
+_EPHEMERAL_SECRET = secrets.token_bytes(32)
+
+
+def resolve_secret(settings: Settings) -> bytes:
+    """``SECRET_KEY``, or a per-process random key (dev only) with a warning."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    log.warning(
+        "No SECRET_KEY set: using a random key; sessions will not survive a restart "
+        "and are not shared between processes (set SECRET_KEY)"
+    )
+    return _EPHEMERAL_SECRET
+
+
+def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
+    """The session manager the settings describe."""
+    ss = settings.session
+    ops = RedisOps(KeySpace(ss.key_prefix, ss.index_shards)) if with_redis else None
+    core = ResilientCore(
+        ops,
+        MemoryStore(ss.memory_max_sessions),
+        lifetimes=Lifetimes(
+            idle_ms=ss.expires * 1000,
+            absolute_ms=ss.absolute_lifetime * 1000,
+            refresh_threshold_ms=ss.refresh_threshold * 1000,
+        ),
+        migrate_on_recovery=ss.migrate_on_recovery,
+    )
+    codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer)
+    return SessionManager(core, codec)
+
+
+class SessionHub:
+    """Blocking session API over redis-py, with the memory fallback and its maintenance thread."""
+
+    def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        use_redis = settings.session.type == "redis"
+        self.manager = build_manager(settings, with_redis=use_redis)
+        self.client: redis.Redis | None = None
+        if use_redis:
+            self.client = client or redis.Redis.from_url(
+                settings.redis.connection_url(), **redis_client_kwargs(settings.redis)
+            )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.manager.core.on_degraded = self._wake.set
+        self._thread = threading.Thread(
+            target=self._maintain, name="sessionhub-maintenance", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, op: Op[Any]) -> Any:
+        """Run any operation (a generator from the manager or the core) to completion."""
+        return run_sync(op, self.client)
+
+    def open(self, cookie: str | None, *, touch: bool = True) -> Session | None:
+        """See :meth:`SessionManager.open`."""
+        result: Session | None = self.run(self.manager.open(cookie, touch=touch))
+        return result
+
+    def create(
+        self,
+        user_id: str | None = None,
+        *,
+        data: Mapping[str, Any] | None = None,
+        user_agent: str = "",
+        ip: str = "",
+    ) -> tuple[Session, str]:
+        """See :meth:`SessionManager.create`."""
+        op = self.manager.create(user_id, data=data, user_agent=user_agent, ip=ip)
+        result: tuple[Session, str] = self.run(op)
+        return result
+
+    def login(
+        self, user_id: str, *, previous: Session | None = None, user_agent: str = "", ip: str = ""
+    ) -> tuple[Session, str]:
+        """See :meth:`SessionManager.login`."""
+        op = self.manager.login(user_id, previous=previous, user_agent=user_agent, ip=ip)
+        result: tuple[Session, str] = self.run(op)
+        return result
+
+    def regenerate(self, session: Session) -> tuple[Session, str]:
+        """See :meth:`SessionManager.regenerate`."""
+        result: tuple[Session, str] = self.run(self.manager.regenerate(session))
+        return result
+
+    def extend(self, session: Session) -> Session | None:
+        """See :meth:`SessionManager.extend`."""
+        result: Session | None = self.run(self.manager.extend(session))
+        return result
+
+    def save(self, session: Session) -> bool:
+        """See :meth:`SessionManager.save`."""
+        return bool(self.run(self.manager.save(session)))
+
+    def destroy(self, sid: str) -> bool:
+        """See :meth:`SessionManager.destroy`."""
+        return bool(self.run(self.manager.destroy(sid)))
+
+    def stats(self) -> dict[str, Any]:
+        """See :meth:`SessionManager.stats`."""
+        result: dict[str, Any] = self.run(self.manager.stats())
+        return result
+
+    def health(self) -> dict[str, Any]:
+        """See :meth:`SessionManager.health`."""
+        result: dict[str, Any] = self.run(self.manager.health())
+        return result
+
+    def _maintain(self) -> None:
+        core = self.manager.core
+        probe = self.settings.redis.probe_interval
+        cleanup = self.settings.session.memory_cleanup_interval
+        next_sweep = time.monotonic() + cleanup
+        while not self._stop.is_set():
+            timeout = probe if core.degraded else max(0.0, next_sweep - time.monotonic())
+            self._wake.wait(timeout)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if core.degraded and self.client is not None:
+                with contextlib.suppress(Exception):  # a probe must never kill the thread
+                    self.client.connection_pool.disconnect()
+                    self.run(core.recover())
+            if time.monotonic() >= next_sweep:
+                core.sweep()
+                next_sweep = time.monotonic() + cleanup
+
+    def close(self) -> None:
+        """Stop the maintenance thread and close the connection pool."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        if self.client is not None:
+            self.client.close()
+
+
+class AsyncSessionHub:
+    """Asyncio session API over redis.asyncio; same operations as :class:`SessionHub`."""
+
+    def __init__(self, settings: Settings, *, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        use_redis = settings.session.type == "redis"
+        self.manager = build_manager(settings, with_redis=use_redis)
+        self.client: aioredis.Redis | None = None
+        if use_redis:
+            self.client = client or aioredis.Redis.from_url(
+                settings.redis.connection_url(), **redis_client_kwargs(settings.redis)
+            )
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.manager.core.on_degraded = self._on_degraded
+
+    def _on_degraded(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Start the maintenance task (done on first use if not called)."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
+
+    async def run(self, op: Op[Any]) -> Any:
+        """Run any operation (a generator from the manager or the core) to completion."""
+        if self._task is None:
+            await self.start()
+        return await run_async(op, self.client)
+
+    async def open(self, cookie: str | None, *, touch: bool = True) -> Session | None:
+        """See :meth:`SessionManager.open`."""
+        result: Session | None = await self.run(self.manager.open(cookie, touch=touch))
+        return result
+
+    async def create(
+        self,
+        user_id: str | None = None,
+        *,
+        data: Mapping[str, Any] | None = None,
+        user_agent: str = "",
+        ip: str = "",
+    ) -> tuple[Session, str]:
+        """See :meth:`SessionManager.create`."""
+        op = self.manager.create(user_id, data=data, user_agent=user_agent, ip=ip)
+        result: tuple[Session, str] = await self.run(op)
+        return result
+
+    async def login(
+        self, user_id: str, *, previous: Session | None = None, user_agent: str = "", ip: str = ""
+    ) -> tuple[Session, str]:
+        """See :meth:`SessionManager.login`."""
+        op = self.manager.login(user_id, previous=previous, user_agent=user_agent, ip=ip)
+        result: tuple[Session, str] = await self.run(op)
+        return result
+
+    async def regenerate(self, session: Session) -> tuple[Session, str]:
+        """See :meth:`SessionManager.regenerate`."""
+        result: tuple[Session, str] = await self.run(self.manager.regenerate(session))
+        return result
+
+    async def extend(self, session: Session) -> Session | None:
+        """See :meth:`SessionManager.extend`."""
+        result: Session | None = await self.run(self.manager.extend(session))
+        return result
+
+    async def save(self, session: Session) -> bool:
+        """See :meth:`SessionManager.save`."""
+        return bool(await self.run(self.manager.save(session)))
+
+    async def destroy(self, sid: str) -> bool:
+        """See :meth:`SessionManager.destroy`."""
+        return bool(await self.run(self.manager.destroy(sid)))
+
+    async def stats(self) -> dict[str, Any]:
+        """See :meth:`SessionManager.stats`."""
+        result: dict[str, Any] = await self.run(self.manager.stats())
+        return result
+
+    async def health(self) -> dict[str, Any]:
+        """See :meth:`SessionManager.health`."""
+        result: dict[str, Any] = await self.run(self.manager.health())
+        return result
+
+    async def _maintain(self) -> None:
+        assert self._wake is not None
+        core = self.manager.core
+        probe = self.settings.redis.probe_interval
+        cleanup = self.settings.session.memory_cleanup_interval
+        next_sweep = time.monotonic() + cleanup
+        while True:
+            timeout = probe if core.degraded else max(0.0, next_sweep - time.monotonic())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if core.degraded and self.client is not None:
+                try:
+                    await self.client.connection_pool.disconnect()
+                    await self.run(core.recover())
+                except Exception:  # a probe must never kill the task
+                    log.debug("probe failed", exc_info=True)
+            if time.monotonic() >= next_sweep:
+                core.sweep()
+                next_sweep = time.monotonic() + cleanup
+
+    async def aclose(self) -> None:
+        """Stop the maintenance task and close the connection pool."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.client is not None:
+            await self.client.aclose()

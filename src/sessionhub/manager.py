@@ -1,0 +1,160 @@
+"""Sessions as applications see them: cookies in, :class:`~sessionhub.session.Session` out.
+
+Like the stores, every method here is an I/O-free operation; :mod:`sessionhub.hub` runs them
+over a blocking or an asyncio Redis client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .session import Session, SessionRecord
+from .stores.base import Op
+from .stores.resilient import ResilientCore
+from .tokens import TokenCodec, short
+
+log = logging.getLogger("sessionhub.sessions")
+
+HEALTHY_MESSAGE = "Redis connection OK"
+DEGRADED_HEALTH_MESSAGE = "Redis unavailable; sessions are stored in memory (degraded mode)"
+MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
+
+
+class SessionManager:
+    """Creates, opens, saves and destroys sessions on a :class:`ResilientCore`."""
+
+    def __init__(self, core: ResilientCore, codec: TokenCodec) -> None:
+        self.core = core
+        self.codec = codec
+
+    def _where(self) -> str:
+        return "Redis" if self.core.mode == "redis" else "memory"
+
+    def sid_for_cookie(self, cookie: str) -> str:
+        """The storage id behind a cookie; raises :class:`~sessionhub.exceptions.InvalidToken`."""
+        return self.codec.storage_id(self.codec.token_from_cookie(cookie))
+
+    def open(self, cookie: str | None, *, touch: bool = True) -> Op[Session | None]:
+        """The live session a cookie names, or ``None``; a forged cookie raises ``InvalidToken``."""
+        if not cookie:
+            return None
+        sid = self.sid_for_cookie(cookie)
+        fields = yield from self.core.load(sid, touch=touch)
+        return None if fields is None else Session(SessionRecord.from_fields(sid, fields))
+
+    def create(
+        self,
+        user_id: str | None = None,
+        *,
+        data: Mapping[str, Any] | None = None,
+        user_agent: str = "",
+        ip: str = "",
+    ) -> Op[tuple[Session, str]]:
+        """A new session with a fresh token; returns it and the cookie value that carries it."""
+        token = self.codec.new_token()
+        sid = self.codec.storage_id(token)
+        now = self.core.clock()
+        lt = self.core.lifetimes
+        hard = now + lt.absolute_ms
+        record = SessionRecord(
+            sid=sid,
+            user_id=user_id,
+            created_ms=now,
+            last_seen_ms=now,
+            expires_ms=min(now + lt.idle_ms, hard),
+            hard_expires_ms=hard,
+            user_agent=user_agent,
+            ip=ip,
+            data=dict(data or {}),
+        )
+        yield from self.core.create(sid, record.to_fields(), record.expires_ms)
+        log.info("Session created in %s: %s", self._where(), short(sid))
+        session = Session(record, new=True)
+        return session, self.codec.cookie_value(token)
+
+    def login(
+        self,
+        user_id: str,
+        *,
+        previous: Session | None = None,
+        user_agent: str = "",
+        ip: str = "",
+    ) -> Op[tuple[Session, str]]:
+        """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data."""
+        data = dict(previous) if previous is not None else None
+        if previous is not None:
+            yield from self.destroy(previous.sid)
+        return (yield from self.create(user_id, data=data, user_agent=user_agent, ip=ip))
+
+    def regenerate(self, session: Session) -> Op[tuple[Session, str]]:
+        """Move a session to a new token, keeping its user, data and lifetime."""
+        new, cookie = yield from self.create(
+            session.user_id,
+            data=dict(session),
+            user_agent=session.record.user_agent,
+            ip=session.record.ip,
+        )
+        yield from self.destroy(session.sid)
+        return new, cookie
+
+    def save(self, session: Session) -> Op[bool]:
+        """Persist what changed (or destroy an invalidated session); ``False`` if it is gone."""
+        if session.invalidated:
+            yield from self.destroy(session.sid)
+            return True
+        delta = session.delta()
+        if not delta:
+            return True
+        ok = yield from self.core.update(session.sid, delta.set, delta.delete)
+        if ok:
+            session.mark_saved()
+        return ok
+
+    def extend(self, session: Session) -> Op[Session | None]:
+        """Slide the idle expiry now, within the absolute lifetime; ``None`` if it is gone."""
+        fields = yield from self.core.load(session.sid, touch=True, force=True)
+        if fields is None:
+            return None
+        return Session(SessionRecord.from_fields(session.sid, fields))
+
+    def destroy(self, sid: str) -> Op[bool]:
+        """Delete a session by storage id; ``True`` when it existed."""
+        existed = yield from self.core.destroy(sid)
+        if existed:
+            log.info("Session deleted from %s: %s", self._where(), short(sid))
+        return existed
+
+    def stats(self) -> Op[dict[str, Any]]:
+        """Session counts and where sessions are stored now."""
+        in_redis, in_memory = yield from self.core.count()
+        total = (in_redis or 0) + in_memory
+        return {
+            "total_sessions": total,
+            "redis_available": self.core.mode == "redis",
+            "mode": self.core.mode,
+            "redis_sessions": in_redis,
+            "memory_sessions": in_memory,
+        }
+
+    def health(self) -> Op[dict[str, Any]]:
+        """Redis health for load balancers: ``status`` is ``healthy`` or ``degraded``."""
+        latency = yield from self.core.ping()
+        in_redis, in_memory = yield from self.core.count()
+        mode = self.core.mode
+        if mode == "redis":
+            message = HEALTHY_MESSAGE
+        elif mode == "memory":
+            message = MEMORY_MESSAGE
+        else:
+            message = DEGRADED_HEALTH_MESSAGE
+        return {
+            # Memory-only is the configured store working as configured, not an outage.
+            "status": "degraded" if mode == "degraded" else "healthy",
+            "message": message,
+            "session_count": (in_redis or 0) + in_memory,
+            "latency_ms": None if latency is None else round(latency, 3),
+            "mode": mode,
+            "last_error": None if mode == "redis" else self.core.last_error,
+        }

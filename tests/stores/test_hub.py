@@ -1,0 +1,328 @@
+"""The library API over a real Redis, through both the blocking and the asyncio front ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from helpers import Blocking, LoopThread, every_string_in_redis
+from redis_server import RedisServer
+from sessionhub.config import Settings
+from sessionhub.hub import AsyncSessionHub, SessionHub
+
+MakeHub = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_hub(request: pytest.FixtureRequest, redis_url: str) -> Iterator[MakeHub]:
+    """Factory of hubs on the test Redis; the async one is driven from a loop thread."""
+    from conftest import build_settings
+
+    made: list[Any] = []
+    loop = LoopThread()
+
+    def make(**sections: dict[str, object]) -> Any:
+        settings: Settings = build_settings(redis_url, **sections)
+        if request.param == "sync":
+            hub: Any = SessionHub(settings)
+        else:
+            hub = Blocking(AsyncSessionHub(settings), loop)
+        made.append(hub)
+        return hub
+
+    yield make
+    for hub in made:
+        if isinstance(hub, SessionHub):
+            hub.close()
+        else:
+            hub.aclose()
+    loop.close()
+
+
+def test_create_open_save_destroy(make_hub: MakeHub) -> None:
+    """A user's session opens by its cookie, keeps saved data, and is gone after destroy."""
+    hub = make_hub()
+    session, cookie = hub.create("alice", user_agent="pytest", ip="127.0.0.1")
+    session["theme"] = "dark"
+    assert hub.save(session)
+    opened = hub.open(cookie)
+    assert opened is not None
+    assert opened.user_id == "alice"
+    assert dict(opened) == {"theme": "dark"}
+    assert opened.record.user_agent == "pytest"
+    assert hub.destroy(opened.sid)
+    assert hub.open(cookie) is None
+
+
+def test_unknown_but_well_formed_cookie_is_none(make_hub: MakeHub) -> None:
+    """A validly signed cookie for a session that never existed opens nothing."""
+    hub = make_hub()
+    codec = hub.manager.codec
+    assert hub.open(codec.cookie_value(codec.new_token())) is None
+
+
+def test_no_raw_token_is_stored(make_hub: MakeHub, redis_server: RedisServer) -> None:
+    """After many logins, no token (nor cookie) appears in any key, field, value or member."""
+    hub = make_hub()
+    tokens = []
+    for i in range(20):
+        session, cookie = hub.login(f"user{i}")
+        session["k"] = "v"
+        hub.save(session)
+        tokens.append(hub.manager.codec.token_from_cookie(cookie))
+    stored = b"\n".join(every_string_in_redis(redis_server.client()))
+    assert stored  # the check below would pass vacuously on an empty Redis
+    for token in tokens:
+        assert token.encode() not in stored
+
+
+def test_idle_expiry_slides_but_never_past_absolute_lifetime(make_hub: MakeHub) -> None:
+    """Use extends the idle expiry, but the absolute lifetime ends the session regardless."""
+    hub = make_hub(session={"EXPIRES": 1, "ABSOLUTE_LIFETIME": 2})
+    _, cookie = hub.create("alice")
+    time.sleep(0.6)
+    assert hub.open(cookie) is not None  # slides idle expiry to ~1.6 s
+    time.sleep(0.6)
+    assert hub.open(cookie) is not None  # alive at 1.2 s only because it slid
+    time.sleep(0.9)
+    assert hub.open(cookie) is None  # 2.1 s: past the absolute lifetime
+
+
+def test_idle_session_expires(make_hub: MakeHub) -> None:
+    """A session not used within EXPIRES seconds is gone."""
+    hub = make_hub(session={"EXPIRES": 1})
+    _, cookie = hub.create("alice")
+    time.sleep(1.2)
+    assert hub.open(cookie) is None
+
+
+def test_extend_moves_expiry_within_absolute(make_hub: MakeHub) -> None:
+    """extend() sets the idle expiry to now + EXPIRES, capped by the absolute lifetime."""
+    hub = make_hub(session={"EXPIRES": 60, "ABSOLUTE_LIFETIME": 90})
+    session, _ = hub.create("alice")
+    extended = hub.extend(session)
+    assert extended is not None
+    assert extended.record.expires_ms >= session.record.expires_ms
+    assert extended.record.expires_ms <= session.record.hard_expires_ms
+
+
+def test_redis_ttl_follows_the_slide(make_hub: MakeHub, redis_server: RedisServer) -> None:
+    """The Redis key's own TTL is the idle expiry, so Redis frees abandoned sessions itself."""
+    hub = make_hub(session={"EXPIRES": 100})
+    session, _ = hub.create("alice")
+    key = hub.manager.core.redis.keys.session(session.sid)
+    ttl = redis_server.client().pttl(key)
+    assert 95_000 < ttl <= 100_000
+
+
+def test_concurrent_writers_of_different_keys_both_persist(make_hub: MakeHub) -> None:
+    """Two requests holding the same session and changing different keys both persist."""
+    hub = make_hub()
+    _, cookie = hub.create("alice", data={"base": 0})
+    first, second = hub.open(cookie), hub.open(cookie)
+    first["a"] = 1
+    second["b"] = 2
+    assert hub.save(first)
+    assert hub.save(second)
+    assert dict(hub.open(cookie)) == {"base": 0, "a": 1, "b": 2}
+
+
+def test_concurrent_threads_write_disjoint_keys(redis_url: str) -> None:
+    """Sixteen threads each setting their own key on one session lose none of them."""
+    from conftest import build_settings
+
+    hub = SessionHub(build_settings(redis_url))
+    try:
+        _, cookie = hub.create("alice")
+        barrier = threading.Barrier(16)
+
+        def worker(i: int) -> None:
+            session = hub.open(cookie)
+            assert session is not None
+            session[f"k{i}"] = i
+            barrier.wait()
+            assert hub.save(session)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        final = hub.open(cookie)
+        assert final is not None
+        assert dict(final) == {f"k{i}": i for i in range(16)}
+    finally:
+        hub.close()
+
+
+def test_save_after_logout_does_not_resurrect(make_hub: MakeHub) -> None:
+    """A request that saves after another request logged the session out writes nothing."""
+    hub = make_hub()
+    session, cookie = hub.create("alice")
+    hub.destroy(session.sid)
+    session["late"] = True
+    assert hub.save(session) is False
+    assert hub.open(cookie) is None
+
+
+def test_login_always_issues_a_new_token(make_hub: MakeHub) -> None:
+    """Logging in with an existing session rotates the token and kills the old one."""
+    hub = make_hub()
+    anon, old_cookie = hub.create(None, data={"cart": [1]})
+    session, new_cookie = hub.login("alice", previous=anon)
+    assert new_cookie != old_cookie
+    assert hub.open(old_cookie) is None
+    assert dict(hub.open(new_cookie)) == {"cart": [1]}
+    assert session.user_id == "alice"
+
+
+def test_count_uses_the_index_and_prunes_expired(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    """stats() counts live sessions from the expiry index and drops expired members from it."""
+    hub = make_hub(session={"EXPIRES": 1, "INDEX_SHARDS": 4})
+    sessions = [hub.create(f"u{i}")[0] for i in range(5)]
+    hub.destroy(sessions[0].sid)
+    stats = hub.stats()
+    assert stats["total_sessions"] == 4
+    assert stats["redis_sessions"] == 4
+    time.sleep(1.2)
+    assert hub.stats()["total_sessions"] == 0
+    client = redis_server.client()
+    assert sum(client.zcard(f"session:{{{n}}}:idx") for n in range(4)) == 0
+
+
+def test_every_key_of_an_operation_shares_one_hash_tag(make_hub: MakeHub) -> None:
+    """Each session key and its index key hash to the same cluster slot, spread over shards."""
+    hub = make_hub(session={"INDEX_SHARDS": 8})
+    keys = hub.manager.core.redis.keys
+    slots = set()
+    for _ in range(40):
+        session, _ = hub.create("alice")
+        slot = key_slot(keys.session(session.sid).encode())
+        assert slot == key_slot(keys.index_of(session.sid).encode())
+        slots.add(slot)
+    assert len(slots) > 1
+
+
+def _commands_during(server: RedisServer, action: Callable[[], object]) -> list[str]:
+    """The client commands Redis received while ``action`` ran (script internals excluded)."""
+    client = server.client()
+    marker_client = server.client()
+    marker_client.ping()  # connect now, so its handshake is not counted
+    seen: list[str] = []
+    with client.monitor() as monitor:
+        marker = b"sessionhub-test-marker"
+        done = threading.Event()
+
+        def listen() -> None:
+            for event in monitor.listen():
+                command = event["command"]
+                if marker.decode() in command:
+                    if done.is_set():
+                        return
+                    done.set()
+                    continue
+                if done.is_set() and event.get("client_type") != "lua":
+                    seen.append(command.split(" ")[0].upper())
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        marker_client.echo(marker)
+        time.sleep(0.2)
+        action()
+        marker_client.echo(marker)
+        listener.join(timeout=5)
+    return [c for c in seen if c != "ECHO"]
+
+
+def test_load_and_slide_is_one_round_trip(redis_server: RedisServer, redis_url: str) -> None:
+    """Opening a session and sliding its expiry sends exactly one command (one EVALSHA)."""
+    from conftest import build_settings
+
+    hub = SessionHub(build_settings(redis_url))
+    try:
+        session, cookie = hub.create("alice")
+        hub.open(cookie)  # the script is cached in Redis now
+        assert _commands_during(redis_server, lambda: hub.open(cookie)) == ["EVALSHA"]
+        session["x"] = 1
+        assert _commands_during(redis_server, lambda: hub.save(session)) == ["EVALSHA"]
+    finally:
+        hub.close()
+
+
+def test_works_after_script_cache_flush(make_hub: MakeHub, redis_server: RedisServer) -> None:
+    """After SCRIPT FLUSH (or a Redis restart) calls fall back to EVAL and keep working."""
+    hub = make_hub()
+    _, cookie = hub.create("alice")
+    redis_server.client().script_flush()
+    assert hub.open(cookie) is not None
+    redis_server.client().script_flush()
+    assert hub.stats()["total_sessions"] == 1
+
+
+def test_memory_only_mode_needs_no_redis() -> None:
+    """SESSION.TYPE = memory serves sessions with no Redis anywhere."""
+    from conftest import build_settings
+
+    hub = SessionHub(build_settings(None))
+    try:
+        assert hub.client is None
+        session, cookie = hub.create("alice")
+        session["a"] = 1
+        hub.save(session)
+        assert dict(hub.open(cookie)) == {"a": 1}
+        assert hub.health()["status"] == "healthy"
+        assert hub.stats() == {
+            "total_sessions": 1,
+            "redis_available": False,
+            "mode": "memory",
+            "redis_sessions": None,
+            "memory_sessions": 1,
+        }
+    finally:
+        hub.close()
+
+
+def test_values_round_trip_unicode_and_nesting(make_hub: MakeHub) -> None:
+    """Unicode text, nested structures and nulls come back exactly."""
+    hub = make_hub()
+    session, cookie = hub.create("alice")
+    session["name"] = "张三 ☃"
+    session["nested"] = {"a": [1, 2, {"b": None}], "c": True}
+    hub.save(session)
+    assert dict(hub.open(cookie)) == {
+        "name": "张三 ☃",
+        "nested": {"a": [1, 2, {"b": None}], "c": True},
+    }
+
+
+def test_garbage_in_redis_does_not_crash(make_hub: MakeHub, redis_server: RedisServer) -> None:
+    """A session hash missing its metadata is treated as gone, not as an error."""
+    hub = make_hub()
+    session, cookie = hub.create("alice")
+    key = hub.manager.core.redis.keys.session(session.sid)
+    redis_server.client().hdel(key, "x")
+    assert hub.open(cookie) is None
+    assert redis_server.client().exists(key) == 0
+
+
+def test_redis_errors_other_than_outages_propagate(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    """A wrong-type key is a bug to report, not an outage: it raises rather than degrading."""
+    hub = make_hub()
+    session, cookie = hub.create("alice")
+    key = hub.manager.core.redis.keys.session(session.sid)
+    client = redis_server.client()
+    client.delete(key)
+    client.set(key, "not a hash")
+    with pytest.raises(redis.ResponseError):
+        hub.open(cookie)
+    assert hub.manager.core.mode == "redis"
