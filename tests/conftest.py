@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from helpers import build_settings
 from redis_server import RedisServer
 from sessionhub.config import Settings
 
@@ -58,19 +59,6 @@ def fresh_redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
-
-
-def build_settings(redis_url: str | None = None, **sections: dict[str, object]) -> Settings:
-    """Settings for a test: YAML-style UPPERCASE sections merged over fast, test-friendly values."""
-    data: dict[str, dict[str, object]] = {
-        "REDIS": {"SOCKET_TIMEOUT": 2.0, "CONNECT_TIMEOUT": 2.0, "PROBE_INTERVAL": 0.5},
-        "SESSION": {"TYPE": "redis" if redis_url else "memory"},
-    }
-    if redis_url:
-        data["REDIS"]["URL"] = redis_url
-    for name, values in sections.items():
-        data.setdefault(name.upper(), {}).update(values)
-    return Settings.model_validate({"SECRET_KEY": "test-secret-key-0123456789", **data})
 
 
 @pytest.fixture

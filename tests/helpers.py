@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import argon2
 import redis
+
+from sessionhub.config import Settings
 
 T = TypeVar("T")
 
@@ -81,3 +84,34 @@ def every_string_in_redis(client: redis.Redis) -> list[bytes]:
                 for field, value in entry.items():
                     out += [field, value]
     return out
+
+
+def build_settings(redis_url: str | None = None, **sections: object) -> Settings:
+    """Settings for a test: YAML-style UPPERCASE sections merged over fast, test-friendly values.
+
+    A mapping value is merged into its section; anything else (``users=[...]``) is set as is.
+    """
+    data: dict[str, Any] = {
+        "REDIS": {"SOCKET_TIMEOUT": 2.0, "CONNECT_TIMEOUT": 2.0, "PROBE_INTERVAL": 0.5},
+        "SESSION": {"TYPE": "redis" if redis_url else "memory"},
+    }
+    if redis_url:
+        data["REDIS"]["URL"] = redis_url
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            data.setdefault(name.upper(), {}).update(values)
+        else:
+            data[name.upper()] = values
+    return Settings.model_validate({"SECRET_KEY": "test-secret-key-0123456789", **data})
+
+
+PASSWORD = "correct horse battery staple"
+ADMIN_KEY = "admin-key-0123456789abcdef"
+# Cheap parameters keep the suite fast; production hashes come from `sessionhub hash-password`.
+PASSWORD_HASH = argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(PASSWORD)
+
+
+def service_settings(redis_url: str | None, **sections: object) -> Settings:
+    """Settings with two users (alice, bob) and an admin key."""
+    users = [{"USERNAME": name, "PASSWORD_HASH": PASSWORD_HASH} for name in ("alice", "bob")]
+    return build_settings(redis_url, users=users, admin={"API_KEYS": [ADMIN_KEY]}, **sections)

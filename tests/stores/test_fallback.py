@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import build_settings
-from helpers import Blocking, LoopThread, wait_for
+from helpers import Blocking, LoopThread, build_settings, wait_for
 from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub, SessionHub
 

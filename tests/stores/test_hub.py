@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from helpers import Blocking, LoopThread, every_string_in_redis
+from helpers import Blocking, LoopThread, build_settings, every_string_in_redis
 from redis_server import RedisServer
 from sessionhub.config import Settings
 from sessionhub.hub import AsyncSessionHub, SessionHub
@@ -22,7 +22,6 @@ MakeHub = Callable[..., Any]
 @pytest.fixture(params=["sync", "async"])
 def make_hub(request: pytest.FixtureRequest, redis_url: str) -> Iterator[MakeHub]:
     """Factory of hubs on the test Redis; the async one is driven from a loop thread."""
-    from conftest import build_settings
 
     made: list[Any] = []
     loop = LoopThread()
@@ -135,7 +134,6 @@ def test_concurrent_writers_of_different_keys_both_persist(make_hub: MakeHub) ->
 
 def test_concurrent_threads_write_disjoint_keys(redis_url: str) -> None:
     """Sixteen threads each setting their own key on one session lose none of them."""
-    from conftest import build_settings
 
     hub = SessionHub(build_settings(redis_url))
     try:
@@ -244,7 +242,6 @@ def _commands_during(server: RedisServer, action: Callable[[], object]) -> list[
 
 def test_load_and_slide_is_one_round_trip(redis_server: RedisServer, redis_url: str) -> None:
     """Opening a session and sliding its expiry sends exactly one command (one EVALSHA)."""
-    from conftest import build_settings
 
     hub = SessionHub(build_settings(redis_url))
     try:
@@ -269,7 +266,6 @@ def test_works_after_script_cache_flush(make_hub: MakeHub, redis_server: RedisSe
 
 def test_memory_only_mode_needs_no_redis() -> None:
     """SESSION.TYPE = memory serves sessions with no Redis anywhere."""
-    from conftest import build_settings
 
     hub = SessionHub(build_settings(None))
     try:

@@ -1,0 +1,1 @@
+"""The HTTP service: an ASGI app (Starlette) over :class:`~sessionhub.hub.AsyncSessionHub`."""

@@ -1,0 +1,58 @@
+"""Builds the ASGI application from settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from ..config import Settings, load_settings
+from ..hub import AsyncSessionHub
+from .auth import PasswordChecker
+from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from .routes import routes
+
+log = logging.getLogger("sessionhub.service")
+
+CONNECTED_MESSAGE = "Redis connected, sessions stored in Redis"
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The SessionHub service for ``settings``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub = AsyncSessionHub(settings)
+        app.state.hub = hub
+        await hub.start()
+        if settings.session.type == "memory":
+            log.warning("SESSION.TYPE is memory: sessions live in this process only")
+        else:
+            health = await hub.health()  # a failed ping opens the circuit and logs degraded mode
+            if health["status"] == "healthy":
+                log.info("%s (%s)", CONNECTED_MESSAGE, settings.redis.masked_url())
+        try:
+            yield
+        finally:
+            await hub.aclose()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error_handler,
+            HTTPException: http_error_handler,
+            Exception: unexpected_error_handler,
+        },
+    )
+    app.state.settings = settings
+    app.state.passwords = PasswordChecker(settings.users)
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(load_settings())

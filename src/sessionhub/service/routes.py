@@ -1,0 +1,186 @@
+"""The endpoints of the seed: login, logout, me, extend, stats and Redis health."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..config import Settings
+from ..config import redacted as redacted_config
+from ..exceptions import InvalidToken
+from ..hub import AsyncSessionHub
+from ..session import Session
+from .auth import PasswordChecker, require_admin
+from .bodies import read_json_object, string_field
+from .errors import ApiError, ok
+
+MAX_USERNAME = 128
+MAX_PASSWORD = 1024
+
+
+def iso(ms: int) -> str:
+    """A Unix time in milliseconds as ISO 8601 UTC with a ``Z``."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def session_view(session: Session) -> dict[str, Any]:
+    """What a client may see of its own session."""
+    r = session.record
+    return {
+        "user_id": r.user_id,
+        "created_at": iso(r.created_ms),
+        "last_seen_at": iso(r.last_seen_ms),
+        "expires_at": iso(r.expires_ms),
+        "absolute_expires_at": iso(r.hard_expires_ms),
+    }
+
+
+def _hub(request: Request) -> AsyncSessionHub:
+    hub: AsyncSessionHub = request.app.state.hub
+    return hub
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def current_session(request: Request, *, touch: bool = True) -> Session:
+    """The caller's live session; 401 with the reason otherwise."""
+    cookie = request.cookies.get(_settings(request).session.cookie_name)
+    if not cookie:
+        raise ApiError(401, "not_authenticated", "no session cookie; log in first")
+    try:
+        session = await _hub(request).open(cookie, touch=touch)
+    except InvalidToken as exc:
+        raise ApiError(401, "invalid_session", f"{exc}; log in again") from exc
+    if session is None or session.user_id is None:
+        raise ApiError(401, "session_expired", "the session has expired or was logged out")
+    return session
+
+
+def set_session_cookie(request: Request, response: Response, cookie: str, session: Session) -> None:
+    ss = _settings(request).session
+    max_age = None
+    if ss.permanent:
+        max_age = max(0, (session.record.hard_expires_ms - session.record.created_ms) // 1000)
+    response.set_cookie(
+        ss.cookie_name,
+        cookie,
+        max_age=max_age,
+        path=ss.cookie_path,
+        domain=ss.cookie_domain,
+        secure=ss.cookie_secure,
+        httponly=ss.cookie_httponly,
+        samesite=ss.cookie_samesite,
+    )
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    ss = _settings(request).session
+    response.delete_cookie(
+        ss.cookie_name,
+        path=ss.cookie_path,
+        domain=ss.cookie_domain,
+        secure=ss.cookie_secure,
+        httponly=ss.cookie_httponly,
+        samesite=ss.cookie_samesite,
+    )
+
+
+async def login(request: Request) -> Response:
+    settings = _settings(request)
+    body = await read_json_object(request, settings.server.max_body_bytes)
+    username = string_field(body, "username", max_len=MAX_USERNAME)
+    password = string_field(body, "password", max_len=MAX_PASSWORD)
+    checker: PasswordChecker = request.app.state.passwords
+    if not await run_in_threadpool(checker.check, username, password):
+        raise ApiError(401, "invalid_credentials", "wrong username or password")
+    hub = _hub(request)
+    previous = None
+    old_cookie = request.cookies.get(settings.session.cookie_name)
+    if old_cookie:
+        try:
+            previous = await hub.open(old_cookie, touch=False)
+        except InvalidToken:
+            previous = None
+    # A login never reuses the presented token: it always issues a new one (fixation).
+    session, cookie = await hub.login(
+        username,
+        previous=previous,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=client_ip(request),
+    )
+    response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
+    set_session_cookie(request, response, cookie, session)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    cookie = request.cookies.get(_settings(request).session.cookie_name)
+    logged_out = False
+    if cookie:
+        hub = _hub(request)
+        try:
+            logged_out = await hub.destroy(hub.manager.sid_for_cookie(cookie))
+        except InvalidToken:
+            logged_out = False
+    response = ok({"logged_out": logged_out})
+    clear_session_cookie(request, response)
+    return response
+
+
+async def me(request: Request) -> Response:
+    return ok(session_view(await current_session(request)))
+
+
+async def extend(request: Request) -> Response:
+    session = await current_session(request, touch=False)
+    extended = await _hub(request).extend(session)
+    if extended is None:
+        raise ApiError(401, "session_expired", "the session has expired or was logged out")
+    return ok(session_view(extended))
+
+
+async def stats(request: Request) -> Response:
+    return ok(await _hub(request).stats())
+
+
+async def redis_health(request: Request) -> Response:
+    data = await _hub(request).health()
+    return JSONResponse(
+        {"success": True, "data": data},
+        status_code=200 if data["status"] == "healthy" else 503,
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return ok({"status": "ok"})
+
+
+async def admin_config(request: Request) -> Response:
+    settings = _settings(request)
+    require_admin(request, [k.get_secret_value() for k in settings.admin.api_keys])
+    return ok(redacted_config(settings))
+
+
+routes = [
+    Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/auth/logout", logout, methods=["POST"]),
+    Route("/api/auth/me", me, methods=["GET"]),
+    Route("/api/session/extend", extend, methods=["POST"]),
+    Route("/api/session/stats", stats, methods=["GET"]),
+    Route("/api/health/redis", redis_health, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/api/admin/config", admin_config, methods=["GET"]),
+]

@@ -1,0 +1,102 @@
+"""The seed's fallback story end to end over HTTP, with redis-server really killed and restarted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+from starlette.testclient import TestClient
+
+from conftest import login
+from helpers import PASSWORD, wait_for
+from redis_server import RedisServer
+
+PROBE = 0.5
+FAST = 0.5  # the configured socket timeout is 2 s: a request that waited on Redis is slower
+
+
+def timed(call: Callable[[], httpx.Response]) -> httpx.Response:
+    """Send a request; fail if it took long enough to have waited on Redis."""
+    start = time.monotonic()
+    response = call()
+    elapsed = time.monotonic() - start
+    assert elapsed < FAST, f"request took {elapsed:.2f} s while degraded"
+    return response
+
+
+def test_fallback_story(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """Log in, kill Redis, keep working from memory, restart it, and find everything reconciled."""
+    server = fresh_redis_server
+    app_client = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+    hub = app_client.app.state.hub  # type: ignore[attr-defined]
+    keys = hub.manager.core.redis.keys
+    before = login(app_client)  # alice, logged in while Redis is up
+    app_client.cookies.clear()
+    leaver = login(app_client, "bob")  # bob, logs out during the outage
+    app_client.cookies.clear()
+
+    server.kill()
+
+    # Everything keeps working, from memory, without waiting on Redis.
+    me = timed(lambda: app_client.get("/api/auth/me", cookies={"session": before}))
+    assert me.status_code == 200
+    assert me.json()["data"]["user_id"] == "alice"
+    during = timed(
+        lambda: app_client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    )
+    assert during.status_code == 200
+    outage_cookie = during.cookies["session"]
+    app_client.cookies.clear()
+    assert timed(
+        lambda: app_client.get("/api/auth/me", cookies={"session": outage_cookie})
+    ).is_success
+    extended = timed(lambda: app_client.post("/api/session/extend", cookies={"session": before}))
+    assert extended.status_code == 200
+    bye = timed(lambda: app_client.post("/api/auth/logout", cookies={"session": leaver}))
+    assert bye.json()["data"] == {"logged_out": True}
+    assert (
+        timed(lambda: app_client.get("/api/auth/me", cookies={"session": leaver})).status_code
+        == 401
+    )
+
+    health = timed(lambda: app_client.get("/api/health/redis"))
+    assert health.status_code == 503
+    assert health.json()["data"]["status"] == "degraded"
+    stats = timed(lambda: app_client.get("/api/session/stats")).json()["data"]
+    assert stats["redis_available"] is False
+    assert stats["mode"] == "degraded"
+    assert timed(lambda: app_client.get("/healthz")).status_code == 200
+
+    server.restart()
+
+    wait_for(lambda: app_client.get("/api/health/redis").status_code == 200, timeout=PROBE * 4)
+    fresh = login(app_client)  # new sessions land in Redis
+    app_client.cookies.clear()
+    raw = server.client()
+    sid = hub.manager.sid_for_cookie
+    assert raw.exists(keys.session(sid(fresh))) == 1
+    assert raw.exists(keys.session(sid(outage_cookie))) == 1  # outage session copied in
+    assert raw.exists(keys.session(sid(before))) == 1  # touched in the outage, written back
+    assert raw.exists(keys.session(sid(leaver))) == 0  # logout in the outage stays
+    assert app_client.get("/api/auth/me", cookies={"session": outage_cookie}).status_code == 200
+    assert app_client.get("/api/auth/me", cookies={"session": leaver}).status_code == 401
+    stats = app_client.get("/api/session/stats").json()["data"]
+    assert stats["redis_available"] is True
+    assert stats["redis_sessions"] == 3  # before, outage_cookie, fresh
+
+
+def test_service_starts_degraded_without_redis(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """With no Redis reachable at start the service starts, degraded, and serves logins."""
+    fresh_redis_server.stop()
+    app_client = make_client(fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE})
+    assert app_client.get("/api/health/redis").status_code == 503
+    cookie = login(app_client)
+    assert app_client.get("/api/auth/me", cookies={"session": cookie}).status_code == 200
+    fresh_redis_server.start()
+    wait_for(lambda: app_client.get("/api/health/redis").status_code == 200, timeout=PROBE * 4)
+    assert app_client.get("/api/auth/me", cookies={"session": cookie}).status_code == 200

@@ -1,0 +1,187 @@
+"""The ``sessionhub`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import argon2
+import pytest
+
+from helpers import ADMIN_KEY, PASSWORD_HASH
+from redis_server import RedisServer, free_port
+
+SECRET = "cli-test-secret-0123456789"
+
+
+def run_cli(
+    *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sessionhub ARGS`` with a clean environment (no REDIS_* or SESSIONHUB_* leaking in)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SESSIONHUB_"))}
+    base.pop("SECRET_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sessionhub.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **(env or {})},
+    )
+
+
+def write_config(path: Path, redis_url: str, **extra: object) -> Path:
+    """A config file for the CLI tests."""
+    import yaml
+
+    data = {
+        "SECRET_KEY": SECRET,
+        "REDIS": {"URL": redis_url, "SOCKET_TIMEOUT": 1.0, "CONNECT_TIMEOUT": 1.0},
+        "ADMIN": {"API_KEYS": [ADMIN_KEY]},
+        "USERS": [{"USERNAME": "alice", "PASSWORD_HASH": PASSWORD_HASH}],
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_config_check_masks_secrets(tmp_path: Path, redis_url: str) -> None:
+    """config check prints the effective config with every secret masked."""
+    config = write_config(tmp_path / "config.yaml", redis_url)
+    result = run_cli("config", "check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+    assert SECRET not in result.stdout
+    assert ADMIN_KEY not in result.stdout
+    assert PASSWORD_HASH not in result.stdout
+    assert "EXPIRES: 7200" in result.stdout
+
+
+def test_bad_config_is_one_line_without_traceback(tmp_path: Path) -> None:
+    """A bad value stops the command with one line naming key, value and what is allowed."""
+    (tmp_path / "config.yaml").write_text("SESSION:\n  EXPIRES: soon\n")
+    result = run_cli("config", "check", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SESSION.EXPIRES" in lines[0]
+    assert "soon" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_env_override_is_validated_too(tmp_path: Path) -> None:
+    """A bad environment override is reported naming the variable."""
+    result = run_cli("config", "check", cwd=tmp_path, env={"REDIS_PORT": "http"})
+    assert result.returncode == 2
+    assert "REDIS_PORT" in result.stderr
+
+
+def test_prod_requires_secret_key(tmp_path: Path) -> None:
+    """With SESSIONHUB_ENV=prod and no SECRET_KEY the command refuses to start."""
+    result = run_cli("config", "check", cwd=tmp_path, env={"SESSIONHUB_ENV": "prod"})
+    assert result.returncode == 2
+    assert "SECRET_KEY is required" in result.stderr
+
+
+def test_hash_password_reads_stdin(tmp_path: Path) -> None:
+    """hash-password prints an argon2id hash that verifies the password it was given."""
+    result = run_cli("hash-password", cwd=tmp_path, stdin="s3cret!\n")
+    assert result.returncode == 0, result.stderr
+    hashed = result.stdout.strip()
+    assert hashed.startswith("$argon2id$")
+    assert argon2.PasswordHasher().verify(hashed, "s3cret!")
+
+
+def test_health_and_stats_against_redis(tmp_path: Path, redis_url: str) -> None:
+    """health exits 0 with healthy JSON on a live Redis; stats prints the counts."""
+    config = write_config(tmp_path / "c.yaml", redis_url)
+    health = run_cli("health", "--config", str(config), cwd=tmp_path)
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout)["status"] == "healthy"
+    stats = run_cli("stats", "--config", str(config), cwd=tmp_path)
+    assert json.loads(stats.stdout)["total_sessions"] == 0
+
+
+def test_health_exits_1_when_redis_is_down(tmp_path: Path) -> None:
+    """health exits 1 and says degraded when Redis cannot be reached."""
+    config = write_config(tmp_path / "c.yaml", f"redis://127.0.0.1:{free_port()}/0")
+    result = run_cli("health", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "degraded"
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_starts_degraded_and_recovers(tmp_path: Path, workers: int) -> None:
+    """serve starts with no Redis, logs that it is degraded, then finds Redis when it appears."""
+    server = RedisServer()
+    server.start()
+    server.stop()  # reserve a port with nothing on it yet
+    port = free_port()
+    config = write_config(
+        tmp_path / "c.yaml",
+        server.url,
+        REDIS={
+            "URL": server.url,
+            "PROBE_INTERVAL": 0.5,
+            "SOCKET_TIMEOUT": 1.0,
+            "CONNECT_TIMEOUT": 1.0,
+        },
+    )
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sessionhub.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _ = _get(base + "/healthz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        assert _get(base + "/api/health/redis")[0] == 503
+        text = (tmp_path / "serve.log").read_text()
+        assert "Redis unavailable, sessions stored in memory (degraded mode)" in text
+        server.start()
+        deadline = time.monotonic() + 10
+        while _get(base + "/api/health/redis")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+        server.close()
