@@ -312,3 +312,19 @@ def test_redis_type_errors_are_a_clean_500(client: TestClient, redis_server: Red
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert "Traceback" not in response.text
+
+
+def test_no_cookie_or_token_reaches_redis(client: TestClient, redis_server: RedisServer) -> None:
+    """After logins over HTTP, neither a cookie nor its token appears anywhere in Redis."""
+    from helpers import every_string_in_redis
+
+    cookies = []
+    for user in ("alice", "bob", "alice"):
+        cookies.append(login(client, user))
+        client.cookies.clear()
+    stored = b"\n".join(every_string_in_redis(redis_server.client()))
+    assert stored
+    for cookie in cookies:
+        token = cookie.split(".")[0]
+        assert token.encode() not in stored
+        assert cookie.encode() not in stored

@@ -75,3 +75,20 @@ def test_threads_do_not_corrupt_the_store() -> None:
         t.join()
     assert len(store) == 500
     assert store.evictions == 8 * 300 - 500
+
+
+def test_background_sweeper_runs_on_its_interval() -> None:
+    """The hub's maintenance loop empties expired sessions from memory without any read."""
+    from helpers import build_settings, wait_for
+    from sessionhub.hub import SessionHub
+
+    settings = build_settings(None, session={"EXPIRES": 1, "MEMORY_CLEANUP_INTERVAL": 0.2})
+    hub = SessionHub(settings)
+    try:
+        for _ in range(5):
+            hub.create("alice")
+        memory = hub.manager.core.memory
+        assert len(memory) == 5
+        wait_for(lambda: len(memory) == 0, timeout=5)
+    finally:
+        hub.close()
