@@ -26,15 +26,19 @@ def _binary(config: pytest.Config) -> str | None:
     return str(value) if value else None
 
 
-@pytest.fixture(scope="session")
-def redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
-    """One redis-server shared by the whole session; do not stop or kill it in tests."""
-    server = RedisServer(binary=_binary(pytestconfig))
+def _running_server(config: pytest.Config) -> Iterator[RedisServer]:
+    server = RedisServer(binary=_binary(config))
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    """One redis-server shared by the whole session; do not stop or kill it in tests."""
+    yield from _running_server(pytestconfig)
 
 
 @pytest.fixture
@@ -53,12 +57,7 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def fresh_redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
     """A private redis-server for this test only, free to stop, kill and restart."""
-    server = RedisServer(binary=_binary(pytestconfig))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _running_server(pytestconfig)
 
 
 @pytest.fixture

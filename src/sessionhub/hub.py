@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -84,18 +84,28 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     return SessionManager(core, codec)
 
 
-class SessionHub:
-    """Blocking session API over redis-py, with the memory fallback and its maintenance thread."""
+C = TypeVar("C", redis.Redis, aioredis.Redis)
 
-    def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
+
+class _HubBase(Generic[C]):
+    """What both front ends hold: settings, the manager, and a Redis client unless memory-only."""
+
+    def __init__(self, settings: Settings, client: C | None, client_class: type[C]) -> None:
         self.settings = settings
         use_redis = settings.session.type == "redis"
         self.manager = build_manager(settings, with_redis=use_redis)
-        self.client: redis.Redis | None = None
+        self.client: C | None = None
         if use_redis:
-            self.client = client or redis.Redis.from_url(
+            self.client = client or client_class.from_url(
                 settings.redis.connection_url(), **redis_client_kwargs(settings.redis)
             )
+
+
+class SessionHub(_HubBase[redis.Redis]):
+    """Blocking session API over redis-py, with the memory fallback and its maintenance thread."""
+
+    def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
+        super().__init__(settings, client, redis.Redis)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.manager.core.on_degraded = self._wake.set
@@ -190,18 +200,11 @@ class SessionHub:
             self.client.close()
 
 
-class AsyncSessionHub:
+class AsyncSessionHub(_HubBase[aioredis.Redis]):
     """Asyncio session API over redis.asyncio; same operations as :class:`SessionHub`."""
 
     def __init__(self, settings: Settings, *, client: aioredis.Redis | None = None) -> None:
-        self.settings = settings
-        use_redis = settings.session.type == "redis"
-        self.manager = build_manager(settings, with_redis=use_redis)
-        self.client: aioredis.Redis | None = None
-        if use_redis:
-            self.client = client or aioredis.Redis.from_url(
-                settings.redis.connection_url(), **redis_client_kwargs(settings.redis)
-            )
+        super().__init__(settings, client, aioredis.Redis)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.manager.core.on_degraded = self._on_degraded
