@@ -1,0 +1,245 @@
+"""Django: a session engine on the SessionHub store.
+
+In ``settings.py``::
+
+    SESSION_ENGINE = "sessionhub.integrations.django"
+    SESSIONHUB = {"REDIS": {"URL": "redis://localhost:6379/0"}}   # or a sessionhub Settings
+
+Django's own ``SECRET_KEY`` signs the tokens and ``SESSION_COOKIE_AGE`` is the idle timeout
+unless ``SESSIONHUB`` sets ``SESSION.EXPIRES``. Django's session middleware keeps owning the
+cookie (name, age, flags), so ``request.session``, ``cycle_key()``, ``flush()``,
+``django.contrib.auth.login``/``logout`` and the ``a*`` async methods all work as usual; while
+Redis is down sessions live in memory and go back to Redis when it returns.
+
+A session logged in with ``django.contrib.auth`` is bound to the user id in the store as well,
+which rotates its token once more at the save that follows the login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from django.conf import settings as django_settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.core.signals import setting_changed
+
+from ..config import Settings
+from ..exceptions import ConfigError, InvalidToken
+from ..hub import SessionHub, redis_client_kwargs
+from ..manager import SessionManager
+from ..session import Session
+from ..stores.base import Op
+from ..stores.drivers import run_async
+from .base import merge_settings
+
+__all__ = ["SessionStore", "close_hub", "django_settings_for_hub", "get_hub"]
+
+_lock = threading.Lock()
+_hub: SessionHub | None = None
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+WATCHED_SETTINGS = frozenset({"SESSIONHUB", "SECRET_KEY", "SESSION_COOKIE_AGE"})
+
+
+def django_settings_for_hub() -> Settings:
+    """``settings.SESSIONHUB`` first, then Django's ``SECRET_KEY`` and ``SESSION_COOKIE_AGE``."""
+    base = getattr(django_settings, "SESSIONHUB", None)
+    if base is not None and not isinstance(base, (Settings, Mapping)):
+        raise ConfigError("SESSIONHUB must be a sessionhub Settings or a mapping of UPPERCASE keys")
+    age = int(django_settings.SESSION_COOKIE_AGE)
+    session = {"EXPIRES": age, "ABSOLUTE_LIFETIME": max(age, 604800)}
+    return merge_settings(base, SECRET_KEY=django_settings.SECRET_KEY or None, SESSION=session)
+
+
+def get_hub() -> SessionHub:
+    """The process-wide blocking hub (made on first use; remade when its settings change)."""
+    global _hub
+    with _lock:
+        if _hub is None:
+            _hub = SessionHub(django_settings_for_hub())
+        return _hub
+
+
+def close_hub() -> None:
+    """Close the process-wide hub; the next session operation makes a new one."""
+    global _hub
+    with _lock:
+        hub, _hub = _hub, None
+        _loop_clients.clear()
+    if hub is not None:
+        hub.close()
+
+
+def _on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting in WATCHED_SETTINGS:
+        close_hub()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="sessionhub-django-settings")
+
+
+def _loop_client(hub: SessionHub) -> aioredis.Redis | None:
+    """An asyncio client for the running loop; it shares the blocking hub's store and fallback."""
+    if hub.client is None:
+        return None
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(
+            hub.settings.redis.connection_url(), **redis_client_kwargs(hub.settings.redis)
+        )
+        _loop_clients[loop] = client
+    return client
+
+
+def _open(manager: SessionManager, cookie: str | None, *, touch: bool) -> Op[Session | None]:
+    if not cookie:
+        return None
+    try:
+        sid = manager.sid_for_cookie(cookie)
+    except InvalidToken:
+        return None
+    del sid
+    return (yield from manager.open(cookie, touch=touch))
+
+
+class SessionStore(SessionBase):
+    """Django ``SessionStore``; the session key is the (signed) SessionHub cookie value."""
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        self._hs: Session | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def hub(self) -> SessionHub:
+        """The hub all stores share."""
+        return get_hub()
+
+    def _run(self, op: Op[Any]) -> Any:
+        return self.hub.run(op)
+
+    async def _arun(self, op: Op[Any]) -> Any:
+        return await run_async(op, _loop_client(self.hub))
+
+    def _data(self, *, no_load: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = self._get_session(no_load=no_load)  # type: ignore[attr-defined]
+        return dict(data)
+
+    async def _adata(self, *, no_load: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = await self._aget_session(no_load=no_load)  # type: ignore[attr-defined]
+        return dict(data)
+
+    def _loaded(self, session: Session | None) -> dict[str, Any]:
+        self._hs = session
+        if session is None:
+            self._session_key = None
+            return {}
+        return dict(session)
+
+    def _create_op(self, data: dict[str, Any]) -> Op[None]:
+        user = data.get(SESSION_KEY)
+        session, cookie = yield from self.hub.manager.create(
+            None if user is None else str(user), data=data
+        )
+        self._hs = session
+        self._session_key = cookie
+
+    def _save_op(self, data: dict[str, Any]) -> Op[None]:
+        manager = self.hub.manager
+        hs = self._hs
+        if hs is None:
+            hs = yield from _open(manager, self.session_key, touch=False)
+            if hs is None:
+                raise UpdateError
+        for key in [k for k in hs if k not in data]:
+            del hs[key]
+        for key, value in data.items():
+            hs[key] = value  # only keys whose value changed are written
+        user = data.get(SESSION_KEY)
+        if user is not None and str(user) != hs.user_id:
+            new, cookie = yield from manager.login(str(user), previous=hs)
+            self._hs, self._session_key = new, cookie
+            return
+        if not (yield from manager.save(hs)):
+            raise UpdateError
+
+    def _delete_op(self, session_key: str | None) -> Op[None]:
+        key = session_key if session_key is not None else self.session_key
+        if key is None:
+            return
+        try:
+            sid = self.hub.manager.sid_for_cookie(key)
+        except InvalidToken:
+            return
+        yield from self.hub.manager.destroy(sid)
+        if session_key is None or session_key == self.session_key:
+            self._session_key = None
+            self._hs = None
+
+    # -- SessionBase -------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """The stored data for the session key; an unknown or forged key gives an empty one."""
+        return self._loaded(self._run(_open(self.hub.manager, self.session_key, touch=True)))
+
+    async def aload(self) -> dict[str, Any]:
+        """Async :meth:`load`."""
+        op = _open(self.hub.manager, self.session_key, touch=True)
+        return self._loaded(await self._arun(op))
+
+    def exists(self, session_key: str) -> bool:
+        """Whether a live session has this key."""
+        return self._run(_open(self.hub.manager, session_key, touch=False)) is not None
+
+    async def aexists(self, session_key: str) -> bool:
+        """Async :meth:`exists`."""
+        return await self._arun(_open(self.hub.manager, session_key, touch=False)) is not None
+
+    def create(self) -> None:
+        """Store the current data under a new key."""
+        self._run(self._create_op(self._data(no_load=True)))
+        self.modified = True
+
+    async def acreate(self) -> None:
+        """Async :meth:`create`."""
+        await self._arun(self._create_op(await self._adata(no_load=True)))
+        self.modified = True
+
+    def save(self, must_create: bool = False) -> None:
+        """Write the keys that changed (a new session is created with all of them)."""
+        if self.session_key is None or must_create:
+            self.create()
+            return
+        self._run(self._save_op(self._data()))
+
+    async def asave(self, must_create: bool = False) -> None:
+        """Async :meth:`save`."""
+        if self.session_key is None or must_create:
+            await self.acreate()
+            return
+        await self._arun(self._save_op(await self._adata()))
+
+    def delete(self, session_key: str | None = None) -> None:
+        """Destroy a session (default: this one)."""
+        self._run(self._delete_op(session_key))
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        """Async :meth:`delete`."""
+        await self._arun(self._delete_op(session_key))
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Nothing to do: Redis expires sessions itself and the memory store is swept."""
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        """Nothing to do (see :meth:`clear_expired`)."""

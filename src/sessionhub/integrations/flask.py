@@ -1,0 +1,353 @@
+"""Flask: server-side sessions behind ``flask.session``, configured like Flask-Session.
+
+Switching from Flask-Session is a change of import::
+
+    from sessionhub.integrations.flask import SessionHub   # was: from flask_session import Session
+    SessionHub(app)                                          # or SessionHub().init_app(app)
+
+Configuration comes from ``app.config``: the SessionHub settings in ``SESSIONHUB`` (a
+:class:`~sessionhub.config.Settings` or an UPPERCASE mapping like ``config.yaml``) win; Flask and
+Flask-Session keys fill in the rest: ``SECRET_KEY``, ``SESSION_TYPE`` (``redis``/``memory``),
+``SESSION_REDIS``, ``SESSION_PERMANENT``, ``SESSION_USE_SIGNER``, ``SESSION_KEY_PREFIX``,
+``PERMANENT_SESSION_LIFETIME`` (idle timeout) and ``SESSION_COOKIE_*``. With
+``SESSION_MIGRATE_FROM_FLASK_SESSION = True`` a cookie that Flask-Session issued is carried over,
+once, to a SessionHub session. See ``docs/INTEGRATIONS.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import flask
+import redis
+from flask.sessions import SessionInterface, SessionMixin
+from itsdangerous import BadSignature, Signer
+
+from ..config import Settings
+from ..exceptions import ConfigError, InvalidToken
+from ..hub import SessionHub as BlockingHub
+from ..hub import redis_client_kwargs
+from ..session import Session
+from .base import PERMANENT_KEY, RequestSession, commit, merge_settings
+
+__all__ = [
+    "FlaskSession",
+    "HubSessionInterface",
+    "SessionHub",
+    "current_user_id",
+    "flask_settings",
+    "login_user",
+    "logout_user",
+    "regenerate",
+]
+
+log = logging.getLogger("sessionhub.flask")
+
+EXTENSION_KEY = "sessionhub"
+_MISSING = object()
+
+
+class FlaskSession(RequestSession, SessionMixin):  # type: ignore[override]
+    """``flask.session``: a :class:`RequestSession` that Flask recognises as a session."""
+
+
+def _explicit(config: Mapping[str, Any], key: str) -> Any:
+    """The value of ``key`` if the app set it (differs from Flask's own default), else _MISSING."""
+    if key not in config:
+        return _MISSING
+    value = config[key]
+    if key in flask.Flask.default_config and value == flask.Flask.default_config[key]:
+        return _MISSING
+    return value
+
+
+def _url_of(client: redis.Redis) -> str:
+    """A URL for the server a Flask-Session ``SESSION_REDIS`` client talks to."""
+    pool = client.connection_pool
+    kw = pool.connection_kwargs
+    db = int(kw.get("db") or 0)
+    if kw.get("path"):
+        return f"unix://{kw['path']}?db={db}"
+    auth = ""
+    if kw.get("username") or kw.get("password"):
+        auth = quote(str(kw.get("username") or ""), safe="")
+        if kw.get("password"):
+            auth += ":" + quote(str(kw["password"]), safe="")
+        auth += "@"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    host = str(kw.get("host") or "localhost")
+    return f"{scheme}://{auth}{host}:{int(kw.get('port') or 6379)}/{db}"
+
+
+def flask_settings(config: Mapping[str, Any]) -> Settings:
+    """SessionHub settings for a Flask app: ``SESSIONHUB`` first, then Flask(-Session) keys."""
+    session: dict[str, Any] = {}
+    redis_section: dict[str, Any] = {}
+    kind = _explicit(config, "SESSION_TYPE")
+    if kind is not _MISSING:
+        kind = str(kind).lower()
+        if kind not in ("redis", "memory"):
+            raise ConfigError(
+                f"SESSION_TYPE = {kind!r}: SessionHub stores sessions in 'redis' (with an "
+                "in-memory fallback) or 'memory'"
+            )
+        session["TYPE"] = kind
+    client = config.get("SESSION_REDIS")
+    if isinstance(client, redis.Redis):
+        redis_section["URL"] = _url_of(client)
+    simple = {
+        "SESSION_PERMANENT": "PERMANENT",
+        "SESSION_USE_SIGNER": "USE_SIGNER",
+        "SESSION_KEY_PREFIX": "KEY_PREFIX",
+        "SESSION_COOKIE_NAME": "COOKIE_NAME",
+        "SESSION_COOKIE_DOMAIN": "COOKIE_DOMAIN",
+        "SESSION_COOKIE_PATH": "COOKIE_PATH",
+        "SESSION_COOKIE_HTTPONLY": "COOKIE_HTTPONLY",
+        "SESSION_COOKIE_SECURE": "COOKIE_SECURE",
+        "SESSION_COOKIE_SAMESITE": "COOKIE_SAMESITE",
+    }
+    for flask_key, key in simple.items():
+        value = _explicit(config, flask_key)
+        if value is _MISSING or value is None or (key == "COOKIE_DOMAIN" and value is False):
+            continue
+        session[key] = value
+    lifetime = _explicit(config, "PERMANENT_SESSION_LIFETIME")
+    if lifetime is not _MISSING:
+        seconds = (
+            int(lifetime.total_seconds())
+            if isinstance(lifetime, datetime.timedelta)
+            else int(lifetime)
+        )
+        session["EXPIRES"] = seconds
+        session["ABSOLUTE_LIFETIME"] = max(seconds, 604800)
+    secret = config.get("SECRET_KEY")
+    if isinstance(secret, bytes):
+        secret = secret.decode("utf-8", "surrogateescape")
+    base = config.get("SESSIONHUB")
+    if base is not None and not isinstance(base, (Settings, Mapping)):
+        raise ConfigError("SESSIONHUB must be a sessionhub Settings or a mapping of UPPERCASE keys")
+    return merge_settings(base, SECRET_KEY=secret, SESSION=session, REDIS=redis_section)
+
+
+class FlaskSessionMigrator:
+    """Reads a session that Flask-Session 0.8 wrote (msgpack or JSON) and deletes it."""
+
+    def __init__(self, app: flask.Flask, settings: Settings) -> None:
+        try:
+            import msgpack  # type: ignore[import-untyped]
+        except ImportError as exc:  # pragma: no cover - msgpack comes with the flask extra
+            raise ConfigError(
+                "SESSION_MIGRATE_FROM_FLASK_SESSION needs msgpack: pip install sessionhub[flask]"
+            ) from exc
+        self._unpack = msgpack.unpackb
+        self.prefix = str(app.config.get("SESSION_KEY_PREFIX", settings.session.key_prefix))
+        self.use_signer = bool(app.config.get("SESSION_USE_SIGNER", False))
+        self.app = app
+        client = app.config.get("SESSION_REDIS")
+        if isinstance(client, redis.Redis):
+            self.client = client
+        else:
+            kwargs = redis_client_kwargs(settings.redis)
+            kwargs["decode_responses"] = False
+            self.client = redis.Redis.from_url(settings.redis.connection_url(), **kwargs)
+
+    def _sid(self, cookie: str) -> str | None:
+        if not self.use_signer:
+            return cookie
+        if not self.app.secret_key:
+            return None
+        signer = Signer(self.app.secret_key, salt="flask-session", key_derivation="hmac")
+        try:
+            return signer.unsign(cookie).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None
+
+    def _decode(self, raw: bytes) -> dict[str, Any] | None:
+        for decode in (lambda b: self._unpack(b, raw=False), json.loads):
+            with contextlib.suppress(Exception):
+                value = decode(raw)
+                if isinstance(value, dict):
+                    return value
+        return None  # pickled (Flask-Session < 0.7) data is never unpickled
+
+    def take(self, cookie: str) -> dict[str, Any] | None:
+        """The data of the Flask-Session session ``cookie`` names, removed from Redis; or None."""
+        sid = self._sid(cookie)
+        if not sid or "{" in sid or len(sid) > 256:
+            return None
+        key = self.prefix + sid
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.get(key)
+                pipe.delete(key)
+                raw, _ = pipe.execute()
+        except redis.RedisError:
+            return None
+        if not raw:
+            return None
+        data = self._decode(raw)
+        if data is None:
+            log.warning("Flask-Session data under %s... could not be decoded", key[:16])
+            return None
+        kept: dict[str, Any] = {}
+        for name, value in data.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                log.warning("Flask-Session key %r is not JSON-serialisable: dropped", name)
+                continue
+            kept[str(name)] = value
+        return kept
+
+    def close(self) -> None:
+        """Close the connection pool (only the one this migrator made)."""
+        if not isinstance(self.app.config.get("SESSION_REDIS"), redis.Redis):
+            self.client.close()
+
+
+class HubSessionInterface(SessionInterface):
+    """A Flask ``SessionInterface`` over a blocking :class:`sessionhub.hub.SessionHub`."""
+
+    def __init__(self, hub: BlockingHub, migrator: FlaskSessionMigrator | None = None) -> None:
+        self.hub = hub
+        self.migrator = migrator
+
+    def open_session(self, app: flask.Flask, request: flask.Request) -> FlaskSession:
+        ss = self.hub.settings.session
+        cookie = request.cookies.get(ss.cookie_name)
+        session: Session | None = None
+        issued: str | None = None
+        if cookie:
+            with contextlib.suppress(InvalidToken):
+                session = self.hub.open(cookie)
+            if session is None and self.migrator is not None:
+                data = self.migrator.take(cookie)
+                if data is not None:
+                    if bool(data.get(PERMANENT_KEY, ss.permanent)) == ss.permanent:
+                        data.pop(PERMANENT_KEY, None)
+                    session, issued = self.hub.create(
+                        data=data, user_agent=request.user_agent.string, ip=_ip(request)
+                    )
+        rs = FlaskSession(session, had_cookie=bool(cookie), permanent_default=ss.permanent)
+        rs.issued_cookie = issued
+        return rs
+
+    def save_session(
+        self, app: flask.Flask, session: SessionMixin, response: flask.Response
+    ) -> None:
+        if not isinstance(session, RequestSession):  # pragma: no cover - not ours
+            return
+        request = flask.request
+        action = self.hub.run(
+            commit(
+                self.hub.manager,
+                session,
+                user_agent=request.user_agent.string,
+                ip=_ip(request),
+            )
+        )
+        ss = self.hub.settings.session
+        if session.accessed:
+            response.vary.add("Cookie")
+        if action.clear:
+            response.vary.add("Cookie")
+            response.delete_cookie(
+                ss.cookie_name,
+                path=ss.cookie_path,
+                domain=ss.cookie_domain,
+                secure=ss.cookie_secure,
+                httponly=ss.cookie_httponly,
+                samesite=ss.cookie_samesite,
+            )
+        elif action.set_value is not None:
+            response.vary.add("Cookie")
+            response.set_cookie(
+                ss.cookie_name,
+                action.set_value,
+                max_age=action.max_age,
+                path=ss.cookie_path,
+                domain=ss.cookie_domain,
+                secure=ss.cookie_secure,
+                httponly=ss.cookie_httponly,
+                samesite=ss.cookie_samesite,
+            )
+
+    def regenerate(self, session: SessionMixin) -> None:
+        """Flask-Session's ``app.session_interface.regenerate(session)``."""
+        if isinstance(session, RequestSession):
+            session.regenerate()
+
+
+def _ip(request: flask.Request) -> str:
+    return request.remote_addr or ""
+
+
+class SessionHub:
+    """The Flask extension: ``SessionHub(app)`` or ``ext = SessionHub(); ext.init_app(app)``."""
+
+    def __init__(self, app: flask.Flask | None = None) -> None:
+        self._app = app
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Install the session interface; reads ``app.config`` now, so configure first."""
+        settings = flask_settings(app.config)
+        hub = BlockingHub(settings)
+        migrator = None
+        if (
+            app.config.get("SESSION_MIGRATE_FROM_FLASK_SESSION")
+            and settings.session.type == "redis"
+        ):
+            migrator = FlaskSessionMigrator(app, settings)
+        app.session_interface = HubSessionInterface(hub, migrator)
+        app.extensions[EXTENSION_KEY] = app.session_interface
+
+    def _interface(self, app: flask.Flask | None = None) -> HubSessionInterface:
+        target = app or self._app or flask.current_app
+        interface: HubSessionInterface = target.extensions[EXTENSION_KEY]
+        return interface
+
+    def hub(self, app: flask.Flask | None = None) -> BlockingHub:
+        """The library hub behind ``app`` (default: the current app), for stats and health."""
+        return self._interface(app).hub
+
+    def close(self, app: flask.Flask | None = None) -> None:
+        """Stop the hub's maintenance thread and close its Redis connections."""
+        interface = self._interface(app)
+        interface.hub.close()
+        if interface.migrator is not None:
+            interface.migrator.close()
+
+
+def _session() -> FlaskSession:
+    session = flask.session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(session, FlaskSession):
+        raise RuntimeError("flask.session is not a SessionHub session: call SessionHub(app)")
+    return session
+
+
+def login_user(user_id: str) -> None:
+    """Bind ``flask.session`` to ``user_id`` under a new token (the old one stops working)."""
+    _session().login(user_id)
+
+
+def logout_user() -> None:
+    """Destroy ``flask.session`` and its cookie."""
+    _session().logout()
+
+
+def regenerate() -> None:
+    """Move ``flask.session`` to a new token, keeping user and data."""
+    _session().regenerate()
+
+
+def current_user_id() -> str | None:
+    """The user ``flask.session`` is bound to, or ``None``."""
+    return _session().user_id

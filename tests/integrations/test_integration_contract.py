@@ -1,0 +1,175 @@
+"""One behavioural contract, run against every adapter and against the library directly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from contract_apps import ADAPTERS, Client, open_client
+
+from conftest import build_settings
+from helpers import wait_for
+from redis_server import RedisServer
+
+pytest.importorskip("flask")
+pytest.importorskip("fastapi")
+pytest.importorskip("django")
+
+ADAPTER_NAMES = sorted(ADAPTERS)
+
+
+def session_keys(url: str) -> list[bytes]:
+    """Every session hash in Redis (the index zsets are not sessions)."""
+    client = redis.Redis.from_url(url)
+    try:
+        return list(client.scan_iter(match="session:*:s:*"))
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=ADAPTER_NAMES)
+def adapter(request: pytest.FixtureRequest) -> str:
+    """The name of the adapter under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def client(adapter: str, redis_url: str) -> Iterator[Client]:
+    """A client of the contract app for ``adapter`` on the shared test Redis."""
+    with open_client(adapter, build_settings(redis_url)) as c:
+        yield c
+
+
+def test_empty_session_creates_nothing(client: Client, redis_url: str) -> None:
+    """A request that stores nothing (a health check) gets no cookie and leaves no Redis key."""
+    for route in ("ping", "read"):
+        reply = client.call(route)
+        assert reply.status == 200
+        assert reply.set_cookies == []
+    assert client.cookie is None
+    assert session_keys(redis_url) == []
+
+
+def test_create_and_read(client: Client, redis_url: str) -> None:
+    """The first value stored creates the session; later requests read it back."""
+    assert client.call("visits").body == {"visits": 1}
+    assert client.cookie
+    assert client.call("visits").body == {"visits": 2}
+    assert client.call("read").body["data"]["visits"] == 2
+    assert len(session_keys(redis_url)) == 1
+
+
+def test_modify_one_key_writes_only_that_key(client: Client, redis_url: str) -> None:
+    """Changing one key leaves the others as the store has them, even if changed meanwhile."""
+    client.call("set", {"key": "a", "value": 1})
+    client.call("set", {"key": "b", "value": 2})
+    [key] = session_keys(redis_url)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        r.hset(key, "d:b", "99")  # another writer changed b after this client read it
+    finally:
+        r.close()
+    client.call("set", {"key": "a", "value": 3})
+    assert client.call("read").body["data"] == {"a": 3, "b": 99}
+
+
+def test_concurrent_requests_modifying_two_keys(client: Client) -> None:
+    """Two overlapping requests on one session that set different keys both keep their key."""
+    client.call("set", {"key": "base", "value": 0})
+    other = client.clone()
+    errors: list[BaseException] = []
+
+    def run(c: Client, key: str) -> None:
+        try:
+            assert c.call("set", {"key": key, "value": key}, delay=0.3).status == 200
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(client, "left")),
+        threading.Thread(target=run, args=(other, "right")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    assert client.call("read").body["data"] == {"base": 0, "left": "left", "right": "right"}
+
+
+def test_regenerate_moves_data_to_a_new_token(client: Client) -> None:
+    """Regenerating issues a new cookie with the same data; the old cookie opens nothing."""
+    client.call("set", {"key": "cart", "value": [1, 2]})
+    old = client.cookie
+    client.call("regenerate", {})
+    assert client.cookie
+    assert client.cookie != old
+    assert client.call("read").body["data"] == {"cart": [1, 2]}
+    client.cookie = old
+    assert client.call("read").body["data"] == {}
+
+
+def test_login_binds_user_and_rotates_token(client: Client) -> None:
+    """Logging in keeps the anonymous data, binds the user and never reuses the old token."""
+    client.call("set", {"key": "cart", "value": ["book"]})
+    anonymous = client.cookie
+    assert client.call("login", {"username": "alice"}).status == 200
+    assert client.cookie
+    assert client.cookie != anonymous
+    body = client.call("read").body
+    assert body["user"] == "alice"
+    assert body["data"]["cart"] == ["book"]
+
+
+def test_logout_destroys_session_and_cookie(client: Client, redis_url: str) -> None:
+    """Logging out deletes the session from Redis and clears the cookie."""
+    client.call("login", {"username": "alice"})
+    client.call("set", {"key": "x", "value": 1})
+    cookie = client.cookie
+    client.call("logout", {})
+    assert client.cookie is None
+    assert session_keys(redis_url) == []
+    client.cookie = cookie
+    assert client.call("read").body == {"data": {}, "user": None}
+
+
+def test_expiry(adapter: str, redis_url: str) -> None:
+    """A session idle for longer than EXPIRES is gone; the next visit starts again at 1."""
+    settings = build_settings(redis_url, session={"EXPIRES": 1})
+    with open_client(adapter, settings) as client:
+        assert client.call("visits").body == {"visits": 1}
+        time.sleep(1.3)
+        assert client.call("visits").body == {"visits": 1}
+
+
+def test_tampered_cookie_is_a_new_empty_session(client: Client) -> None:
+    """A forged or garbled cookie gets an empty session (no error) and the real one survives."""
+    client.call("set", {"key": "secret", "value": "s"})
+    good = client.cookie
+    assert good
+    for forged in (good[:-2] + ("AA" if not good.endswith("AA") else "BB"), "garbage", "x" * 300):
+        client.cookie = forged
+        reply = client.call("read")
+        assert reply.status == 200
+        assert reply.body["data"] == {}
+    client.cookie = good
+    assert client.call("read").body["data"] == {"secret": "s"}
+
+
+def test_redis_killed_and_restarted(adapter: str, fresh_redis_server: RedisServer) -> None:
+    """Sessions keep working from memory while Redis is down and are back in Redis after."""
+    url = fresh_redis_server.url
+    with open_client(adapter, build_settings(url)) as client:
+        assert client.call("visits").body == {"visits": 1}
+        fresh_redis_server.kill()
+        assert client.call("visits").body == {"visits": 2}
+        newcomer = client.clone()
+        newcomer.cookie = None
+        assert newcomer.call("visits").body == {"visits": 1}
+        fresh_redis_server.restart()
+        wait_for(lambda: client.call("visits").status == 200 and len(session_keys(url)) == 2)
+        assert client.call("read").body["data"]["visits"] >= 3
+        assert newcomer.call("visits").body == {"visits": 2}
