@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from typing import Annotated, Any
+from typing import Any
 
 from sessionhub.config import Settings
 from sessionhub.hub import SessionHub
@@ -216,28 +216,10 @@ def make_starlette_app(settings: Settings) -> Any:
 
 
 def make_fastapi_app(settings: Settings) -> Any:
-    """The contract app on FastAPI, reading the session through the dependency."""
-    from fastapi import Body, Depends, FastAPI
+    """The contract app on FastAPI (its own module: FastAPI needs evaluable annotations)."""
+    from fastapi_contract_app import make_app
 
-    from sessionhub.integrations.asgi import SessionMiddleware, current_session
-
-    Session = Annotated[RequestSession, Depends(current_session)]
-    app = FastAPI()
-    app.add_middleware(SessionMiddleware, settings=settings)
-
-    @app.get("/{route}")
-    async def read(route: str, session: Session) -> dict[str, Any]:
-        return apply_route(route, session, {})
-
-    @app.post("/{route}")
-    async def write(
-        route: str, session: Session, payload: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
-        if payload.get("delay"):
-            await asyncio.sleep(payload["delay"])
-        return apply_route(route, session, payload)
-
-    return app
+    return make_app(settings)
 
 
 class AsgiClient(Client):

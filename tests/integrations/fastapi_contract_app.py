@@ -1,0 +1,35 @@
+"""The contract app on FastAPI, reading the session through the dependency.
+
+No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations.
+"""
+
+import asyncio
+from typing import Annotated, Any
+
+from contract_apps import apply_route
+from fastapi import Body, Depends, FastAPI
+
+from sessionhub.config import Settings
+from sessionhub.integrations.asgi import RequestSession, SessionMiddleware, current_session
+
+Session = Annotated[RequestSession, Depends(current_session)]
+
+
+def make_app(settings: Settings) -> FastAPI:
+    """A FastAPI app with the SessionHub middleware and the contract routes."""
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, settings=settings)
+
+    @app.get("/{route}")
+    async def read(route: str, session: Session) -> dict[str, Any]:
+        return apply_route(route, session, {})
+
+    @app.post("/{route}")
+    async def write(
+        route: str, session: Session, payload: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        if payload.get("delay"):
+            await asyncio.sleep(payload["delay"])
+        return apply_route(route, session, payload)
+
+    return app
