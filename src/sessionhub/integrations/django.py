@@ -25,9 +25,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings as django_settings
-from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.core.signals import setting_changed
+from django.http import HttpRequest
 
 from ..config import Settings
 from ..exceptions import ConfigError, InvalidToken
@@ -38,7 +38,15 @@ from ..stores.base import Op
 from ..stores.drivers import run_async
 from .base import merge_settings
 
-__all__ = ["SessionStore", "close_hub", "django_settings_for_hub", "get_hub"]
+__all__ = [
+    "SessionStore",
+    "close_hub",
+    "current_user_id",
+    "django_settings_for_hub",
+    "get_hub",
+    "login_user",
+    "logout_user",
+]
 
 _lock = threading.Lock()
 _hub: SessionHub | None = None
@@ -146,7 +154,7 @@ class SessionStore(SessionBase):
         return dict(session)
 
     def _create_op(self, data: dict[str, Any]) -> Op[None]:
-        user = data.get(SESSION_KEY)
+        user = data.get(USER_KEY)
         session, cookie = yield from self.hub.manager.create(
             None if user is None else str(user), data=data
         )
@@ -164,7 +172,7 @@ class SessionStore(SessionBase):
             del hs[key]
         for key, value in data.items():
             hs[key] = value  # only keys whose value changed are written
-        user = data.get(SESSION_KEY)
+        user = data.get(USER_KEY)
         if user is not None and str(user) != hs.user_id:
             new, cookie = yield from manager.login(str(user), previous=hs)
             self._hs, self._session_key = new, cookie
@@ -243,3 +251,24 @@ class SessionStore(SessionBase):
     @classmethod
     async def aclear_expired(cls) -> None:
         """Nothing to do (see :meth:`clear_expired`)."""
+
+
+USER_KEY = "_auth_user_id"
+"""Where ``django.contrib.auth`` keeps the user id; SessionHub binds the session to it."""
+
+
+def login_user(request: HttpRequest, user_id: str) -> None:
+    """Log ``user_id`` in without ``django.contrib.auth``: new session key, user bound to it."""
+    request.session.cycle_key()
+    request.session[USER_KEY] = str(user_id)
+
+
+def logout_user(request: HttpRequest) -> None:
+    """Destroy the session and (via Django's middleware) its cookie."""
+    request.session.flush()
+
+
+def current_user_id(request: HttpRequest) -> str | None:
+    """The logged-in user id (also the one ``django.contrib.auth.login`` stores), or ``None``."""
+    value = request.session.get(USER_KEY)
+    return None if value is None else str(value)
