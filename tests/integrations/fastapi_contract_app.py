@@ -10,7 +10,12 @@ from contract_apps import apply_route
 from fastapi import Body, Depends, FastAPI
 
 from sessionhub.config import Settings
-from sessionhub.integrations.asgi import RequestSession, SessionMiddleware, current_session
+from sessionhub.integrations.asgi import (
+    RequestSession,
+    SessionMiddleware,
+    current_session,
+    current_user,
+)
 
 Session = Annotated[RequestSession, Depends(current_session)]
 
@@ -19,6 +24,10 @@ def make_app(settings: Settings) -> FastAPI:
     """A FastAPI app with the SessionHub middleware and the contract routes."""
     app = FastAPI()
     app.add_middleware(SessionMiddleware, settings=settings)
+
+    @app.get("/whoami/user")
+    async def whoami(user: Annotated[str, Depends(current_user)]) -> dict[str, str]:
+        return {"user": user}
 
     @app.get("/{route}")
     async def read(route: str, session: Session) -> dict[str, Any]:
