@@ -8,7 +8,8 @@ In ``settings.py``::
 Django's own ``SECRET_KEY`` signs the tokens and ``SESSION_COOKIE_AGE`` is the idle timeout
 unless ``SESSIONHUB`` sets ``SESSION.EXPIRES``. Django's session middleware keeps owning the
 cookie (name, age, flags), so ``request.session``, ``cycle_key()``, ``flush()``,
-``django.contrib.auth.login``/``logout`` and the ``a*`` async methods all work as usual; while
+``django.contrib.auth.login``/``logout`` and the ``a*`` async methods all work as usual (the
+async ones run the blocking client in a worker thread); while
 Redis is down sessions live in memory and go back to Redis when it returns.
 
 A session logged in with ``django.contrib.auth`` is bound to the user id in the store as well,
@@ -17,13 +18,11 @@ which rotates its token once more at the save that follows the login.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.core.signals import setting_changed
@@ -31,11 +30,10 @@ from django.http import HttpRequest
 
 from ..config import Settings
 from ..exceptions import ConfigError, InvalidToken
-from ..hub import SessionHub, redis_client_kwargs
+from ..hub import SessionHub
 from ..manager import SessionManager
 from ..session import Session
 from ..stores.base import Op
-from ..stores.drivers import run_async
 from .base import merge_settings
 
 __all__ = [
@@ -50,9 +48,6 @@ __all__ = [
 
 _lock = threading.Lock()
 _hub: SessionHub | None = None
-_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
 WATCHED_SETTINGS = frozenset({"SESSIONHUB", "SECRET_KEY", "SESSION_COOKIE_AGE"})
 
 
@@ -80,7 +75,6 @@ def close_hub() -> None:
     global _hub
     with _lock:
         hub, _hub = _hub, None
-        _loop_clients.clear()
     if hub is not None:
         hub.close()
 
@@ -91,20 +85,6 @@ def _on_setting_changed(*, setting: str, **_: Any) -> None:
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="sessionhub-django-settings")
-
-
-def _loop_client(hub: SessionHub) -> aioredis.Redis | None:
-    """An asyncio client for the running loop; it shares the blocking hub's store and fallback."""
-    if hub.client is None:
-        return None
-    loop = asyncio.get_running_loop()
-    client = _loop_clients.get(loop)
-    if client is None:
-        client = aioredis.Redis.from_url(
-            hub.settings.redis.connection_url(), **redis_client_kwargs(hub.settings.redis)
-        )
-        _loop_clients[loop] = client
-    return client
 
 
 def _open(manager: SessionManager, cookie: str | None, *, touch: bool) -> Op[Session | None]:
@@ -136,7 +116,10 @@ class SessionStore(SessionBase):
         return self.hub.run(op)
 
     async def _arun(self, op: Op[Any]) -> Any:
-        return await run_async(op, _loop_client(self.hub))
+        # The blocking pool, in a worker thread: one store and one memory fallback for sync and
+        # async views alike, and no asyncio pool tied to the throwaway event loops Django makes
+        # for async views under WSGI (their connections would leak when each loop closes).
+        return await sync_to_async(self.hub.run, thread_sensitive=False)(op)
 
     def _data(self, *, no_load: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = self._get_session(no_load=no_load)  # type: ignore[attr-defined]

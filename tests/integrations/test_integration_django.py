@@ -1,0 +1,91 @@
+"""Django specifics: the SessionStore API directly, sync and async, and cycle_key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("django")
+
+from contract_apps import configure_django
+
+from conftest import build_settings
+
+
+@pytest.fixture
+def store_class(redis_url: str) -> Iterator[type]:
+    """Django's SessionStore of the engine, on the test Redis."""
+    configure_django()
+    from django.test import override_settings
+
+    from sessionhub.integrations.django import SessionStore, close_hub
+
+    hub_settings = build_settings(redis_url).model_dump(by_alias=True, exclude={"secret_key"})
+    with override_settings(SESSIONHUB=hub_settings):
+        yield SessionStore
+    close_hub()
+
+
+def test_sync_store_api(store_class: type) -> None:
+    """save, load, exists, cycle_key and delete behave as Django's own backends do."""
+    store = store_class()
+    store["a"] = 1
+    store.save()
+    key = store.session_key
+    assert key
+    assert store.exists(key)
+    again = store_class(key)
+    assert again["a"] == 1
+    again.cycle_key()
+    assert again.session_key != key
+    assert not store_class().exists(key)
+    assert store_class(again.session_key)["a"] == 1
+    again.delete()
+    assert not store_class().exists(again.session_key or "")
+    assert store_class("forged-key-value").load() == {}
+
+
+def test_async_store_api(store_class: type) -> None:
+    """The a* methods run on redis.asyncio and see the same store as the sync ones."""
+
+    async def scenario() -> str:
+        store = store_class()
+        await store.aset("b", 2)
+        await store.asave()
+        key = store.session_key
+        assert key
+        assert await store_class().aexists(key)
+        loaded = store_class(key)
+        assert await loaded.aget("b") == 2
+        await loaded.acycle_key()
+        assert loaded.session_key != key
+        assert not await store_class().aexists(key)
+        await loaded.aset("c", 3)
+        await loaded.asave()
+        return str(loaded.session_key)
+
+    key = asyncio.run(scenario())
+    sync = store_class(key)
+    assert sync["b"] == 2
+    assert sync["c"] == 3
+
+    async def remove() -> None:
+        await store_class(key).adelete()
+
+    asyncio.run(remove())
+    assert not store_class().exists(key)
+
+
+def test_login_binds_user_in_store(store_class: type) -> None:
+    """A session holding contrib.auth's user id is bound to that user in SessionHub too."""
+    from sessionhub.integrations.django import USER_KEY, get_hub
+
+    store = store_class()
+    store[USER_KEY] = "42"
+    store.save()
+    hub = get_hub()
+    session = hub.open(store.session_key)
+    assert session is not None
+    assert session.user_id == "42"
