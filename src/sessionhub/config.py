@@ -167,6 +167,7 @@ class SessionSettings(BaseModel):
     memory_max_sessions: StrictInt = Field(default=100000, ge=1)
     migrate_on_recovery: StrictBool = True
     index_shards: StrictInt = Field(default=16, ge=1, le=1024)
+    max_per_user: StrictInt = Field(default=0, ge=0)
 
     @model_validator(mode="before")
     @classmethod

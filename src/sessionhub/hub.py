@@ -81,7 +81,7 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
         migrate_on_recovery=ss.migrate_on_recovery,
     )
     codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer)
-    return SessionManager(core, codec)
+    return SessionManager(core, codec, max_per_user=ss.max_per_user)
 
 
 C = TypeVar("C", redis.Redis, aioredis.Redis)

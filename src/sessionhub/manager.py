@@ -10,10 +10,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .session import Session, SessionRecord
+from .session import F_USER, Session, SessionRecord
 from .stores.base import Op
 from .stores.resilient import ResilientCore
+from .stores.userkeys import UserKeys
 from .tokens import TokenCodec, short
+from .usersessions import SessionInfo, UserSessionIndex
 
 log = logging.getLogger("sessionhub.sessions")
 
@@ -25,9 +27,14 @@ MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
 class SessionManager:
     """Creates, opens, saves and destroys sessions on a :class:`ResilientCore`."""
 
-    def __init__(self, core: ResilientCore, codec: TokenCodec) -> None:
+    def __init__(self, core: ResilientCore, codec: TokenCodec, *, max_per_user: int = 0) -> None:
         self.core = core
         self.codec = codec
+        self.max_per_user = max_per_user
+        """``SESSION.MAX_PER_USER``: a login beyond it revokes the oldest session (0: no cap)."""
+        prefix = core.redis.keys.prefix if core.redis is not None else "session:"
+        self.user_keys = UserKeys(prefix)
+        self.user_sessions = UserSessionIndex(core, codec, self.user_keys)
 
     def _where(self) -> str:
         return "Redis" if self.core.mode == "redis" else "memory"
@@ -71,6 +78,10 @@ class SessionManager:
         )
         yield from self.core.create(sid, record.to_fields(), record.expires_ms)
         log.info("Session created in %s: %s", self._where(), short(sid))
+        if user_id is not None:
+            yield from self.user_sessions.add(user_id, sid, hard)
+            if self.max_per_user:
+                yield from self._enforce_limit(user_id, keep=sid)
         session = Session(record, new=True)
         return session, self.codec.cookie_value(token)
 
@@ -119,12 +130,51 @@ class SessionManager:
             return None
         return Session(SessionRecord.from_fields(session.sid, fields))
 
-    def destroy(self, sid: str) -> Op[bool]:
-        """Delete a session by storage id; ``True`` when it existed."""
+    def destroy(self, sid: str, *, user_id: str | None = None) -> Op[bool]:
+        """Delete a session by storage id; ``True`` when it existed.
+
+        Its entry in the user's session index goes too when the user is known (given, or in this
+        process's mirror); otherwise the index drops it on its next read.
+        """
+        if user_id is None:
+            mirrored = self.core.memory.peek(sid, self.core.clock())
+            user_id = None if mirrored is None else mirrored.get(F_USER)
         existed = yield from self.core.destroy(sid)
         if existed:
             log.info("Session deleted from %s: %s", self._where(), short(sid))
+        if user_id is not None:
+            yield from self.user_sessions.remove(user_id, sid)
         return existed
+
+    # -- a user's sessions ---------------------------------------------------------------------
+
+    def user_sessions_list(self, user_id: str) -> Op[list[SessionInfo]]:
+        """The live sessions of ``user_id``, oldest first (expired and destroyed ones pruned)."""
+        return (yield from self.user_sessions.live(user_id))
+
+    def revoke_user_session(self, user_id: str, handle: str) -> Op[bool]:
+        """Destroy the session of ``user_id`` with public handle ``handle``; ``False`` if none."""
+        for info in (yield from self.user_sessions.live(user_id)):
+            if info.handle == handle:
+                yield from self.destroy(info.sid, user_id=user_id)
+                return True
+        return False
+
+    def revoke_user_sessions(self, user_id: str, *, keep_sid: str | None = None) -> Op[int]:
+        """Destroy every session of ``user_id`` but ``keep_sid``; returns how many went."""
+        revoked = 0
+        for info in (yield from self.user_sessions.live(user_id)):
+            if info.sid != keep_sid:
+                yield from self.destroy(info.sid, user_id=user_id)
+                revoked += 1
+        return revoked
+
+    def _enforce_limit(self, user_id: str, *, keep: str) -> Op[None]:
+        sessions = yield from self.user_sessions.live(user_id)
+        excess = len(sessions) - self.max_per_user
+        for info in [i for i in sessions if i.sid != keep][: max(0, excess)]:
+            log.info("Session limit for a user reached: revoking %s", short(info.sid))
+            yield from self.destroy(info.sid, user_id=user_id)
 
     def stats(self) -> Op[dict[str, Any]]:
         """Session counts and where sessions are stored now."""

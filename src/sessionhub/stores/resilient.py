@@ -72,6 +72,9 @@ class ResilientCore:
         self._dirty: dict[str, int] = {}  # sid -> change counter, to spot writes during recovery
         self._outage_born: set[str] = set()  # created while degraded, not (yet) in Redis
         self._tombstones: set[str] = set()
+        self.recovery_hooks: list[Callable[[], Op[bool]]] = []
+        """Run by :meth:`recover` before traffic returns to Redis: each flushes what its feature
+        kept in memory during the outage and returns ``True`` once nothing is left to flush."""
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -96,6 +99,11 @@ class ResilientCore:
         log.warning("%s: %s", DEGRADED_MESSAGE, self.last_error)
         if self.on_degraded is not None:
             self.on_degraded()
+
+    @property
+    def redis_up(self) -> bool:
+        """Whether operations go to Redis now (configured for Redis and the circuit is closed)."""
+        return self._use_redis()
 
     def _mark_dirty(self, sid: str) -> None:
         if self.redis is not None:
@@ -241,8 +249,11 @@ class ResilientCore:
                 with self._lock:
                     self._tombstones.difference_update(tombstones)
                 yield from self._copy_dirty()
+                flushed = True
+                for hook in list(self.recovery_hooks):
+                    flushed = (yield from hook()) and flushed
                 with self._lock:
-                    if not self._tombstones and not self._dirty:
+                    if flushed and not self._tombstones and not self._dirty:
                         self.degraded = False
                         break
         except REDIS_DOWN as exc:

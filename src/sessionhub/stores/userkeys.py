@@ -1,0 +1,51 @@
+"""Key names for per-user data (session index, settings, inbox) and the global presence keys.
+
+Every per-user key carries the hash tag ``{u:<escaped user id>}``, so all of one user's keys live
+in one cluster slot. ``{`` and ``}`` in a user id would end the tag early, so they (and ``%``)
+are percent-escaped inside it.
+"""
+
+from __future__ import annotations
+
+
+def escape_user(user_id: str) -> str:
+    """The user id with ``%``, ``{`` and ``}`` percent-escaped (reversible, never a brace)."""
+    return user_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+class UserKeys:
+    """``P{u:<user>}:<what>`` per user, ``P<what>`` for the global presence keys."""
+
+    def __init__(self, prefix: str = "session:") -> None:
+        self.prefix = prefix
+
+    def _user(self, user_id: str, what: str) -> str:
+        return f"{self.prefix}{{u:{escape_user(user_id)}}}:{what}"
+
+    def sessions(self, user_id: str) -> str:
+        """zset: sid -> absolute (hard) expiry in ms, of the user's live sessions."""
+        return self._user(user_id, "sessions")
+
+    def settings(self, user_id: str) -> str:
+        """string: the user's settings as one JSON document."""
+        return self._user(user_id, "settings")
+
+    def inbox(self, user_id: str) -> str:
+        """stream: the user's messages."""
+        return self._user(user_id, "inbox")
+
+    def inbox_read(self, user_id: str) -> str:
+        """hash: ``upto`` (everything up to this id is read) and ``ids`` (read ids after it)."""
+        return self._user(user_id, "inbox:read")
+
+    def send_rate(self, user_id: str) -> str:
+        """string counter: messages sent by the user in the current rate window."""
+        return self._user(user_id, "sendrate")
+
+    def online(self) -> str:
+        """zset: user id -> last activity in ms (global; one member per user)."""
+        return f"{self.prefix}presence:online"
+
+    def daily(self, day: str) -> str:
+        """HyperLogLog of the user ids active on ``day`` (YYYY-MM-DD, UTC)."""
+        return f"{self.prefix}presence:day:{day}"

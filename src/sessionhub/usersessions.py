@@ -1,0 +1,193 @@
+"""Each user's index of live sessions, for "my devices" lists, "log out everywhere" and limits.
+
+Redis: ``P{u:<user>}:sessions`` is a sorted set ``sid -> absolute expiry (ms)``. The session hashes
+live in other slots, so the index is maintained by separate calls on login and logout (never on
+the per-request path) and is *pruned on every read and write*: members past their absolute
+expiry go by score, and members whose session hash no longer exists (idle expiry, logout on
+another instance, revocation) go after the pipelined ``HGETALL`` that lists them. An expired or
+destroyed session therefore never shows up, and the set never outgrows the live sessions plus
+those that died since the last read. The key itself expires with the newest session.
+
+Degraded mode: the index is mirrored in memory for the sessions this process has seen; while
+Redis is down, listing and revoking use that mirror (so they see this instance's sessions), and
+additions are queued and written to Redis by the recovery hook before traffic returns to Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from .session import SessionRecord
+from .stores.base import CommandCall, Op, PipelineCall
+from .stores.redis import REDIS_DOWN
+from .stores.resilient import ResilientCore
+from .stores.userkeys import UserKeys
+from .timefmt import iso
+from .tokens import TokenCodec
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One live session of a user, as lists show it. ``handle`` is opaque, never the token."""
+
+    sid: str
+    handle: str
+    record: SessionRecord
+
+    def view(self, current_sid: str | None = None) -> dict[str, Any]:
+        r = self.record
+        return {
+            "id": self.handle,
+            "created_at": iso(r.created_ms),
+            "last_seen_at": iso(r.last_seen_ms),
+            "expires_at": iso(r.expires_ms),
+            "user_agent": r.user_agent,
+            "ip": r.ip,
+            "current": self.sid == current_sid,
+        }
+
+
+class UserSessionIndex:
+    """The per-user session index over a :class:`ResilientCore` (I/O-free operations)."""
+
+    def __init__(self, core: ResilientCore, codec: TokenCodec, keys: UserKeys) -> None:
+        self.core = core
+        self.codec = codec
+        self.keys = keys
+        self._lock = threading.Lock()
+        self._mirror: dict[str, dict[str, int]] = {}  # user -> sid -> hard expiry
+        self._pending: dict[str, dict[str, int]] = {}  # additions Redis has not seen yet
+        core.recovery_hooks.append(self.flush)
+
+    def _remember(self, user_id: str, sid: str, hard_ms: int) -> None:
+        with self._lock:
+            self._mirror.setdefault(user_id, {})[sid] = hard_ms
+
+    def _forget(self, user_id: str, sid: str) -> None:
+        with self._lock:
+            for table in (self._mirror, self._pending):
+                entries = table.get(user_id)
+                if entries is not None:
+                    entries.pop(sid, None)
+                    if not entries:
+                        del table[user_id]
+
+    def add(self, user_id: str, sid: str, hard_ms: int) -> Op[None]:
+        """Record a new session of ``user_id`` (called by the manager on create)."""
+        self._remember(user_id, sid, hard_ms)
+        if self.core.redis_up:
+            try:
+                yield self._add_call(user_id, {sid: hard_ms}, self.core.clock())
+                return
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+        if self.core.redis is not None:
+            with self._lock:
+                self._pending.setdefault(user_id, {})[sid] = hard_ms
+
+    def _add_call(self, user_id: str, entries: dict[str, int], now_ms: int) -> PipelineCall:
+        key = self.keys.sessions(user_id)
+        zadd: list[str | int] = []
+        for sid, hard in entries.items():
+            zadd += [hard, sid]
+        return PipelineCall(
+            (
+                CommandCall(("ZADD", key, *zadd)),
+                CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms}")),
+                # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
+                CommandCall(("PEXPIREAT", key, max(entries.values()))),
+            )
+        )
+
+    def remove(self, user_id: str, sid: str) -> Op[None]:
+        """Drop ``sid`` from the index (called by the manager on destroy)."""
+        self._forget(user_id, sid)
+        if self.core.redis_up:
+            try:
+                yield CommandCall(("ZREM", self.keys.sessions(user_id), sid))
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)  # the read-time pruning removes it after recovery
+
+    def live(self, user_id: str) -> Op[list[SessionInfo]]:
+        """The user's live sessions, oldest first; prunes whatever is dead."""
+        now = self.core.clock()
+        if self.core.redis_up:
+            try:
+                return (yield from self._list_redis(user_id, now))
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+        return self._list_memory(user_id, now)
+
+    def _list_redis(self, user_id: str, now: int) -> Op[list[SessionInfo]]:
+        assert self.core.redis is not None
+        key = self.keys.sessions(user_id)
+        _, sids = yield PipelineCall(
+            (
+                CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now}")),
+                CommandCall(("ZRANGE", key, 0, -1)),
+            )
+        )
+        if not sids:
+            return []
+        session_keys = self.core.redis.keys
+        replies = yield PipelineCall(
+            tuple(CommandCall(("HGETALL", session_keys.session(s))) for s in sids)
+        )
+        found: list[SessionInfo] = []
+        dead: list[str] = []
+        for sid, reply in zip(sids, replies, strict=True):
+            fields = _as_dict(reply)
+            record = SessionRecord.from_fields(sid, fields) if fields else None
+            if record is None or record.expires_ms <= now or record.user_id != user_id:
+                dead.append(sid)
+                self._forget(user_id, sid)
+                continue
+            self._remember(user_id, sid, record.hard_expires_ms)
+            found.append(SessionInfo(sid, self.codec.handle(sid), record))
+        if dead:
+            yield CommandCall(("ZREM", key, *dead))
+        return _oldest_first(found)
+
+    def _list_memory(self, user_id: str, now: int) -> list[SessionInfo]:
+        with self._lock:
+            sids = list(self._mirror.get(user_id, {}))
+        found: list[SessionInfo] = []
+        for sid in sids:
+            fields = self.core.memory.peek(sid, now)
+            if fields is None:
+                self._forget(user_id, sid)
+                continue
+            record = SessionRecord.from_fields(sid, fields)
+            if record.user_id == user_id:
+                found.append(SessionInfo(sid, self.codec.handle(sid), record))
+        return _oldest_first(found)
+
+    def flush(self) -> Op[bool]:
+        """Recovery hook: write the additions queued while Redis was down."""
+        with self._lock:
+            pending = {u: dict(e) for u, e in self._pending.items()}
+        now = self.core.clock()
+        for user_id, entries in pending.items():
+            live = {s: h for s, h in entries.items() if h > now}
+            if live:
+                yield self._add_call(user_id, live, now)
+            with self._lock:
+                left = self._pending.get(user_id, {})
+                for sid in entries:
+                    left.pop(sid, None)
+                if not left:
+                    self._pending.pop(user_id, None)
+        return True
+
+
+def _as_dict(reply: Any) -> dict[str, str]:
+    if isinstance(reply, dict):
+        return reply
+    it = iter(reply or ())
+    return dict(zip(it, it, strict=False))
+
+
+def _oldest_first(found: list[SessionInfo]) -> list[SessionInfo]:
+    return sorted(found, key=lambda i: (i.record.created_ms, i.sid))
