@@ -1,0 +1,238 @@
+"""Benchmark 4: scale. Load N sessions (pipelined), then measure stats/health latency, Redis
+memory per session (every index included) next to Flask-Session's, and the time to expire and
+prune them.
+
+    python bench/bench_scale.py [--sessions 1000000] [--batch 2000]
+
+SessionHub's sessions are written with the very script ``create`` uses (``RedisOps.create``),
+batched into pipelines; Flask-Session's are written the way its Redis interface writes them
+(``SET session:<sid> <msgpack> EX <lifetime>``) with the same payload. Each store gets its own
+fresh redis-server, so ``used_memory`` deltas do not mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from typing import Any
+
+import msgspec
+from _common import UA, percentile, redis_server, save_result, settings, table
+
+LIFETIME_MS = 7_200_000
+
+
+def payload(i: int, ua: str) -> dict[str, Any]:
+    return {
+        "user_id": f"user-{i:07d}",
+        "user_agent": ua,
+        "ip": "203.0.113.7",
+        "data": {"csrf": secrets.token_hex(16), "theme": "dark"},
+    }
+
+
+def latency(fn: Any, n: int = 300) -> dict[str, float]:
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        lat.append(time.perf_counter_ns() - t0)
+    return {"p50_ms": percentile(lat, 50) / 1e6, "p99_ms": percentile(lat, 99) / 1e6}
+
+
+def wait_keys(client: Any, at_most: int, since: float, timeout: float = 600) -> float:
+    """Seconds from ``since`` until DBSIZE <= at_most."""
+    while client.dbsize() > at_most:
+        if time.time() - since > timeout:
+            return float("nan")
+        time.sleep(0.05)
+    return time.time() - since
+
+
+def sessionhub_run(n: int, batch: int, ua: str, expire: bool) -> dict[str, Any]:
+    from sessionhub.hub import SessionHub
+    from sessionhub.session import SessionRecord
+    from sessionhub.stores.base import PipelineCall
+
+    out: dict[str, Any] = {}
+    with redis_server() as server:
+        hub = SessionHub(settings(server.url))
+        raw = server.client()
+        ops = hub.manager.core.redis
+        codec = hub.manager.codec
+        assert ops is not None
+        before = int(raw.info("memory")["used_memory"])
+        now = int(time.time() * 1000)
+        sids: list[str] = []
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            calls = []
+            for i in range(start, min(n, start + batch)):
+                p = payload(i, ua)
+                sid = codec.storage_id(codec.new_token())
+                sids.append(sid)
+                record = SessionRecord(
+                    sid, p["user_id"], now, now, now + LIFETIME_MS, now + 7 * 86_400_000,
+                    p["user_agent"], p["ip"], p["data"],
+                )  # fmt: skip
+                calls.append(next(ops.create(sid, record.to_fields(), record.expires_ms, now)))
+
+            def load(c: tuple[Any, ...] = tuple(calls)) -> Any:
+                return (yield PipelineCall(c))
+
+            hub.run(load())
+        out["load_s"] = time.perf_counter() - t0
+        out["load_rate"] = n / out["load_s"]
+        after = int(raw.info("memory")["used_memory"])
+        out["bytes_per_session"] = (after - before) / n
+        out["encoding"] = raw.object("encoding", ops.keys.session(sids[0])).decode()
+        out["stats"] = latency(hub.stats)
+        out["health"] = latency(hub.health)
+        count = hub.stats()["redis_sessions"]
+        assert count == n, count
+        if expire:
+            # Move every session's expiry (key TTL and index score) to 1 s from now, then time
+            # Redis's own expiry and SessionHub's index prune (the next stats call).
+            at = int(time.time() * 1000) + 1000
+            pipe = raw.pipeline(transaction=False)
+            for k, sid in enumerate(sids):
+                pipe.pexpireat(ops.keys.session(sid), at)
+                pipe.zadd(ops.keys.index_of(sid), {sid: at}, xx=True)
+                if k % 5000 == 4999:
+                    pipe.execute()
+            pipe.execute()
+            out["expire_s"] = wait_keys(raw, ops.keys.shards, at / 1000)
+            t1 = time.perf_counter()
+            left = hub.stats()["redis_sessions"]
+            out["prune_s"] = time.perf_counter() - t1
+            out["left_after_prune"] = left
+            out["stats_after_prune"] = latency(hub.stats, 50)
+        hub.close()
+        raw.close()
+    return out
+
+
+def flask_session_run(n: int, batch: int, ua: str, expire: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    encoder = msgspec.msgpack.Encoder()
+    with redis_server() as server:
+        raw = server.client()
+        before = int(raw.info("memory")["used_memory"])
+        now = int(time.time() * 1000)
+        t0 = time.perf_counter()
+        keys = []
+        for start in range(0, n, batch):
+            pipe = raw.pipeline(transaction=False)
+            for i in range(start, min(n, start + batch)):
+                p = payload(i, ua)
+                value = {
+                    "_permanent": True,
+                    "user_id": p["user_id"],
+                    "user_agent": p["user_agent"],
+                    "ip": p["ip"],
+                    "created_at": now,
+                    **p["data"],
+                }
+                key = "session:" + secrets.token_urlsafe(32)
+                keys.append(key)
+                pipe.set(key, encoder.encode(value), ex=LIFETIME_MS // 1000)
+            pipe.execute()
+        out["load_s"] = time.perf_counter() - t0
+        out["load_rate"] = n / out["load_s"]
+        after = int(raw.info("memory")["used_memory"])
+        out["bytes_per_session"] = (after - before) / n
+        out["encoding"] = raw.object("encoding", keys[0]).decode()
+        if expire:
+            at = int(time.time() * 1000) + 1000
+            pipe = raw.pipeline(transaction=False)
+            for k, key in enumerate(keys):
+                pipe.pexpireat(key, at)
+                if k % 5000 == 4999:
+                    pipe.execute()
+            pipe.execute()
+            out["expire_s"] = wait_keys(raw, 0, at / 1000)
+        raw.close()
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"sessions": args.sessions, "user_agent_len": len(UA)}
+    result["sessionhub"] = sessionhub_run(args.sessions, args.batch, UA, expire=True)
+    result["flask_session"] = flask_session_run(args.sessions, args.batch, UA, expire=True)
+    # The same comparison with a user agent short enough for Redis's compact hash encoding.
+    small = max(1000, args.sessions // 10)
+    short_ua = UA[:60]
+    result["short_ua"] = {
+        "sessions": small,
+        "sessionhub": sessionhub_run(small, args.batch, short_ua, expire=False),
+        "flask_session": flask_session_run(small, args.batch, short_ua, expire=False),
+    }
+    sh, fs = result["sessionhub"], result["flask_session"]
+    result["memory_ratio"] = sh["bytes_per_session"] / fs["bytes_per_session"]
+    s = result["short_ua"]
+    result["short_ua"]["memory_ratio"] = (
+        s["sessionhub"]["bytes_per_session"] / s["flask_session"]["bytes_per_session"]
+    )
+    save_result("scale", result)
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    sh, fs = result["sessionhub"], result["flask_session"]
+    n = result["sessions"]
+    rows = [
+        ["sessions loaded", f"{n:,}", f"{n:,}", ""],
+        ["load rate (sessions/s, pipelined)", sh["load_rate"], fs["load_rate"], ""],
+        [
+            f"Redis bytes/session (UA {result['user_agent_len']} chars)",
+            sh["bytes_per_session"],
+            fs["bytes_per_session"],
+            f"{result['memory_ratio']:.2f}x (target <= 1.5x: "
+            f"{'yes' if result['memory_ratio'] <= 1.5 else 'NO'})",
+        ],
+        ["value encoding", sh["encoding"], fs["encoding"], ""],
+        [
+            f"Redis bytes/session (UA 60 chars, {result['short_ua']['sessions']:,} sessions)",
+            result["short_ua"]["sessionhub"]["bytes_per_session"],
+            result["short_ua"]["flask_session"]["bytes_per_session"],
+            f"{result['short_ua']['memory_ratio']:.2f}x, encoding "
+            f"{result['short_ua']['sessionhub']['encoding']}",
+        ],
+        [
+            "stats p50 / p99 ms",
+            f"{sh['stats']['p50_ms']:.2f} / {sh['stats']['p99_ms']:.2f}",
+            "n/a (no index; would need SCAN)",
+            f"target p99 < 5 ms: {'yes' if sh['stats']['p99_ms'] < 5 else 'NO'}",
+        ],
+        [
+            "health p50 / p99 ms",
+            f"{sh['health']['p50_ms']:.2f} / {sh['health']['p99_ms']:.2f}",
+            "n/a",
+            f"target p99 < 5 ms: {'yes' if sh['health']['p99_ms'] < 5 else 'NO'}",
+        ],
+        ["time for Redis to expire all (s)", sh.get("expire_s"), fs.get("expire_s"), ""],
+        ["index prune of all expired entries (s)", sh.get("prune_s"), "n/a (no index)", ""],
+        [
+            "stats p99 ms after prune",
+            f"{sh['stats_after_prune']['p99_ms']:.2f}",
+            "",
+            f"left: {sh['left_after_prune']}",
+        ],
+    ]
+    return table(["measure", "SessionHub", "Flask-Session 0.8", "ratio / target"], rows)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--sessions", type=int, default=1_000_000)
+    p.add_argument("--batch", type=int, default=2000, help="sessions per pipeline")
+    return p
+
+
+def main() -> None:
+    print(render(run(parser().parse_args())))
+
+
+if __name__ == "__main__":
+    main()
