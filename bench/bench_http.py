@@ -34,8 +34,8 @@ from _common import (
     save_result,
     sessionhub_cmd,
     table,
-    wrk,
     write_config,
+    wrk,
 )
 from flask_app import sessionhub_flask_extension
 

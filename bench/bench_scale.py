@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import msgspec
+
 from _common import UA, percentile, redis_server, save_result, settings, table
 
 LIFETIME_MS = 7_200_000
