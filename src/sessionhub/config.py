@@ -37,6 +37,9 @@ from sessionhub.exceptions import ConfigError
 
 __all__ = [
     "AdminSettings",
+    "MessagesSettings",
+    "PreferencesSettings",
+    "PresenceSettings",
     "RedisSettings",
     "ServerSettings",
     "SessionSettings",
@@ -266,6 +269,38 @@ class AdminSettings(BaseModel):
     api_keys: tuple[Annotated[SecretStr, Field(min_length=16)], ...] = ()
 
 
+class PresenceSettings(BaseModel):
+    """Who counts as online, and how often activity is written."""
+
+    model_config = _MODEL_CONFIG
+
+    window: StrictInt = Field(default=300, ge=1)
+    throttle: StrictInt = Field(default=30, ge=0)
+    daily_retention_days: StrictInt = Field(default=90, ge=1)
+
+
+class MessagesSettings(BaseModel):
+    """Per-user inboxes: bounds, body size and the per-sender rate limit."""
+
+    model_config = _MODEL_CONFIG
+
+    max_per_user: StrictInt = Field(default=1000, ge=1)
+    retention: StrictInt = Field(default=2592000, ge=1)
+    max_body_bytes: StrictInt = Field(default=4096, ge=2, le=1024 * 1024)
+    send_rate: StrictInt = Field(default=30, ge=1)
+    send_rate_window: StrictInt = Field(default=60, ge=1)
+    stream_keepalive: StrictFloat = Field(default=15.0, gt=0, allow_inf_nan=False)
+
+
+class PreferencesSettings(BaseModel):
+    """Limits of the application keys users may keep under ``custom`` in their settings."""
+
+    model_config = _MODEL_CONFIG
+
+    max_custom_bytes: StrictInt = Field(default=8192, ge=2)
+    max_custom_keys: StrictInt = Field(default=64, ge=1)
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -308,6 +343,9 @@ class Settings(BaseModel):
     session: SessionSettings = Field(default_factory=SessionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    presence: PresenceSettings = Field(default_factory=PresenceSettings)
+    messages: MessagesSettings = Field(default_factory=MessagesSettings)
+    preferences: PreferencesSettings = Field(default_factory=PreferencesSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: str | None = None

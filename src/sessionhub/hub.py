@@ -23,6 +23,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .config import RedisSettings, Settings
+from .features import AsyncFacade, SyncFacade, build_features
 from .manager import SessionManager
 from .session import Session
 from .stores.base import Op
@@ -94,6 +95,7 @@ class _HubBase(Generic[C]):
         self.settings = settings
         use_redis = settings.session.type == "redis"
         self.manager = build_manager(settings, with_redis=use_redis)
+        self.features = build_features(settings, self.manager)
         self.client: C | None = None
         if use_redis:
             self.client = client or client_class.from_url(
@@ -106,6 +108,8 @@ class SessionHub(_HubBase[redis.Redis]):
 
     def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
         super().__init__(settings, client, redis.Redis)
+        self.user_sessions = SyncFacade(self.features.user_sessions, self.run)
+        self.preferences = SyncFacade(self.features.preferences, self.run)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.manager.core.on_degraded = self._wake.set
@@ -205,6 +209,8 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
 
     def __init__(self, settings: Settings, *, client: aioredis.Redis | None = None) -> None:
         super().__init__(settings, client, aioredis.Redis)
+        self.user_sessions = AsyncFacade(self.features.user_sessions, self.run)
+        self.preferences = AsyncFacade(self.features.preferences, self.run)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.manager.core.on_degraded = self._on_degraded

@@ -14,6 +14,7 @@ from ..hub import AsyncSessionHub
 from .auth import PasswordChecker
 from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from .routes import routes
+from .routes_settings import routes as settings_routes
 from .routes_users import routes as user_routes
 
 log = logging.getLogger("sessionhub.service")
@@ -41,7 +42,7 @@ def create_app(settings: Settings) -> Starlette:
             await hub.aclose()
 
     app = Starlette(
-        routes=[*routes, *user_routes],
+        routes=[*routes, *user_routes, *settings_routes],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,

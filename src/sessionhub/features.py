@@ -1,0 +1,93 @@
+"""The per-user features on top of sessions, and the facades that run them sync or asyncio.
+
+Each feature is a class of I/O-free operations (see :mod:`sessionhub.stores.base`). The hubs
+expose each one through a facade: ``hub.preferences.get("alice")`` on :class:`SessionHub`,
+``await hub.preferences.get("alice")`` on :class:`AsyncSessionHub`; the operation is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Settings
+from .manager import SessionManager
+from .preferences import PreferencesOps
+from .stores.base import Op
+from .usersessions import SessionInfo
+
+
+class UserSessionsOps:
+    """A user's sessions: ``list``, ``revoke`` (by public handle) and ``revoke_all``."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+
+    def list(self, user_id: str) -> Op[list[SessionInfo]]:
+        """Live sessions of ``user_id``, oldest first."""
+        return self.manager.user_sessions_list(user_id)
+
+    def revoke(self, user_id: str, handle: str) -> Op[bool]:
+        """Destroy one session of ``user_id`` by its public handle."""
+        return self.manager.revoke_user_session(user_id, handle)
+
+    def revoke_all(self, user_id: str, *, keep_sid: str | None = None) -> Op[int]:
+        """Destroy every session of ``user_id`` except ``keep_sid``."""
+        return self.manager.revoke_user_sessions(user_id, keep_sid=keep_sid)
+
+
+@dataclass
+class Features:
+    """The operation objects of every per-user feature of one hub."""
+
+    user_sessions: UserSessionsOps
+    preferences: PreferencesOps
+
+
+def build_features(settings: Settings, manager: SessionManager) -> Features:
+    """The features the settings describe, on the manager's core and key layout."""
+    ps = settings.preferences
+    return Features(
+        user_sessions=UserSessionsOps(manager),
+        preferences=PreferencesOps(
+            manager.core,
+            manager.user_keys,
+            max_custom_bytes=ps.max_custom_bytes,
+            max_custom_keys=ps.max_custom_keys,
+        ),
+    )
+
+
+class SyncFacade:
+    """Calls an operation object's methods and runs the operations they return, blocking."""
+
+    def __init__(self, ops: object, run: Callable[[Op[Any]], Any]) -> None:
+        self._ops = ops
+        self._run = run
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._ops, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._run(method(*args, **kwargs))
+
+        call.__doc__ = method.__doc__
+        return call
+
+
+class AsyncFacade:
+    """Calls an operation object's methods and runs the operations they return, awaitable."""
+
+    def __init__(self, ops: object, run: Callable[[Op[Any]], Awaitable[Any]]) -> None:
+        self._ops = ops
+        self._run = run
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._ops, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await self._run(method(*args, **kwargs))
+
+        call.__doc__ = method.__doc__
+        return call
