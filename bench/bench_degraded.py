@@ -35,9 +35,8 @@ from _common import (
 async def request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, cookie: str
 ) -> tuple[int, bytes]:
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\nUser-Agent: {UA}\r\n\r\n".encode()
-    )
+    head_lines = f"GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\nUser-Agent: {UA}"
+    writer.write((head_lines + "\r\n\r\n").encode())
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
