@@ -14,6 +14,7 @@ from typing import Any
 from .config import Settings
 from .manager import SessionManager
 from .preferences import PreferencesOps
+from .presence import PresenceOps
 from .stores.base import Op
 from .usersessions import SessionInfo
 
@@ -43,11 +44,13 @@ class Features:
 
     user_sessions: UserSessionsOps
     preferences: PreferencesOps
+    presence: PresenceOps
 
 
 def build_features(settings: Settings, manager: SessionManager) -> Features:
     """The features the settings describe, on the manager's core and key layout."""
     ps = settings.preferences
+    pr = settings.presence
     return Features(
         user_sessions=UserSessionsOps(manager),
         preferences=PreferencesOps(
@@ -55,6 +58,13 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
             manager.user_keys,
             max_custom_bytes=ps.max_custom_bytes,
             max_custom_keys=ps.max_custom_keys,
+        ),
+        presence=PresenceOps(
+            manager.core,
+            manager.user_keys,
+            window_s=pr.window,
+            throttle_s=pr.throttle,
+            daily_retention_days=pr.daily_retention_days,
         ),
     )
 

@@ -14,6 +14,7 @@ from ..hub import AsyncSessionHub
 from .auth import PasswordChecker
 from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from .routes import routes
+from .routes_presence import routes as presence_routes
 from .routes_settings import routes as settings_routes
 from .routes_users import routes as user_routes
 
@@ -42,7 +43,7 @@ def create_app(settings: Settings) -> Starlette:
             await hub.aclose()
 
     app = Starlette(
-        routes=[*routes, *user_routes, *settings_routes],
+        routes=[*routes, *user_routes, *settings_routes, *presence_routes],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,

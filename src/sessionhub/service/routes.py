@@ -66,6 +66,8 @@ async def current_session(request: Request, *, touch: bool = True) -> Session:
         raise ApiError(401, "invalid_session", f"{exc}; log in again") from exc
     if session is None or session.user_id is None:
         raise ApiError(401, "session_expired", "the session has expired or was logged out")
+    # Every authenticated request is activity (throttled per session, usually no I/O).
+    await _hub(request).presence.touch(session.user_id, session.sid)
     return session
 
 
@@ -121,6 +123,7 @@ async def login(request: Request) -> Response:
         user_agent=request.headers.get("user-agent", ""),
         ip=client_ip(request),
     )
+    await hub.presence.touch(username, session.sid, force=True)
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
     set_session_cookie(request, response, cookie, session)
     return response
@@ -132,9 +135,18 @@ async def logout(request: Request) -> Response:
     if cookie:
         hub = _hub(request)
         try:
-            logged_out = await hub.destroy(hub.manager.sid_for_cookie(cookie))
+            sid = hub.manager.sid_for_cookie(cookie)
+            leaving = await hub.open(cookie, touch=False)
+            logged_out = await hub.destroy(sid)
         except InvalidToken:
             logged_out = False
+        else:
+            hub.features.presence.forget_session(sid)
+            if leaving is not None and leaving.user_id is not None:
+                # Still online while another device is; offline once the last one logs out.
+                left = await hub.user_sessions.list(leaving.user_id)
+                if not left:
+                    await hub.presence.offline(leaving.user_id)
     response = ok({"logged_out": logged_out})
     clear_session_cookie(request, response)
     return response

@@ -1,0 +1,278 @@
+"""Online presence: who was active within ``PRESENCE.WINDOW``, and unique users per day.
+
+Redis keys (global, not per user):
+
+* ``P presence:online`` sorted set ``user -> last activity (ms)``. ``ZADD GT`` keeps the newest
+  time whichever instance or device wrote it, so a user is online while *any* of their sessions
+  was active within the window; counting prunes older members (``ZREMRANGEBYSCORE``) and takes
+  ``ZCARD``: O(log N + pruned), never a keyspace scan.
+* ``P presence:day:<YYYY-MM-DD>`` HyperLogLog of the users active that day (UTC), kept
+  ``PRESENCE.DAILY_RETENTION_DAYS``.
+
+Writes are throttled per session in this process (one per ``PRESENCE.THROTTLE`` seconds).
+
+Degraded mode: this process keeps its own last-seen table and daily sets. While Redis is down,
+activity is recorded there and every read (counts, lists, a user's status, the day count) is
+answered from it, so it covers the users active *on this instance*; responses say
+``"mode": "degraded"``. On recovery the recorded activity is written to Redis (``ZADD GT`` and
+``PFADD``) before traffic returns to Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from .stores.base import CommandCall, Op, PipelineCall
+from .stores.redis import REDIS_DOWN
+from .stores.resilient import ResilientCore
+from .stores.userkeys import UserKeys
+from .timefmt import iso
+
+DAY_MS = 86_400_000
+THROTTLE_TABLE_MAX = 100_000
+PAGE_SLACK = 64
+"""Extra members fetched per page to step over ties at the cursor's timestamp."""
+
+
+def day_of(ms: int) -> str:
+    """The UTC date of a Unix time in ms, as ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+class PresenceOps:
+    """Presence operations (I/O-free)."""
+
+    def __init__(
+        self,
+        core: ResilientCore,
+        keys: UserKeys,
+        *,
+        window_s: int = 300,
+        throttle_s: int = 30,
+        daily_retention_days: int = 90,
+    ) -> None:
+        self.core = core
+        self.keys = keys
+        self.window_ms = window_s * 1000
+        self.throttle_ms = throttle_s * 1000
+        self.daily_ttl_s = daily_retention_days * 86_400
+        self._lock = threading.Lock()
+        self._throttle: dict[str, int] = {}  # session (or user) -> last write ms
+        self._local: dict[str, int] = {}  # user -> last activity seen by this process
+        self._days: dict[str, set[str]] = {}  # day -> users active on this process
+        self._pending: dict[str, int] = {}  # user -> last activity Redis has not seen
+        self._pending_days: dict[str, set[str]] = {}
+        core.recovery_hooks.append(self.flush)
+
+    def _record_local(self, user_id: str, now: int, *, pending: bool) -> None:
+        day = day_of(now)
+        with self._lock:
+            self._local[user_id] = max(self._local.get(user_id, 0), now)
+            self._days.setdefault(day, set()).add(user_id)
+            for stale in [d for d in self._days if d < day_of(now - 2 * DAY_MS)]:
+                del self._days[stale]
+            if pending:
+                self._pending[user_id] = max(self._pending.get(user_id, 0), now)
+                self._pending_days.setdefault(day, set()).add(user_id)
+
+    def _should_write(self, token: str, now: int, force: bool) -> bool:
+        with self._lock:
+            last = self._throttle.get(token)
+            if not force and last is not None and now - last < self.throttle_ms:
+                return False
+            if len(self._throttle) >= THROTTLE_TABLE_MAX:
+                cutoff = now - self.throttle_ms
+                self._throttle = {k: v for k, v in self._throttle.items() if v >= cutoff}
+            self._throttle[token] = now
+            return True
+
+    def _write_calls(self, entries: dict[str, int], days: dict[str, set[str]]) -> PipelineCall:
+        zadd: list[str | int] = []
+        for user, ms in entries.items():
+            zadd += [ms, user]
+        calls: list[CommandCall] = []
+        if zadd:
+            calls.append(CommandCall(("ZADD", self.keys.online(), "GT", *zadd)))
+        for day, users in days.items():
+            calls.append(CommandCall(("PFADD", self.keys.daily(day), *sorted(users))))
+            calls.append(CommandCall(("EXPIRE", self.keys.daily(day), self.daily_ttl_s)))
+        return PipelineCall(tuple(calls))
+
+    def touch(
+        self, user_id: str, session_id: str | None = None, *, force: bool = False
+    ) -> Op[bool]:
+        """Record activity of ``user_id`` (throttled per session); ``True`` when written."""
+        now = self.core.clock()
+        if not self._should_write(session_id or f"user:{user_id}", now, force):
+            return False
+        if self.core.redis_up:
+            try:
+                yield self._write_calls({user_id: now}, {day_of(now): {user_id}})
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+            else:
+                self._record_local(user_id, now, pending=False)
+                return True
+        self._record_local(user_id, now, pending=self.core.redis is not None)
+        return True
+
+    def offline(self, user_id: str) -> Op[None]:
+        """Forget the user's activity (their last session logged out)."""
+        with self._lock:
+            self._local.pop(user_id, None)
+            self._pending.pop(user_id, None)
+            self._throttle.pop(f"user:{user_id}", None)
+        if self.core.redis_up:
+            try:
+                yield CommandCall(("ZREM", self.keys.online(), user_id))
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+
+    def forget_session(self, session_id: str) -> None:
+        """Drop a session's throttle entry (it logged out)."""
+        with self._lock:
+            self._throttle.pop(session_id, None)
+
+    def online_count(self) -> Op[dict[str, Any]]:
+        """``{"online_users": N, "window_seconds": W, "mode": ...}``."""
+        now = self.core.clock()
+        cutoff = now - self.window_ms
+        if self.core.redis_up:
+            try:
+                key = self.keys.online()
+                _, count = yield PipelineCall(
+                    (
+                        CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({cutoff}")),
+                        CommandCall(("ZCARD", key)),
+                    )
+                )
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+            else:
+                return self._counted(int(count))
+        with self._lock:
+            local = sum(1 for ms in self._local.values() if ms >= cutoff)
+        return self._counted(local)
+
+    def _counted(self, n: int) -> dict[str, Any]:
+        return {
+            "online_users": n,
+            "window_seconds": self.window_ms // 1000,
+            "mode": self.core.mode,
+        }
+
+    def online_users(self, cursor: str | None = None, limit: int = 100) -> Op[dict[str, Any]]:
+        """A page of online users, least recently active first, and the next cursor (or None).
+
+        The cursor is ``<last seen ms>:<user id>`` of the last entry of the previous page. A user
+        who is active while you page moves towards the end and may appear again on a later page.
+        """
+        now = self.core.clock()
+        after_ms, after_user = _parse_cursor(cursor)
+        start = max(after_ms, now - self.window_ms)
+        rows: list[tuple[str, int]]
+        if self.core.redis_up:
+            try:
+                reply = yield CommandCall(
+                    (
+                        "ZRANGE",
+                        self.keys.online(),
+                        start,
+                        "+inf",
+                        "BYSCORE",
+                        "LIMIT",
+                        0,
+                        limit + PAGE_SLACK,
+                        "WITHSCORES",
+                    )
+                )
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+                rows = self._local_rows(start)
+            else:
+                rows = _score_pairs(reply)
+        else:
+            rows = self._local_rows(start)
+        page = [(u, ms) for u, ms in rows if (ms, u) > (after_ms, after_user)][:limit]
+        nxt = f"{page[-1][1]}:{page[-1][0]}" if len(page) == limit else None
+        return {
+            "users": [{"user_id": u, "last_seen_at": iso(ms)} for u, ms in page],
+            "next_cursor": nxt,
+            "mode": self.core.mode,
+        }
+
+    def _local_rows(self, start: int) -> list[tuple[str, int]]:
+        with self._lock:
+            rows = [(u, ms) for u, ms in self._local.items() if ms >= start]
+        return sorted(rows, key=lambda r: (r[1], r[0]))
+
+    def status(self, user_id: str) -> Op[dict[str, Any]]:
+        """``{"user_id", "online", "last_seen_at"}`` (``None`` when never seen)."""
+        now = self.core.clock()
+        last: int | None = None
+        if self.core.redis_up:
+            try:
+                score = yield CommandCall(("ZSCORE", self.keys.online(), user_id))
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+            else:
+                last = None if score is None else int(float(score))
+        if not self.core.redis_up:
+            with self._lock:
+                last = self._local.get(user_id)
+        online = last is not None and last >= now - self.window_ms
+        return {
+            "user_id": user_id,
+            "online": online,
+            "last_seen_at": None if last is None else iso(last),
+            "mode": self.core.mode,
+        }
+
+    def daily(self, day: str) -> Op[dict[str, Any]]:
+        """Unique active users on ``day`` (YYYY-MM-DD, UTC; HyperLogLog, ~0.8% error)."""
+        if self.core.redis_up:
+            try:
+                n = yield CommandCall(("PFCOUNT", self.keys.daily(day)))
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+            else:
+                return {"date": day, "active_users": int(n), "mode": self.core.mode}
+        with self._lock:
+            local = len(self._days.get(day, ()))
+        return {"date": day, "active_users": local, "mode": self.core.mode}
+
+    def flush(self) -> Op[bool]:
+        """Recovery hook: write the activity recorded while Redis was down."""
+        with self._lock:
+            entries, days = dict(self._pending), {d: set(u) for d, u in self._pending_days.items()}
+        if entries or days:
+            yield self._write_calls(entries, days)
+        with self._lock:
+            for user, ms in entries.items():
+                if self._pending.get(user) == ms:
+                    del self._pending[user]
+            for day, users in days.items():
+                left = self._pending_days.get(day, set()) - users
+                if left:
+                    self._pending_days[day] = left
+                else:
+                    self._pending_days.pop(day, None)
+            return not self._pending and not self._pending_days
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, str]:
+    if not cursor:
+        return -1, ""
+    ms, sep, user = cursor.partition(":")
+    if not sep or not ms.isdigit():
+        raise ValueError("cursor must be the next_cursor of a previous page")
+    return int(ms), user
+
+
+def _score_pairs(reply: Any) -> list[tuple[str, int]]:
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(str(m), int(float(s))) for m, s in reply]
+    it = iter(reply or ())
+    return [(str(m), int(float(s))) for m, s in zip(it, it, strict=False)]
