@@ -61,17 +61,21 @@ class Monitor:
 
     def measure(self, fn: Callable[[], Any]) -> dict[str, Any]:
         tag = uuid.uuid4().hex[:8]
+        base = len(self.lines)
         self.marker.echo(f"begin-{tag}")
         fn()
         self.marker.echo(f"end-{tag}")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if any(p[0] == "echo" and f"end-{tag}" in " ".join(p[2]) for p in self.lines[-50:]):
+            if any(p[1] == "echo" and f"end-{tag}" in " ".join(p[2]) for p in self.lines[base:]):
                 break
             time.sleep(0.01)
-        start = next(i for i, p in enumerate(self.lines) if f"begin-{tag}" in " ".join(p[2]))
-        end = next(i for i, p in enumerate(self.lines) if f"end-{tag}" in " ".join(p[2]))
-        seen = self.lines[start + 1 : end]
+        lines = self.lines[base:]
+        start = next(
+            i for i, p in enumerate(lines) if p[1] == "echo" and f"begin-{tag}" in p[2][-1]
+        )
+        end = next(i for i, p in enumerate(lines) if p[1] == "echo" and f"end-{tag}" in p[2][-1])
+        seen = lines[start + 1 : end]
         top = [name for kind, name, _ in seen if kind != "lua"]
         inner = [name for kind, name, _ in seen if kind == "lua"]
         writes = [n for n in inner + top if n in WRITES]
