@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings
+from .inbox import InboxOps
 from .manager import SessionManager
 from .preferences import PreferencesOps
 from .presence import PresenceOps
@@ -45,12 +46,32 @@ class Features:
     user_sessions: UserSessionsOps
     preferences: PreferencesOps
     presence: PresenceOps
+    inbox: InboxOps
 
 
 def build_features(settings: Settings, manager: SessionManager) -> Features:
     """The features the settings describe, on the manager's core and key layout."""
     ps = settings.preferences
     pr = settings.presence
+    ms = settings.messages
+    presence = PresenceOps(
+        manager.core,
+        manager.user_keys,
+        window_s=pr.window,
+        throttle_s=pr.throttle,
+        daily_retention_days=pr.daily_retention_days,
+    )
+    inbox = InboxOps(
+        manager.core,
+        manager.user_keys,
+        max_per_user=ms.max_per_user,
+        retention_s=ms.retention,
+        max_body_bytes=ms.max_body_bytes,
+        send_rate=ms.send_rate,
+        send_rate_window_s=ms.send_rate_window,
+        online_window_s=pr.window,
+    )
+    inbox.online_here = presence.local_online
     return Features(
         user_sessions=UserSessionsOps(manager),
         preferences=PreferencesOps(
@@ -59,13 +80,8 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
             max_custom_bytes=ps.max_custom_bytes,
             max_custom_keys=ps.max_custom_keys,
         ),
-        presence=PresenceOps(
-            manager.core,
-            manager.user_keys,
-            window_s=pr.window,
-            throttle_s=pr.throttle,
-            daily_retention_days=pr.daily_retention_days,
-        ),
+        presence=presence,
+        inbox=inbox,
     )
 
 

@@ -111,6 +111,7 @@ class SessionHub(_HubBase[redis.Redis]):
         self.user_sessions = SyncFacade(self.features.user_sessions, self.run)
         self.preferences = SyncFacade(self.features.preferences, self.run)
         self.presence = SyncFacade(self.features.presence, self.run)
+        self.inbox = SyncFacade(self.features.inbox, self.run)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.manager.core.on_degraded = self._wake.set
@@ -213,6 +214,7 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
         self.user_sessions = AsyncFacade(self.features.user_sessions, self.run)
         self.preferences = AsyncFacade(self.features.preferences, self.run)
         self.presence = AsyncFacade(self.features.presence, self.run)
+        self.inbox = AsyncFacade(self.features.inbox, self.run)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.manager.core.on_degraded = self._on_degraded

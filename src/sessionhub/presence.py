@@ -203,6 +203,11 @@ class PresenceOps:
             "mode": self.core.mode,
         }
 
+    def local_online(self, now: int) -> list[str]:
+        """Users this process saw active within the window (degraded-mode answers)."""
+        with self._lock:
+            return [u for u, ms in self._local.items() if ms >= now - self.window_ms]
+
     def _local_rows(self, start: int) -> list[tuple[str, int]]:
         with self._lock:
             rows = [(u, ms) for u, ms in self._local.items() if ms >= start]

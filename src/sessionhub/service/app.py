@@ -11,9 +11,11 @@ from starlette.exceptions import HTTPException
 
 from ..config import Settings, load_settings
 from ..hub import AsyncSessionHub
+from ..inbox import InboxNotifier
 from .auth import PasswordChecker
 from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from .routes import routes
+from .routes_messages import routes as message_routes
 from .routes_presence import routes as presence_routes
 from .routes_settings import routes as settings_routes
 from .routes_users import routes as user_routes
@@ -37,13 +39,17 @@ def create_app(settings: Settings) -> Starlette:
             health = await hub.health()  # a failed ping opens the circuit and logs degraded mode
             if health["status"] == "healthy":
                 log.info("%s (%s)", CONNECTED_MESSAGE, settings.redis.masked_url())
+        notifier = InboxNotifier(hub.features.inbox, hub.client)
+        await notifier.start()
+        app.state.notifier = notifier
         try:
             yield
         finally:
+            await notifier.aclose()
             await hub.aclose()
 
     app = Starlette(
-        routes=[*routes, *user_routes, *settings_routes, *presence_routes],
+        routes=[*routes, *user_routes, *settings_routes, *presence_routes, *message_routes],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,

@@ -35,8 +35,16 @@ class UserKeys:
         return self._user(user_id, "inbox")
 
     def inbox_read(self, user_id: str) -> str:
-        """hash: ``upto`` (everything up to this id is read) and ``ids`` (read ids after it)."""
+        """hash: ``upto``, the id up to which every message is read."""
         return self._user(user_id, "inbox:read")
+
+    def inbox_read_ids(self, user_id: str) -> str:
+        """set: ids read individually beyond ``upto``."""
+        return self._user(user_id, "inbox:readids")
+
+    def inbox_notify(self) -> str:
+        """Pub/Sub channel: a user id is published each time a message reaches their inbox."""
+        return f"{self.prefix}inbox:notify"
 
     def send_rate(self, user_id: str) -> str:
         """string counter: messages sent by the user in the current rate window."""

@@ -1,0 +1,258 @@
+"""Message push over HTTP and in the library: send, list, read, authorization, SSE, degraded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from starlette.testclient import TestClient
+
+from conftest import login
+from helpers import ADMIN_KEY, PASSWORD, build_settings, service_settings, wait_for
+from redis_server import RedisServer, free_port
+from sessionhub.hub import AsyncSessionHub, SessionHub
+from sessionhub.inbox import InvalidMessage
+from sessionhub.service.app import create_app
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _device(client: TestClient, user: str) -> str:
+    client.cookies.clear()
+    response = client.post("/api/auth/login", json={"username": user, "password": PASSWORD})
+    client.cookies.clear()
+    return response.cookies["session"]
+
+
+def _messages(client: TestClient, cookie: str, query: str = "") -> dict[str, Any]:
+    response = client.get(f"/api/me/messages{query}", cookies={"session": cookie})
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def test_send_list_read_and_inboxes_are_separate(client: TestClient) -> None:
+    alice = _device(client, "alice")
+    bob = _device(client, "bob")
+    sent = client.post(
+        "/api/messages", json={"to": "bob", "body": {"text": "hi"}}, cookies={"session": alice}
+    )
+    assert sent.status_code == 201, sent.text
+    admin = client.post("/api/users/bob/messages", json={"body": "from ops"}, headers=ADMIN)
+    assert admin.status_code == 201
+    # Each user has their own inbox (the seed shared one list).
+    assert _messages(client, alice)["messages"] == []
+    inbox = _messages(client, bob)["messages"]
+    assert [(m["from"], m["kind"], m["body"]) for m in inbox] == [
+        ("alice", "direct", {"text": "hi"}),
+        (None, "admin", "from ops"),
+    ]
+    first, second = inbox[0]["id"], inbox[1]["id"]
+    page = _messages(client, bob, "?limit=1")
+    assert page["next_cursor"] == first
+    assert [m["id"] for m in _messages(client, bob, f"?cursor={first}")["messages"]] == [second]
+    read = client.post("/api/me/messages/read", json={"ids": [second]}, cookies={"session": bob})
+    assert read.status_code == 200
+    unread = _messages(client, bob, "?unread=true")["messages"]
+    assert [m["id"] for m in unread] == [first]
+    client.post("/api/me/messages/read", json={"up_to": first}, cookies={"session": bob})
+    assert _messages(client, bob, "?unread=true")["messages"] == []
+    assert all(m["read"] for m in _messages(client, bob)["messages"])
+
+
+def test_validation_rate_limit_and_authorization(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    client = make_client(redis_url, messages={"SEND_RATE": 2, "MAX_BODY_BYTES": 64})
+    alice = _device(client, "alice")
+    bob = _device(client, "bob")
+    send = {"cookies": {"session": alice}}
+    assert client.post("/api/messages", json={"to": "bob"}, **send).status_code == 422
+    assert client.post("/api/messages", json={"to": "nobody", "body": 1}, **send).status_code == 404
+    big = client.post("/api/messages", json={"to": "bob", "body": "x" * 100}, **send)
+    assert big.status_code == 422
+    assert "body" in big.json()["error"]["message"]
+    for _ in range(2):
+        assert (
+            client.post("/api/messages", json={"to": "bob", "body": 1}, **send).status_code == 201
+        )
+    limited = client.post("/api/messages", json={"to": "bob", "body": 1}, **send)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    # No cookie: 401; user cookie on admin routes: 401 (no key); bad key: 403.
+    for method, path, body in [
+        ("POST", "/api/messages", {"to": "bob", "body": 1}),
+        ("GET", "/api/me/messages", None),
+        ("POST", "/api/me/messages/read", {"up_to": "1-0"}),
+        ("GET", "/api/me/messages/stream", None),
+    ]:
+        assert client.request(method, path, json=body).status_code == 401
+    for path in ("/api/users/bob/messages", "/api/messages/broadcast"):
+        assert client.post(path, json={"body": 1}).status_code == 401
+        assert client.post(path, json={"body": 1}, cookies={"session": bob}).status_code == 401
+        bad = {"Authorization": "Bearer wrong-key-wrong-key"}
+        assert client.post(path, json={"body": 1}, headers=bad).status_code == 403
+    # Alice never sees Bob's messages, and cannot mark them read.
+    assert _messages(client, alice)["messages"] == []
+    bobs = _messages(client, bob)["messages"]
+    client.post("/api/me/messages/read", json={"up_to": bobs[-1]["id"]}, cookies={"session": alice})
+    assert len(_messages(client, bob, "?unread=true")["messages"]) == 2
+    bad_read = client.post("/api/me/messages/read", json={"ids": ["x"]}, cookies={"session": bob})
+    assert bad_read.status_code == 422
+
+
+def test_broadcast_reaches_online_users(client: TestClient) -> None:
+    alice = _device(client, "alice")
+    bob = _device(client, "bob")
+    result = client.post("/api/messages/broadcast", json={"body": {"notice": 1}}, headers=ADMIN)
+    assert result.json()["data"] == {"recipients": 2}
+    for cookie in (alice, bob):
+        assert [m["kind"] for m in _messages(client, cookie)["messages"]] == ["broadcast"]
+
+
+def test_inbox_bounded(make_client: Callable[..., TestClient], redis_url: str) -> None:
+    client = make_client(redis_url, messages={"MAX_PER_USER": 10})
+    bob = _device(client, "bob")
+    for i in range(500):
+        client.post("/api/users/bob/messages", json={"body": i}, headers=ADMIN)
+    hub = client.app.state.hub  # type: ignore[attr-defined]
+    length = redis.Redis.from_url(redis_url).xlen(hub.manager.user_keys.inbox("bob"))
+    assert length < 500  # MAXLEN ~ trims whole nodes: bounded near MAX_PER_USER
+    last = _messages(client, bob, "?limit=500")["messages"][-1]
+    assert last["body"] == 499
+
+
+def test_library_sync_and_async(redis_url: str) -> None:
+    settings = build_settings(redis_url)
+    hub = SessionHub(settings)
+    try:
+        sent = hub.inbox.send("dave", {"a": 1}, sender="carol")
+        page = hub.inbox.page("dave")
+        assert [m["id"] for m in page["messages"]] == [sent["id"]]
+        with pytest.raises(InvalidMessage):
+            hub.inbox.send("dave", float("nan"))
+        hub.inbox.mark_read("dave", up_to=sent["id"])
+        assert hub.inbox.page("dave", unread=True)["messages"] == []
+    finally:
+        hub.close()
+
+    async def main() -> list[Any]:
+        ahub = AsyncSessionHub(settings)
+        try:
+            await ahub.inbox.send("dave", "second")
+            page = await ahub.inbox.page("dave", unread=True)
+            return [m["body"] for m in page["messages"]]
+        finally:
+            await ahub.aclose()
+
+    assert asyncio.run(main()) == ["second"]
+
+
+# -- live stream over a real HTTP server -------------------------------------------------------
+
+
+class Server:
+    """The service under uvicorn in a thread, for streaming responses."""
+
+    def __init__(self, redis_url: str, **sections: Any) -> None:
+        self.port = free_port()
+        self.app = create_app(service_settings(redis_url, **sections))
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.started)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def login(self, user: str) -> str:
+        r = httpx.post(f"{self.base}/api/auth/login", json={"username": user, "password": PASSWORD})
+        return r.cookies["session"]
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(redis_url: str) -> Iterator[Server]:
+    server = Server(redis_url, messages={"STREAM_KEEPALIVE": 0.5})
+    yield server
+    server.close()
+
+
+def _read_events(response: httpx.Response, n: int, out: list[dict[str, Any]]) -> None:
+    event: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            event["id"] = line[4:]
+        elif line.startswith("data: "):
+            event["data"] = line[6:]
+        elif line == "" and "data" in event:
+            out.append({"id": event["id"], **json.loads(event["data"]), "at": time.monotonic()})
+            event = {}
+            if len(out) >= n:
+                return
+
+
+def test_stream_delivers_fast_and_resumes(live: Server) -> None:
+    bob = live.login("bob")
+    received: list[dict[str, Any]] = []
+    with (
+        httpx.Client(base_url=live.base, cookies={"session": bob}, timeout=10) as http,
+        http.stream("GET", "/api/me/messages/stream") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader = threading.Thread(target=_read_events, args=(response, 1, received))
+        reader.start()
+        time.sleep(0.3)  # the stream is open and waiting
+        sent_at = time.monotonic()
+        r = httpx.post(f"{live.base}/api/users/bob/messages", json={"body": "ping"}, headers=ADMIN)
+        assert r.status_code == 201
+        reader.join(timeout=5)
+    assert received[0]["body"] == "ping"
+    assert received[0]["at"] - sent_at < 0.1
+    # Disconnected: two messages arrive meanwhile; a reconnect with Last-Event-ID gets both.
+    for body in ("missed-1", "missed-2"):
+        httpx.post(f"{live.base}/api/users/bob/messages", json={"body": body}, headers=ADMIN)
+    resumed: list[dict[str, Any]] = []
+    headers = {"Last-Event-ID": received[0]["id"]}
+    with (
+        httpx.Client(base_url=live.base, cookies={"session": bob}, timeout=10) as http,
+        http.stream("GET", "/api/me/messages/stream", headers=headers) as response,
+    ):
+        _read_events(response, 2, resumed)
+    assert [e["body"] for e in resumed] == ["missed-1", "missed-2"]
+
+
+def test_degraded_messages_kept_and_flushed(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    server = fresh_redis_server
+    client = make_client(server.url, redis={"PROBE_INTERVAL": 0.2})
+    hub = client.app.state.hub  # type: ignore[attr-defined]
+    alice = _device(client, "alice")
+    bob = _device(client, "bob")
+    server.kill()
+    sent = client.post(
+        "/api/messages", json={"to": "bob", "body": "during"}, cookies={"session": alice}
+    )
+    assert sent.status_code == 201
+    assert hub.manager.core.mode == "degraded"
+    assert [m["body"] for m in _messages(client, bob)["messages"]] == ["during"]
+    server.restart()
+    wait_for(lambda: hub.manager.core.mode == "redis")
+    entries = server.client().xrange(hub.manager.user_keys.inbox("bob"))
+    assert [e[1][b"b"] for e in entries] == [b'"during"']
+    assert login(client, "bob")
+    assert [m["body"] for m in _messages(client, client.cookies["session"])["messages"]] == [
+        "during"
+    ]
