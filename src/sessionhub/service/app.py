@@ -14,6 +14,7 @@ from ..hub import AsyncSessionHub
 from ..inbox import InboxNotifier
 from .auth import PasswordChecker
 from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from .openapi import routes as openapi_routes
 from .routes import routes
 from .routes_messages import routes as message_routes
 from .routes_presence import routes as presence_routes
@@ -49,7 +50,14 @@ def create_app(settings: Settings) -> Starlette:
             await hub.aclose()
 
     app = Starlette(
-        routes=[*routes, *user_routes, *settings_routes, *presence_routes, *message_routes],
+        routes=[
+            *routes,
+            *user_routes,
+            *settings_routes,
+            *presence_routes,
+            *message_routes,
+            *openapi_routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,
