@@ -264,10 +264,23 @@ class InboxOps:
         if not self.core.redis_up:
             users = self._online_here(now)
         sent = 0
-        for start in range(0, len(users), BROADCAST_BATCH):
-            for user in users[start : start + BROADCAST_BATCH]:
-                yield from self.send(user, body, sender=sender, kind="broadcast")
-                sent += 1
+        while sent < len(users) and self.core.redis_up:
+            batch = users[sent : sent + BROADCAST_BATCH]
+            messages = [(u, Message("", sender, "broadcast", now, body)) for u in batch]
+            calls = [c for u, m in messages for c in self._xadd_calls(u, m, "*")]
+            try:
+                replies = yield PipelineCall(tuple(calls))  # one round trip per batch
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+                break
+            for i, (user, message) in enumerate(messages):
+                message.id = str(replies[4 * i])
+                self._cache(user, [message])
+                self._notify(user)
+            sent += len(batch)
+        for user in users[sent:]:  # Redis went away (or was never there): keep them in memory
+            yield from self.send(user, body, sender=sender, kind="broadcast")
+            sent += 1
         return {"recipients": sent}
 
     online_here: Any = None

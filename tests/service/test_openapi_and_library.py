@@ -84,5 +84,7 @@ def test_memory_only_mode_works() -> None:
         assert hub.presence.online_count()["online_users"] == 1
         hub.inbox.send("gina", "hello")
         assert [m["body"] for m in hub.inbox.page("gina")["messages"]] == ["hello"]
+        assert hub.inbox.broadcast("to all") == {"recipients": 1}  # gina is online here
+        assert len(hub.inbox.page("gina")["messages"]) == 2
     finally:
         hub.close()
