@@ -88,3 +88,51 @@ def test_memory_only_mode_works() -> None:
         assert len(hub.inbox.page("gina")["messages"]) == 2
     finally:
         hub.close()
+
+
+def test_user_keys_share_one_hash_tag_even_with_braces(redis_url: str) -> None:
+    """Every per-user key of a user id with braces names one cluster slot, and works."""
+    from redis.crc import key_slot
+
+    hub = SessionHub(build_settings(redis_url))
+    try:
+        keys = hub.manager.user_keys
+        user = "we{ird}%user"
+        names = [
+            keys.sessions(user),
+            keys.settings(user),
+            keys.inbox(user),
+            keys.inbox_read(user),
+            keys.inbox_read_ids(user),
+            keys.send_rate(user),
+        ]
+        assert len({key_slot(n.encode()) for n in names}) == 1
+        assert keys.sessions(user) != keys.sessions("we{ird}")
+        session, _ = hub.login(user)
+        assert [i.sid for i in hub.user_sessions.list(user)] == [session.sid]
+        hub.inbox.send(user, "x")
+        assert len(hub.inbox.page(user)["messages"]) == 1
+    finally:
+        hub.close()
+
+
+def test_concurrent_setting_patches_lose_nothing(redis_url: str) -> None:
+    """Compare-and-set: many writers patching different custom keys all persist."""
+    import threading
+
+    hubs = [SessionHub(build_settings(redis_url)) for _ in range(4)]
+    try:
+
+        def writer(n: int) -> None:
+            for i in range(10):
+                hubs[n].preferences.patch("hank", {"custom": {f"k{n}-{i}": i}})
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(hubs[0].preferences.get("hank")["custom"]) == 40
+    finally:
+        for hub in hubs:
+            hub.close()
