@@ -4,8 +4,9 @@ Redis keys, all in the recipient's slot ``{u:<user>}``:
 
 * ``...:inbox`` stream; each entry has ``f`` (sender, empty for the operator), ``k`` (kind:
   ``direct``, ``admin``, ``broadcast``), ``t`` (sent, ms) and ``b`` (body, compact JSON). Every
-  ``XADD`` trims with ``MAXLEN ~ MESSAGES.MAX_PER_USER`` and ``XTRIM MINID ~ now - RETENTION``,
-  and the key expires ``RETENTION`` after the last message.
+  ``XADD`` trims to ``MAXLEN MESSAGES.MAX_PER_USER`` and ``XTRIM MINID now - RETENTION``,
+  reads skip anything older than ``RETENTION``, and the key expires ``RETENTION`` after the last
+  message.
 * ``...:inbox:read`` hash, ``upto``: every id up to it is read; ``...:inbox:readids`` set: ids read
   one by one beyond it (``inbox_read.lua`` keeps both consistent).
 * ``P inbox:notify`` Pub/Sub channel: the recipient's id after each delivery, so a process with
@@ -187,8 +188,10 @@ class InboxOps:
         key = self.keys.inbox(user_id)
         minid = max(0, message.sent_ms - self.retention_ms)
         return [
-            CommandCall(("XADD", key, "MAXLEN", "~", self.max_per_user, msg_id, *message.fields())),
-            CommandCall(("XTRIM", key, "MINID", "~", minid)),
+            # Exact trims: approximate ones ("~") only drop whole radix-tree nodes, so a small
+            # inbox would keep messages past RETENTION indefinitely.
+            CommandCall(("XADD", key, "MAXLEN", self.max_per_user, msg_id, *message.fields())),
+            CommandCall(("XTRIM", key, "MINID", minid)),
             CommandCall(("PEXPIRE", key, self.retention_ms)),
             CommandCall(("PUBLISH", self.keys.inbox_notify(), user_id)),
         ]
@@ -316,7 +319,7 @@ class InboxOps:
         self, user_id: str, after_id: str, limit: int, unread: bool
     ) -> Op[list[Message]]:
         upto, read_ids = yield from self._read_state(user_id)
-        start = after_id
+        start = max(after_id, f"{max(0, self.core.clock() - self.retention_ms)}-0", key=id_key)
         if unread and id_key(upto) > id_key(start):
             start = upto
         out: list[Message] = []

@@ -125,9 +125,23 @@ def test_inbox_bounded(make_client: Callable[..., TestClient], redis_url: str) -
         client.post("/api/users/bob/messages", json={"body": i}, headers=ADMIN)
     hub = client.app.state.hub  # type: ignore[attr-defined]
     length = redis.Redis.from_url(redis_url).xlen(hub.manager.user_keys.inbox("bob"))
-    assert length < 500  # MAXLEN ~ trims whole nodes: bounded near MAX_PER_USER
+    assert length == 10
     last = _messages(client, bob, "?limit=500")["messages"][-1]
     assert last["body"] == 499
+
+
+def test_retention_drops_old_messages(redis_url: str) -> None:
+    hub = SessionHub(build_settings(redis_url, messages={"RETENTION": 1}))
+    try:
+        hub.inbox.send("ivy", "old")
+        time.sleep(1.1)
+        assert hub.inbox.page("ivy")["messages"] == []  # past retention: never shown
+        hub.inbox.send("ivy", "new")
+        assert [m["body"] for m in hub.inbox.page("ivy")["messages"]] == ["new"]
+        assert hub.client is not None
+        assert hub.client.xlen(hub.manager.user_keys.inbox("ivy")) == 1  # and trimmed
+    finally:
+        hub.close()
 
 
 def test_library_sync_and_async(redis_url: str) -> None:
