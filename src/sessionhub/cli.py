@@ -45,7 +45,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .service.app import create_app
 
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.server.log_level)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.server.log_level,
+            access_log=settings.server.access_log,
+        )
         return 0
     if settings.secret_key is None:
         # Workers must agree on the key, or a cookie set by one is rejected by another.
@@ -60,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         workers=workers,
         log_level=settings.server.log_level,
+        access_log=settings.server.access_log,
     )
     return 0
 

@@ -259,6 +259,8 @@ class ServerSettings(BaseModel):
     workers: StrictInt = Field(default=1, ge=1, le=64)
     max_body_bytes: StrictInt = Field(default=65536, ge=1, le=16 * 1024 * 1024)
     log_level: _LogLevel = "info"
+    # Off by default, as in gunicorn: a log line per request costs more than a session lookup.
+    access_log: StrictBool = False
 
 
 class AdminSettings(BaseModel):

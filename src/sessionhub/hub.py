@@ -124,9 +124,11 @@ class SessionHub(_HubBase[redis.Redis]):
         """Run any operation (a generator from the manager or the core) to completion."""
         return run_sync(op, self.client)
 
-    def open(self, cookie: str | None, *, touch: bool = True) -> Session | None:
+    def open(
+        self, cookie: str | None, *, touch: bool = True, force: bool = False
+    ) -> Session | None:
         """See :meth:`SessionManager.open`."""
-        result: Session | None = self.run(self.manager.open(cookie, touch=touch))
+        result: Session | None = self.run(self.manager.open(cookie, touch=touch, force=force))
         return result
 
     def create(
@@ -236,9 +238,12 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
             await self.start()
         return await run_async(op, self._calls)
 
-    async def open(self, cookie: str | None, *, touch: bool = True) -> Session | None:
+    async def open(
+        self, cookie: str | None, *, touch: bool = True, force: bool = False
+    ) -> Session | None:
         """See :meth:`SessionManager.open`."""
-        result: Session | None = await self.run(self.manager.open(cookie, touch=touch))
+        op = self.manager.open(cookie, touch=touch, force=force)
+        result: Session | None = await self.run(op)
         return result
 
     async def create(

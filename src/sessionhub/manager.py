@@ -43,12 +43,18 @@ class SessionManager:
         """The storage id behind a cookie; raises :class:`~sessionhub.exceptions.InvalidToken`."""
         return self.codec.storage_id(self.codec.token_from_cookie(cookie))
 
-    def open(self, cookie: str | None, *, touch: bool = True) -> Op[Session | None]:
-        """The live session a cookie names, or ``None``; a forged cookie raises ``InvalidToken``."""
+    def open(
+        self, cookie: str | None, *, touch: bool = True, force: bool = False
+    ) -> Op[Session | None]:
+        """The live session a cookie names, or ``None``; a forged cookie raises ``InvalidToken``.
+
+        ``touch`` slides the idle expiry (unless refreshed within ``REFRESH_THRESHOLD``);
+        ``force`` slides it regardless, in the same round trip (an explicit extend).
+        """
         if not cookie:
             return None
         sid = self.sid_for_cookie(cookie)
-        fields = yield from self.core.load(sid, touch=touch)
+        fields = yield from self.core.load(sid, touch=touch or force, force=force)
         return None if fields is None else Session(SessionRecord.from_fields(sid, fields))
 
     def create(

@@ -48,6 +48,8 @@ class SessionRecord:
     user_agent: str = ""
     ip: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    # The JSON each data key was read as, so opening a session need not re-encode it.
+    raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_fields(self) -> Fields:
         """The flat map a store writes."""
@@ -69,12 +71,15 @@ class SessionRecord:
     def from_fields(cls, sid: str, fields: Mapping[str, str]) -> SessionRecord:
         """Parse the flat map a store returned; a field that does not parse is dropped."""
         data: dict[str, Any] = {}
+        raw_data: dict[str, str] = {}
         for name, raw in fields.items():
             if name.startswith(DATA_PREFIX):
+                key = name[len(DATA_PREFIX) :]
                 try:
-                    data[name[len(DATA_PREFIX) :]] = json.loads(raw)
+                    data[key] = json.loads(raw)
                 except ValueError:
                     continue  # one unreadable key must not cost the user their session
+                raw_data[key] = raw
         return cls(
             sid=sid,
             user_id=fields.get(F_USER),
@@ -85,6 +90,7 @@ class SessionRecord:
             user_agent=fields.get(F_USER_AGENT, ""),
             ip=fields.get(F_IP, ""),
             data=data,
+            raw=raw_data,
         )
 
 
@@ -117,7 +123,7 @@ class Session(MutableMapping[str, Any]):
         self.new = new
         self.invalidated = False
         self._data: dict[str, Any] = dict(record.data)
-        self._saved: dict[str, str] = {k: _dumps(v) for k, v in record.data.items()}
+        self._saved: dict[str, str] = record.raw or {k: _dumps(v) for k, v in record.data.items()}
 
     @property
     def sid(self) -> str:

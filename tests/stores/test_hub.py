@@ -248,6 +248,8 @@ def test_load_and_slide_is_one_round_trip(redis_server: RedisServer, redis_url: 
         session, cookie = hub.create("alice")
         hub.open(cookie)  # the script is cached in Redis now
         assert _commands_during(redis_server, lambda: hub.open(cookie)) == ["EVALSHA"]
+        extend = _commands_during(redis_server, lambda: hub.open(cookie, force=True))
+        assert extend == ["EVALSHA"]
         session["x"] = 1
         assert _commands_during(redis_server, lambda: hub.save(session)) == ["EVALSHA"]
     finally:
