@@ -326,3 +326,19 @@ def test_redis_errors_other_than_outages_propagate(
     with pytest.raises(redis.ResponseError):
         hub.open(cookie)
     assert hub.manager.core.mode == "redis"
+
+
+def test_count_is_exact_and_pruning_is_bounded(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    """With thousands of dead index entries the count is exact; each call prunes a bounded few."""
+    hub = make_hub(session={"INDEX_SHARDS": 1})
+    hub.create("alice")
+    client = redis_server.client()
+    index = "session:{0}:idx"
+    client.zadd(index, {f"dead{i:05d}": 1000 + i for i in range(2500)})  # long expired
+    assert hub.stats()["total_sessions"] == 1
+    assert client.zcard(index) == 1 + 1500  # the first call pruned 1,000 of 2,500
+    assert hub.stats()["total_sessions"] == 1
+    assert hub.stats()["total_sessions"] == 1
+    assert client.zcard(index) == 1

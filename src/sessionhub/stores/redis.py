@@ -7,7 +7,7 @@ Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the sessio
 
 A session and its shard index share the hash tag ``{n}``, so every script touches one slot and the
 same layout runs on Redis Cluster. Counting sums ``ZCARD`` over the shards after pruning expired
-members: never KEYS or SCAN.
+members (a bounded number per call): never KEYS or SCAN.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ LOAD = LuaScript.load("load")
 PUT = LuaScript.load("put")
 UPDATE = LuaScript.load("update")
 DESTROY = LuaScript.load("destroy")
+COUNT = LuaScript.load("count")
+
+PRUNE_LIMIT = 1000
+"""Expired index entries one count removes per shard: bounded work per call, however many died."""
 
 
 class KeySpace:
@@ -111,13 +115,13 @@ class RedisOps:
             yield PipelineCall(tuple(self.destroy_call(s) for s in sids))
 
     def count(self, now_ms: int) -> Op[int]:
-        calls: list[CommandCall] = []
-        for shard in range(self.keys.shards):
-            index = self.keys.index(shard)
-            calls.append(CommandCall(("ZREMRANGEBYSCORE", index, "-inf", f"({now_ms}")))
-            calls.append(CommandCall(("ZCARD", index)))
-        replies = yield PipelineCall(tuple(calls))
-        return sum(int(r) for r in replies[1::2])
+        """Live sessions in all shards (``ZCOUNT``), pruning at most ``PRUNE_LIMIT`` per shard."""
+        calls = tuple(
+            ScriptCall(COUNT, (self.keys.index(shard),), (now_ms, PRUNE_LIMIT))
+            for shard in range(self.keys.shards)
+        )
+        replies = yield PipelineCall(calls)
+        return sum(int(r) for r in replies)
 
     def ping(self) -> Op[bool]:
         reply = yield CommandCall(("PING",))

@@ -10,6 +10,8 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
--- Prune what expired in this shard, so the index never outgrows the live sessions for long.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
+-- Prune a few expired entries of this shard, so the index never outgrows the live sessions for
+-- long; bounded, so a create never pays for a mass expiry.
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 16)
+if #dead > 0 then redis.call('ZREM', KEYS[2], unpack(dead)) end
 return 1
