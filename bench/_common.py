@@ -219,9 +219,11 @@ def sessionhub_cmd(config: Path, port: int, workers: int) -> list[str]:
     ]
 
 
-def login(base: str, path: str = "/api/auth/login", cookie_name: str = "session") -> str:
-    """Log alice in and return the Cookie header value."""
-    body = json.dumps({"username": "alice", "password": PASSWORD}).encode()
+def login(
+    base: str, path: str = "/api/auth/login", cookie_name: str = "session", user: str = "alice"
+) -> str:
+    """Log ``user`` (alice by default) in and return the Cookie header value."""
+    body = json.dumps({"username": user, "password": PASSWORD}).encode()
     req = urllib.request.Request(  # noqa: S310 - loopback
         base + path, data=body, headers={"Content-Type": "application/json", "User-Agent": UA}
     )

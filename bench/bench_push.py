@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from _common import (
     UA,
     free_port,
@@ -61,7 +63,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def open_stream(port: int, path: str, cookie: str) -> asyncio.StreamReader:
+async def open_stream(
+    port: int, path: str, cookie: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\nUser-Agent: {UA}\r\n"
@@ -70,7 +74,8 @@ async def open_stream(port: int, path: str, cookie: str) -> asyncio.StreamReader
     head = await reader.readuntil(b"\r\n\r\n")
     if b" 200 " not in head.split(b"\r\n", 1)[0]:
         raise RuntimeError(f"stream refused: {head[:80]!r}")
-    return reader
+    # The writer must stay referenced: a collected StreamWriter closes its connection.
+    return reader, writer
 
 
 async def wait_for(reader: asyncio.StreamReader, marker: bytes) -> float:
@@ -98,13 +103,14 @@ async def post(port: int, path: str, body: dict[str, Any]) -> int:
 
 async def measure(port: int, pid: int, cookies: list[str], args: argparse.Namespace) -> dict:
     base_rss = rss_kib(pid)
-    readers = [await open_stream(port, args.stream_path, c) for c in cookies]
+    streams = [await open_stream(port, args.stream_path, c) for c in cookies]
+    readers = [reader for reader, _ in streams]
     await asyncio.sleep(1)
     per_stream = (rss_kib(pid) - base_rss) * 1024 / len(readers)
     marker = f"bench-{time.time_ns()}".encode()
     waits = [asyncio.create_task(wait_for(r, marker)) for r in readers]
     t0 = time.monotonic()
-    await post(port, args.broadcast_path, {"event": "bench", "data": marker.decode()})
+    await post(port, args.broadcast_path, {"body": {"marker": marker.decode()}})
     done = await asyncio.wait_for(asyncio.gather(*waits), 30)
     broadcast_s = max(done) - t0
     direct = []
@@ -113,9 +119,8 @@ async def measure(port: int, pid: int, cookies: list[str], args: argparse.Namesp
         target = readers[i % len(readers)]
         w = asyncio.create_task(wait_for(target, m))
         t1 = time.monotonic()
-        await post(
-            port, args.direct_path, {"user_id": f"user{i % len(readers)}", "data": m.decode()}
-        )
+        path = args.direct_path.format(user=f"user{i % len(readers)}")
+        await post(port, path, {"body": {"marker": m.decode()}})
         direct.append((await asyncio.wait_for(w, 10)) - t1)
     return {
         "streams": len(readers),
@@ -141,11 +146,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with redis_server() as server, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = write_config(Path(tmp), server.url)
-        text = cfg.read_text() + f"ADMIN:\n  API_KEYS: ['{ADMIN_KEY}']\n"
-        cfg.write_text(text)
+        data = yaml.safe_load(cfg.read_text())
+        data["ADMIN"] = {"API_KEYS": [ADMIN_KEY]}
+        # One user per stream, so a direct message wakes one stream, as in real use.
+        hashed = data["USERS"][0]["PASSWORD_HASH"]
+        data["USERS"] = [
+            {"USERNAME": f"user{i}", "PASSWORD_HASH": hashed} for i in range(args.streams)
+        ]
+        cfg.write_text(yaml.safe_dump(data))
         base = f"http://127.0.0.1:{port}"
         with process(sessionhub_cmd(cfg, port, 1), base + "/healthz") as proc:
-            cookies = [login(base) for _ in range(args.streams)]
+            cookies = [login(base, user=f"user{i}") for i in range(args.streams)]
             try:
                 result = asyncio.run(measure(port, proc.pid, cookies, args))
             except Exception as exc:  # an API that differs from the assumed one
@@ -176,9 +187,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--direct", type=int, default=200, help="direct messages to time")
-    p.add_argument("--stream-path", default="/api/push/stream")
-    p.add_argument("--broadcast-path", default="/api/push/broadcast")
-    p.add_argument("--direct-path", default="/api/push/send")
+    p.add_argument("--stream-path", default="/api/me/messages/stream")
+    p.add_argument("--broadcast-path", default="/api/messages/broadcast")
+    p.add_argument("--direct-path", default="/api/users/{user}/messages")
     return p
 
 
