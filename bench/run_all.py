@@ -90,46 +90,37 @@ def headline(results: dict[str, Any]) -> list[str]:
 GAPS = """\
 ## Gaps and what limits them
 
-These are measured findings; the suggested patches are in `src/` (owned by others) and are
-listed here rather than applied.
+Applied after profiling (py-spy, `python bench/profile_http.py`): uvicorn with uvloop and
+httptools (the two-worker runs had a flat ~44 ms per keep-alive request on the default loop, the
+framework floor included), auto-pipelining of concurrent asyncio calls into one round trip,
+`POST /api/session/extend` in one round trip, no re-encoding of session values on open, cached
+time formatting, and the per-request access log off by default. What is still missed:
 
-1. **Store path vs bare GETEX (benchmark 2).** Load-and-slide is already one round trip, but it
-   is an `EVALSHA` of `load.lua` (HGETALL + loop + HSET + PEXPIREAT + ZADD inside Redis) plus
-   the generator driver, `SessionRecord.from_fields`/`Session.__init__` (JSON-decoding every
-   data field, re-encoding it for `_saved`) in Python. On a 2-core box the Lua work and the
-   Python work compete with the client for the same cores. Levers: skip the ZADD when the
-   expiry moved by less than the refresh threshold, decode data lazily (keep the raw JSON and
-   use it as `_saved`, no `json.dumps` on open), and use a leaner reply (HMGET-style fixed
-   metadata + data) instead of a flat HGETALL list.
-   `create` pays `DEL` + `HSET` + `PEXPIREAT` + `ZADD` + `ZREMRANGEBYSCORE` per call:
-   pruning the shard index on *every* create is the single biggest cost; prune on a sample
-   (e.g. 1 create in 64) or only in `stats`.
-2. **HTTP, 1 worker (benchmark 3).** py-spy (`python bench/profile_http.py`) shows the worker's
-   time split between uvicorn's pure-Python h11 protocol and asyncio transport writes (the
-   largest share), Starlette's middleware stack, and the Redis call. In redis-py 8.1 the
-   asyncio `ConnectionPool.get_connection` is wrapped by `@deprecated_args`, whose
-   `_get_filterable_args` introspects every call: it is the top *self* frame after the socket
-   write. `iso()` (datetime formatting, 4 per `/me`) is next. Levers: `uvicorn[standard]`
-   (uvloop + httptools) for the service and floor alike, a small in-process cache of formatted
-   times, and bypassing the decorated pool path (hold a connection per event loop / pipeline
-   concurrent requests' EVALSHAs into one write, as ioredis's auto-pipelining does).
-3. **HTTP, 2 workers.** With uvicorn's multi-process mode and the default asyncio loop, every
-   keep-alive response after the first waits ~40 ms (Nagle + delayed ACK: the accepted sockets
-   in the spawned workers do not get `TCP_NODELAY`, and h11 writes headers and body
-   separately). The framework floor shows exactly the same ~44 ms p50, so this is the stack, not
-   sessions; gunicorn's sync workers (one write per response, no keep-alive) do not suffer it.
-   Fix in `cli.cmd_serve`: depend on `uvicorn[standard]` (uvloop sets `TCP_NODELAY` on every TCP
-   transport), or run workers as `gunicorn -k uvicorn.workers.UvicornWorker`.
-4. **`POST /api/session/extend` is 2 round trips** (`current_session(touch=False)` then
-   `hub.extend`, each an EVALSHA of `load.lua`). It can be 1: open with `force=True` directly.
-5. **Memory (benchmark 4).** A session hash with any value longer than Redis's
-   `hash-max-listpack-value` (64 bytes) - a real browser User-Agent is ~100 - is stored as a
-   hashtable instead of a listpack, which costs ~2-3x. With a 60-character UA the same record is
-   a listpack and the ratio drops under 1.5x (see the table). Fix: truncate/hash the stored UA
-   to <= 64 bytes, or pack the metadata fields into one value, or document
-   `hash-max-listpack-value 256` for the Redis that holds sessions.
-6. **Degraded p99** is measured with 8 concurrent keep-alive clients on one worker, so it
-   includes queueing behind 7 other requests; the in-memory path itself is well under 1 ms.
+1. **Service vs the framework floor (target 0.6x).** The floor answers a constant JSON body with
+   no I/O; every SessionHub request verifies an HMAC, hashes the token, makes one Redis round
+   trip through redis.asyncio and builds a JSON body, with client, server and redis-server on
+   the same two cores. The largest remaining self-time frames are uvicorn's response write and
+   redis-py's per-call overhead (in redis-py 8.1, `@deprecated_args` on the asyncio pool's
+   `get_connection` introspects every call). Next levers: a leaner reply from `load.lua`
+   (fixed metadata slots instead of a flat HGETALL list), holding one connection per event loop
+   for the auto-pipeline instead of taking one from the pool per batch.
+2. **Store vs bare GETEX, blocking client (0.56x of 0.8x).** One `EVALSHA` that runs HGETALL,
+   HSET, PEXPIREAT and ZADD inside Redis, plus decoding the session, against one GETEX; the
+   asyncio path meets the target thanks to auto-pipelining, the blocking one has no batching.
+   Lever: skip the index ZADD and the hash HSET when the expiry moved by less than a second.
+3. **Flask integration vs Flask-Session (target 1.3x).** Reads are ahead, read-modify is behind:
+   the integration makes two script calls (load, then write the changed key) where Flask-Session
+   makes a GET and a SET, and the blocking driver keeps a memory mirror of every session it
+   loads. Lever: fold the write into the next load's round trip, or one script that loads,
+   slides and applies a delta for requests known to write.
+4. **Memory per session (target 1.5x).** A session hash with any value longer than Redis's
+   `hash-max-listpack-value` (64 bytes; a real browser User-Agent is ~100) is stored as a
+   hashtable instead of a listpack, which costs 2-3x. With a 60-character User-Agent the same
+   record is a listpack and the ratio is under 1.5x (see the table). Levers: intern User-Agent
+   strings in one shared hash (few distinct values; the session keeps a short id), or run the
+   session Redis with `hash-max-listpack-value 256`.
+5. **Create is 2 round trips** (the session script, then the user's session index in its own
+   slot: 4 commands in the round-trip table, which counts commands) and costs ~0.3x of a GETEX.
 """
 
 
