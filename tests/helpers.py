@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import argon2
 import redis
+from starlette.testclient import TestClient
 
 from sessionhub.config import Settings
 
@@ -115,3 +116,10 @@ def service_settings(redis_url: str | None, **sections: object) -> Settings:
     """Settings with two users (alice, bob) and an admin key."""
     users = [{"USERNAME": name, "PASSWORD_HASH": PASSWORD_HASH} for name in ("alice", "bob")]
     return build_settings(redis_url, users=users, admin={"API_KEYS": [ADMIN_KEY]}, **sections)
+
+
+def login(client: TestClient, username: str = "alice") -> str:
+    """Log in and return the session cookie value the service set."""
+    response = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.cookies["session"]

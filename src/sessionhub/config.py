@@ -225,6 +225,16 @@ class SessionSettings(BaseModel):
             raise ValueError("must not contain ';', whitespace or control characters")
         return value
 
+    def cookie_attributes(self) -> dict[str, Any]:
+        """Keyword arguments of Starlette's and Werkzeug's ``set_cookie``/``delete_cookie``."""
+        return {
+            "path": self.cookie_path,
+            "domain": self.cookie_domain,
+            "secure": self.cookie_secure,
+            "httponly": self.cookie_httponly,
+            "samesite": self.cookie_samesite,
+        }
+
     @model_validator(mode="after")
     def _check_combinations(self) -> SessionSettings:
         if self.cookie_samesite == "none" and not self.cookie_secure:

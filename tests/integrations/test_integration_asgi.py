@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import build_settings
+from helpers import build_settings
 from sessionhub.integrations.asgi import SessionMiddleware, cookie_header
 from sessionhub.integrations.base import CookieAction
 

@@ -10,8 +10,7 @@ import pytest
 import redis
 from contract_apps import ADAPTERS, Client, open_client
 
-from conftest import build_settings
-from helpers import wait_for
+from helpers import build_settings, wait_for
 from redis_server import RedisServer
 
 pytest.importorskip("flask")

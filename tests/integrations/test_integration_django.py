@@ -11,7 +11,7 @@ pytest.importorskip("django")
 
 from contract_apps import configure_django
 
-from conftest import build_settings
+from helpers import build_settings
 
 
 @pytest.fixture

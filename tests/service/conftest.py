@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from helpers import PASSWORD, service_settings
+from helpers import service_settings
 from sessionhub.service.app import create_app
 
 
@@ -33,10 +33,3 @@ def make_client() -> Iterator[Callable[..., TestClient]]:
 def client(make_client: Callable[..., TestClient], redis_url: str) -> TestClient:
     """A client of a service on the (flushed) shared test Redis."""
     return make_client(redis_url)
-
-
-def login(client: TestClient, username: str = "alice") -> str:
-    """Log in and return the session cookie value the service set."""
-    response = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return response.cookies["session"]

@@ -9,8 +9,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from conftest import login
-from helpers import ADMIN_KEY, PASSWORD
+from helpers import ADMIN_KEY, PASSWORD, login
 from redis_server import RedisServer
 from sessionhub.tokens import TokenCodec
 

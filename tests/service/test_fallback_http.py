@@ -8,8 +8,7 @@ from collections.abc import Callable
 import httpx
 from starlette.testclient import TestClient
 
-from conftest import login
-from helpers import PASSWORD, wait_for
+from helpers import PASSWORD, login, wait_for
 from redis_server import RedisServer
 
 PROBE = 0.5

@@ -15,8 +15,7 @@ import redis
 import uvicorn
 from starlette.testclient import TestClient
 
-from conftest import login
-from helpers import ADMIN_KEY, PASSWORD, build_settings, service_settings, wait_for
+from helpers import ADMIN_KEY, PASSWORD, build_settings, login, service_settings, wait_for
 from redis_server import RedisServer, free_port
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.inbox import InvalidMessage

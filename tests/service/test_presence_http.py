@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 from starlette.testclient import TestClient
 
-from conftest import login
-from helpers import ADMIN_KEY, PASSWORD, build_settings, wait_for
+from helpers import ADMIN_KEY, PASSWORD, build_settings, login, wait_for
 from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.presence import day_of

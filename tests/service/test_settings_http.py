@@ -7,8 +7,7 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import login
-from helpers import build_settings, wait_for
+from helpers import build_settings, login, wait_for
 from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.preferences import DEFAULTS, InvalidPreferences

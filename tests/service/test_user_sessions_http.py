@@ -8,8 +8,7 @@ from collections.abc import Callable
 import redis
 from starlette.testclient import TestClient
 
-from conftest import login
-from helpers import ADMIN_KEY, PASSWORD, wait_for
+from helpers import ADMIN_KEY, PASSWORD, login, wait_for
 from redis_server import RedisServer
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

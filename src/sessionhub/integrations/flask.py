@@ -259,11 +259,7 @@ class HubSessionInterface(SessionInterface):
             response.vary.add("Cookie")
             response.delete_cookie(
                 ss.cookie_name,
-                path=ss.cookie_path,
-                domain=ss.cookie_domain,
-                secure=ss.cookie_secure,
-                httponly=ss.cookie_httponly,
-                samesite=ss.cookie_samesite,
+                **ss.cookie_attributes(),
             )
         elif action.set_value is not None:
             response.vary.add("Cookie")
@@ -271,11 +267,7 @@ class HubSessionInterface(SessionInterface):
                 ss.cookie_name,
                 action.set_value,
                 max_age=action.max_age,
-                path=ss.cookie_path,
-                domain=ss.cookie_domain,
-                secure=ss.cookie_secure,
-                httponly=ss.cookie_httponly,
-                samesite=ss.cookie_samesite,
+                **ss.cookie_attributes(),
             )
 
     def regenerate(self, session: SessionMixin) -> None:

@@ -87,11 +87,7 @@ def set_session_cookie(request: Request, response: Response, cookie: str, sessio
         ss.cookie_name,
         cookie,
         max_age=max_age,
-        path=ss.cookie_path,
-        domain=ss.cookie_domain,
-        secure=ss.cookie_secure,
-        httponly=ss.cookie_httponly,
-        samesite=ss.cookie_samesite,
+        **ss.cookie_attributes(),
     )
 
 
@@ -99,11 +95,7 @@ def clear_session_cookie(request: Request, response: Response) -> None:
     ss = _settings(request).session
     response.delete_cookie(
         ss.cookie_name,
-        path=ss.cookie_path,
-        domain=ss.cookie_domain,
-        secure=ss.cookie_secure,
-        httponly=ss.cookie_httponly,
-        samesite=ss.cookie_samesite,
+        **ss.cookie_attributes(),
     )
 
 
