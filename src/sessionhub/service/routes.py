@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from datetime import datetime, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,24 +14,13 @@ from ..config import redacted as redacted_config
 from ..exceptions import InvalidToken
 from ..hub import AsyncSessionHub
 from ..session import Session
+from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_json_object, string_field
 from .errors import ApiError, ok
 
 MAX_USERNAME = 128
 MAX_PASSWORD = 1024
-
-
-def iso(ms: int) -> str:
-    """A Unix time in milliseconds as ISO 8601 UTC with a ``Z`` (whole seconds)."""
-    return _iso_seconds(ms // 1000)
-
-
-@functools.lru_cache(maxsize=4096)
-def _iso_seconds(seconds: int) -> str:
-    # Cached: the same few seconds are formatted over and over on a busy server (profiled).
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def session_view(session: Session) -> dict[str, Any]:
