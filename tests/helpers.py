@@ -123,3 +123,16 @@ def login(client: TestClient, username: str = "alice") -> str:
     response = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return response.cookies["session"]
+
+
+def device(client: TestClient, user: str, agent: str = "testclient") -> str:
+    """Log ``user`` in as a separate device (own user agent, no cookie kept); return its cookie."""
+    client.cookies.clear()
+    response = client.post(
+        "/api/auth/login",
+        json={"username": user, "password": PASSWORD},
+        headers={"user-agent": agent},
+    )
+    assert response.status_code == 200, response.text
+    client.cookies.clear()
+    return response.cookies["session"]

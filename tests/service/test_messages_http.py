@@ -15,20 +15,13 @@ import redis
 import uvicorn
 from starlette.testclient import TestClient
 
-from helpers import ADMIN_KEY, PASSWORD, build_settings, login, service_settings, wait_for
+from helpers import ADMIN_KEY, PASSWORD, build_settings, device, login, service_settings, wait_for
 from redis_server import RedisServer, free_port
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.inbox import InvalidMessage
 from sessionhub.service.app import create_app
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _device(client: TestClient, user: str) -> str:
-    client.cookies.clear()
-    response = client.post("/api/auth/login", json={"username": user, "password": PASSWORD})
-    client.cookies.clear()
-    return response.cookies["session"]
 
 
 def _messages(client: TestClient, cookie: str, query: str = "") -> dict[str, Any]:
@@ -39,8 +32,8 @@ def _messages(client: TestClient, cookie: str, query: str = "") -> dict[str, Any
 
 
 def test_send_list_read_and_inboxes_are_separate(client: TestClient) -> None:
-    alice = _device(client, "alice")
-    bob = _device(client, "bob")
+    alice = device(client, "alice")
+    bob = device(client, "bob")
     sent = client.post(
         "/api/messages", json={"to": "bob", "body": {"text": "hi"}}, cookies={"session": alice}
     )
@@ -71,8 +64,8 @@ def test_validation_rate_limit_and_authorization(
     make_client: Callable[..., TestClient], redis_url: str
 ) -> None:
     client = make_client(redis_url, messages={"SEND_RATE": 2, "MAX_BODY_BYTES": 64})
-    alice = _device(client, "alice")
-    bob = _device(client, "bob")
+    alice = device(client, "alice")
+    bob = device(client, "bob")
     send = {"cookies": {"session": alice}}
     assert client.post("/api/messages", json={"to": "bob"}, **send).status_code == 422
     assert client.post("/api/messages", json={"to": "nobody", "body": 1}, **send).status_code == 404
@@ -109,8 +102,8 @@ def test_validation_rate_limit_and_authorization(
 
 
 def test_broadcast_reaches_online_users(client: TestClient) -> None:
-    alice = _device(client, "alice")
-    bob = _device(client, "bob")
+    alice = device(client, "alice")
+    bob = device(client, "bob")
     result = client.post("/api/messages/broadcast", json={"body": {"notice": 1}}, headers=ADMIN)
     assert result.json()["data"] == {"recipients": 2}
     for cookie in (alice, bob):
@@ -119,7 +112,7 @@ def test_broadcast_reaches_online_users(client: TestClient) -> None:
 
 def test_inbox_bounded(make_client: Callable[..., TestClient], redis_url: str) -> None:
     client = make_client(redis_url, messages={"MAX_PER_USER": 10})
-    bob = _device(client, "bob")
+    bob = device(client, "bob")
     for i in range(500):
         client.post("/api/users/bob/messages", json={"body": i}, headers=ADMIN)
     hub = client.app.state.hub  # type: ignore[attr-defined]
@@ -255,8 +248,8 @@ def test_degraded_messages_kept_and_flushed(
     server = fresh_redis_server
     client = make_client(server.url, redis={"PROBE_INTERVAL": 0.2})
     hub = client.app.state.hub  # type: ignore[attr-defined]
-    alice = _device(client, "alice")
-    bob = _device(client, "bob")
+    alice = device(client, "alice")
+    bob = device(client, "bob")
     server.kill()
     sent = client.post(
         "/api/messages", json={"to": "bob", "body": "during"}, cookies={"session": alice}

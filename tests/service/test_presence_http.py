@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from starlette.testclient import TestClient
 
-from helpers import ADMIN_KEY, PASSWORD, build_settings, login, wait_for
+from helpers import ADMIN_KEY, build_settings, device, login, wait_for
 from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.presence import day_of
@@ -15,21 +15,14 @@ from sessionhub.presence import day_of
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def _device(client: TestClient, user: str) -> str:
-    client.cookies.clear()
-    response = client.post("/api/auth/login", json={"username": user, "password": PASSWORD})
-    client.cookies.clear()
-    return response.cookies["session"]
-
-
 def test_online_across_devices_and_instances(
     make_client: Callable[..., TestClient], redis_url: str
 ) -> None:
     one = make_client(redis_url)
     two = make_client(redis_url)  # a second instance on the same Redis
-    phone = _device(one, "alice")
-    laptop = _device(two, "alice")
-    bob = _device(two, "bob")
+    phone = device(one, "alice")
+    laptop = device(two, "alice")
+    bob = device(two, "bob")
     for c, cookie in ((one, phone), (two, bob)):
         data = c.get("/api/presence/online", cookies={"session": cookie}).json()["data"]
         assert data["online_users"] == 2
@@ -45,8 +38,8 @@ def test_online_across_devices_and_instances(
 
 
 def test_list_pages_daily_and_authorization(client: TestClient) -> None:
-    alice = _device(client, "alice")
-    bob = _device(client, "bob")
+    alice = device(client, "alice")
+    bob = device(client, "bob")
     first = client.get("/api/presence/online/users?limit=1", cookies={"session": alice}).json()[
         "data"
     ]
@@ -127,7 +120,7 @@ def test_degraded_counts_locally_and_flushes(
     client = make_client(server.url, redis={"PROBE_INTERVAL": 0.2})
     hub = client.app.state.hub  # type: ignore[attr-defined]
     server.kill()
-    cookie = _device(client, "alice")
+    cookie = device(client, "alice")
     data = client.get("/api/presence/online", cookies={"session": cookie}).json()["data"]
     assert data == {"online_users": 1, "window_seconds": 300, "mode": "degraded"}
     server.restart()

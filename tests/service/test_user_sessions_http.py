@@ -8,22 +8,10 @@ from collections.abc import Callable
 import redis
 from starlette.testclient import TestClient
 
-from helpers import ADMIN_KEY, PASSWORD, login, wait_for
+from helpers import ADMIN_KEY, device, login, wait_for
 from redis_server import RedisServer
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _login_as(client: TestClient, user: str, agent: str) -> str:
-    client.cookies.clear()
-    response = client.post(
-        "/api/auth/login",
-        json={"username": user, "password": PASSWORD},
-        headers={"user-agent": agent},
-    )
-    assert response.status_code == 200, response.text
-    client.cookies.clear()
-    return response.cookies["session"]
 
 
 def _mine(client: TestClient, cookie: str) -> list[dict[str, object]]:
@@ -34,9 +22,9 @@ def _mine(client: TestClient, cookie: str) -> list[dict[str, object]]:
 
 
 def test_two_devices_listed_revoke_one(client: TestClient) -> None:
-    phone = _login_as(client, "alice", "phone")
-    laptop = _login_as(client, "alice", "laptop")
-    _login_as(client, "bob", "bob-device")
+    phone = device(client, "alice", "phone")
+    laptop = device(client, "alice", "laptop")
+    device(client, "bob", "bob-device")
     sessions = _mine(client, laptop)
     assert [s["user_agent"] for s in sessions] == ["phone", "laptop"]
     assert [s["current"] for s in sessions] == [False, True]
@@ -55,8 +43,8 @@ def test_two_devices_listed_revoke_one(client: TestClient) -> None:
 
 
 def test_revoke_others_keeps_current(client: TestClient) -> None:
-    others = [_login_as(client, "alice", f"d{i}") for i in range(3)]
-    current = _login_as(client, "alice", "keeper")
+    others = [device(client, "alice", f"d{i}") for i in range(3)]
+    current = device(client, "alice", "keeper")
     response = client.post("/api/me/sessions/revoke-others", cookies={"session": current})
     assert response.json()["data"] == {"revoked": 3}
     for cookie in others:
@@ -70,14 +58,14 @@ def test_logout_and_expiry_leave_the_index(
     """Short TTLs: idle-expired and logged-out sessions vanish from the list and from Redis."""
     client = make_client(redis_url, session={"EXPIRES": 1, "ABSOLUTE_LIFETIME": 60})
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    leaving = _login_as(client, "alice", "leaving")
-    idle = _login_as(client, "alice", "idle")
+    leaving = device(client, "alice", "leaving")
+    idle = device(client, "alice", "idle")
     index = client.app.state.hub.manager.user_keys.sessions("alice")  # type: ignore[attr-defined]
     assert r.zcard(index) == 2
     client.post("/api/auth/logout", cookies={"session": leaving})
     assert r.zcard(index) == 1  # removed at once on logout
     time.sleep(1.2)  # the idle session expires in Redis
-    keeper = _login_as(client, "alice", "keeper")
+    keeper = device(client, "alice", "keeper")
     assert [s["user_agent"] for s in _mine(client, keeper)] == ["keeper"]
     assert r.zrange(index, 0, -1) == [client.app.state.hub.manager.sid_for_cookie(keeper)]  # type: ignore[attr-defined]
     assert idle
@@ -87,17 +75,17 @@ def test_max_per_user_revokes_oldest(
     make_client: Callable[..., TestClient], redis_url: str
 ) -> None:
     client = make_client(redis_url, session={"MAX_PER_USER": 2})
-    first = _login_as(client, "alice", "first")
-    _login_as(client, "alice", "second")
-    third = _login_as(client, "alice", "third")
+    first = device(client, "alice", "first")
+    device(client, "alice", "second")
+    third = device(client, "alice", "third")
     assert client.get("/api/auth/me", cookies={"session": first}).status_code == 401
     assert [s["user_agent"] for s in _mine(client, third)] == ["second", "third"]
 
 
 def test_admin_routes_need_key_and_work(client: TestClient) -> None:
-    _login_as(client, "alice", "a1")
-    a2 = _login_as(client, "alice", "a2")
-    bob = _login_as(client, "bob", "b1")
+    device(client, "alice", "a1")
+    a2 = device(client, "alice", "a2")
+    bob = device(client, "bob", "b1")
     for method, path in [
         ("GET", "/api/users/alice/sessions"),
         ("DELETE", "/api/users/alice/sessions"),
@@ -120,8 +108,8 @@ def test_admin_routes_need_key_and_work(client: TestClient) -> None:
 
 
 def test_cannot_touch_another_users_sessions(client: TestClient) -> None:
-    alice = _login_as(client, "alice", "a")
-    bob = _login_as(client, "bob", "b")
+    alice = device(client, "alice", "a")
+    bob = device(client, "bob", "b")
     bob_id = _mine(client, bob)[0]["id"]
     assert (
         client.delete(f"/api/me/sessions/{bob_id}", cookies={"session": alice}).status_code == 404
@@ -140,9 +128,9 @@ def test_degraded_listing_and_recovery(
     server = fresh_redis_server
     client = make_client(server.url, redis={"PROBE_INTERVAL": 0.2})
     hub = client.app.state.hub  # type: ignore[attr-defined]
-    before = _login_as(client, "alice", "before")
+    before = device(client, "alice", "before")
     server.kill()
-    during = _login_as(client, "alice", "during")
+    during = device(client, "alice", "during")
     assert [s["user_agent"] for s in _mine(client, during)] == ["before", "during"]
     server.restart()
     wait_for(lambda: hub.manager.core.mode == "redis")
