@@ -309,6 +309,8 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
             if core.degraded and self.client is not None:
                 try:
                     await self.client.connection_pool.disconnect()
+                    if self._calls is not None:
+                        await self._calls.disconnect()
                     await self.run(core.recover())
                 except Exception:  # a probe must never kill the task
                     log.debug("probe failed", exc_info=True)
@@ -323,5 +325,7 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._calls is not None:
+            await self._calls.disconnect()
         if self.client is not None:
             await self.client.aclose()

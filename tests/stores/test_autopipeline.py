@@ -19,9 +19,9 @@ class CountingPipeline(AutoPipeline):
         super().__init__(client)
         self.batches: list[int] = []
 
-    async def _send(self, batch: list[_Pending]) -> None:
+    async def _send(self, conn: Any, batch: list[_Pending]) -> None:
         self.batches.append(len(batch))
-        await super()._send(batch)
+        await super()._send(conn, batch)
 
 
 def _hub(redis_url: str) -> tuple[AsyncSessionHub, CountingPipeline]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -25,10 +25,12 @@ class LuaScript:
 
     name: str
     source: str
+    sha: str = field(init=False)
+    """Redis's id for the script (SHA-1 of the source), computed once: it is on every call."""
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+    def __post_init__(self) -> None:
+        sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+        object.__setattr__(self, "sha", sha)
 
     @classmethod
     def load(cls, name: str) -> LuaScript:
