@@ -82,10 +82,12 @@ class SessionManager:
             ip=ip,
             data=dict(data or {}),
         )
-        yield from self.core.create(sid, record.to_fields(), record.expires_ms)
+        index = () if user_id is None else self.user_sessions.add_calls(user_id, sid, hard)
+        in_redis = yield from self.core.create(sid, record.to_fields(), record.expires_ms, index)
         log.info("Session created in %s: %s", self._where(), short(sid))
         if user_id is not None:
-            yield from self.user_sessions.add(user_id, sid, hard)
+            if not in_redis:
+                self.user_sessions.queue(user_id, sid, hard)
             if self.max_per_user:
                 yield from self._enforce_limit(user_id, keep=sid)
         session = Session(record, new=True)

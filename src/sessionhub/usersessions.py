@@ -74,31 +74,30 @@ class UserSessionIndex:
                     if not entries:
                         del table[user_id]
 
-    def add(self, user_id: str, sid: str, hard_ms: int) -> Op[None]:
-        """Record a new session of ``user_id`` (called by the manager on create)."""
+    def add_calls(self, user_id: str, sid: str, hard_ms: int) -> tuple[CommandCall, ...]:
+        """Remember a new session of ``user_id``; returns the calls that add it to Redis's
+        index, which the manager sends in the session's own create round trip."""
         self._remember(user_id, sid, hard_ms)
-        if self.core.redis_up:
-            try:
-                yield self._add_call(user_id, {sid: hard_ms}, self.core.clock())
-                return
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
+        return self._add_calls(user_id, {sid: hard_ms}, self.core.clock())
+
+    def queue(self, user_id: str, sid: str, hard_ms: int) -> None:
+        """Hold the entry for the recovery hook: its session was created in memory."""
         if self.core.redis is not None:
             with self._lock:
                 self._pending.setdefault(user_id, {})[sid] = hard_ms
 
-    def _add_call(self, user_id: str, entries: dict[str, int], now_ms: int) -> PipelineCall:
+    def _add_calls(
+        self, user_id: str, entries: dict[str, int], now_ms: int
+    ) -> tuple[CommandCall, ...]:
         key = self.keys.sessions(user_id)
         zadd: list[str | int] = []
         for sid, hard in entries.items():
             zadd += [hard, sid]
-        return PipelineCall(
-            (
-                CommandCall(("ZADD", key, *zadd)),
-                CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms}")),
-                # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
-                CommandCall(("PEXPIREAT", key, max(entries.values()))),
-            )
+        return (
+            CommandCall(("ZADD", key, *zadd)),
+            CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms}")),
+            # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
+            CommandCall(("PEXPIREAT", key, max(entries.values()))),
         )
 
     def remove(self, user_id: str, sid: str) -> Op[None]:
@@ -172,7 +171,7 @@ class UserSessionIndex:
         for user_id, entries in pending.items():
             live = {s: h for s, h in entries.items() if h > now}
             if live:
-                yield self._add_call(user_id, live, now)
+                yield PipelineCall(self._add_calls(user_id, live, now))
             with self._lock:
                 left = self._pending.get(user_id, {})
                 for sid in entries:

@@ -258,6 +258,36 @@ def test_load_and_slide_is_one_round_trip(redis_server: RedisServer, redis_url: 
         hub.close()
 
 
+class CountingConnection(redis.Connection):
+    """A real connection that counts its writes: one write of packed commands is one round trip."""
+
+    writes = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        type(self).writes += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_create_with_user_index_is_one_round_trip(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """A user's new session and its entry in the user's index are written in one round trip."""
+
+    pool = redis.ConnectionPool.from_url(
+        redis_url, connection_class=CountingConnection, decode_responses=True
+    )
+    hub = SessionHub(build_settings(redis_url), client=redis.Redis(connection_pool=pool))
+    try:
+        hub.create("warm-up")  # the script is cached in Redis from here on
+        CountingConnection.writes = 0
+        commands = _commands_during(redis_server, lambda: hub.create("alice"))
+        assert CountingConnection.writes == 1
+        assert commands == ["EVALSHA", "ZADD", "ZREMRANGEBYSCORE", "PEXPIREAT"]
+        assert [i.record.user_id for i in hub.user_sessions.list("alice")] == ["alice"]
+    finally:
+        hub.close()
+
+
 def test_works_after_script_cache_flush(make_hub: MakeHub, redis_server: RedisServer) -> None:
     """After SCRIPT FLUSH (or a Redis restart) calls fall back to EVAL and keep working."""
     hub = make_hub()

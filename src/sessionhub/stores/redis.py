@@ -89,8 +89,17 @@ class RedisOps:
         args += tuple(_pairs(fields))
         return ScriptCall(PUT, (self.keys.session(sid), self.keys.index_of(sid)), args)
 
-    def create(self, sid: str, fields: Fields, expires_ms: int, now_ms: int) -> Op[None]:
-        yield self._put_call(sid, fields, expires_ms, now_ms, "new")
+    def create(
+        self,
+        sid: str,
+        fields: Fields,
+        expires_ms: int,
+        now_ms: int,
+        also: tuple[ScriptCall | CommandCall, ...] = (),
+    ) -> Op[None]:
+        """Write a new session; ``also`` rides in the same round trip (the user's index)."""
+        put = self._put_call(sid, fields, expires_ms, now_ms, "new")
+        yield PipelineCall((put, *also)) if also else put
 
     def put_many_if_newer(self, records: list[tuple[str, Fields, int]], now_ms: int) -> Op[None]:
         """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..session import F_EXPIRES, Fields
 from ..tokens import short
-from .base import Op
+from .base import CommandCall, Op, ScriptCall
 from .memory import MemoryStore
 from .redis import REDIS_DOWN, RedisOps
 
@@ -145,22 +145,30 @@ class ResilientCore:
             self._mark_dirty(sid)
         return fields
 
-    def create(self, sid: str, fields: Fields, expires_ms: int) -> Op[None]:
-        """Store a new session."""
+    def create(
+        self,
+        sid: str,
+        fields: Fields,
+        expires_ms: int,
+        also: tuple[ScriptCall | CommandCall, ...] = (),
+    ) -> Op[bool]:
+        """Store a new session; ``True`` when it went to Redis, with ``also`` in the same round
+        trip (``False``: memory, and ``also`` was not sent)."""
         if self._use_redis():
             assert self.redis is not None
             try:
-                yield from self.redis.create(sid, fields, expires_ms, self.clock())
+                yield from self.redis.create(sid, fields, expires_ms, self.clock(), also)
             except REDIS_DOWN as exc:
                 self.trip(exc)
             else:
                 self.memory.put(sid, fields, expires_ms)
-                return
+                return True
         self.memory.put(sid, fields, expires_ms)
         if self.redis is not None:
             with self._lock:
                 self._outage_born.add(sid)
             self._mark_dirty(sid)
+        return False
 
     def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
         """Write changed data fields; ``False`` when the session no longer exists."""
