@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sessionhub.exceptions import StoreError
-from sessionhub.session import Session, SessionRecord
+from sessionhub.session import LISTPACK_VALUE_BYTES, MAX_USER_AGENT, Session, SessionRecord
 
 
 def _record(**data: object) -> SessionRecord:
@@ -16,6 +16,18 @@ def test_record_round_trips_through_fields() -> None:
     """A record written as fields reads back identical."""
     record = _record(cart=[1, 2], name="x", nested={"a": None})
     assert SessionRecord.from_fields(record.sid, record.to_fields()) == record
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    ["", "curl/8", "M" * 64, "Mozilla/5.0 " * 20, "Ünïcødé браузер 🚀" * 9, "x" * 2000],
+)
+def test_user_agent_is_stored_in_listpack_sized_pieces(user_agent: str) -> None:
+    """Any User-Agent reads back whole (up to the cap) from pieces of at most 64 UTF-8 bytes."""
+    record = SessionRecord("ab" * 16, None, 1, 1, 2, 3, user_agent)
+    fields = record.to_fields()
+    assert all(len(v.encode()) <= LISTPACK_VALUE_BYTES for k, v in fields.items() if k[0] == "a")
+    assert SessionRecord.from_fields(record.sid, fields).user_agent == user_agent[:MAX_USER_AGENT]
 
 
 def test_delta_holds_only_changes() -> None:

@@ -27,6 +27,26 @@ DATA_PREFIX = "d:"
 
 MAX_USER_AGENT = 512
 
+LISTPACK_VALUE_BYTES = 64
+"""Redis's default ``hash-max-listpack-value``: one longer value turns the whole hash into a
+hashtable, about twice the memory. A browser User-Agent is usually longer, so it is stored in
+pieces of at most this many bytes (``a``, ``a1``, ``a2``, ...)."""
+
+
+def _split(name: str, value: str) -> Fields:
+    """``value`` in pieces that each stay within ``LISTPACK_VALUE_BYTES`` as UTF-8."""
+    size = LISTPACK_VALUE_BYTES if value.isascii() else LISTPACK_VALUE_BYTES // 4
+    pieces = [value[i : i + size] for i in range(0, len(value), size)] or [""]
+    return {name if i == 0 else f"{name}{i}": piece for i, piece in enumerate(pieces)}
+
+
+def _joined(name: str, fields: Mapping[str, str]) -> str:
+    """The value :func:`_split` stored under ``name``."""
+    pieces = [fields.get(name, "")]
+    while (piece := fields.get(f"{name}{len(pieces)}")) is not None:
+        pieces.append(piece)
+    return "".join(pieces)
+
 
 def _dumps(value: Any) -> str:
     try:
@@ -58,7 +78,7 @@ class SessionRecord:
             F_LAST_SEEN: str(self.last_seen_ms),
             F_EXPIRES: str(self.expires_ms),
             F_HARD_EXPIRES: str(self.hard_expires_ms),
-            F_USER_AGENT: self.user_agent[:MAX_USER_AGENT],
+            **_split(F_USER_AGENT, self.user_agent[:MAX_USER_AGENT]),
             F_IP: self.ip,
         }
         if self.user_id is not None:
@@ -87,7 +107,7 @@ class SessionRecord:
             last_seen_ms=int(fields.get(F_LAST_SEEN, 0)),
             expires_ms=int(fields.get(F_EXPIRES, 0)),
             hard_expires_ms=int(fields.get(F_HARD_EXPIRES, 0)),
-            user_agent=fields.get(F_USER_AGENT, ""),
+            user_agent=_joined(F_USER_AGENT, fields),
             ip=fields.get(F_IP, ""),
             data=data,
             raw=raw_data,

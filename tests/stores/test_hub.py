@@ -288,6 +288,23 @@ def test_create_with_user_index_is_one_round_trip(
         hub.close()
 
 
+def test_session_with_a_browser_user_agent_keeps_compact_encoding(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """A 130-byte User-Agent does not push the session hash out of Redis's listpack encoding."""
+    user_agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 " * 2
+    hub = SessionHub(build_settings(redis_url))
+    try:
+        session, cookie = hub.create("alice", data={"theme": "dark"}, user_agent=user_agent)
+        assert hub.manager.core.redis is not None
+        key = hub.manager.core.redis.keys.session(session.sid)
+        assert redis_server.client().object("encoding", key) == b"listpack"
+        opened = hub.open(cookie)
+        assert opened is not None and opened.record.user_agent == user_agent
+    finally:
+        hub.close()
+
+
 def test_works_after_script_cache_flush(make_hub: MakeHub, redis_server: RedisServer) -> None:
     """After SCRIPT FLUSH (or a Redis restart) calls fall back to EVAL and keep working."""
     hub = make_hub()
