@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         kinds.append("flask-sessionhub")
     else:
         print("SessionHub Flask integration: not available in this build (skipped)")
+    kinds = [k for k in kinds if not args.servers or k in args.servers]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
@@ -169,6 +170,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument(
+        "--servers", nargs="+", help="only these (sessionhub, floor, flask-session, ...)"
+    )
     return p
 
 

@@ -26,8 +26,9 @@ from .config import RedisSettings, Settings
 from .features import AsyncFacade, SyncFacade, build_features
 from .manager import SessionManager
 from .session import Session
+from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
-from .stores.drivers import AutoPipeline, run_async, run_sync
+from .stores.drivers import run_async, run_sync
 from .stores.memory import MemoryStore
 from .stores.redis import KeySpace, RedisOps
 from .stores.resilient import Lifetimes, ResilientCore
@@ -213,7 +214,9 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
 
     def __init__(self, settings: Settings, *, client: aioredis.Redis | None = None) -> None:
         super().__init__(settings, client, aioredis.Redis)
-        self._calls = AutoPipeline(self.client) if self.client is not None else None
+        self._calls: AutoPipeline | None = None
+        if self.client is not None and AutoPipeline.supports(self.client):
+            self._calls = AutoPipeline(self.client)
         self.user_sessions = AsyncFacade(self.features.user_sessions, self.run)
         self.preferences = AsyncFacade(self.features.preferences, self.run)
         self.presence = AsyncFacade(self.features.presence, self.run)
@@ -236,7 +239,7 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
         """Run any operation (a generator from the manager or the core) to completion."""
         if self._task is None:
             await self.start()
-        return await run_async(op, self._calls)
+        return await run_async(op, self._calls or self.client)
 
     async def open(
         self, cookie: str | None, *, touch: bool = True, force: bool = False

@@ -9,19 +9,19 @@ import redis.asyncio as aioredis
 
 from helpers import build_settings
 from sessionhub.hub import AsyncSessionHub
-from sessionhub.stores.drivers import AutoPipeline, _Pending
+from sessionhub.stores.autopipeline import AutoPipeline, _Pending
 
 
 class CountingPipeline(AutoPipeline):
-    """Records the size of every batch it sends (instrumentation of our code, not of Redis)."""
+    """Records the size of every write it makes (instrumentation of our code, not of Redis)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         super().__init__(client)
         self.batches: list[int] = []
 
-    async def _send(self, conn: Any, batch: list[_Pending]) -> None:
+    def _write(self, batch: list[_Pending]) -> None:
         self.batches.append(len(batch))
-        await super()._send(conn, batch)
+        super()._write(batch)
 
 
 def _hub(redis_url: str) -> tuple[AsyncSessionHub, CountingPipeline]:

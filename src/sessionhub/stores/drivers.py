@@ -5,56 +5,25 @@ mirror images. Both send calls through :func:`_roundtrip_sync` / :func:`_roundtr
 calls packed with hiredis and written at once on one redis-py connection, the replies read back
 in order. That is redis-py's own wire path without its per-command bookkeeping (pool events,
 metrics recorders, deprecation wrappers), which cost more than the round trip on the hot path.
-:class:`AutoPipeline` batches the asyncio side's concurrent calls.
+The asyncio hub sends single calls through :class:`~.autopipeline.AutoPipeline` instead, which
+pipelines the concurrent calls of a whole event loop on one connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
-from hiredis import pack_command
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from ..exceptions import StoreError
-from .base import Call, CommandCall, Op, PipelineCall, ScriptCall
+from .autopipeline import AutoPipeline
+from .base import Call, Op, PipelineCall
+from .wire import Single, needs_eval, packed, packed_all, shaped
 
 T = TypeVar("T")
-
-Single = ScriptCall | CommandCall
-
-AUTOPIPELINE_CONNECTIONS = 4
-"""Batches an :class:`AutoPipeline` keeps in flight at once, one dedicated connection each."""
-
-
-def _evalsha_args(call: ScriptCall) -> tuple[Any, ...]:
-    return ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
-
-
-def _eval_args(call: ScriptCall) -> tuple[Any, ...]:
-    return ("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
-
-
-def _pack(calls: Sequence[Single]) -> bytes:
-    return b"".join(
-        _packed(_evalsha_args(c) if isinstance(c, ScriptCall) else c.args) for c in calls
-    )
-
-
-def _packed(args: tuple[Any, ...]) -> bytes:
-    packed: bytes = pack_command(args)
-    return packed
-
-
-def _parsed(client: redis.Redis | aioredis.Redis, call: Single, reply: Any) -> Any:
-    """A reply as redis-py's ``execute_command`` would return it (its response callback)."""
-    if isinstance(call, ScriptCall) or isinstance(reply, Exception):
-        return reply
-    callback = client.response_callbacks.get(str(call.args[0]).upper())
-    return reply if callback is None else callback(reply)
 
 
 def _first_error(replies: list[Any]) -> Exception | None:
@@ -62,15 +31,9 @@ def _first_error(replies: list[Any]) -> Exception | None:
 
 
 def _eval_retry(calls: Sequence[Single], replies: list[Any]) -> tuple[list[int], bytes]:
-    """Positions of script calls Redis did not have cached (after a restart or a flush), and
-    those calls packed as ``EVAL`` with the source."""
-    missing: list[int] = []
-    packed: list[bytes] = []
-    for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
-        if isinstance(reply, NoScriptError) and isinstance(call, ScriptCall):
-            missing.append(i)
-            packed.append(_packed(_eval_args(call)))
-    return missing, b"".join(packed)
+    """Positions of script calls Redis did not have cached, and those calls packed as EVAL."""
+    missing = [i for i, (c, r) in enumerate(zip(calls, replies, strict=True)) if needs_eval(c, r)]
+    return missing, b"".join(packed(calls[i], eval_source=True) for i in missing)
 
 
 class NoRedisConfigured(StoreError):
@@ -112,19 +75,19 @@ def _calls_sync(client: redis.Redis, calls: Sequence[Single]) -> list[Any]:
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        replies = _roundtrip_sync(conn, _pack(calls), len(calls))
-        missing, packed = _eval_retry(calls, replies)
+        replies = _roundtrip_sync(conn, packed_all(calls), len(calls))
+        missing, again = _eval_retry(calls, replies)
         if missing:
-            for i, reply in zip(missing, _roundtrip_sync(conn, packed, len(missing)), strict=True):
+            for i, reply in zip(missing, _roundtrip_sync(conn, again, len(missing)), strict=True):
                 replies[i] = reply
     finally:
         pool.release(conn)
-    return [_parsed(client, c, r) for c, r in zip(calls, replies, strict=True)]
+    return [shaped(client, c, r) for c, r in zip(calls, replies, strict=True)]
 
 
-def _roundtrip_sync(conn: Any, packed: bytes, n: int) -> list[Any]:
+def _roundtrip_sync(conn: Any, data: bytes, n: int) -> list[Any]:
     def attempt() -> list[Any]:
-        conn.send_packed_command([packed], check_health=False)
+        conn.send_packed_command([data], check_health=False)
         return [_read_sync(conn) for _ in range(n)]
 
     return conn.retry.call_with_retry(attempt, lambda _err: conn.disconnect())  # type: ignore[no-any-return]
@@ -177,18 +140,19 @@ async def _execute_async(call: Call, client: aioredis.Redis | AutoPipeline | Non
 
 async def _calls_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
     """The mirror image of :func:`_calls_sync`, on a connection the caller holds."""
-    replies = await _roundtrip_async(conn, _pack(calls), len(calls))
-    missing, packed = _eval_retry(calls, replies)
+    replies = await _roundtrip_async(conn, packed_all(calls), len(calls))
+    missing, again = _eval_retry(calls, replies)
     if missing:
-        again = await _roundtrip_async(conn, packed, len(missing))
-        for i, reply in zip(missing, again, strict=True):
+        for i, reply in zip(
+            missing, await _roundtrip_async(conn, again, len(missing)), strict=True
+        ):
             replies[i] = reply
-    return [_parsed(client, c, r) for c, r in zip(calls, replies, strict=True)]
+    return [shaped(client, c, r) for c, r in zip(calls, replies, strict=True)]
 
 
-async def _roundtrip_async(conn: Any, packed: bytes, n: int) -> list[Any]:
+async def _roundtrip_async(conn: Any, data: bytes, n: int) -> list[Any]:
     async def attempt() -> list[Any]:
-        await conn.send_packed_command([packed], check_health=False)
+        await conn.send_packed_command([data], check_health=False)
         return [await _read_async(conn) for _ in range(n)]
 
     return await conn.retry.call_with_retry(attempt, lambda _err: conn.disconnect())  # type: ignore[no-any-return]
@@ -199,66 +163,3 @@ async def _read_async(conn: Any) -> Any:
         return await conn.read_response()
     except ResponseError as exc:  # Redis refused this call; the connection is still in step
         return exc
-
-
-_Pending = tuple[Single, "asyncio.Future[Any]"]
-
-
-class AutoPipeline:
-    """Sends the single calls that concurrent tasks make meanwhile as one pipeline.
-
-    Under load, many requests each need one script call at the same moment; one round trip for
-    all of them costs far less than one each (ioredis's auto-pipelining). Calls queue while
-    ``AUTOPIPELINE_CONNECTIONS`` batches are in flight, and go out together on the first
-    connection that comes back; a lone call on an idle server goes out at once. The connections
-    are the pool's kind (same address, auth, TLS and timeouts) but held here, outside the pool.
-    """
-
-    def __init__(self, client: aioredis.Redis, connections: int = AUTOPIPELINE_CONNECTIONS) -> None:
-        self.client = client
-        self._all = [client.connection_pool.make_connection() for _ in range(connections)]
-        self._idle = list(self._all)
-        self._queue: list[_Pending] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def submit(self, call: Single) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.append((call, future))
-        return await future
-
-    def _flush(self) -> None:
-        if not self._queue or not self._idle:
-            return  # a batch in flight flushes the queue when it comes back
-        conn = self._idle.pop()
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(conn, batch))
-        self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, conn: Any, batch: list[_Pending]) -> None:
-        try:
-            replies = await _calls_async(self.client, conn, [c for c, _ in batch])
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:
-            replies = [exc] * len(batch)
-        finally:
-            self._idle.append(conn)
-            self._flush()
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # the caller was cancelled
-                continue
-            if isinstance(reply, BaseException):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    async def disconnect(self) -> None:
-        """Close the held connections (they reconnect on next use)."""
-        for conn in self._all:
-            await conn.disconnect()

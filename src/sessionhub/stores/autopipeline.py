@@ -1,0 +1,272 @@
+"""Auto-pipelining for asyncio: every concurrent call of an event loop on one Redis connection.
+
+Calls are queued as tasks make them; once per loop turn the queue goes to Redis in one write,
+and replies are matched to their callers in order as they arrive (ioredis's auto-pipelining).
+No batch waits for another, there is no task per batch and no timer per reply: one
+``data_received`` resolves every caller whose reply it holds.
+
+The connection is made from the redis-py client's own settings (host and port or socket path,
+TLS, username, password, database, timeouts), so both speak to the same server the same way.
+A reply later than ``socket_timeout`` closes the connection and fails every call in flight with
+``redis.TimeoutError``; a lost connection fails them with ``redis.ConnectionError``. To the
+resilient core both mean "Redis is down". The next call reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import Any, cast
+
+import hiredis
+import redis
+import redis.asyncio as aioredis
+from redis._parsers.base import BaseParser
+from redis.exceptions import InvalidResponse
+
+from .base import CommandCall
+from .wire import Single, needs_eval, packed, shaped
+
+_SUPPORTED = (aioredis.Connection, aioredis.SSLConnection, aioredis.UnixDomainSocketConnection)
+
+# call, its caller's future, whether it is already the EVAL retry, when it was written
+_Pending = tuple[Single, "asyncio.Future[Any]", bool, float]
+
+
+class _Link(asyncio.Protocol):
+    """One TCP/unix connection; forwards its events to its pipeline while it is the current one."""
+
+    def __init__(self, owner: AutoPipeline) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports have write() and abort() but do not subclass asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.owner._link is self:
+            self.owner._on_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.owner._link is self:
+            self.owner._on_lost(exc)
+
+
+class AutoPipeline:
+    """Sends the calls of concurrent tasks on one pipelined connection (see the module)."""
+
+    @staticmethod
+    def supports(client: aioredis.Redis) -> bool:
+        """Whether the client's connection settings are ones this class knows how to use."""
+        pool = client.connection_pool
+        kwargs = pool.connection_kwargs
+        return (
+            pool.connection_class in _SUPPORTED
+            and kwargs.get("credential_provider") is None
+            and kwargs.get("protocol") in (None, 2, "2")
+        )
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        kwargs = client.connection_pool.connection_kwargs
+        self._kwargs = kwargs
+        self._timeout: float | None = kwargs.get("socket_timeout") or None
+        self._connect_timeout: float | None = kwargs.get("socket_connect_timeout") or self._timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: _Link | None = None
+        self._ready = False  # connected and past AUTH/SELECT
+        self._connecting: asyncio.Task[None] | None = None
+        self._reader = self._new_reader()
+        self._queue: list[_Pending] = []
+        self._inflight: deque[_Pending] = deque()
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def _new_reader(self) -> hiredis.Reader:
+        if self._kwargs.get("decode_responses"):
+            return hiredis.Reader(
+                protocolError=InvalidResponse,
+                replyError=BaseParser.parse_error,
+                encoding=self._kwargs.get("encoding", "utf-8"),
+                errors=self._kwargs.get("encoding_errors", "strict"),
+            )
+        return hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def submit(self, call: Single) -> Any:
+        """Send ``call`` with whatever else is queued this loop turn; its reply, shaped."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._adopt(loop)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._enqueue((call, future, False, 0.0))
+        return shaped(self.client, call, await future)
+
+    def _enqueue(self, pending: _Pending) -> None:
+        self._queue.append(pending)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._on_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._queue:
+            return
+        if not self._ready:
+            if self._connecting is None:
+                self._connecting = self._on_loop().create_task(self._connect())
+            return  # the connect flushes the queue, or fails it
+        batch, self._queue = self._queue, []
+        self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Put ``batch`` on the wire in one write; replies come back in this order."""
+        loop = self._on_loop()
+        link = self._link
+        assert link is not None
+        assert link.transport is not None
+        now = loop.time()
+        self._inflight.extend((call, future, again, now) for call, future, again, _ in batch)
+        link.transport.write(b"".join(packed(c, eval_source=again) for c, _, again, _ in batch))
+        if self._watchdog is None and self._timeout is not None:
+            self._watchdog = loop.call_later(self._timeout, self._check_timeout)
+
+    def _on_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "used before submit() bound it to a loop"
+        return self._loop
+
+    def _check_timeout(self) -> None:
+        self._watchdog = None
+        if not self._inflight or self._timeout is None:
+            return
+        waited = self._on_loop().time() - self._inflight[0][3]
+        if waited >= self._timeout:
+            self._drop(redis.TimeoutError(f"Timeout reading from {self._address()}"))
+        else:
+            self._watchdog = self._on_loop().call_later(self._timeout - waited, self._check_timeout)
+
+    # -- replies --------------------------------------------------------------------------------
+
+    def _on_data(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            if not self._inflight:
+                break  # a reply nobody waits for: the connection was dropped meanwhile
+            call, future, again, _ = self._inflight.popleft()
+            if not again and needs_eval(call, reply):
+                self._enqueue((call, future, True, 0.0))
+            elif future.done():  # the caller was cancelled
+                continue
+            elif isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        reason = f": {exc}" if exc else ""
+        self._drop(redis.ConnectionError(f"Connection to {self._address()} lost{reason}"))
+        if self._queue and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._on_loop().call_soon(self._flush)
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def _address(self) -> str:
+        kw = self._kwargs
+        return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}")
+
+    async def _connect(self) -> None:
+        try:
+            try:
+                self._link = _Link(self)
+                await asyncio.wait_for(self._open(self._link), self._connect_timeout)
+                await self._handshake()
+                self._ready = True
+            except (OSError, asyncio.TimeoutError) as exc:
+                detail = str(exc) or type(exc).__name__
+                message = f"Error connecting to {self._address()}: {detail}"
+                raise redis.ConnectionError(message) from exc
+        except redis.ConnectionError as exc:
+            self._drop(exc)
+            self._fail_queue(exc)
+        finally:
+            self._connecting = None
+        self._flush()
+
+    async def _open(self, link: _Link) -> None:
+        loop, kw = self._on_loop(), self._kwargs
+        if kw.get("path"):
+            await loop.create_unix_connection(lambda: link, kw["path"])
+            return
+        context: ssl.SSLContext | None = None
+        if self.client.connection_pool.connection_class is aioredis.SSLConnection:
+            conn = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            context = conn.ssl_context.get()
+        host = kw.get("host", "localhost")
+        await loop.create_connection(lambda: link, host, kw.get("port", 6379), ssl=context)
+
+    async def _handshake(self) -> None:
+        """AUTH and SELECT as redis-py does, before any queued call goes out."""
+        kw = self._kwargs
+        steps: list[tuple[Any, ...]] = []
+        if kw.get("password") is not None:
+            user = kw.get("username")
+            steps.append(("AUTH", user, kw["password"]) if user else ("AUTH", kw["password"]))
+        if kw.get("db"):
+            steps.append(("SELECT", kw["db"]))
+        if not steps:
+            return
+        futures = [self._on_loop().create_future() for _ in steps]
+        self._write([(CommandCall(a), f, True, 0.0) for a, f in zip(steps, futures, strict=True)])
+        for future in futures:
+            try:
+                await asyncio.wait_for(future, self._timeout)
+            except redis.ConnectionError:
+                raise
+            except redis.RedisError as exc:
+                raise redis.AuthenticationError(f"{exc}") from exc
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start over on another event loop: transports and futures belong to one loop."""
+        if self._link is not None and self._link.transport is not None:
+            self._link.transport.abort()
+        self._link = None
+        self._ready = False
+        self._connecting = None
+        self._watchdog = None
+        self._queue = []
+        self._inflight.clear()
+        self._reader = self._new_reader()
+        self._loop = loop
+
+    def _drop(self, error: Exception) -> None:
+        """Close the connection and fail every call written on it."""
+        link, self._link = self._link, None
+        self._ready = False
+        if link is not None and link.transport is not None:
+            link.transport.abort()
+        self._fail_inflight(error)
+
+    def _fail_inflight(self, error: Exception) -> None:
+        self._reader = self._new_reader()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        inflight, self._inflight = self._inflight, deque()
+        for _, future, _, _ in inflight:
+            if not future.done():
+                future.set_exception(error)
+
+    def _fail_queue(self, error: Exception) -> None:
+        queue, self._queue = self._queue, []
+        for _, future, _, _ in queue:
+            if not future.done():
+                future.set_exception(error)
+
+    async def disconnect(self) -> None:
+        """Close the connection (the next call reconnects); calls in flight fail."""
+        self._drop(redis.ConnectionError(f"Connection to {self._address()} closed"))
+        self._fail_queue(redis.ConnectionError(f"Connection to {self._address()} closed"))
