@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 import redis.asyncio as aioredis
 
 from helpers import build_settings
+from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub
 from sessionhub.stores.autopipeline import AutoPipeline, _Pending
+from sessionhub.stores.base import CommandCall
 
 
 class CountingPipeline(AutoPipeline):
@@ -39,6 +44,7 @@ def test_concurrent_calls_are_batched_and_correct(redis_url: str) -> None:
         hub, counting = _hub(redis_url)
         try:
             made = [await hub.create(f"user{i}", data={"i": i}) for i in range(50)]
+            await hub.open(made[0][1])  # the load script is cached in Redis from here on
             counting.batches.clear()
             opened = await asyncio.gather(*(hub.open(cookie) for _, cookie in made))
             return opened, [s.user_id for s, _ in made], counting.batches
@@ -92,3 +98,128 @@ def test_batch_survives_script_cache_flush(redis_url: str) -> None:
             await hub.aclose()
 
     assert all(s is not None for s in asyncio.run(main()))
+
+
+def _server(pytestconfig: pytest.Config, **kwargs: Any) -> RedisServer:
+    binary = pytestconfig.getoption("redis_server_bin")
+    return RedisServer(binary=str(binary) if binary else None, **kwargs).start()
+
+
+def _ping(pipeline: AutoPipeline) -> Any:
+    return pipeline.submit(CommandCall(("PING",)))
+
+
+def test_password_and_database_come_from_the_client(pytestconfig: pytest.Config) -> None:
+    """AUTH and SELECT are sent first: a session lands in the URL's database behind a password."""
+    server = _server(pytestconfig, password="s3cret")
+    try:
+        url = f"redis://:s3cret@{server.host}:{server.port}/3"
+
+        async def main() -> str:
+            hub = AsyncSessionHub(build_settings(url))
+            try:
+                assert isinstance(hub._calls, AutoPipeline)
+                session, cookie = await hub.create("alice")
+                assert (await hub.open(cookie)) is not None
+                return session.sid
+            finally:
+                await hub.aclose()
+
+        sid = asyncio.run(main())
+        in_db3 = server.client(db=3).keys(f"*{sid}*")
+        assert len(in_db3) == 1
+        assert server.client(db=0).keys("*") == []
+    finally:
+        server.close()
+
+
+def test_wrong_password_is_a_connection_error(pytestconfig: pytest.Config) -> None:
+    """A refused AUTH fails calls with redis-py's AuthenticationError, which means Redis is down."""
+    server = _server(pytestconfig, password="s3cret")
+    try:
+        client = aioredis.Redis.from_url(f"redis://:wrong@{server.host}:{server.port}/0")
+
+        async def main() -> BaseException:
+            pipeline = AutoPipeline(client)
+            with pytest.raises(redis.ConnectionError) as caught:
+                await _ping(pipeline)
+            await pipeline.disconnect()
+            return caught.value
+
+        assert isinstance(asyncio.run(main()), redis.AuthenticationError)
+    finally:
+        server.close()
+
+
+def test_unix_socket(pytestconfig: pytest.Config, tmp_path: Path) -> None:
+    """A unix:// URL is reached over its socket."""
+    path = tmp_path / "redis.sock"
+    server = _server(pytestconfig, extra_args=["--unixsocket", str(path)])
+    try:
+        client = aioredis.Redis.from_url(f"unix://{path}", decode_responses=True)
+
+        async def main() -> Any:
+            pipeline = AutoPipeline(client)
+            try:
+                await pipeline.submit(CommandCall(("SET", "via", "socket")))
+                return await pipeline.submit(CommandCall(("GET", "via")))
+            finally:
+                await pipeline.disconnect()
+
+        assert asyncio.run(main()) == "socket"
+    finally:
+        server.close()
+
+
+def test_a_late_reply_times_out_and_the_next_call_reconnects(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """Redis paused past the socket timeout: calls in flight raise TimeoutError, later ones work."""
+    url = fresh_redis_server.url
+    client = aioredis.Redis.from_url(url, socket_timeout=0.3, decode_responses=True)
+
+    async def main() -> tuple[list[Any], Any]:
+        pipeline = AutoPipeline(client)
+        try:
+            assert await _ping(pipeline) is True
+            fresh_redis_server.client().execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            late = await asyncio.gather(_ping(pipeline), _ping(pipeline), return_exceptions=True)
+            await asyncio.sleep(1.0)  # the pause is over
+            return late, await _ping(pipeline)
+        finally:
+            await pipeline.disconnect()
+
+    late, after = asyncio.run(main())
+    assert all(isinstance(r, redis.TimeoutError) for r in late)
+    assert after is True
+
+
+def test_restart_fails_calls_in_flight_then_reconnects(fresh_redis_server: RedisServer) -> None:
+    """A killed server fails the calls waiting on it; after a restart the next call succeeds."""
+    client = aioredis.Redis.from_url(fresh_redis_server.url, decode_responses=True)
+
+    async def main() -> tuple[Any, Any, Any]:
+        pipeline = AutoPipeline(client)
+        try:
+            await pipeline.submit(CommandCall(("SET", "k", "v")))
+            blocked = asyncio.ensure_future(pipeline.submit(CommandCall(("BLPOP", "nothing", 0))))
+            await asyncio.sleep(0.1)
+            fresh_redis_server.kill()
+            lost = await asyncio.gather(blocked, return_exceptions=True)
+            down = await asyncio.gather(_ping(pipeline), return_exceptions=True)
+            fresh_redis_server.start()
+            return lost[0], down[0], await _ping(pipeline)
+        finally:
+            await pipeline.disconnect()
+
+    lost, down, after = asyncio.run(main())
+    assert isinstance(lost, redis.ConnectionError)
+    assert isinstance(down, redis.ConnectionError)
+    assert after is True
+
+
+def test_one_pipeline_serves_successive_event_loops(redis_url: str) -> None:
+    """Used from a second event loop (a new asyncio.run), it reconnects on that loop."""
+    pipeline = AutoPipeline(aioredis.Redis.from_url(redis_url, decode_responses=True))
+    assert asyncio.run(_ping(pipeline)) is True
+    assert asyncio.run(_ping(pipeline)) is True

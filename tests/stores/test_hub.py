@@ -300,7 +300,8 @@ def test_session_with_a_browser_user_agent_keeps_compact_encoding(
         key = hub.manager.core.redis.keys.session(session.sid)
         assert redis_server.client().object("encoding", key) == b"listpack"
         opened = hub.open(cookie)
-        assert opened is not None and opened.record.user_agent == user_agent
+        assert opened is not None
+        assert opened.record.user_agent == user_agent
     finally:
         hub.close()
 

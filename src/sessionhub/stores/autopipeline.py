@@ -231,8 +231,9 @@ class AutoPipeline:
 
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start over on another event loop: transports and futures belong to one loop."""
-        if self._link is not None and self._link.transport is not None:
-            self._link.transport.abort()
+        old, link = self._loop, self._link
+        if old is not None and not old.is_closed() and link is not None and link.transport:
+            old.call_soon_threadsafe(link.transport.abort)
         self._link = None
         self._ready = False
         self._connecting = None
