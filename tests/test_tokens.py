@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import build_settings
 from sessionhub.exceptions import InvalidToken
+from sessionhub.hub import build_manager
 from sessionhub.tokens import TokenCodec, short
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -27,25 +29,37 @@ def test_signed_cookie_round_trips() -> None:
     assert codec.token_from_cookie(cookie) == token
 
 
-@pytest.mark.parametrize(
-    "mutate",
-    [
-        lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),  # tampered signature
-        lambda c: c[:10],  # truncated
-        lambda c: "x" + c[1:],  # tampered token
-        lambda c: c.split(".")[0],  # signature stripped
-        lambda c: "",
-        lambda c: "a" * 5000,  # huge
-        lambda c: c + ".extra",
-        lambda c: "☃" * 43 + "." + c.split(".")[1],
-    ],
-)
+BAD_COOKIES = [
+    lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),  # tampered signature
+    lambda c: c[:10],  # truncated
+    lambda c: "x" + c[1:],  # tampered token
+    lambda c: c.split(".")[0],  # signature stripped
+    lambda c: "",
+    lambda c: "a" * 5000,  # huge
+    lambda c: c + ".extra",
+    lambda c: "☃" * 43 + "." + c.split(".")[1],
+]
+
+
+@pytest.mark.parametrize("mutate", BAD_COOKIES)
 def test_bad_cookies_are_rejected(mutate: object) -> None:
     """Tampered, truncated, stripped, oversized and non-ASCII cookies raise InvalidToken."""
     codec = TokenCodec(SECRET)
     cookie = codec.cookie_value(codec.new_token())
     with pytest.raises(InvalidToken):
         codec.token_from_cookie(mutate(cookie))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("mutate", BAD_COOKIES)
+def test_bad_cookies_are_rejected_after_the_good_one_was_remembered(mutate: object) -> None:
+    """The manager's verified-cookie memory never lets a tampered variant of a cookie through."""
+    manager = build_manager(build_settings(None), with_redis=False)
+    cookie = manager.codec.cookie_value(manager.codec.new_token())
+    sid = manager.sid_for_cookie(cookie)
+    assert manager.sid_for_cookie(cookie) == sid  # remembered
+    for _ in range(2):  # refused every time, not only the first
+        with pytest.raises(InvalidToken):
+            manager.sid_for_cookie(mutate(cookie))  # type: ignore[operator]
 
 
 def test_cookie_from_another_secret_is_foreign() -> None:

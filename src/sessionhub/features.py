@@ -99,6 +99,7 @@ class SyncFacade:
             return self._run(method(*args, **kwargs))
 
         call.__doc__ = method.__doc__
+        setattr(self, name, call)  # found directly from now on, without __getattr__
         return call
 
 
@@ -116,4 +117,5 @@ class AsyncFacade:
             return await self._run(method(*args, **kwargs))
 
         call.__doc__ = method.__doc__
+        setattr(self, name, call)  # found directly from now on, without __getattr__
         return call

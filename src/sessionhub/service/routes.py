@@ -54,14 +54,15 @@ async def current_session(request: Request, *, touch: bool = True, force: bool =
     cookie = request.cookies.get(_settings(request).session.cookie_name)
     if not cookie:
         raise ApiError(401, "not_authenticated", "no session cookie; log in first")
+    hub = _hub(request)
     try:
-        session = await _hub(request).open(cookie, touch=touch, force=force)
+        session = await hub.open(cookie, touch=touch, force=force)
     except InvalidToken as exc:
         raise ApiError(401, "invalid_session", f"{exc}; log in again") from exc
     if session is None or session.user_id is None:
         raise ApiError(401, "session_expired", "the session has expired or was logged out")
     # Every authenticated request is activity (throttled per session, usually no I/O).
-    await _hub(request).presence.touch(session.user_id, session.sid)
+    await hub.presence.touch(session.user_id, session.sid)
     return session
 
 
