@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 log = logging.getLogger("sessionhub.service")
 
@@ -20,6 +22,24 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class JSONResponse(Response):
+    """Starlette's ``JSONResponse`` with the body encoded by orjson.
+
+    Encoding was a twentieth of an authenticated request's CPU time with the standard library
+    (profiled). Whatever orjson refuses (an integer beyond 64 bits in a user's settings) is
+    encoded by the standard library, so no value that JSON can carry becomes an error.
+    """
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return text.encode("utf-8")
 
 
 def ok(data: Any, status: int = 200) -> JSONResponse:

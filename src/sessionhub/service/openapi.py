@@ -10,10 +10,11 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
+from .errors import JSONResponse
 
 COOKIE, ADMIN, EITHER, NONE = "cookie", "admin", "cookie-or-admin", "none"
 

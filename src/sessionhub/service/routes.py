@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..config import Settings
@@ -17,7 +17,7 @@ from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_json_object, string_field
-from .errors import ApiError, ok
+from .errors import ApiError, JSONResponse, ok
 
 MAX_USERNAME = 128
 MAX_PASSWORD = 1024

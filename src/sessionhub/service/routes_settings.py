@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..preferences import InvalidPreferences
 from .bodies import read_json_object
-from .errors import ok
+from .errors import JSONResponse, ok
 from .routes import _hub, _settings, current_session
 
 
