@@ -28,7 +28,7 @@ from .manager import SessionManager
 from .session import Session
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
-from .stores.drivers import run_async, run_sync
+from .stores.drivers import HeldConnections, run_async, run_sync
 from .stores.memory import MemoryStore
 from .stores.redis import KeySpace, RedisOps
 from .stores.resilient import Lifetimes, ResilientCore
@@ -109,6 +109,7 @@ class SessionHub(_HubBase[redis.Redis]):
 
     def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
         super().__init__(settings, client, redis.Redis)
+        self._calls = None if self.client is None else HeldConnections(self.client)
         self.user_sessions = SyncFacade(self.features.user_sessions, self.run)
         self.preferences = SyncFacade(self.features.preferences, self.run)
         self.presence = SyncFacade(self.features.presence, self.run)
@@ -123,7 +124,7 @@ class SessionHub(_HubBase[redis.Redis]):
 
     def run(self, op: Op[Any]) -> Any:
         """Run any operation (a generator from the manager or the core) to completion."""
-        return run_sync(op, self.client)
+        return run_sync(op, self._calls)
 
     def open(
         self, cookie: str | None, *, touch: bool = True, force: bool = False

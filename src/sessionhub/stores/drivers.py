@@ -6,11 +6,13 @@ calls packed with hiredis and written at once on one redis-py connection, the re
 in order. That is redis-py's own wire path without its per-command bookkeeping (pool events,
 metrics recorders, deprecation wrappers), which cost more than the round trip on the hot path.
 The asyncio hub sends single calls through :class:`~.autopipeline.AutoPipeline` instead, which
-pipelines the concurrent calls of a whole event loop on one connection.
+pipelines the concurrent calls of a whole event loop on one connection; the blocking hub takes
+its connections from a :class:`HeldConnections`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -43,7 +45,34 @@ class NoRedisConfigured(StoreError):
 # -- blocking ----------------------------------------------------------------------------------
 
 
-def run_sync(op: Op[T], client: redis.Redis | None) -> T:
+class HeldConnections:
+    """Connections of one blocking client, reused without checking each one out of its pool.
+
+    A pool checkout costs a lock, metrics hooks, a deprecation wrapper and a ``poll()`` for stray
+    data: a system call and more Python than the exchange itself (profiled). A connection comes
+    back here only after a complete exchange, or disconnected, so it never holds stray data.
+    The pool still counts every one as in use, so ``pool.disconnect()`` closes them too, and a
+    closed one reconnects on its next call. After a fork the child forgets the parent's.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    def take(self) -> Any:
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()  # atomic: no lock needed between threads
+        except IndexError:
+            return self.client.connection_pool.get_connection()
+
+    def give(self, conn: Any) -> None:
+        self._idle.append(conn)
+
+
+def run_sync(op: Op[T], client: redis.Redis | HeldConnections | None) -> T:
     """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls)."""
     reply: Any = None
     error: BaseException | None = None
@@ -59,29 +88,44 @@ def run_sync(op: Op[T], client: redis.Redis | None) -> T:
             error = exc
 
 
-def _execute_sync(call: Call, client: redis.Redis | None) -> Any:
+def _execute_sync(call: Call, client: redis.Redis | HeldConnections | None) -> Any:
     if client is None:
         raise NoRedisConfigured(f"no Redis client for {call!r}")
     calls = call.calls if isinstance(call, PipelineCall) else (call,)
-    replies = _calls_sync(client, calls)
+    if isinstance(client, HeldConnections):
+        replies = _calls_held(client, calls)
+    else:
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        try:
+            replies = _calls_sync(client, conn, calls)
+        finally:
+            pool.release(conn)
     if (err := _first_error(replies)) is not None:
         raise err
     return replies if isinstance(call, PipelineCall) else replies[0]
 
 
-def _calls_sync(client: redis.Redis, calls: Sequence[Single]) -> list[Any]:
-    """Each call's reply, or the error Redis answered it with, in one round trip (two after a
-    script cache flush)."""
-    pool = client.connection_pool
-    conn = pool.get_connection()
+def _calls_held(held: HeldConnections, calls: Sequence[Single]) -> list[Any]:
+    conn = held.take()
     try:
-        replies = _roundtrip_sync(conn, packed_all(calls), len(calls))
-        missing, again = _eval_retry(calls, replies)
-        if missing:
-            for i, reply in zip(missing, _roundtrip_sync(conn, again, len(missing)), strict=True):
-                replies[i] = reply
+        replies = _calls_sync(held.client, conn, calls)
+    except BaseException:
+        conn.disconnect()  # it may be mid-reply: never reuse it as it is
+        raise
     finally:
-        pool.release(conn)
+        held.give(conn)
+    return replies
+
+
+def _calls_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
+    """Each call's reply, or the error Redis answered it with, in one round trip (two after a
+    script cache flush), on a connection the caller holds."""
+    replies = _roundtrip_sync(conn, packed_all(calls), len(calls))
+    missing, again = _eval_retry(calls, replies)
+    if missing:
+        for i, reply in zip(missing, _roundtrip_sync(conn, again, len(missing)), strict=True):
+            replies[i] = reply
     return [shaped(client, c, r) for c, r in zip(calls, replies, strict=True)]
 
 
@@ -139,7 +183,7 @@ async def _execute_async(call: Call, client: aioredis.Redis | AutoPipeline | Non
 
 
 async def _calls_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
-    """The mirror image of :func:`_calls_sync`, on a connection the caller holds."""
+    """The mirror image of :func:`_calls_sync`."""
     replies = await _roundtrip_async(conn, packed_all(calls), len(calls))
     missing, again = _eval_retry(calls, replies)
     if missing:
