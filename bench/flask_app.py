@@ -1,7 +1,8 @@
 """The same small Flask app on two session back ends, served by gunicorn in the benchmarks.
 
-``BENCH_FLASK_BACKEND=flask-session`` (the peer: Flask-Session 0.8, Redis interface) or
-``sessionhub`` (SessionHub's Flask integration, when this build has one).
+``BENCH_FLASK_BACKEND=flask-session`` (the peer: Flask-Session 0.8, Redis interface),
+``sessionhub`` (SessionHub's Flask integration, when this build has one) or ``floor`` (no
+session at all: the endpoints answer as if alice were signed in).
 ``BENCH_REDIS_URL`` names the Redis.
 
     BENCH_REDIS_URL=redis://127.0.0.1:7001/0 gunicorn -w 2 -b 127.0.0.1:8002 flask_app:app
@@ -48,6 +49,8 @@ def create_app() -> Flask:
             PERMANENT_SESSION_LIFETIME=7200,
         )
         FlaskSession(app)
+    elif backend == "floor":
+        return floor_app(app)
     else:
         extension = sessionhub_flask_extension()
         if extension is None:
@@ -84,6 +87,24 @@ def create_app() -> Flask:
             return jsonify(success=False), 401
         session["extended_at"] = int(time.time() * 1000)
         return jsonify(success=True, data={"user_id": user})
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(success=True)
+
+    return app
+
+
+def floor_app(app: Flask) -> Flask:
+    """The same routes and bodies with no session behind them."""
+
+    @app.get("/api/auth/me")
+    def me() -> Any:
+        return jsonify(success=True, data={"user_id": "alice", "created_at": 0})
+
+    @app.post("/api/session/extend")
+    def extend() -> Any:
+        return jsonify(success=True, data={"user_id": "alice"})
 
     @app.get("/healthz")
     def healthz() -> Any:

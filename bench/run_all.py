@@ -32,15 +32,15 @@ def chart(http: dict[str, Any]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    servers = ["sessionhub", "floor", "flask-session", "flask-sessionhub"]
+    servers = ["sessionhub", "floor", "flask-session", "flask-sessionhub", "flask-floor"]
     groups = sorted({(r["workers"], r["request"]) for r in http["rows"]})
     by = {(r["server"], r["workers"], r["request"]): r["rps"] for r in http["rows"]}
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.2
+    width = 0.16
     for k, server in enumerate(servers):
         values = [by.get((server, w, q), 0) for w, q in groups]
         if any(values):
-            xs = [g + (k - 1.5) * width for g in range(len(groups))]
+            xs = [g + (k - 2) * width for g in range(len(groups))]
             ax.bar(xs, values, width, label=server)
     ax.set_xticks(range(len(groups)), [f"{q}\n{w} worker(s)" for w, q in groups])
     ax.set_ylabel("requests/s (wrk)")
@@ -56,7 +56,7 @@ def headline(results: dict[str, Any]) -> list[str]:
     http = results.get("http")
     if http:
         for r in bench_http.ratios(http):
-            if r["ratio"] is not None:
+            if r["target"] is not None:
                 met = "met" if r["ratio"] >= r["target"] else "MISSED"
                 lines.append(
                     f"- {r['comparison']}: **{r['ratio']:.2f}x** (target {r['target']}x, {met})"
@@ -181,7 +181,7 @@ def main() -> None:
         ("store", lambda: bench_store.run(bench_store.parser().parse_args(
             ["--duration", str(min(args.duration, 3.0))])), bench_store),
         ("http", lambda: bench_http.run(bench_http.parser().parse_args(
-            ["--duration", str(args.duration)])), bench_http),
+            ["--duration", str(min(args.duration, 4.0))])), bench_http),
         ("scale", lambda: bench_scale.run(bench_scale.parser().parse_args(
             ["--sessions", str(args.sessions)])), bench_scale),
         ("degraded", lambda: bench_degraded.run(bench_degraded.parser().parse_args([])),
