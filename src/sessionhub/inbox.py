@@ -475,10 +475,17 @@ class InboxNotifier:
     async def aclose(self) -> None:
         with contextlib.suppress(ValueError):
             self.inbox.listeners.remove(self._from_any_thread)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # A cancellation that lands while redis-py is still setting up the subscription can be
+        # absorbed there (a service stopped right after it started hung here): cancel until the
+        # task has really ended.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
     def _from_any_thread(self, user_id: str) -> None:
         loop = self._loop

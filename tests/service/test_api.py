@@ -9,8 +9,9 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from helpers import ADMIN_KEY, PASSWORD, login
+from helpers import ADMIN_KEY, PASSWORD, login, service_settings
 from redis_server import RedisServer
+from sessionhub.service.app import create_app
 from sessionhub.tokens import TokenCodec
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -327,3 +328,21 @@ def test_no_cookie_or_token_reaches_redis(client: TestClient, redis_server: Redi
         token = cookie.split(".")[0]
         assert token.encode() not in stored
         assert cookie.encode() not in stored
+
+
+def test_a_service_stopped_right_after_it_started_stops(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    """Starting and at once stopping the service (no request in between) never hangs shutdown,
+    even when it cuts the message channel's subscription short."""
+    import threading
+
+    def cycles() -> None:
+        for _ in range(10):
+            with TestClient(create_app(service_settings(redis_url))):
+                pass
+
+    worker = threading.Thread(target=cycles, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "shutdown hung"
