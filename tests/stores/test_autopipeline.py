@@ -223,3 +223,47 @@ def test_one_pipeline_serves_successive_event_loops(redis_url: str) -> None:
     pipeline = AutoPipeline(aioredis.Redis.from_url(redis_url, decode_responses=True))
     assert asyncio.run(_ping(pipeline)) is True
     assert asyncio.run(_ping(pipeline)) is True
+
+
+def test_pipelined_operations_share_the_auto_pipeline(redis_url: str) -> None:
+    """Creates (the session and the user's index, two slots) from concurrent tasks ride the same
+    batches as everything else, and every user's index ends up with its own session."""
+
+    async def main() -> tuple[list[list[str]], list[str], list[int]]:
+        hub, counting = _hub(redis_url)
+        try:
+            await hub.create("warm-up")  # the scripts are cached in Redis from here on
+            counting.batches.clear()
+            made = await asyncio.gather(*(hub.create(f"user{i}") for i in range(20)))
+            listed = [
+                [info.sid for info in await hub.user_sessions.list(f"user{i}")] for i in range(20)
+            ]
+            return listed, [s.sid for s, _ in made], counting.batches
+        finally:
+            await hub.aclose()
+
+    listed, sids, batches = asyncio.run(main())
+    assert listed == [[sid] for sid in sids]
+    assert sum(batches[:2]) >= 20 * 2  # each create is at least two calls...
+    assert max(batches) > 2  # ...and creates from different tasks shared a write
+
+
+def test_a_pipelined_operation_fails_whole_when_redis_is_gone(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """With the server gone every call of a multi-call operation answers with a connection error
+    (the circuit's signal), and none is left waiting."""
+
+    async def main() -> list[Any]:
+        hub = AsyncSessionHub(build_settings(fresh_redis_server.url))
+        try:
+            await hub.create("alice")
+            fresh_redis_server.kill()
+            assert hub._calls is not None
+            return await hub._calls.submit_all([CommandCall(("PING",))] * 3)
+        finally:
+            await hub.aclose()
+
+    replies = asyncio.run(main())
+    assert len(replies) == 3
+    assert all(isinstance(r, redis.ConnectionError) for r in replies)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, cast
 
 import hiredis
@@ -104,6 +105,25 @@ class AutoPipeline:
         future: asyncio.Future[Any] = loop.create_future()
         self._enqueue((call, future, False, 0.0))
         return shaped(self.client, call, await future)
+
+    async def submit_all(self, calls: Sequence[Single]) -> list[Any]:
+        """Send ``calls`` back to back in the same way; each reply shaped, or the error it got.
+
+        Like a pipeline, not a transaction: other tasks' calls may run between them.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._adopt(loop)
+        futures: list[asyncio.Future[Any]] = []
+        for call in calls:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._enqueue((call, future, False, 0.0))
+            futures.append(future)
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        return [
+            r if isinstance(r, BaseException) else shaped(self.client, c, r)
+            for c, r in zip(calls, replies, strict=True)
+        ]
 
     def _enqueue(self, pending: _Pending) -> None:
         self._queue.append(pending)

@@ -5,7 +5,7 @@ mirror images. Both send calls through :func:`_roundtrip_sync` / :func:`_roundtr
 calls packed with hiredis and written at once on one redis-py connection, the replies read back
 in order. That is redis-py's own wire path without its per-command bookkeeping (pool events,
 metrics recorders, deprecation wrappers), which cost more than the round trip on the hot path.
-The asyncio hub sends single calls through :class:`~.autopipeline.AutoPipeline` instead, which
+The asyncio hub sends its calls through :class:`~.autopipeline.AutoPipeline` instead, which
 pipelines the concurrent calls of a whole event loop on one connection; the blocking hub takes
 its connections from a :class:`HeldConnections`.
 """
@@ -166,17 +166,18 @@ async def run_async(op: Op[T], client: aioredis.Redis | AutoPipeline | None) -> 
 async def _execute_async(call: Call, client: aioredis.Redis | AutoPipeline | None) -> Any:
     if client is None:
         raise NoRedisConfigured(f"no Redis client for {call!r}")
+    calls = call.calls if isinstance(call, PipelineCall) else (call,)
     if isinstance(client, AutoPipeline):
         if not isinstance(call, PipelineCall):
             return await client.submit(call)
-        client = client.client
-    calls = call.calls if isinstance(call, PipelineCall) else (call,)
-    pool = client.connection_pool
-    conn = await pool.get_connection()
-    try:
-        replies = await _calls_async(client, conn, calls)
-    finally:
-        await pool.release(conn)
+        replies = await client.submit_all(calls)
+    else:
+        pool = client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            replies = await _calls_async(client, conn, calls)
+        finally:
+            await pool.release(conn)
     if (err := _first_error(replies)) is not None:
         raise err
     return replies if isinstance(call, PipelineCall) else replies[0]
