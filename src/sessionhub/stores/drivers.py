@@ -34,6 +34,8 @@ def _first_error(replies: list[Any]) -> Exception | None:
 
 def _eval_retry(calls: Sequence[Single], replies: list[Any]) -> tuple[list[int], bytes]:
     """Positions of script calls Redis did not have cached, and those calls packed as EVAL."""
+    if _first_error(replies) is None:  # the usual case, on every call: nothing to look at
+        return [], b""
     missing = [i for i, (c, r) in enumerate(zip(calls, replies, strict=True)) if needs_eval(c, r)]
     return missing, b"".join(packed(calls[i], eval_source=True) for i in missing)
 
