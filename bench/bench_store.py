@@ -4,13 +4,16 @@
 
 The floor is one redis-py ``GETEX key PX <idle>`` per operation with exactly SessionHub's client
 settings (``sessionhub.hub.redis_client_kwargs``) in the same process: the least any
-load-and-slide can cost over redis-py.
+load-and-slide can cost over redis-py. The floor and the operations are measured in turn, round
+after round (``--rounds``), and each figure is the median round, so a slow spell of the shared
+machine cannot land on one of them only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,7 +35,7 @@ def _summary(lat_ns: list[int], elapsed: float) -> dict[str, float]:
 
 
 def sync_loop(fn: Callable[[int], Any], duration: float) -> dict[str, float]:
-    for i in range(200):  # warm up (script cache, connections)
+    for i in range(50):  # warm up (script cache, connections)
         fn(i)
     lat: list[int] = []
     clock = time.perf_counter_ns
@@ -71,20 +74,28 @@ async def async_loop(
     return _summary(lat, time.perf_counter() - start)
 
 
-def run_sync(url: str, duration: float) -> dict[str, dict[str, float]]:
+def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
+    ordered = sorted(rounds, key=lambda r: r["ops"])
+    return {**ordered[len(ordered) // 2], "rounds_ops": [r["ops"] for r in rounds]}
+
+
+def _interleaved(rounds: int, measure: dict[str, Callable[[], dict[str, float]]]) -> Any:
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in measure}
+    for _ in range(rounds):
+        for name, fn in measure.items():
+            runs[name].append(fn())
+    return {name: _median(each) for name, each in runs.items()}
+
+
+def run_sync(url: str, duration: float, rounds: int) -> dict[str, dict[str, float]]:
     from sessionhub.hub import SessionHub, redis_client_kwargs
 
     s = settings(url)
     hub = SessionHub(s)
     floor = redis.Redis.from_url(url, **redis_client_kwargs(s.redis))
-    out: dict[str, dict[str, float]] = {}
     try:
         floor.set("bench:floor", "x" * 300)
-        out["floor: GETEX"] = sync_loop(
-            lambda _: floor.execute_command("GETEX", "bench:floor", "PX", 7_200_000), duration
-        )
         _, cookie = hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1")
-        out["load-and-slide"] = sync_loop(lambda _: hub.open(cookie), duration)
         session = hub.open(cookie, touch=False)
         assert session is not None
 
@@ -92,31 +103,38 @@ def run_sync(url: str, duration: float) -> dict[str, dict[str, float]]:
             session["n"] = i
             hub.save(session)
 
-        out["update (one key)"] = sync_loop(update, duration)
-        out["create"] = sync_loop(
-            lambda _: hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1"), duration
+        ops: dict[str, Callable[[int], Any]] = {
+            "floor: GETEX": lambda _: floor.execute_command(
+                "GETEX", "bench:floor", "PX", 7_200_000
+            ),
+            "load-and-slide": lambda _: hub.open(cookie),
+            "update (one key)": update,
+            "create": lambda _: hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1"),
+        }
+        each = duration / rounds
+        return _interleaved(  # type: ignore[no-any-return]
+            rounds, {name: (lambda fn=fn: sync_loop(fn, each)) for name, fn in ops.items()}
         )
     finally:
         hub.close()
         floor.close()
-    return out
 
 
-async def run_async(url: str, duration: float, concurrency: int) -> dict[str, dict[str, float]]:
+async def run_async(
+    url: str, duration: float, concurrency: int, rounds: int
+) -> dict[str, dict[str, float]]:
     from sessionhub.hub import AsyncSessionHub, redis_client_kwargs
 
     s = settings(url)
     hub = AsyncSessionHub(s)
     await hub.start()
     floor = aioredis.Redis.from_url(url, **redis_client_kwargs(s.redis))
-    out: dict[str, dict[str, float]] = {}
     try:
         await floor.set("bench:floor", "x" * 300)
 
         async def getex(_: int) -> Any:
             return await floor.execute_command("GETEX", "bench:floor", "PX", 7_200_000)
 
-        out["floor: GETEX"] = await async_loop(getex, duration, concurrency)
         cookies = [
             (await hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1"))[1]
             for _ in range(concurrency)
@@ -125,7 +143,6 @@ async def run_async(url: str, duration: float, concurrency: int) -> dict[str, di
         async def load(i: int) -> Any:
             return await hub.open(cookies[i % concurrency])
 
-        out["load-and-slide"] = await async_loop(load, duration, concurrency)
         sessions = [await hub.open(c, touch=False) for c in cookies]
 
         async def update(i: int) -> None:
@@ -134,28 +151,38 @@ async def run_async(url: str, duration: float, concurrency: int) -> dict[str, di
             session["n"] = i
             await hub.save(session)
 
-        out["update (one key)"] = await async_loop(update, duration, concurrency)
-
         async def create(_: int) -> Any:
             return await hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1")
 
-        out["create"] = await async_loop(create, duration, concurrency)
+        ops: dict[str, Callable[[int], Awaitable[Any]]] = {
+            "floor: GETEX": getex,
+            "load-and-slide": load,
+            "update (one key)": update,
+            "create": create,
+        }
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in ops}
+        for _ in range(rounds):
+            for name, fn in ops.items():
+                runs[name].append(await async_loop(fn, duration / rounds, concurrency))
+        return {name: _median(each) for name, each in runs.items()}
     finally:
         await hub.aclose()
         await floor.aclose()
-    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"duration_s": args.duration, "concurrency": args.concurrency}
     with redis_server() as server:
-        result["sync"] = run_sync(server.url, args.duration)
+        result["sync"] = run_sync(server.url, args.duration, args.rounds)
     with redis_server() as server:
-        result["asyncio"] = asyncio.run(run_async(server.url, args.duration, args.concurrency))
+        result["asyncio"] = asyncio.run(
+            run_async(server.url, args.duration, args.concurrency, args.rounds)
+        )
     for mode in ("sync", "asyncio"):
-        floor = result[mode]["floor: GETEX"]["ops"]
-        for row in result[mode].values():
-            row["vs_floor"] = row["ops"] / floor
+        floor = result[mode]["floor: GETEX"]["rounds_ops"]
+        for row in result[mode].values():  # the median of the per-round ratios
+            pairs = zip(row["rounds_ops"], floor, strict=True)
+            row["vs_floor"] = statistics.median(x / f for x, f in pairs)
     save_result("store", result)
     return result
 
@@ -182,7 +209,8 @@ def render(result: dict[str, Any]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per operation, all rounds")
+    p.add_argument("--rounds", type=int, default=3, help="measurements of each operation")
     p.add_argument("--concurrency", type=int, default=16, help="asyncio tasks")
     return p
 
