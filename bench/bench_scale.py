@@ -51,6 +51,26 @@ def wait_keys(client: Any, at_most: int, since: float, timeout: float = 600) -> 
     return time.time() - since
 
 
+BREAKDOWN = ("session", "user_index", "count_index")
+
+
+def breakdown(
+    raw: Any, ops: Any, sids: list[str], user_keys: list[str], n: int
+) -> dict[str, float]:
+    """Where the bytes go: MEMORY USAGE of a sample of each kind of key, per session."""
+    sample = range(0, len(sids), max(1, len(sids) // 500))
+
+    def mean(keys: list[str]) -> float:
+        return sum(int(raw.memory_usage(k, samples=0) or 0) for k in keys) / max(1, len(keys))
+
+    indexes = [ops.keys.index(i) for i in range(ops.keys.shards)]
+    return {
+        "session": mean([ops.keys.session(sids[i]) for i in sample]),
+        "user_index": mean([user_keys[i] for i in sample if i < len(user_keys)]),
+        "count_index": sum(int(raw.memory_usage(k, samples=0) or 0) for k in indexes) / n,
+    }
+
+
 def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -> dict[str, Any]:
     """Load ``n`` sessions; signed-in ones also get their entry in the user's session index."""
     from sessionhub.hub import SessionHub
@@ -97,6 +117,7 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
         after = int(raw.info("memory")["used_memory"])
         out["bytes_per_session"] = (after - before) / n
         out["encoding"] = raw.object("encoding", ops.keys.session(sids[0])).decode()
+        out["breakdown"] = breakdown(raw, ops, sids, user_keys, n)
         out["stats"] = latency(hub.stats)
         out["health"] = latency(hub.health)
         count = hub.stats()["redis_sessions"]
@@ -219,6 +240,15 @@ def render(result: dict[str, Any]) -> str:
             result["anonymous"]["flask_session"]["bytes_per_session"],
             f"{result['anonymous']['memory_ratio']:.2f}x (target <= 1.5x: "
             f"{'yes' if result['anonymous']['memory_ratio'] <= 1.5 else 'NO'})",
+        ],
+        [
+            "of which: session hash / user's index / count index (MEMORY USAGE per session; "
+            "the rest is Redis's key tables)",
+            " / ".join(
+                f"{sh['breakdown'][k]:.0f}" for k in ("session", "user_index", "count_index")
+            ),
+            "",
+            "",
         ],
         [
             f"value encoding (User-Agent {result['user_agent_len']} chars)",
