@@ -67,4 +67,21 @@ def test_unreadable_field_is_dropped_not_fatal() -> None:
     """One corrupt data field does not make the whole session unreadable."""
     fields = _record(a=1).to_fields()
     fields["d:broken"] = "{not json"
-    assert SessionRecord.from_fields("ab" * 16, fields).data == {"a": 1}
+    session = Session(SessionRecord.from_fields("ab" * 16, fields))
+    assert dict(session) == {"a": 1}
+    assert not session.delta()  # and a save leaves the stored field alone
+
+
+def test_data_is_decoded_only_when_read() -> None:
+    """Opening a session decodes none of its data; the first look decodes it all, once."""
+    fields = _record(cart=[1, 2], theme="dark").to_fields()
+    record = SessionRecord.from_fields("ab" * 16, fields)
+    session = Session(record)
+    assert not record.decoded
+    assert not session.delta()
+    assert session.user_id == "alice"
+    assert not record.decoded  # metadata and an empty delta never needed the data
+    assert session["theme"] == "dark"
+    assert record.decoded
+    session["cart"].append(3)  # an in-place change is still seen
+    assert session.delta().set == {"d:cart": "[1,2,3]"}

@@ -55,9 +55,26 @@ def _dumps(value: Any) -> str:
         raise StoreError(f"session values must be JSON-serialisable: {exc}") from exc
 
 
-@dataclass
+def _decoded(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values of JSON-encoded data keys, and the encodings that parsed."""
+    data: dict[str, Any] = {}
+    kept: dict[str, str] = {}
+    for key, text in raw.items():
+        try:
+            data[key] = json.loads(text)
+        except ValueError:
+            continue  # one unreadable key must not cost the user their session
+        kept[key] = text
+    return data, kept
+
+
+@dataclass(eq=False)
 class SessionRecord:
-    """Everything a store knows about one session. Times are Unix milliseconds."""
+    """Everything a store knows about one session. Times are Unix milliseconds.
+
+    A record read from a store keeps its data as the JSON it was stored as (``raw``) and decodes
+    it only when something asks (:meth:`load_data`): most requests never read the data.
+    """
 
     sid: str
     user_id: str | None
@@ -70,6 +87,26 @@ class SessionRecord:
     data: dict[str, Any] = field(default_factory=dict)
     # The JSON each data key was read as, so opening a session need not re-encode it.
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    decoded: bool = field(default=True, compare=False, repr=False)
+    """Whether ``data`` holds ``raw`` decoded (false until :meth:`load_data` for a read record)."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionRecord):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like any dataclass with eq
+
+    def _compared(self) -> tuple[Any, ...]:
+        meta = (self.sid, self.user_id, self.created_ms, self.last_seen_ms, self.expires_ms)
+        return (*meta, self.hard_expires_ms, self.user_agent, self.ip, self.load_data())
+
+    def load_data(self) -> dict[str, Any]:
+        """``data``, decoded from ``raw`` on first use; a key that does not parse is dropped."""
+        if not self.decoded:
+            self.data, self.raw = _decoded(self.raw)
+            self.decoded = True
+        return self.data
 
     def to_fields(self) -> Fields:
         """The flat map a store writes."""
@@ -83,23 +120,14 @@ class SessionRecord:
         }
         if self.user_id is not None:
             out[F_USER] = self.user_id
-        for key, value in self.data.items():
+        for key, value in self.load_data().items():
             out[DATA_PREFIX + key] = _dumps(value)
         return out
 
     @classmethod
     def from_fields(cls, sid: str, fields: Mapping[str, str]) -> SessionRecord:
-        """Parse the flat map a store returned; a field that does not parse is dropped."""
-        data: dict[str, Any] = {}
-        raw_data: dict[str, str] = {}
-        for name, raw in fields.items():
-            if name.startswith(DATA_PREFIX):
-                key = name[len(DATA_PREFIX) :]
-                try:
-                    data[key] = json.loads(raw)
-                except ValueError:
-                    continue  # one unreadable key must not cost the user their session
-                raw_data[key] = raw
+        """Parse the flat map a store returned (data stays encoded until asked for)."""
+        raw = {name[2:]: text for name, text in fields.items() if name[:2] == DATA_PREFIX}
         return cls(
             sid=sid,
             user_id=fields.get(F_USER),
@@ -109,8 +137,8 @@ class SessionRecord:
             hard_expires_ms=int(fields.get(F_HARD_EXPIRES, 0)),
             user_agent=_joined(F_USER_AGENT, fields),
             ip=fields.get(F_IP, ""),
-            data=data,
-            raw=raw_data,
+            raw=raw,
+            decoded=not raw,
         )
 
 
@@ -130,6 +158,9 @@ class Delta:
         return bool(self.set or self.delete)
 
 
+NO_CHANGE = Delta({}, ())
+
+
 class Session(MutableMapping[str, Any]):
     """A session as an application sees it: a mapping of its data plus read-only metadata.
 
@@ -142,8 +173,15 @@ class Session(MutableMapping[str, Any]):
         self.record = record
         self.new = new
         self.invalidated = False
-        self._data: dict[str, Any] = dict(record.data)
-        self._saved: dict[str, str] = record.raw or {k: _dumps(v) for k, v in record.data.items()}
+        self._data: dict[str, Any] | None = None  # decoded on first use: see _values()
+        self._saved: dict[str, str] = {}
+
+    def _values(self) -> dict[str, Any]:
+        if self._data is None:
+            data = self.record.load_data()
+            self._data = dict(data)
+            self._saved = self.record.raw or {k: _dumps(v) for k, v in data.items()}
+        return self._data
 
     @property
     def sid(self) -> str:
@@ -161,30 +199,32 @@ class Session(MutableMapping[str, Any]):
         return bool(self.delta())
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        return self._values()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError("session keys must be strings")
         _dumps(value)  # fail at assignment, where the bug is, not at save time
-        self._data[key] = value
+        self._values()[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self._data[key]
+        del self._values()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._values())
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._values())
 
     def invalidate(self) -> None:
         """Mark the session for destruction; its data is cleared at once."""
         self.invalidated = True
-        self._data.clear()
+        self._values().clear()
 
     def delta(self) -> Delta:
         """The data fields a save must write: changed or new keys, and removed keys."""
+        if self._data is None:
+            return NO_CHANGE  # never looked at, so nothing changed
         changed: Fields = {}
         for key, value in self._data.items():
             encoded = _dumps(value)
@@ -195,9 +235,12 @@ class Session(MutableMapping[str, Any]):
 
     def mark_saved(self) -> None:
         """Take the current data as what the store holds, after a successful save."""
+        self.new = False
+        if self._data is None:
+            return
         self.record.data = dict(self._data)
         self._saved = {k: _dumps(v) for k, v in self._data.items()}
-        self.new = False
+        self.record.raw = dict(self._saved)
 
     def __repr__(self) -> str:
         return f"<Session {self.sid[:8]}... user={self.user_id!r} keys={len(self)}>"
