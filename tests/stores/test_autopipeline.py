@@ -267,3 +267,31 @@ def test_a_pipelined_operation_fails_whole_when_redis_is_gone(
     replies = asyncio.run(main())
     assert len(replies) == 3
     assert all(isinstance(r, redis.ConnectionError) for r in replies)
+
+
+def test_a_cancelled_multi_call_operation_leaves_the_pipeline_clean(redis_url: str) -> None:
+    """Cancelling a caller mid-way drops its pending replies quietly; later calls still match
+    their own replies."""
+
+    async def main() -> tuple[list[Any], Any]:
+        loop = asyncio.get_running_loop()
+        problems: list[Any] = []
+        loop.set_exception_handler(lambda _loop, context: problems.append(context))
+        hub = AsyncSessionHub(build_settings(redis_url))
+        try:
+            assert hub._calls is not None
+            calls = [CommandCall(("BLPOP", "nothing-here", "0.3")), CommandCall(("PING",))]
+            task = asyncio.create_task(hub._calls.submit_all(calls))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            echo = await hub._calls.submit(CommandCall(("ECHO", "after")))
+            await asyncio.sleep(0.1)
+            return problems, echo
+        finally:
+            await hub.aclose()
+
+    problems, echo = asyncio.run(main())
+    assert echo == "after"
+    assert problems == []

@@ -119,11 +119,20 @@ class AutoPipeline:
             future: asyncio.Future[Any] = loop.create_future()
             self._enqueue((call, future, False, 0.0))
             futures.append(future)
-        replies = await asyncio.gather(*futures, return_exceptions=True)
-        return [
-            r if isinstance(r, BaseException) else shaped(self.client, c, r)
-            for c, r in zip(calls, replies, strict=True)
-        ]
+        # Replies arrive in order, usually in one read: after the first wait the rest are done.
+        # Every future is awaited, so none is left with an exception nobody retrieved.
+        replies: list[Any] = []
+        try:
+            for call, future in zip(calls, futures, strict=True):
+                try:
+                    replies.append(shaped(self.client, call, await future))
+                except redis.RedisError as exc:
+                    replies.append(exc)
+        except BaseException:  # the caller was cancelled: nobody will read the rest
+            for future in futures:
+                future.cancel()
+            raise
+        return replies
 
     def _enqueue(self, pending: _Pending) -> None:
         self._queue.append(pending)
