@@ -190,7 +190,7 @@ def render(result: dict[str, Any]) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=3, help="measurements of each server")
+    p.add_argument("--rounds", type=int, default=5, help="measurements of each server")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument(

@@ -90,37 +90,52 @@ def headline(results: dict[str, Any]) -> list[str]:
 GAPS = """\
 ## Gaps and what limits them
 
-Applied after profiling (py-spy, `python bench/profile_http.py`): uvicorn with uvloop and
-httptools (the two-worker runs had a flat ~44 ms per keep-alive request on the default loop, the
-framework floor included), auto-pipelining of concurrent asyncio calls into one round trip,
-`POST /api/session/extend` in one round trip, no re-encoding of session values on open, cached
-time formatting, and the per-request access log off by default. What is still missed:
+Applied after profiling (py-spy, `python bench/profile_http.py`, and cProfile of the request
+path in-process): uvicorn with uvloop and httptools, auto-pipelining of every asyncio call
+(multi-call operations such as create and stats included) on one connection per event loop,
+`POST /api/session/extend` in one round trip, JSON bodies encoded by orjson, session data decoded
+only when read, the blocking hub reusing its connections without a pool checkout per call (a
+lock, metrics hooks and a `poll()` system call each), and the access log off by default. This
+machine's measurements drift by 10-30 % from one second to the next, so every HTTP and store
+figure is the median of interleaved rounds and every ratio the median of per-round ratios; the
+"each round" column shows the spread. What is still missed:
 
-1. **Service vs the framework floor (target 0.6x).** The floor answers a constant JSON body with
-   no I/O; every SessionHub request verifies an HMAC, hashes the token, makes one Redis round
-   trip through redis.asyncio and builds a JSON body, with client, server and redis-server on
-   the same two cores. The largest remaining self-time frames are uvicorn's response write and
-   redis-py's per-call overhead (in redis-py 8.1, `@deprecated_args` on the asyncio pool's
-   `get_connection` introspects every call). Next levers: a leaner reply from `load.lua`
-   (fixed metadata slots instead of a flat HGETALL list), holding one connection per event loop
-   for the auto-pipeline instead of taking one from the pool per batch.
-2. **Store vs bare GETEX, blocking client (0.56x of 0.8x).** One `EVALSHA` that runs HGETALL,
-   HSET, PEXPIREAT and ZADD inside Redis, plus decoding the session, against one GETEX; the
-   asyncio path meets the target thanks to auto-pipelining, the blocking one has no batching.
-   Lever: skip the index ZADD and the hash HSET when the expiry moved by less than a second.
-3. **Flask integration vs Flask-Session (target 1.3x).** Reads are ahead, read-modify is behind:
-   the integration makes two script calls (load, then write the changed key) where Flask-Session
-   makes a GET and a SET, and the blocking driver keeps a memory mirror of every session it
-   loads. Lever: fold the write into the next load's round trip, or one script that loads,
-   slides and applies a delta for requests known to write.
-4. **Memory per session (target 1.5x).** A session hash with any value longer than Redis's
-   `hash-max-listpack-value` (64 bytes; a real browser User-Agent is ~100) is stored as a
-   hashtable instead of a listpack, which costs 2-3x. With a 60-character User-Agent the same
-   record is a listpack and the ratio is under 1.5x (see the table). Levers: intern User-Agent
-   strings in one shared hash (few distinct values; the session keeps a short id), or run the
-   session Redis with `hash-max-listpack-value 256`.
-5. **Create is 2 round trips** (the session script, then the user's session index in its own
-   slot: 4 commands in the round-trip table, which counts commands) and costs ~0.3x of a GETEX.
+1. **Service vs the framework floor (target 0.6x).** The floor answers a constant body with no
+   I/O. A SessionHub worker is CPU-bound (about 96 % of a core under wrk, Redis about 13 %,
+   wrk 23 %, measured with psutil). In-process, without HTTP, `/healthz` costs 12 us of CPU,
+   `/api/auth/me` 24 us on the memory store and about 40 us with the Redis round trip batched
+   32 ways: the round trip's own Python (future, wake-up, reply parsing) and this virtual
+   machine's expensive system calls (a lone PING costs about 50 us of client CPU here) are
+   what separates the two. The ratio moves between about 0.45x and 0.66x from run to run.
+   Next levers: a default `REFRESH_THRESHOLD` above 0 (reads skip the write; a product
+   decision, since the idle timeout then counts from the last slide), and fewer Python layers
+   between the handler and the auto-pipeline.
+2. **Store vs bare GETEX, blocking client (target 0.8x).** The blocking load is now about
+   0.75x (update 0.8x). What is left is mostly Redis's own time: `INFO commandstats` shows
+   `load.lua` at 17-25 us of server time per call against 2 us for a GETEX, and about 10 us
+   of that is Redis 7.0's fixed cost of any script call. Lever (measured, not applied): a
+   small slide script plus a native `HGETALL` in the same round trip (16 + 2.5 us against
+   25 us); it changes the round-trip accounting of the load and is left for a next step.
+3. **Flask integration vs Flask-Session (target 1.3x).** The Flask floor row shows the ceiling:
+   Flask under gunicorn's sync workers (a new TCP connection per request) with no session at
+   all is only about 2.1-2.4x Flask-Session's rate, so the session back end is half of a
+   Flask-Session request. A read is one round trip against Flask-Session's two (GET, then the
+   SET that refreshes a permanent session) and comes out about 1.2x. A read-modify needs a
+   read and a write in both (SessionHub's are two Lua scripts, Flask-Session's a GET and a
+   SET) and comes out at parity. One round trip per read-modify would need to know at load
+   time that the request will write; deferring or not awaiting the write would break
+   read-your-writes between workers, so it is not done.
+4. **Memory per session (target 1.5x).** Anonymous sessions meet it. A signed-in session costs
+   its hash (about 424 B, by itself as much as Flask-Session's whole session), one entry in
+   the count index (about 134-146 B: a sorted-set skiplist node, which is what makes
+   `total_sessions` exact and prunable without a scan) and, with one session per user, the
+   user's whole index key (about 152 B plus its key-table entry). Meeting 1.5x needs one index
+   less: for example an approximate count from per-shard expiry buckets (a hash of at most 120
+   counters per shard instead of an entry per session; the count would lag expiry by up to
+   one bucket). That trades exactness for memory and is left for a decision.
+5. **Create** is one round trip (the session script plus the user's index, pipelined) but does
+   seven writes in Redis, a token and two HMACs, so it runs at about half of a GETEX read; the
+   issue's 0.8x is read against read.
 """
 
 
