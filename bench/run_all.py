@@ -111,7 +111,8 @@ figure is the median of interleaved rounds and every ratio the median of per-rou
    decision, since the idle timeout then counts from the last slide), and fewer Python layers
    between the handler and the auto-pipeline.
 2. **Store vs bare GETEX, blocking client (target 0.8x).** The blocking load is now about
-   0.75x (update 0.8x). What is left is mostly Redis's own time: `INFO commandstats` shows
+   0.75x and update about 0.8x (they were 0.56x and 0.63x). What is left is mostly Redis's
+   own time: `INFO commandstats` shows
    `load.lua` at 17-25 us of server time per call against 2 us for a GETEX, and about 10 us
    of that is Redis 7.0's fixed cost of any script call. Lever (measured, not applied): a
    small slide script plus a native `HGETALL` in the same round trip (16 + 2.5 us against
@@ -120,7 +121,7 @@ figure is the median of interleaved rounds and every ratio the median of per-rou
    Flask under gunicorn's sync workers (a new TCP connection per request) with no session at
    all is only about 2.1-2.4x Flask-Session's rate, so the session back end is half of a
    Flask-Session request. A read is one round trip against Flask-Session's two (GET, then the
-   SET that refreshes a permanent session) and comes out about 1.2x. A read-modify needs a
+   SET that refreshes a permanent session) and comes out 1.1-1.3x. A read-modify needs a
    read and a write in both (SessionHub's are two Lua scripts, Flask-Session's a GET and a
    SET) and comes out at parity. One round trip per read-modify would need to know at load
    time that the request will write; deferring or not awaiting the write would break
