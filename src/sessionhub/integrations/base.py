@@ -220,8 +220,9 @@ def _commit(
         new, cookie = yield from manager.create(data=dict(inner), user_agent=user_agent, ip=ip)
     elif rs._regenerate:
         new, cookie = yield from manager.regenerate(inner)
-    elif not len(inner) and inner.user_id is None and inner.modified:
-        # Emptied anonymous session: gone, like Flask-Session does it.
+    elif inner.modified and not len(inner) and inner.user_id is None:
+        # Emptied anonymous session: gone, like Flask-Session does it. (`modified` is tested
+        # first because it answers without decoding the data of a session nobody looked at.)
         yield from manager.destroy(inner.sid)
         return CookieAction(clear=True)
     else:
