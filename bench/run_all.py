@@ -111,10 +111,10 @@ figure is the median of interleaved rounds and every ratio the median of per-rou
    decision, since the idle timeout then counts from the last slide), and fewer Python layers
    between the handler and the auto-pipeline.
 2. **Store vs bare GETEX, blocking client (target 0.8x).** The blocking load is now about
-   0.75x and update about 0.8x (they were 0.56x and 0.63x). What is left is mostly Redis's
-   own time: `INFO commandstats` shows
-   `load.lua` at 17-25 us of server time per call against 2 us for a GETEX, and about 10 us
-   of that is Redis 7.0's fixed cost of any script call. Lever (measured, not applied): a
+   0.75x and update about 0.8x (0.56x and 0.63x in the previous recorded run). What is left
+   is mostly Redis's own time: `INFO commandstats` shows `load.lua` at 17-25 us of server
+   time per call against 2 us for a GETEX, and about 10 us of that is Redis 7.0's fixed cost
+   of any script call. Lever (measured, not applied): a
    small slide script plus a native `HGETALL` in the same round trip (16 + 2.5 us against
    25 us); it changes the round-trip accounting of the load and is left for a next step.
 3. **Flask integration vs Flask-Session (target 1.3x).** The Flask floor row shows the ceiling:
