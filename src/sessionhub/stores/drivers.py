@@ -74,7 +74,7 @@ class HeldConnections:
         self._idle.append(conn)
 
 
-def run_sync(op: Op[T], client: redis.Redis | HeldConnections | None) -> T:
+def run_sync(op: Op[T], client: HeldConnections | None) -> T:
     """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls)."""
     reply: Any = None
     error: BaseException | None = None
@@ -90,25 +90,10 @@ def run_sync(op: Op[T], client: redis.Redis | HeldConnections | None) -> T:
             error = exc
 
 
-def _execute_sync(call: Call, client: redis.Redis | HeldConnections | None) -> Any:
-    if client is None:
+def _execute_sync(call: Call, held: HeldConnections | None) -> Any:
+    if held is None:
         raise NoRedisConfigured(f"no Redis client for {call!r}")
     calls = call.calls if isinstance(call, PipelineCall) else (call,)
-    if isinstance(client, HeldConnections):
-        replies = _calls_held(client, calls)
-    else:
-        pool = client.connection_pool
-        conn = pool.get_connection()
-        try:
-            replies = _calls_sync(client, conn, calls)
-        finally:
-            pool.release(conn)
-    if (err := _first_error(replies)) is not None:
-        raise err
-    return replies if isinstance(call, PipelineCall) else replies[0]
-
-
-def _calls_held(held: HeldConnections, calls: Sequence[Single]) -> list[Any]:
     conn = held.take()
     try:
         replies = _calls_sync(held.client, conn, calls)
@@ -117,7 +102,9 @@ def _calls_held(held: HeldConnections, calls: Sequence[Single]) -> list[Any]:
         raise
     finally:
         held.give(conn)
-    return replies
+    if (err := _first_error(replies)) is not None:
+        raise err
+    return replies if isinstance(call, PipelineCall) else replies[0]
 
 
 def _calls_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
