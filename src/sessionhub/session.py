@@ -127,7 +127,8 @@ class SessionRecord:
     @classmethod
     def from_fields(cls, sid: str, fields: Mapping[str, str]) -> SessionRecord:
         """Parse the flat map a store returned (data stays encoded until asked for)."""
-        raw = {name[2:]: text for name, text in fields.items() if name[:2] == DATA_PREFIX}
+        n = len(DATA_PREFIX)
+        raw = {name[n:]: text for name, text in fields.items() if name[:n] == DATA_PREFIX}
         return cls(
             sid=sid,
             user_id=fields.get(F_USER),
