@@ -97,28 +97,25 @@ class AutoPipeline:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def submit(self, call: Single) -> Any:
-        """Send ``call`` with whatever else is queued this loop turn; its reply, shaped."""
+    def _queued(self, call: Single) -> asyncio.Future[Any]:
+        """Queue ``call`` on the running loop; the future its raw reply will resolve."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._adopt(loop)
         future: asyncio.Future[Any] = loop.create_future()
         self._enqueue((call, future, False, 0.0))
-        return shaped(self.client, call, await future)
+        return future
+
+    async def submit(self, call: Single) -> Any:
+        """Send ``call`` with whatever else is queued this loop turn; its reply, shaped."""
+        return shaped(self.client, call, await self._queued(call))
 
     async def submit_all(self, calls: Sequence[Single]) -> list[Any]:
         """Send ``calls`` back to back in the same way; each reply shaped, or the error it got.
 
         Like a pipeline, not a transaction: other tasks' calls may run between them.
         """
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._adopt(loop)
-        futures: list[asyncio.Future[Any]] = []
-        for call in calls:
-            future: asyncio.Future[Any] = loop.create_future()
-            self._enqueue((call, future, False, 0.0))
-            futures.append(future)
+        futures = [self._queued(call) for call in calls]
         # Replies arrive in order, usually in one read: after the first wait the rest are done.
         # Every future is awaited, so none is left with an exception nobody retrieved.
         replies: list[Any] = []
