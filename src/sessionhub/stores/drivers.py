@@ -13,6 +13,7 @@ its connections from a :class:`HeldConnections`.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -60,11 +61,9 @@ class HeldConnections:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._idle: list[Any] = []
-        self._pid = os.getpid()
+        _ALL_HELD.add(self)
 
     def take(self) -> Any:
-        if self._pid != os.getpid():
-            self._idle, self._pid = [], os.getpid()
         try:
             return self._idle.pop()  # atomic: no lock needed between threads
         except IndexError:
@@ -72,6 +71,18 @@ class HeldConnections:
 
     def give(self, conn: Any) -> None:
         self._idle.append(conn)
+
+
+_ALL_HELD: weakref.WeakSet[HeldConnections] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    # The parent's sockets are not the child's to use; its pool makes the child new ones.
+    for held in list(_ALL_HELD):
+        held._idle = []
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def run_sync(op: Op[T], client: HeldConnections | None) -> T:
