@@ -232,7 +232,7 @@ class HubSessionInterface(SessionInterface):
                     if bool(data.get(PERMANENT_KEY, ss.permanent)) == ss.permanent:
                         data.pop(PERMANENT_KEY, None)
                     session, issued = self.hub.create(
-                        data=data, user_agent=request.headers.get("User-Agent", ""), ip=_ip(request)
+                        data=data, user_agent=_user_agent(request), ip=_ip(request)
                     )
         rs = FlaskSession(session, had_cookie=bool(cookie), permanent_default=ss.permanent)
         rs.issued_cookie = issued
@@ -248,7 +248,7 @@ class HubSessionInterface(SessionInterface):
             commit(
                 self.hub.manager,
                 session,
-                user_agent=request.headers.get("User-Agent", ""),
+                user_agent=_user_agent(request),
                 ip=_ip(request),
             )
         )
@@ -278,6 +278,11 @@ class HubSessionInterface(SessionInterface):
 
 def _ip(request: flask.Request) -> str:
     return request.remote_addr or ""
+
+
+def _user_agent(request: flask.Request) -> str:
+    # The header itself: werkzeug's request.user_agent builds a parser object per request.
+    return request.headers.get("User-Agent", "")
 
 
 class SessionHub:
