@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared install steps; sourced by scripts/test.sh and scripts/serve.sh from the repo root.
-# Creates .venv, installs the package with dev extras and makes sure a redis-server exists.
+# Creates .venv, installs the package with its dev extras (or $INSTALL_EXTRAS) and makes sure
+# a redis-server exists.
 
 if [[ ! -x .venv/bin/python ]]; then
     echo "==> creating .venv"
@@ -18,8 +19,10 @@ then
     .venv/bin/pip install -q --upgrade pip
 fi
 
-echo "==> installing sessionhub (editable, with dev extras)"
-.venv/bin/pip install -q -e ".[dev]"
+# The extras to install; scripts/bench.sh adds the benchmark ones.
+INSTALL_EXTRAS="${INSTALL_EXTRAS:-dev}"
+echo "==> installing sessionhub (editable, with extras: ${INSTALL_EXTRAS})"
+.venv/bin/pip install -q -e ".[${INSTALL_EXTRAS}]"
 
 _have_redis_server() {
     if [[ -n "${SESSIONHUB_REDIS_SERVER:-}" && -x "${SESSIONHUB_REDIS_SERVER}" ]]; then

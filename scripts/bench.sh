@@ -5,11 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The benchmark extras: Flask-Session, gunicorn, matplotlib, py-spy.
+INSTALL_EXTRAS=dev,bench
 # shellcheck source=scripts/_install.sh
 source scripts/_install.sh
-
-echo "==> installing the benchmark extras (Flask-Session, gunicorn, matplotlib, py-spy)"
-.venv/bin/pip install -q -e ".[dev,bench]"
 
 if ! command -v wrk >/dev/null 2>&1; then
     if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
