@@ -85,3 +85,35 @@ def test_data_is_decoded_only_when_read() -> None:
     assert record.decoded
     session["cart"].append(3)  # an in-place change is still seen
     assert session.delta().set == {"d:cart": "[1,2,3]"}
+
+
+def test_unchanged_scalars_are_not_rewritten_even_if_stored_differently() -> None:
+    """A scalar nobody assigned stays out of the delta, whatever spelling the store holds."""
+    fields = _record(n=1).to_fields()
+    fields["d:n"] = " 1 "  # valid JSON another writer spelled its own way
+    fields["d:s"] = '"caf\\u00e9"'
+    session = Session(SessionRecord.from_fields("ab" * 16, fields))
+    assert session["n"] == 1
+    assert session["s"] == "café"
+    assert not session.delta()
+
+
+def test_assigned_scalars_are_compared_by_value() -> None:
+    """Replacing a scalar counts only when its JSON differs: 1 -> True and 1 -> 1.0 do."""
+    session = Session(_record(a=1, b=1, c=1, d="x"))
+    session["a"] = True
+    session["b"] = 1.0
+    session["c"] = int("1")  # an equal value in a new object is no change
+    session["d"] = "".join(["x"])
+    assert session.delta().set == {"d:a": "true", "d:b": "1.0"}
+
+
+def test_values_orjson_refuses_still_decode() -> None:
+    """Integers beyond 64 bits and NaN, which the stdlib reads, are not dropped."""
+    fields = _record().to_fields()
+    fields["d:big"] = str(2**70)
+    fields["d:nan"] = "NaN"
+    session = Session(SessionRecord.from_fields("ab" * 16, fields))
+    assert session["big"] == 2**70
+    assert session["nan"] != session["nan"]  # NaN
+    assert not session.delta()

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .exceptions import StoreError
 
 Fields = dict[str, str]
@@ -48,9 +50,16 @@ def _joined(name: str, fields: Mapping[str, str]) -> str:
     return "".join(pieces)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# One encoder for every value: json.dumps with options builds a new one per call (profiled).
+
+_IMMUTABLE = (str, int, float, bool, type(None))
+"""JSON value types that cannot change in place: an unchanged reference is an unchanged value."""
+
+
 def _dumps(value: Any) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"session values must be JSON-serialisable: {exc}") from exc
 
@@ -61,9 +70,12 @@ def _decoded(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     kept: dict[str, str] = {}
     for key, text in raw.items():
         try:
-            data[key] = json.loads(text)
-        except ValueError:
-            continue  # one unreadable key must not cost the user their session
+            data[key] = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:  # what orjson refuses and json takes: integers beyond 64 bits, NaN, surrogates
+                data[key] = json.loads(text)
+            except ValueError:
+                continue  # one unreadable key must not cost the user their session
         kept[key] = text
     return data, kept
 
@@ -161,6 +173,8 @@ class Delta:
 
 NO_CHANGE = Delta({}, ())
 
+_ABSENT = object()
+
 
 class Session(MutableMapping[str, Any]):
     """A session as an application sees it: a mapping of its data plus read-only metadata.
@@ -226,8 +240,11 @@ class Session(MutableMapping[str, Any]):
         """The data fields a save must write: changed or new keys, and removed keys."""
         if self._data is None:
             return NO_CHANGE  # never looked at, so nothing changed
+        loaded = self.record.data  # the values as saved: _data began as a copy of it
         changed: Fields = {}
         for key, value in self._data.items():
+            if type(value) in _IMMUTABLE and value is loaded.get(key, _ABSENT):
+                continue  # the very object that was saved, and it cannot have changed in place
             encoded = _dumps(value)
             if self._saved.get(key) != encoded:
                 changed[DATA_PREFIX + key] = encoded
