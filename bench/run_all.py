@@ -90,15 +90,15 @@ def headline(results: dict[str, Any]) -> list[str]:
 GAPS = """\
 ## Gaps and what limits them
 
-Applied after profiling (py-spy, `python bench/profile_http.py`, and cProfile of the request
-path in-process): uvicorn with uvloop and httptools, auto-pipelining of every asyncio call
-(multi-call operations such as create and stats included) on one connection per event loop,
-`POST /api/session/extend` in one round trip, JSON bodies encoded by orjson, session data decoded
-only when read, the blocking hub reusing its connections without a pool checkout per call (a
-lock, metrics hooks and a `poll()` system call each), and the access log off by default. This
-machine's measurements drift by 10-30 % from one second to the next, so every HTTP and store
-figure is the median of interleaved rounds and every ratio the median of per-round ratios; the
-"each round" column shows the spread. What is still missed:
+Applied after profiling (py-spy, `python bench/profile_http.py`, and cProfile of the request path
+in-process): uvicorn with uvloop and httptools, auto-pipelining of every asyncio call (multi-call
+operations such as create and stats included) on one connection per event loop, `POST
+/api/session/extend` in one round trip, JSON bodies encoded by orjson, session data decoded only
+when read and compared only where it may have changed, the blocking hub reusing its connections
+without a pool checkout per call (a lock, metrics hooks and a `poll()` system call each), and the
+access log off by default. This machine's measurements drift by 10-30 % from one second to the
+next, so every HTTP and store figure is the median of interleaved rounds and every ratio the median
+of per-round ratios; the "each round" column shows the spread. What is still missed:
 
 1. **Service vs the framework floor (target 0.6x).** The floor answers a constant body with no
    I/O. A SessionHub worker is CPU-bound (about 96 % of a core under wrk, Redis about 13 %,
@@ -110,22 +110,27 @@ figure is the median of interleaved rounds and every ratio the median of per-rou
    Next levers: a default `REFRESH_THRESHOLD` above 0 (reads skip the write; a product
    decision, since the idle timeout then counts from the last slide), and fewer Python layers
    between the handler and the auto-pipeline.
-2. **Store vs bare GETEX, blocking client (target 0.8x).** The blocking load is now about
-   0.75x and update about 0.8x (0.56x and 0.63x in the previous recorded run). What is left
-   is mostly Redis's own time: `INFO commandstats` shows `load.lua` at 17-25 us of server
-   time per call against 2 us for a GETEX, and about 10 us of that is Redis 7.0's fixed cost
-   of any script call. Lever (measured, not applied): a
-   small slide script plus a native `HGETALL` in the same round trip (16 + 2.5 us against
-   25 us); it changes the round-trip accounting of the load and is left for a next step.
+2. **Store vs bare GETEX, blocking client (target 0.8x).** The client's own CPU per load is
+   about a GETEX's (cProfile and `time.process_time`: both are mostly the `sendall` and
+   `recv_into` system calls of one round trip); what is left is Redis's time, which a blocking
+   client waits out. `INFO commandstats` puts `load.lua` at 11-22 us per call against about
+   1 us for a GETEX. Measured with `redis-benchmark` on the same hash: a script that only
+   returns `HGETALL` already costs 6.9 us (native `HGETALL`: 1.5 us), because every field
+   crosses into Lua and back; the three writes of the slide cost about 3 us more, and an
+   empty script 1.2 us. Lever (measured, not applied): a native `HGETALL` pipelined with a
+   small slide script (about 1.5 + 7 us against 11 us); the saving is within this machine's
+   run-to-run spread, so the load stays one script.
 3. **Flask integration vs Flask-Session (target 1.3x).** The Flask floor row shows the ceiling:
    Flask under gunicorn's sync workers (a new TCP connection per request) with no session at
-   all is only about 2.1-2.4x Flask-Session's rate, so the session back end is half of a
-   Flask-Session request. A read is one round trip against Flask-Session's two (GET, then the
-   SET that refreshes a permanent session) and comes out 1.1-1.3x. A read-modify needs a
-   read and a write in both (SessionHub's are two Lua scripts, Flask-Session's a GET and a
-   SET) and comes out at parity. One round trip per read-modify would need to know at load
-   time that the request will write; deferring or not awaiting the write would break
-   read-your-writes between workers, so it is not done.
+   all is only about 2x Flask-Session's rate, so the session back end is half of a
+   Flask-Session request. In-process (the WSGI app called directly, `time.process_time`), the
+   session costs Flask-Session about 270 us of CPU per request and SessionHub about 130 us
+   (read) or 180 us (read-modify), of which one blocking round trip is about 65 us; a session
+   value nobody replaced is no longer re-encoded to find what changed. Over HTTP that is
+   1.1-1.3x for a read. A read-modify needs a read and a write in both (SessionHub's are two
+   Lua scripts, Flask-Session's a GET and a SET). One round trip per read-modify would need to
+   know at load time that the request will write; deferring or not awaiting the write would
+   break read-your-writes between workers, so it is not done.
 4. **Memory per session (target 1.5x).** Anonymous sessions meet it. A signed-in session costs
    its hash (about 424 B, by itself as much as Flask-Session's whole session), one entry in
    the count index (about 134-146 B: a sorted-set skiplist node, which is what makes
