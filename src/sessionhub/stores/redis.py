@@ -47,14 +47,22 @@ class KeySpace:
     def shard(self, sid: str) -> int:
         return int(sid[:8], 16) % self.shards
 
+    def _session_in(self, shard: int, sid: str) -> str:
+        return f"{self.prefix}{{{shard}}}:s:{sid}"
+
     def session(self, sid: str) -> str:
-        return f"{self.prefix}{{{self.shard(sid)}}}:s:{sid}"
+        return self._session_in(self.shard(sid), sid)
 
     def index(self, shard: int) -> str:
         return f"{self.prefix}{{{shard}}}:idx"
 
     def index_of(self, sid: str) -> str:
         return self.index(self.shard(sid))
+
+    def session_and_index(self, sid: str) -> tuple[str, str]:
+        """The keys of a session and of its shard's index, for the scripts that touch both."""
+        shard = self.shard(sid)
+        return self._session_in(shard, sid), self.index(shard)
 
 
 def _pairs(fields: Fields) -> list[str]:
@@ -79,7 +87,7 @@ class RedisOps:
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
     ) -> Op[Fields | None]:
         args: tuple[Arg, ...] = (sid, now_ms, idle_ms, 1 if touch else 0, threshold_ms)
-        reply = yield ScriptCall(LOAD, (self.keys.session(sid), self.keys.index_of(sid)), args)
+        reply = yield ScriptCall(LOAD, self.keys.session_and_index(sid), args)
         return None if reply is None else _as_fields(reply)
 
     def _put_call(
@@ -87,7 +95,7 @@ class RedisOps:
     ) -> ScriptCall:
         args: tuple[Arg, ...] = (sid, expires_ms, now_ms, mode, fields.get("l", "0"))
         args += tuple(_pairs(fields))
-        return ScriptCall(PUT, (self.keys.session(sid), self.keys.index_of(sid)), args)
+        return ScriptCall(PUT, self.keys.session_and_index(sid), args)
 
     def create(
         self,
@@ -114,7 +122,7 @@ class RedisOps:
         return bool(reply)
 
     def destroy_call(self, sid: str) -> ScriptCall:
-        return ScriptCall(DESTROY, (self.keys.session(sid), self.keys.index_of(sid)), (sid,))
+        return ScriptCall(DESTROY, self.keys.session_and_index(sid), (sid,))
 
     def destroy(self, sid: str) -> Op[bool]:
         return bool((yield self.destroy_call(sid)))
