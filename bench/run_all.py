@@ -113,24 +113,26 @@ of per-round ratios; the "each round" column shows the spread. What is still mis
 2. **Store vs bare GETEX, blocking client (target 0.8x).** The client's own CPU per load is
    about a GETEX's (cProfile and `time.process_time`: both are mostly the `sendall` and
    `recv_into` system calls of one round trip); what is left is Redis's time, which a blocking
-   client waits out. `INFO commandstats` puts `load.lua` at 11-22 us per call against about
-   1 us for a GETEX. Measured with `redis-benchmark` on the same hash: a script that only
-   returns `HGETALL` already costs 6.9 us (native `HGETALL`: 1.5 us), because every field
-   crosses into Lua and back; the three writes of the slide cost about 3 us more, and an
-   empty script 1.2 us. Lever (measured, not applied): a native `HGETALL` pipelined with a
-   small slide script (about 1.5 + 7 us against 11 us); the saving is within this machine's
-   run-to-run spread, so the load stays one script.
+   client waits out. `python bench/profile_lua.py` measures it (`INFO commandstats`, calls
+   pipelined): `load.lua` takes about 11 us per call (up to about 22 us while the store
+   benchmark runs) against under 1 us for a GETEX. A script that only returns `HGETALL`
+   already costs 6.6 us against 1.5 us for a native `HGETALL`, because every field crosses into
+   Lua and back; the slide's three writes with the `HMGET` they need cost about 6 us, and an
+   empty script 1.5 us. Measured and not applied: a native `HGETALL` pipelined with a small
+   slide script. It saves about 3 us of Redis time, but its second reply costs the client more
+   than that (0.85x against 0.94x of GETEX for the bare store call, in-process), so the load
+   stays one script.
 3. **Flask integration vs Flask-Session (target 1.3x).** The Flask floor row shows the ceiling:
-   Flask under gunicorn's sync workers (a new TCP connection per request) with no session at
-   all is only about 2x Flask-Session's rate, so the session back end is half of a
-   Flask-Session request. In-process (the WSGI app called directly, `time.process_time`), the
-   session costs Flask-Session about 270 us of CPU per request and SessionHub about 130 us
-   (read) or 180 us (read-modify), of which one blocking round trip is about 65 us; a session
-   value nobody replaced is no longer re-encoded to find what changed. Over HTTP that is
-   1.1-1.3x for a read. A read-modify needs a read and a write in both (SessionHub's are two
-   Lua scripts, Flask-Session's a GET and a SET). One round trip per read-modify would need to
-   know at load time that the request will write; deferring or not awaiting the write would
-   break read-your-writes between workers, so it is not done.
+   Flask under gunicorn's sync workers (a new TCP connection per request) with no session at all
+   is only about 2x Flask-Session's rate, so the session back end is half of a Flask-Session
+   request. In-process (`python bench/profile_flask.py`: the WSGI app called directly,
+   `time.process_time`), the session costs Flask-Session about 270 us of CPU per request and
+   SessionHub about 130 us (read) or 180 us (read-modify), of which one blocking round trip is
+   about 65 us; a session value nobody replaced is no longer re-encoded to find what changed.
+   Over HTTP that is 1.1-1.3x for a read. A read-modify needs a read and a write in both
+   (SessionHub's are two Lua scripts, Flask-Session's a GET and a SET). One round trip per
+   read-modify would need to know at load time that the request will write; deferring or not
+   awaiting the write would break read-your-writes between workers, so it is not done.
 4. **Memory per session (target 1.5x).** Anonymous sessions meet it. A signed-in session costs
    its hash (about 424 B, by itself as much as Flask-Session's whole session), one entry in
    the count index (about 134-146 B: a sorted-set skiplist node, which is what makes
