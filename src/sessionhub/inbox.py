@@ -38,6 +38,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from .jsontext import compact
 from .stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 from .stores.redis import REDIS_DOWN
 from .stores.resilient import ResilientCore
@@ -93,7 +94,7 @@ class Message:
             "t",
             str(self.sent_ms),
             "b",
-            _dumps(self.body),
+            compact(self.body),
         ]
 
 
@@ -107,10 +108,6 @@ def id_key(message_id: str) -> tuple[int, int]:
 
 def valid_id(message_id: str) -> bool:
     return id_key(message_id) != (-1, -1)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass
@@ -158,7 +155,7 @@ class InboxOps:
     def check_body(self, body: Any) -> Any:
         """The body if it is JSON and within ``MESSAGES.MAX_BODY_BYTES``."""
         try:
-            encoded = _dumps(body)
+            encoded = compact(body)
         except (TypeError, ValueError) as exc:
             raise InvalidMessage(f"body must be JSON: {exc}") from exc
         if len(encoded.encode()) > self.max_body_bytes:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .exceptions import StoreError
+from .jsontext import compact
 
 Fields = dict[str, str]
 
@@ -50,16 +51,13 @@ def _joined(name: str, fields: Mapping[str, str]) -> str:
     return "".join(pieces)
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-# One encoder for every value: json.dumps with options builds a new one per call (profiled).
-
 _IMMUTABLE = (str, int, float, bool, type(None))
 """JSON value types that cannot change in place: an unchanged reference is an unchanged value."""
 
 
 def _dumps(value: Any) -> str:
     try:
-        return _ENCODER.encode(value)
+        return compact(value)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"session values must be JSON-serialisable: {exc}") from exc
 
