@@ -54,6 +54,8 @@ def _joined(name: str, fields: Mapping[str, str]) -> str:
 _IMMUTABLE = (str, int, float, bool, type(None))
 """JSON value types that cannot change in place: an unchanged reference is an unchanged value."""
 
+_ABSENT = object()
+
 
 def _dumps(value: Any) -> str:
     try:
@@ -95,7 +97,7 @@ class SessionRecord:
     user_agent: str = ""
     ip: str = ""
     data: dict[str, Any] = field(default_factory=dict)
-    # The JSON each data key was read as, so opening a session need not re-encode it.
+    # The JSON each data key was read (or last saved) as: a save compares against it.
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     decoded: bool = field(default=True, compare=False, repr=False)
     """Whether ``data`` holds ``raw`` decoded (false until :meth:`load_data` for a read record)."""
@@ -171,8 +173,6 @@ class Delta:
 
 NO_CHANGE = Delta({}, ())
 
-_ABSENT = object()
-
 
 class Session(MutableMapping[str, Any]):
     """A session as an application sees it: a mapping of its data plus read-only metadata.
@@ -186,14 +186,17 @@ class Session(MutableMapping[str, Any]):
         self.record = record
         self.new = new
         self.invalidated = False
-        self._data: dict[str, Any] | None = None  # decoded on first use: see _values()
-        self._saved: dict[str, str] = {}
+        # What the app sees, decoded on first use (see _values()); what the store holds stays in
+        # the record: ``record.data`` and its encodings ``record.raw``.
+        self._data: dict[str, Any] | None = None
 
     def _values(self) -> dict[str, Any]:
         if self._data is None:
-            data = self.record.load_data()
+            record = self.record
+            data = record.load_data()
+            if data and not record.raw:  # made in this process, never read from a store
+                record.raw = {k: _dumps(v) for k, v in data.items()}
             self._data = dict(data)
-            self._saved = self.record.raw or {k: _dumps(v) for k, v in data.items()}
         return self._data
 
     @property
@@ -238,15 +241,15 @@ class Session(MutableMapping[str, Any]):
         """The data fields a save must write: changed or new keys, and removed keys."""
         if self._data is None:
             return NO_CHANGE  # never looked at, so nothing changed
-        loaded = self.record.data  # the values as saved: _data began as a copy of it
+        loaded, saved = self.record.data, self.record.raw  # _data began as a copy of loaded
         changed: Fields = {}
         for key, value in self._data.items():
             if type(value) in _IMMUTABLE and value is loaded.get(key, _ABSENT):
                 continue  # the very object that was saved, and it cannot have changed in place
             encoded = _dumps(value)
-            if self._saved.get(key) != encoded:
+            if saved.get(key) != encoded:
                 changed[DATA_PREFIX + key] = encoded
-        removed = tuple(DATA_PREFIX + k for k in self._saved if k not in self._data)
+        removed = tuple(DATA_PREFIX + k for k in saved if k not in self._data)
         return Delta(changed, removed)
 
     def mark_saved(self) -> None:
@@ -255,8 +258,7 @@ class Session(MutableMapping[str, Any]):
         if self._data is None:
             return
         self.record.data = dict(self._data)
-        self._saved = {k: _dumps(v) for k, v in self._data.items()}
-        self.record.raw = dict(self._saved)
+        self.record.raw = {k: _dumps(v) for k, v in self._data.items()}
 
     def __repr__(self) -> str:
         return f"<Session {self.sid[:8]}... user={self.user_id!r} keys={len(self)}>"
