@@ -1,6 +1,6 @@
 """Benchmark 4: scale. Load N sessions (pipelined), then measure stats/health latency, Redis
-memory per session (every index included) next to Flask-Session's, and the time to expire and
-prune them.
+memory per session (every index included) next to Flask-Session's, the time for Redis to expire
+them and for the count to reach 0.
 
     python bench/bench_scale.py [--sessions 1000000] [--batch 2000]
 
@@ -51,7 +51,7 @@ def wait_keys(client: Any, at_most: int, since: float, timeout: float = 600) -> 
     return time.time() - since
 
 
-BREAKDOWN = ("session", "user_index", "count_index")
+BREAKDOWN = ("session", "user_index", "counts")
 
 
 def breakdown(
@@ -63,11 +63,11 @@ def breakdown(
     def mean(keys: list[str]) -> float:
         return sum(int(raw.memory_usage(k, samples=0) or 0) for k in keys) / max(1, len(keys))
 
-    indexes = [ops.keys.index(i) for i in range(ops.keys.shards)]
+    counts = [ops.keys.counts(i) for i in range(ops.keys.shards)]
     return {
         "session": mean([ops.keys.session(sids[i]) for i in sample]),
         "user_index": mean([user_keys[i] for i in sample if i < len(user_keys)]),
-        "count_index": sum(int(raw.memory_usage(k, samples=0) or 0) for k in indexes) / n,
+        "counts": sum(int(raw.memory_usage(k, samples=0) or 0) for k in counts) / n,
     }
 
 
@@ -105,7 +105,7 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
                     p["user_agent"], p["ip"], data,
                 )  # fmt: skip
                 index = users._add_calls(user, {sid: record.hard_expires_ms}, now) if user else ()
-                call = next(ops.create(sid, record.to_fields(), record.expires_ms, now, index))
+                call = next(ops.create(sid, record.to_fields(), record.expires_ms, index))
                 calls += call.calls if isinstance(call, PipelineCall) else [call]
 
             def load(c: tuple[Any, ...] = tuple(calls)) -> Any:
@@ -123,31 +123,30 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
         count = hub.stats()["redis_sessions"]
         assert count == n, count
         if expire:
-            # Move every session's expiry (key TTL and index score) to 1 s from now, then time
-            # Redis's own expiry and SessionHub's index prune (the next stats call).
+            # Move every session's expiry (key TTL, and its bucket in the shard's counts) to 1 s
+            # from now, then time Redis's own expiry and the count reaching 0 (bucket's end).
             at = int(time.time() * 1000) + 1000
             pipe = raw.pipeline(transaction=False)
+            per_shard = [0] * ops.keys.shards
             for k, sid in enumerate(sids):
                 pipe.pexpireat(ops.keys.session(sid), at)
-                pipe.zadd(ops.keys.index_of(sid), {sid: at}, xx=True)
+                per_shard[ops.keys.shard(sid)] += 1
                 if k % 5000 == 4999:
                     pipe.execute()
             for key in user_keys:
                 pipe.pexpireat(key, at)
+            end = -(-at // ops.bucket_ms) * ops.bucket_ms
+            for shard, count in enumerate(per_shard):
+                pipe.delete(ops.keys.counts(shard))
+                pipe.hset(ops.keys.counts(shard), str(end), count)
             pipe.execute()
             out["expire_s"] = wait_keys(raw, ops.keys.shards, at / 1000)
-            # Each count prunes a bounded number of dead index entries per shard, so clearing a
-            # mass expiry takes many calls; time them all, then the count on the clean index.
-            indexes = [ops.keys.index(i) for i in range(ops.keys.shards)]
-            calls_made = 0
-            t1 = time.perf_counter()
-            while sum(raw.zcard(k) for k in indexes) > 0:
-                hub.stats()
-                calls_made += 1
-            out["prune_s"] = time.perf_counter() - t1
-            out["prune_calls"] = calls_made
-            out["count_after_prune"] = hub.stats()["redis_sessions"]
-            out["stats_after_prune"] = latency(hub.stats, 300)
+            while hub.stats()["redis_sessions"]:
+                time.sleep(0.05)
+            out["count_zero_s"] = time.time() - at / 1000
+            out["bucket_s"] = ops.bucket_ms / 1000
+            out["count_after_expiry"] = hub.stats()["redis_sessions"]
+            out["stats_after_expiry"] = latency(hub.stats, 300)
         hub.close()
         raw.close()
     return out
@@ -219,6 +218,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _bytes(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.3f}"
+
+
 def render(result: dict[str, Any]) -> str:
     sh, fs = result["sessionhub"], result["flask_session"]
     n = result["sessions"]
@@ -226,7 +229,7 @@ def render(result: dict[str, Any]) -> str:
         ["sessions loaded", f"{n:,}", f"{n:,}", ""],
         ["load rate (sessions/s, pipelined)", sh["load_rate"], fs["load_rate"], ""],
         [
-            "Redis bytes/session, signed in (session + count index + the user's index, "
+            "Redis bytes/session, signed in (session + shard counts + the user's index, "
             "one session per user)",
             sh["bytes_per_session"],
             fs["bytes_per_session"],
@@ -234,7 +237,7 @@ def render(result: dict[str, Any]) -> str:
             f"{'yes' if result['memory_ratio'] <= 1.5 else 'NO'})",
         ],
         [
-            f"Redis bytes/session, anonymous (session + count index; "
+            f"Redis bytes/session, anonymous (session + shard counts; "
             f"{result['anonymous']['sessions']:,} sessions)",
             result["anonymous"]["sessionhub"]["bytes_per_session"],
             result["anonymous"]["flask_session"]["bytes_per_session"],
@@ -242,11 +245,9 @@ def render(result: dict[str, Any]) -> str:
             f"{'yes' if result['anonymous']['memory_ratio'] <= 1.5 else 'NO'})",
         ],
         [
-            "of which: session hash / user's index / count index (MEMORY USAGE per session; "
+            "of which: session hash / user's index / shard counts (MEMORY USAGE per session; "
             "the rest is Redis's key tables)",
-            " / ".join(
-                f"{sh['breakdown'][k]:.0f}" for k in ("session", "user_index", "count_index")
-            ),
+            " / ".join(_bytes(sh["breakdown"][k]) for k in BREAKDOWN),
             "",
             "",
         ],
@@ -270,16 +271,16 @@ def render(result: dict[str, Any]) -> str:
         ],
         ["time for Redis to expire all (s)", sh.get("expire_s"), fs.get("expire_s"), ""],
         [
-            "index prune of all expired entries (s)",
-            sh.get("prune_s"),
-            "n/a (no index)",
-            f"{sh.get('prune_calls')} stats calls",
+            "time until the count is 0 (s after the expiry time)",
+            sh.get("count_zero_s"),
+            "n/a (no count)",
+            f"bucket {sh.get('bucket_s')} s: at most one bucket late",
         ],
         [
-            "stats p50 / p99 ms once pruned",
-            f"{sh['stats_after_prune']['p50_ms']:.2f} / {sh['stats_after_prune']['p99_ms']:.2f}",
+            "stats p50 / p99 ms once all expired",
+            f"{sh['stats_after_expiry']['p50_ms']:.2f} / {sh['stats_after_expiry']['p99_ms']:.2f}",
             "",
-            f"count: {sh['count_after_prune']}",
+            f"count: {sh['count_after_expiry']}",
         ],
     ]
     return table(["measure", "SessionHub", "Flask-Session 0.8", "ratio / target"], rows)

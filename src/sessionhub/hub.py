@@ -30,7 +30,7 @@ from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
 from .stores.drivers import HeldConnections, run_async, run_sync
 from .stores.memory import MemoryStore
-from .stores.redis import KeySpace, RedisOps
+from .stores.redis import KeySpace, RedisOps, count_bucket_ms
 from .stores.resilient import Lifetimes, ResilientCore
 from .tokens import TokenCodec
 
@@ -71,7 +71,8 @@ def resolve_secret(settings: Settings) -> bytes:
 def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     """The session manager the settings describe."""
     ss = settings.session
-    ops = RedisOps(KeySpace(ss.key_prefix, ss.index_shards)) if with_redis else None
+    keys = KeySpace(ss.key_prefix, ss.index_shards)
+    ops = RedisOps(keys, count_bucket_ms(ss.expires * 1000)) if with_redis else None
     core = ResilientCore(
         ops,
         MemoryStore(ss.memory_max_sessions),

@@ -180,20 +180,60 @@ def test_login_always_issues_a_new_token(make_hub: MakeHub) -> None:
     assert session.user_id == "alice"
 
 
-def test_count_uses_the_index_and_prunes_expired(
+def test_count_drops_destroyed_at_once_and_idled_out_when_their_bucket_ends(
     make_hub: MakeHub, redis_server: RedisServer
 ) -> None:
-    """stats() counts live sessions from the expiry index and drops expired members from it."""
+    """stats() counts from the shard buckets: a destroy at once, an idle expiry within a bucket."""
     hub = make_hub(session={"EXPIRES": 1, "INDEX_SHARDS": 4})
     sessions = [hub.create(f"u{i}")[0] for i in range(5)]
     hub.destroy(sessions[0].sid)
     stats = hub.stats()
     assert stats["total_sessions"] == 4
     assert stats["redis_sessions"] == 4
-    time.sleep(1.2)
+    time.sleep(1.2)  # one second of idle timeout plus a 100 ms bucket
     assert hub.stats()["total_sessions"] == 0
     client = redis_server.client()
-    assert sum(client.zcard(f"session:{{{n}}}:idx") for n in range(4)) == 0
+    assert sum(client.hlen(f"session:{{{n}}}:cnt") for n in range(4)) == 0
+
+
+def _buckets_of_live_sessions(client: redis.Redis, hub: Any) -> dict[str, int]:
+    """What the count hashes must hold: every live session hash's expiry, bucketed (by SCAN)."""
+    ops = hub.manager.core.redis
+    expected: dict[str, int] = {}
+    for key in client.scan_iter(match="session:{*}:s:*"):
+        e = int(client.hget(key, "e") or 0)
+        end = -(-e // ops.bucket_ms) * ops.bucket_ms  # the bucket's end: e rounded up
+        bucket = f"{ops.keys.counts_of(key.decode().rsplit(':', 1)[1])}|{end}"
+        expected[bucket] = expected.get(bucket, 0) + 1
+    return expected
+
+
+def _stored_counts(client: redis.Redis, shards: int) -> dict[str, int]:
+    return {
+        f"session:{{{n}}}:cnt|{field.decode()}": int(value)
+        for n in range(shards)
+        for field, value in client.hgetall(f"session:{{{n}}}:cnt").items()
+    }
+
+
+def test_counts_follow_every_operation(make_hub: MakeHub, redis_server: RedisServer) -> None:
+    """After creates, slides across buckets, saves, logins, regenerations and destroys, each
+    bucket holds exactly the live sessions whose expiry ends in it."""
+    hub = make_hub(session={"EXPIRES": 30, "INDEX_SHARDS": 2})  # 500 ms buckets
+    client = redis_server.client()
+    made = [hub.create(f"u{i % 3}", data={"n": i}) for i in range(8)]
+    time.sleep(0.6)  # every slide from here on crosses into a later bucket
+    for _, cookie in made[:4]:
+        opened = hub.open(cookie)
+        opened["n"] = -1
+        hub.save(opened)
+    hub.login("u9", previous=made[4][0])
+    hub.regenerate(made[5][0])
+    hub.destroy(made[6][0].sid)
+    hub.extend(made[7][0])
+    expected = _buckets_of_live_sessions(client, hub)
+    assert _stored_counts(client, 2) == expected
+    assert sum(expected.values()) == 7 == hub.stats()["total_sessions"]
 
 
 def test_every_key_of_an_operation_shares_one_hash_tag(make_hub: MakeHub) -> None:
@@ -204,7 +244,7 @@ def test_every_key_of_an_operation_shares_one_hash_tag(make_hub: MakeHub) -> Non
     for _ in range(40):
         session, _ = hub.create("alice")
         slot = key_slot(keys.session(session.sid).encode())
-        assert slot == key_slot(keys.index_of(session.sid).encode())
+        assert slot == key_slot(keys.counts_of(session.sid).encode())
         slots.add(slot)
     assert len(slots) > 1
 
@@ -376,17 +416,17 @@ def test_redis_errors_other_than_outages_propagate(
     assert hub.manager.core.mode == "redis"
 
 
-def test_count_is_exact_and_pruning_is_bounded(
+def test_ended_buckets_are_dropped_a_bounded_number_per_count(
     make_hub: MakeHub, redis_server: RedisServer
 ) -> None:
-    """With thousands of dead index entries the count is exact; each call prunes a bounded few."""
+    """Thousands of ended buckets never count; each stats() call drops a bounded number."""
     hub = make_hub(session={"INDEX_SHARDS": 1})
     hub.create("alice")
     client = redis_server.client()
-    index = "session:{0}:idx"
-    client.zadd(index, {f"dead{i:05d}": 1000 + i for i in range(2500)})  # long expired
+    counts = "session:{0}:cnt"
+    client.hset(counts, mapping={str(1000 + i): 3 for i in range(2500)})  # ended long ago
     assert hub.stats()["total_sessions"] == 1
-    assert client.zcard(index) == 1 + 1500  # the first call pruned 1,000 of 2,500
+    assert client.hlen(counts) == 1 + 1500  # the first call dropped 1,000 of 2,500
     assert hub.stats()["total_sessions"] == 1
     assert hub.stats()["total_sessions"] == 1
-    assert client.zcard(index) == 1
+    assert client.hlen(counts) == 1

@@ -33,9 +33,11 @@ class LuaScript:
         object.__setattr__(self, "sha", sha)
 
     @classmethod
-    def load(cls, name: str) -> LuaScript:
-        text = resources.files("sessionhub.stores").joinpath(f"lua/{name}.lua").read_text()
-        return cls(name, text)
+    def load(cls, name: str, *helpers: str) -> LuaScript:
+        """``lua/<name>.lua``, after the shared local functions of ``lua/_<helper>.lua``."""
+        lua = resources.files("sessionhub.stores").joinpath("lua")
+        parts = [lua.joinpath(f"_{h}.lua").read_text() for h in helpers]
+        return cls(name, "".join([*parts, lua.joinpath(f"{name}.lua").read_text()]))
 
 
 @dataclass(frozen=True)

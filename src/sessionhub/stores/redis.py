@@ -3,11 +3,12 @@
 Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the session)::
 
     P{n}:s:<sid>   hash   one session (fields: see sessionhub.session), PEXPIREAT = idle expiry
-    P{n}:idx       zset   sid -> idle expiry (ms) of every session in shard n
+    P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
 
-A session and its shard index share the hash tag ``{n}``, so every script touches one slot and the
-same layout runs on Redis Cluster. Counting sums ``ZCARD`` over the shards after pruning expired
-members (a bounded number per call): never KEYS or SCAN.
+A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
+the same layout runs on Redis Cluster. Counting sums the buckets that have not ended over the
+shards: never KEYS or SCAN, and no index entry per session. The price is that a session which idled
+out is counted until its bucket ends, at most ``count_bucket_ms`` late.
 """
 
 from __future__ import annotations
@@ -27,14 +28,26 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
 )
 """Errors that mean "Redis is not there" (rather than "Redis refused this command")."""
 
-LOAD = LuaScript.load("load")
-PUT = LuaScript.load("put")
+LOAD = LuaScript.load("load", "counts")
+PUT = LuaScript.load("put", "counts")
 UPDATE = LuaScript.load("update")
-DESTROY = LuaScript.load("destroy")
+DESTROY = LuaScript.load("destroy", "counts")
 COUNT = LuaScript.load("count")
 
 PRUNE_LIMIT = 1000
-"""Expired index entries one count removes per shard: bounded work per call, however many died."""
+"""Ended buckets one count removes per shard: bounded work per call, however long since the last."""
+
+COUNT_BUCKETS = 60
+"""Buckets per idle timeout: a shard's live buckets stay a small listpack, and a count is late by
+at most a sixtieth of the idle timeout (two minutes at the default two hours)."""
+
+MIN_COUNT_BUCKET_MS = 100
+"""The narrowest bucket, so that very short idle timeouts do not spread over a bucket per ms."""
+
+
+def count_bucket_ms(idle_ms: int) -> int:
+    """The width of a count bucket for sessions that idle out after ``idle_ms``."""
+    return max(MIN_COUNT_BUCKET_MS, idle_ms // COUNT_BUCKETS)
 
 
 class KeySpace:
@@ -53,16 +66,16 @@ class KeySpace:
     def session(self, sid: str) -> str:
         return self._session_in(self.shard(sid), sid)
 
-    def index(self, shard: int) -> str:
-        return f"{self.prefix}{{{shard}}}:idx"
+    def counts(self, shard: int) -> str:
+        return f"{self.prefix}{{{shard}}}:cnt"
 
-    def index_of(self, sid: str) -> str:
-        return self.index(self.shard(sid))
+    def counts_of(self, sid: str) -> str:
+        return self.counts(self.shard(sid))
 
-    def session_and_index(self, sid: str) -> tuple[str, str]:
-        """The keys of a session and of its shard's index, for the scripts that touch both."""
+    def session_and_counts(self, sid: str) -> tuple[str, str]:
+        """The keys of a session and of its shard's counts, for the scripts that touch both."""
         shard = self.shard(sid)
-        return self._session_in(shard, sid), self.index(shard)
+        return self._session_in(shard, sid), self.counts(shard)
 
 
 def _pairs(fields: Fields) -> list[str]:
@@ -80,40 +93,38 @@ def _as_fields(reply: Any) -> Fields:
 class RedisOps:
     """Operations on sessions in Redis, as I/O-free generators (see :mod:`.base`)."""
 
-    def __init__(self, keys: KeySpace) -> None:
+    def __init__(self, keys: KeySpace, count_bucket_ms: int = MIN_COUNT_BUCKET_MS) -> None:
         self.keys = keys
+        self.bucket_ms = count_bucket_ms
 
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
     ) -> Op[Fields | None]:
-        args: tuple[Arg, ...] = (sid, now_ms, idle_ms, 1 if touch else 0, threshold_ms)
-        reply = yield ScriptCall(LOAD, self.keys.session_and_index(sid), args)
+        args: tuple[Arg, ...] = (now_ms, idle_ms, 1 if touch else 0, threshold_ms, self.bucket_ms)
+        reply = yield ScriptCall(LOAD, self.keys.session_and_counts(sid), args)
         return None if reply is None else _as_fields(reply)
 
-    def _put_call(
-        self, sid: str, fields: Fields, expires_ms: int, now_ms: int, mode: str
-    ) -> ScriptCall:
-        args: tuple[Arg, ...] = (sid, expires_ms, now_ms, mode, fields.get("l", "0"))
+    def _put_call(self, sid: str, fields: Fields, expires_ms: int, mode: str) -> ScriptCall:
+        args: tuple[Arg, ...] = (expires_ms, mode, fields.get("l", "0"), self.bucket_ms)
         args += tuple(_pairs(fields))
-        return ScriptCall(PUT, self.keys.session_and_index(sid), args)
+        return ScriptCall(PUT, self.keys.session_and_counts(sid), args)
 
     def create(
         self,
         sid: str,
         fields: Fields,
         expires_ms: int,
-        now_ms: int,
         also: tuple[ScriptCall | CommandCall, ...] = (),
     ) -> Op[None]:
         """Write a new session; ``also`` rides in the same round trip (the user's index)."""
-        put = self._put_call(sid, fields, expires_ms, now_ms, "new")
+        put = self._put_call(sid, fields, expires_ms, "new")
         yield PipelineCall((put, *also)) if also else put
 
-    def put_many_if_newer(self, records: list[tuple[str, Fields, int]], now_ms: int) -> Op[None]:
+    def put_many_if_newer(self, records: list[tuple[str, Fields, int]]) -> Op[None]:
         """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage)."""
         if records:
             yield PipelineCall(
-                tuple(self._put_call(sid, f, exp, now_ms, "newer") for sid, f, exp in records)
+                tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
             )
 
     def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
@@ -122,7 +133,7 @@ class RedisOps:
         return bool(reply)
 
     def destroy_call(self, sid: str) -> ScriptCall:
-        return ScriptCall(DESTROY, self.keys.session_and_index(sid), (sid,))
+        return ScriptCall(DESTROY, self.keys.session_and_counts(sid), (self.bucket_ms,))
 
     def destroy(self, sid: str) -> Op[bool]:
         return bool((yield self.destroy_call(sid)))
@@ -132,9 +143,9 @@ class RedisOps:
             yield PipelineCall(tuple(self.destroy_call(s) for s in sids))
 
     def count(self, now_ms: int) -> Op[int]:
-        """Live sessions in all shards (``ZCOUNT``), pruning at most ``PRUNE_LIMIT`` per shard."""
+        """Sessions in all shards' buckets that have not ended, dropping ended ones (bounded)."""
         calls = tuple(
-            ScriptCall(COUNT, (self.keys.index(shard),), (now_ms, PRUNE_LIMIT))
+            ScriptCall(COUNT, (self.keys.counts(shard),), (now_ms, PRUNE_LIMIT))
             for shard in range(self.keys.shards)
         )
         replies = yield PipelineCall(calls)

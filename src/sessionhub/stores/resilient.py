@@ -157,7 +157,7 @@ class ResilientCore:
         if self._use_redis():
             assert self.redis is not None
             try:
-                yield from self.redis.create(sid, fields, expires_ms, self.clock(), also)
+                yield from self.redis.create(sid, fields, expires_ms, also)
             except REDIS_DOWN as exc:
                 self.trip(exc)
             else:
@@ -282,7 +282,7 @@ class ResilientCore:
                 fields = self.memory.peek(sid, now)
                 if fields is not None:
                     records.append((sid, fields, int(fields[F_EXPIRES])))
-            yield from self.redis.put_many_if_newer(records, now)
+            yield from self.redis.put_many_if_newer(records)
             for sid, _, _ in records:
                 log.info("Session copied from memory to Redis: %s", short(sid))
         with self._lock:

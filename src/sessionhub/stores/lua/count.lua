@@ -1,7 +1,16 @@
--- Count the live sessions of one shard, pruning a bounded number of expired index entries.
--- KEYS[1] shard index. ARGV: now_ms, prune_limit.
--- ZCOUNT is exact whatever is left to prune, and the bounded prune keeps every call short even
--- right after a mass expiry (pruning a million entries at once blocks Redis for a second).
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #dead > 0 then redis.call('ZREM', KEYS[1], unpack(dead)) end
-return redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf')
+-- The sessions of one shard whose bucket has not ended, dropping a bounded number of ended ones.
+-- KEYS[1] shard counts. ARGV: now_ms, prune_limit.
+-- A session that idled out is counted until its bucket ends: at most one bucket width late.
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local h = redis.call('HGETALL', KEYS[1])
+local live, dead = 0, {}
+for i = 1, #h, 2 do
+  if tonumber(h[i]) > now then
+    live = live + tonumber(h[i + 1])
+  elseif #dead < limit then
+    dead[#dead + 1] = h[i]
+  end
+end
+if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
+return live

@@ -1,13 +1,12 @@
 -- Load a session and slide its idle expiry, in one round trip.
--- KEYS[1] session hash, KEYS[2] its shard's expiry index (same hash tag).
--- ARGV: sid, now_ms, idle_ms, touch (0|1), refresh_threshold_ms
+-- KEYS[1] session hash, KEYS[2] its shard's counts (same hash tag).
+-- ARGV: now_ms, idle_ms, touch (0|1), refresh_threshold_ms, bucket_ms
 -- Returns the hash as a flat array (with the new e/l), or nil when missing or expired.
 local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return false
-end
-local now = tonumber(ARGV[2])
+-- A hash Redis expired needs no recount: its bucket ends by itself.
+if #h == 0 then return false end
+local now = tonumber(ARGV[1])
+local width = tonumber(ARGV[5])
 local ei, li, x
 for i = 1, #h, 2 do
   local f = h[i]
@@ -15,16 +14,19 @@ for i = 1, #h, 2 do
 end
 if not ei or not li or not x or tonumber(h[ei]) <= now then
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  if ei then recount(KEYS[2], h[ei], width, -1) end
   return false
 end
 -- A session refreshed within the threshold is not written again: reads stay read-only.
-if ARGV[4] == '1' and now - tonumber(h[li]) >= tonumber(ARGV[5]) then
-  local e = string.format('%d', math.min(now + tonumber(ARGV[3]), x))
-  redis.call('HSET', KEYS[1], 'e', e, 'l', ARGV[2])
+if ARGV[3] == '1' and now - tonumber(h[li]) >= tonumber(ARGV[4]) then
+  local e = string.format('%d', math.min(now + tonumber(ARGV[2]), x))
+  redis.call('HSET', KEYS[1], 'e', e, 'l', ARGV[1])
   redis.call('PEXPIREAT', KEYS[1], e)
-  redis.call('ZADD', KEYS[2], e, ARGV[1])
+  if bucket(e, width) ~= bucket(h[ei], width) then
+    recount(KEYS[2], h[ei], width, -1)
+    recount(KEYS[2], e, width, 1)
+  end
   h[ei] = e
-  h[li] = ARGV[2]
+  h[li] = ARGV[1]
 end
 return h

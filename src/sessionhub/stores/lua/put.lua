@@ -1,17 +1,13 @@
 -- Write a whole session record (create, or copy a memory session into Redis on recovery).
--- KEYS[1] session hash, KEYS[2] its shard's expiry index.
--- ARGV: sid, expires_ms, now_ms, mode ('new' | 'newer'), last_seen_ms, field, value, ...
+-- KEYS[1] session hash, KEYS[2] its shard's counts.
+-- ARGV: expires_ms, mode ('new' | 'newer'), last_seen_ms, bucket_ms, field, value, ...
 -- mode 'newer' keeps an existing record that was seen after last_seen_ms.
-if ARGV[4] == 'newer' then
-  local seen = redis.call('HGET', KEYS[1], 'l')
-  if seen and tonumber(seen) > tonumber(ARGV[5]) then return 0 end
-end
+local old = redis.call('HMGET', KEYS[1], 'l', 'e')
+if ARGV[2] == 'newer' and old[1] and tonumber(old[1]) > tonumber(ARGV[3]) then return 0 end
+local width = tonumber(ARGV[4])
+if old[2] then recount(KEYS[2], old[2], width, -1) end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
--- Prune a few expired entries of this shard, so the index never outgrows the live sessions for
--- long; bounded, so a create never pays for a mass expiry.
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 16)
-if #dead > 0 then redis.call('ZREM', KEYS[2], unpack(dead)) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+recount(KEYS[2], ARGV[1], width, 1)
 return 1
