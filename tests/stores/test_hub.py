@@ -196,12 +196,31 @@ def test_count_drops_destroyed_at_once_and_idled_out_when_their_bucket_ends(
     assert sum(client.hlen(f"session:{{{n}}}:cnt") for n in range(4)) == 0
 
 
+def test_the_idle_expiry_is_the_keys_own_expiry_time(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    """The hash keeps no copy of the idle expiry: the key's expiry time is it, and a read slides
+    it; the user's session list reads it from there too."""
+    hub = make_hub(session={"EXPIRES": 60})
+    session, cookie = hub.create("alice")
+    key = hub.manager.core.redis.keys.session(session.sid)
+    client = redis_server.client()
+    assert b"e" not in client.hkeys(key)
+    assert client.pexpiretime(key) == session.record.expires_ms
+    time.sleep(0.01)
+    opened = hub.open(cookie)
+    assert opened.record.expires_ms > session.record.expires_ms
+    assert client.pexpiretime(key) == opened.record.expires_ms
+    [listed] = hub.run(hub.manager.user_sessions_list("alice"))
+    assert listed.record.expires_ms == opened.record.expires_ms
+
+
 def _buckets_of_live_sessions(client: redis.Redis, hub: Any) -> dict[str, int]:
-    """What the count hashes must hold: every live session hash's expiry, bucketed (by SCAN)."""
+    """What the count hashes must hold: every live session key's expiry, bucketed (by SCAN)."""
     ops = hub.manager.core.redis
     expected: dict[str, int] = {}
     for key in client.scan_iter(match="session:{*}:s:*"):
-        e = int(client.hget(key, "e") or 0)
+        e = client.pexpiretime(key)
         end = -(-e // ops.bucket_ms) * ops.bucket_ms  # the bucket's end: e rounded up
         bucket = f"{ops.keys.counts_of(key.decode().rsplit(':', 1)[1])}|{end}"
         expected[bucket] = expected.get(bucket, 0) + 1

@@ -2,7 +2,8 @@
 
 Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the session)::
 
-    P{n}:s:<sid>   hash   one session (fields: see sessionhub.session), PEXPIREAT = idle expiry
+    P{n}:s:<sid>   hash   one session (fields: see sessionhub.session but ``e``, which is the
+                          key's own expiry time: PEXPIREAT to set it, PEXPIRETIME to read it)
     P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
 
 A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
@@ -17,7 +18,7 @@ from typing import Any
 
 import redis
 
-from ..session import Fields
+from ..session import F_EXPIRES, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
 REDIS_DOWN: tuple[type[Exception], ...] = (
@@ -85,6 +86,11 @@ def _pairs(fields: Fields) -> list[str]:
     return flat
 
 
+def _stored_pairs(fields: Fields) -> list[str]:
+    """The fields a session hash holds: all but the idle expiry, which the key's expiry holds."""
+    return _pairs({name: value for name, value in fields.items() if name != F_EXPIRES})
+
+
 def _as_fields(reply: Any) -> Fields:
     it = iter(reply)
     return dict(zip(it, it, strict=False))  # pairs from one iterator
@@ -106,7 +112,7 @@ class RedisOps:
 
     def _put_call(self, sid: str, fields: Fields, expires_ms: int, mode: str) -> ScriptCall:
         args: tuple[Arg, ...] = (expires_ms, mode, fields.get("l", "0"), self.bucket_ms)
-        args += tuple(_pairs(fields))
+        args += tuple(_stored_pairs(fields))
         return ScriptCall(PUT, self.keys.session_and_counts(sid), args)
 
     def create(

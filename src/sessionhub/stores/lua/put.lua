@@ -1,11 +1,13 @@
 -- Write a whole session record (create, or copy a memory session into Redis on recovery).
 -- KEYS[1] session hash, KEYS[2] its shard's counts.
 -- ARGV: expires_ms, mode ('new' | 'newer'), last_seen_ms, bucket_ms, field, value, ...
--- mode 'newer' keeps an existing record that was seen after last_seen_ms.
-local old = redis.call('HMGET', KEYS[1], 'l', 'e')
-if ARGV[2] == 'newer' and old[1] and tonumber(old[1]) > tonumber(ARGV[3]) then return 0 end
+-- The idle expiry is the key's expiry time, not a field. Mode 'newer' keeps an existing record
+-- that was seen after last_seen_ms.
+local seen = redis.call('HGET', KEYS[1], 'l')
+if ARGV[2] == 'newer' and seen and tonumber(seen) > tonumber(ARGV[3]) then return 0 end
 local width = tonumber(ARGV[4])
-if old[2] then recount(KEYS[2], old[2], width, -1) end
+local old = redis.call('PEXPIRETIME', KEYS[1])
+if old > 0 then recount(KEYS[2], old, width, -1) end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
