@@ -1,6 +1,7 @@
 """Each user's index of live sessions, for "my devices" lists, "log out everywhere" and limits.
 
-Redis: ``P{u:<user>}:sessions`` is a sorted set ``sid -> absolute expiry (ms)``. The session hashes
+Redis: ``P{u:<user>}:sessions`` is a sorted set ``sid -> absolute expiry (s, rounded up)``: the
+score only serves pruning, and seconds keep each entry a small listpack integer. The session hashes
 live in other slots, so the index is maintained by separate calls on login and logout (never on
 the per-request path) and is *pruned on every read and write*: members past their absolute
 expiry go by score, and members whose session hash no longer exists (idle expiry, logout on
@@ -93,10 +94,10 @@ class UserSessionIndex:
         key = self.keys.sessions(user_id)
         zadd: list[str | int] = []
         for sid, hard in entries.items():
-            zadd += [hard, sid]
+            zadd += [-(-hard // 1000), sid]
         return (
             CommandCall(("ZADD", key, *zadd)),
-            CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms}")),
+            CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms // 1000}")),
             # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
             CommandCall(("PEXPIREAT", key, max(entries.values()))),
         )
@@ -125,7 +126,7 @@ class UserSessionIndex:
         key = self.keys.sessions(user_id)
         _, sids = yield PipelineCall(
             (
-                CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now}")),
+                CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now // 1000}")),
                 CommandCall(("ZRANGE", key, 0, -1)),
             )
         )

@@ -215,6 +215,23 @@ def test_the_idle_expiry_is_the_keys_own_expiry_time(
     assert listed.record.expires_ms == opened.record.expires_ms
 
 
+def test_the_user_index_scores_in_seconds_and_prunes_by_them(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    """A user's index scores each session by its absolute expiry in whole seconds (rounded up,
+    so never early), and a listing drops the entries whose second has passed."""
+    hub = make_hub()
+    kept, _ = hub.create("alice")
+    ended, _ = hub.create("alice")
+    key = hub.manager.user_keys.sessions("alice")
+    client = redis_server.client()
+    assert client.zscore(key, kept.sid) == -(-kept.record.hard_expires_ms // 1000)
+    client.zadd(key, {ended.sid: int(time.time()) - 2}, xx=True)  # its hash is still there
+    listed = hub.run(hub.manager.user_sessions_list("alice"))
+    assert [info.sid for info in listed] == [kept.sid]
+    assert client.zrange(key, 0, -1) == [kept.sid.encode()]
+
+
 def _buckets_of_live_sessions(client: redis.Redis, hub: Any) -> dict[str, int]:
     """What the count hashes must hold: every live session key's expiry, bucketed (by SCAN)."""
     ops = hub.manager.core.redis
