@@ -4,7 +4,6 @@
 local function bucket(e, width)
   return string.format('%d', math.ceil(tonumber(e) / width) * width)
 end
-local function recount(key, e, width, delta)
-  local f = bucket(e, width)
+local function recount(key, f, delta)
   if redis.call('HINCRBY', key, f, delta) <= 0 then redis.call('HDEL', key, f) end
 end

@@ -16,7 +16,7 @@ for i = 1, #h, 2 do
 end
 if not li or not x or e <= now then
   redis.call('DEL', KEYS[1])
-  if e > 0 then recount(KEYS[2], e, width, -1) end
+  if e > 0 then recount(KEYS[2], bucket(e, width), -1) end
   return false
 end
 -- A session refreshed within the threshold is not written again: reads stay read-only.
@@ -24,9 +24,10 @@ if ARGV[3] == '1' and now - tonumber(h[li]) >= tonumber(ARGV[4]) then
   local slid = math.min(now + tonumber(ARGV[2]), x)
   redis.call('HSET', KEYS[1], 'l', ARGV[1])
   redis.call('PEXPIREAT', KEYS[1], string.format('%d', slid))
-  if bucket(slid, width) ~= bucket(e, width) then
-    recount(KEYS[2], e, width, -1)
-    recount(KEYS[2], slid, width, 1)
+  local from, to = bucket(e, width), bucket(slid, width)
+  if from ~= to then
+    recount(KEYS[2], from, -1)
+    recount(KEYS[2], to, 1)
   end
   e = slid
   h[li] = ARGV[1]
