@@ -19,6 +19,10 @@ class StoreUnavailable(StoreError):
     """The backing Redis cannot be reached or did not answer in time."""
 
 
+class RedisTooOld(StoreError):
+    """The Redis server is older than the commands SessionHub's scripts use."""
+
+
 class InvalidToken(SessionHubError):
     """A cookie or token is malformed, tampered with, or signed with another key."""
 

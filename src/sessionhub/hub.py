@@ -106,7 +106,10 @@ class _HubBase(Generic[C]):
 
 
 class SessionHub(_HubBase[redis.Redis]):
-    """Blocking session API over redis-py, with the memory fallback and its maintenance thread."""
+    """Blocking session API over redis-py, with the memory fallback and its maintenance thread.
+
+    Building one checks that Redis answers and is new enough (see :meth:`ResilientCore.verify`).
+    """
 
     def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
         super().__init__(settings, client, redis.Redis)
@@ -122,6 +125,7 @@ class SessionHub(_HubBase[redis.Redis]):
             target=self._maintain, name="sessionhub-maintenance", daemon=True
         )
         self._thread.start()
+        self.run(self.manager.core.verify())
 
     def run(self, op: Op[Any]) -> Any:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -232,10 +236,11 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
             self._wake.set()
 
     async def start(self) -> None:
-        """Start the maintenance task (done on first use if not called)."""
+        """Start the maintenance task and check Redis (done on first use if not called)."""
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
+            await self.run(self.manager.core.verify())
 
     async def run(self, op: Op[Any]) -> Any:
         """Run any operation (a generator from the manager or the core) to completion."""

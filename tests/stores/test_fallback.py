@@ -165,3 +165,48 @@ def test_degraded_mode_logs_the_seed_message(
     assert len(degraded) == 1
     assert f"Session created in memory: {session.sid[:8]}..." in messages
     assert not any(session.sid in m for m in messages)
+
+
+def test_too_old_redis_is_served_around_and_named(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis older than the scripts need is not used: memory serves, health names the version,
+    and the probe moves to Redis once the server is new enough."""
+    import sessionhub.stores.redis as redis_store
+
+    # This redis-server is new enough; asking for a future version makes it the old one.
+    monkeypatch.setattr(redis_store, "MIN_REDIS_VERSION", (99, 0))
+    hub = hub_on(fresh_redis_server)
+    session, cookie = hub.create("alice", data={"n": 1})
+    assert hub.manager.core.mode == "degraded"
+    health = hub.health()
+    assert health["status"] == "degraded"
+    running = ".".join(map(str, redis_store.server_version(fresh_redis_server.client().info())))
+    assert f"Redis {running} is too old" in str(health)
+    assert "needs Redis 99.0 or newer" in str(health)
+    assert fresh_redis_server.client().dbsize() == 0  # nothing was written with old commands
+    assert dict(hub.open(cookie)) == {"n": 1}
+
+    time.sleep(PROBE * 2)  # probes keep finding it too old
+    assert hub.manager.core.mode == "degraded"
+
+    hub.manager.core.redis.min_version = redis_store.MIN_REDIS_VERSION = (7, 0)
+    wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+    assert dict(hub.open(cookie)) == {"n": 1}  # copied from memory on recovery
+    assert fresh_redis_server.client().exists(hub.manager.core.redis.keys.session(session.sid))
+
+
+def test_server_version_reads_info_in_either_shape(fresh_redis_server: RedisServer) -> None:
+    """The version comes from INFO's text or redis-py's parsed dict; none at all reads as 0."""
+    from sessionhub.stores.redis import server_version
+
+    parsed = fresh_redis_server.client().info("server")
+    version = server_version(parsed)
+    assert version >= (7, 0)
+    assert ".".join(map(str, version)) == parsed["redis_version"]
+    assert server_version("# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n") == (
+        6,
+        2,
+        14,
+    )
+    assert server_version("# Server\r\nredis_mode:standalone\r\n") == (0,)

@@ -14,10 +14,12 @@ out is counted until its bucket ends, at most ``count_bucket_ms`` late.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis
 
+from ..exceptions import RedisTooOld
 from ..session import F_EXPIRES, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
@@ -28,6 +30,27 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
     TimeoutError,
 )
 """Errors that mean "Redis is not there" (rather than "Redis refused this command")."""
+
+MIN_REDIS_VERSION = (7, 0)
+"""The scripts read a key's expiry time with PEXPIRETIME, new in Redis 7.0."""
+
+_VERSION_RE = re.compile(r"^redis_version:(\d+)\.(\d+)\.?(\d*)", re.MULTILINE)
+
+
+def server_version(info: Any) -> tuple[int, ...]:
+    """The ``redis_version`` in ``INFO server`` (its text, or redis-py's parsed ``dict``).
+
+    ``(0,)`` when it names none.
+    """
+    if isinstance(info, dict):
+        info = f"redis_version:{info.get('redis_version', '')}"
+    elif isinstance(info, bytes):
+        info = info.decode()
+    match = _VERSION_RE.search(str(info))
+    if match is None:
+        return (0,)
+    return tuple(int(part) for part in match.groups() if part)
+
 
 LOAD = LuaScript.load("load", "counts")
 PUT = LuaScript.load("put", "counts")
@@ -102,6 +125,7 @@ class RedisOps:
     def __init__(self, keys: KeySpace, count_bucket_ms: int = MIN_COUNT_BUCKET_MS) -> None:
         self.keys = keys
         self.bucket_ms = count_bucket_ms
+        self.min_version = MIN_REDIS_VERSION
 
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
@@ -160,3 +184,16 @@ class RedisOps:
     def ping(self) -> Op[bool]:
         reply = yield CommandCall(("PING",))
         return bool(reply)
+
+    def check_server(self) -> Op[tuple[int, ...]]:
+        """Redis's version; raises :class:`RedisTooOld` below :attr:`min_version`."""
+        info = yield CommandCall(("INFO", "server"))
+        version = server_version(info)
+        if version < self.min_version:
+            shown = ".".join(map(str, version)) if version != (0,) else "of an unknown version"
+            needed = ".".join(map(str, self.min_version))
+            raise RedisTooOld(
+                f"Redis {shown} is too old: SessionHub needs Redis {needed} or newer "
+                "(its scripts use PEXPIRETIME); sessions stay in memory until it is upgraded"
+            )
+        return version

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..exceptions import RedisTooOld
 from ..session import F_EXPIRES, Fields
 from ..tokens import short
 from .base import CommandCall, Op, ScriptCall
@@ -29,6 +30,7 @@ log = logging.getLogger("sessionhub.store")
 
 DEGRADED_MESSAGE = "Redis unavailable, sessions stored in memory (degraded mode)"
 RECOVERED_MESSAGE = "Redis connection restored, sessions stored in Redis"
+_UNUSABLE: tuple[type[Exception], ...] = (*REDIS_DOWN, RedisTooOld)
 RECOVERY_BATCH = 500
 """Sessions copied into Redis per round trip on recovery."""
 
@@ -242,6 +244,24 @@ class ResilientCore:
             return None
         return (time.perf_counter() - start) * 1000
 
+    def verify(self) -> Op[bool]:
+        """Check, at start, that Redis answers and is new enough; opens the circuit if not.
+
+        An unusable Redis is treated like an unreachable one: sessions are served from memory,
+        the reason is in ``last_error`` (health) and the log, and the probe keeps checking.
+        """
+        if not self._use_redis():
+            return self.redis is None
+        assert self.redis is not None
+        try:
+            yield from self.redis.check_server()
+        except _UNUSABLE as exc:
+            if isinstance(exc, RedisTooOld):
+                log.error("%s", exc)
+            self.trip(exc)
+            return False
+        return True
+
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self) -> Op[bool]:
@@ -249,7 +269,14 @@ class ResilientCore:
         if self.redis is None or not self.degraded:
             return True
         try:
-            yield from self.redis.ping()
+            try:
+                yield from self.redis.check_server()
+            except RedisTooOld as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self.last_error:  # once per outage, not once per probe
+                    log.error("%s", exc)
+                self.last_error = error
+                return False
             while True:
                 with self._lock:
                     tombstones = list(self._tombstones)
