@@ -93,7 +93,7 @@ class SessionManager:
             ip=ip,
             data=dict(data or {}),
         )
-        index = () if user_id is None else self.user_sessions.add_calls(user_id, sid, hard)
+        index = () if user_id is None else (self.user_sessions.add_call(user_id, sid, hard),)
         in_redis = yield from self.core.create(sid, record.to_fields(), record.expires_ms, index)
         log.info("Session created in %s: %s", self._where(), short(sid))
         if user_id is not None:

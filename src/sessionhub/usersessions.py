@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .session import F_EXPIRES, SessionRecord
-from .stores.base import CommandCall, Op, PipelineCall
+from .stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 from .stores.redis import REDIS_DOWN
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
 from .timefmt import iso
 from .tokens import TokenCodec
+
+USER_ADD = LuaScript.load("user_add")
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,11 @@ class UserSessionIndex:
                     if not entries:
                         del table[user_id]
 
-    def add_calls(self, user_id: str, sid: str, hard_ms: int) -> tuple[CommandCall, ...]:
-        """Remember a new session of ``user_id``; returns the calls that add it to Redis's
+    def add_call(self, user_id: str, sid: str, hard_ms: int) -> ScriptCall:
+        """Remember a new session of ``user_id``; returns the call that adds it to Redis's
         index, which the manager sends in the session's own create round trip."""
         self._remember(user_id, sid, hard_ms)
-        return self._add_calls(user_id, {sid: hard_ms}, self.core.clock())
+        return self._add_call(user_id, {sid: hard_ms}, self.core.clock())
 
     def queue(self, user_id: str, sid: str, hard_ms: int) -> None:
         """Hold the entry for the recovery hook: its session was created in memory."""
@@ -88,19 +90,12 @@ class UserSessionIndex:
             with self._lock:
                 self._pending.setdefault(user_id, {})[sid] = hard_ms
 
-    def _add_calls(
-        self, user_id: str, entries: dict[str, int], now_ms: int
-    ) -> tuple[CommandCall, ...]:
-        key = self.keys.sessions(user_id)
-        zadd: list[str | int] = []
+    def _add_call(self, user_id: str, entries: dict[str, int], now_ms: int) -> ScriptCall:
+        # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
+        args: list[str | int] = [now_ms // 1000, max(entries.values())]
         for sid, hard in entries.items():
-            zadd += [-(-hard // 1000), sid]
-        return (
-            CommandCall(("ZADD", key, *zadd)),
-            CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms // 1000}")),
-            # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
-            CommandCall(("PEXPIREAT", key, max(entries.values()))),
-        )
+            args += [-(-hard // 1000), sid]
+        return ScriptCall(USER_ADD, (self.keys.sessions(user_id),), tuple(args))
 
     def remove(self, user_id: str, sid: str) -> Op[None]:
         """Drop ``sid`` from the index (called by the manager on destroy)."""
@@ -177,7 +172,7 @@ class UserSessionIndex:
         for user_id, entries in pending.items():
             live = {s: h for s, h in entries.items() if h > now}
             if live:
-                yield PipelineCall(self._add_calls(user_id, live, now))
+                yield self._add_call(user_id, live, now)
             with self._lock:
                 left = self._pending.get(user_id, {})
                 for sid in entries:

@@ -29,10 +29,12 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
 
 
 def test_library_user_sessions_sync_and_async(redis_url: str) -> None:
+    """The library lists a user's sessions oldest first and revokes one or all, sync and async."""
     settings = build_settings(redis_url)
     hub = SessionHub(settings)
     try:
         first, _ = hub.login("erin", user_agent="one")
+        time.sleep(0.002)  # created in another millisecond, so "oldest first" has one answer
         second, _ = hub.login("erin", user_agent="two")
         listed = hub.user_sessions.list("erin")
         assert [i.record.user_agent for i in listed] == ["one", "two"]
