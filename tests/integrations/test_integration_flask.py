@@ -110,6 +110,19 @@ def test_unsupported_session_type_is_a_config_error() -> None:
         flask_settings({"SESSION_TYPE": "filesystem"})
 
 
+def test_refresh_each_request_false_is_named_not_silently_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SESSION_REFRESH_EACH_REQUEST = False logs what SessionHub does instead and what to set."""
+    with caplog.at_level("WARNING", logger="sessionhub.flask"):
+        flask_settings({"SESSION_REFRESH_EACH_REQUEST": True})
+        assert not caplog.records
+        flask_settings({"SESSION_REFRESH_EACH_REQUEST": False})
+    (record,) = caplog.records
+    assert "SESSION_REFRESH_EACH_REQUEST = False is not applied" in record.getMessage()
+    assert "REFRESH_THRESHOLD" in record.getMessage()
+
+
 def test_permanent_sets_max_age_and_nested_edits_are_saved(redis_url: str, apps: list[Any]) -> None:
     """session.permanent gives the cookie a Max-Age; in-place edits of values are detected."""
     app = hub_app(apps, {"SESSIONHUB": {"REDIS": {"URL": redis_url}}})

@@ -126,6 +126,14 @@ def flask_settings(config: Mapping[str, Any]) -> Settings:
         )
         session["EXPIRES"] = seconds
         session["ABSOLUTE_LIFETIME"] = max(seconds, 604800)
+    if _explicit(config, "SESSION_REFRESH_EACH_REQUEST") is False:
+        # Not mapped: without a slide on reads, an active user would be logged out one idle
+        # timeout after their last *change*. REFRESH_THRESHOLD saves the same writes safely.
+        log.warning(
+            "SESSION_REFRESH_EACH_REQUEST = False is not applied: SessionHub extends the idle "
+            "timeout on each request that loads the session. To write less often, set "
+            "SESSIONHUB = {'SESSION': {'REFRESH_THRESHOLD': <seconds>}}"
+        )
     secret = config.get("SECRET_KEY")
     if isinstance(secret, bytes):
         secret = secret.decode("utf-8", "surrogateescape")
