@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -165,6 +166,37 @@ def test_degraded_mode_logs_the_seed_message(
     assert len(degraded) == 1
     assert f"Session created in memory: {session.sid[:8]}..." in messages
     assert not any(session.sid in m for m in messages)
+
+
+def test_recovery_ends_while_a_session_is_read_nonstop(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """Reads that only slide a session do not hold traffic in memory: Redis takes over within a
+    probe or two even while one session is read as fast as the hub can serve it."""
+    server = fresh_redis_server
+    hub = hub_on(server)
+    _, cookie = hub.create("alice", data={"n": 1})
+    stop = threading.Event()
+    reads = [0]
+
+    def hammer() -> None:
+        while not stop.is_set():
+            assert hub.open(cookie) is not None
+            reads[0] += 1
+
+    server.kill()
+    assert hub.open(cookie) is not None  # finds the outage; the session is dirty from here on
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        server.restart()
+        wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+        before = reads[0]
+        wait_for(lambda: reads[0] > before)  # still being read, now from Redis
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert dict(hub.open(cookie)) == {"n": 1}
 
 
 def test_too_old_redis_is_served_around_and_named(

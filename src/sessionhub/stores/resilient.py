@@ -74,6 +74,7 @@ class ResilientCore:
         self._dirty: dict[str, int] = {}  # sid -> change counter, to spot writes during recovery
         self._outage_born: set[str] = set()  # created while degraded, not (yet) in Redis
         self._tombstones: set[str] = set()
+        self._recovering = False  # Redis answered; copying what memory changed before switching
         self.recovery_hooks: list[Callable[[], Op[bool]]] = []
         """Run by :meth:`recover` before traffic returns to Redis: each flushes what its feature
         kept in memory during the outage and returns ``True`` once nothing is left to flush."""
@@ -143,7 +144,10 @@ class ResilientCore:
         if sid in self._tombstones:
             return None
         fields = self.memory.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
-        if fields is not None and touch:
+        if fields is not None and touch and not self._recovering:
+            # While recovering, a slide alone does not make a session dirty again: a session
+            # read nonstop would otherwise never be clean and traffic never return to Redis.
+            # Redis keeps the expiry of its copy, at most the recovery's few round trips older.
             self._mark_dirty(sid)
         return fields
 
@@ -277,6 +281,7 @@ class ResilientCore:
                     log.error("%s", exc)
                 self.last_error = error
                 return False
+            self._recovering = True
             while True:
                 with self._lock:
                     tombstones = list(self._tombstones)
@@ -294,6 +299,8 @@ class ResilientCore:
         except REDIS_DOWN as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
+        finally:
+            self._recovering = False
         outage = time.time() - (self.degraded_since or time.time())
         log.warning("%s (after %.1f s in degraded mode)", RECOVERED_MESSAGE, outage)
         return True
