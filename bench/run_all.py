@@ -110,28 +110,38 @@ of per-round ratios; the "each round" column shows the spread. What is still mis
    32 ways: the round trip's own Python (future, wake-up, reply parsing) and this virtual
    machine's expensive system calls (a lone PING costs about 50 us of client CPU here) are
    what separates the two. The ratio moves between about 0.45x and 0.66x from run to run
-   (0.63x at one worker and 0.54-0.56x at two in this run).
+   (0.49-0.56x at one worker and 0.52-0.61x at two in this run; the floor's own rounds spread
+   by up to 2x within a run).
    Next levers: a default `REFRESH_THRESHOLD` above 0 (reads skip the write; a product
    decision, since the idle timeout then counts from the last slide), and fewer Python layers
    between the handler and the auto-pipeline.
-2. **Flask integration vs Flask-Session (target 1.3x).** The Flask floor row shows the ceiling:
-   Flask under gunicorn's sync workers (a new TCP connection per request) with no session at all
-   is only about 2x Flask-Session's rate, so the session back end is half of a Flask-Session
-   request. In-process (`python bench/profile_flask.py`: the WSGI app called directly,
-   `time.process_time`), the session costs Flask-Session about 270 us of CPU per request and
-   SessionHub about 130 us (read) or 180 us (read-modify), of which one blocking round trip is
-   about 65 us; a session value nobody replaced is no longer re-encoded to find what changed.
-   Over HTTP that is 1.1-1.3x for a read. A read-modify needs a read and a write in both
-   (SessionHub's are two Lua scripts, Flask-Session's a GET and a SET). One round trip per
-   read-modify would need to know at load time that the request will write; deferring or not
-   awaiting the write would break read-your-writes between workers, so it is not done.
-3. **Create** is one round trip (the session script plus the user's index, pipelined) but does
-   six writes in Redis, a token and two HMACs, so it runs at 0.5-0.75x of a GETEX read; the
-   issue's 0.8x is read against read.
+2. **Flask integration vs Flask-Session (target 1.3x).** The Flask floor row is the ceiling: Flask
+   under gunicorn's sync workers (a new TCP connection per request) with no session at all is only
+   1.6-2.4x Flask-Session's rate from run to run, so most of a Flask-Session request is Flask and
+   gunicorn. In-process (`python bench/profile_flask.py`: the WSGI app called directly,
+   `time.process_time`), the session costs Flask-Session about 200-270 us of CPU per request and
+   SessionHub about 95 us (read) or 120 us (read-modify), one blocking round trip included; the
+   spread between runs of that script is itself 30-50 %. Over HTTP that has given 1.0-1.33x for a
+   read (1.33x at one worker in this run). A read-modify is a read and a write in both (SessionHub's
+   are two Lua scripts, Flask-Session's a GET and a SET), and the arithmetic rules 1.3x out: with F
+   the Flask floor's time per request, S Flask-Session's and w a blocking round trip, SessionHub's
+   read-modify costs at least F + 2w even if its own CPU were zero. With this run's read-modify
+   figures at one worker (F = 341 us, S = 664 us) and Flask-Session's own CPU of about 200 us, 2w is
+   about 120 us: the bound is S / (F + 2w) = 1.43x, and SessionHub's 120 us of CPU brings it to
+   about 1.14x; 1.05x is measured (0.8-1.1x across runs). One round trip per read-modify would need
+   to know at load time that the request will write; deferring or not awaiting the write would break
+   read-your-writes between workers, so it is not done.
+3. **Create** is one round trip (the session script and, for a signed-in user, the index script,
+   pipelined: the index lives in the user's slot, not the session's) but does six writes in
+   Redis, makes a token and two HMACs and encodes the record, so it runs at 0.45-0.75x of a
+   GETEX read; the issue's 0.8x is read against read. The ratio falls when this machine's round
+   trip is short (a GETEX took 62 us in this run, 142 us in an earlier one), because create's
+   extra client CPU (about 45 us) then weighs more. The index moved from three commands to one
+   script in this run's build, which halved what a user's index adds to a create in-process.
 
-**Store vs bare GETEX, blocking client (target 0.8x)** is met in this run and was missed
-(0.75-0.77x) in the two before it: the margin is within this machine's drift. The client's own CPU
-per load is about a GETEX's (cProfile and `time.process_time`: both are mostly the `sendall` and
+**Store vs bare GETEX, blocking client (target 0.8x)** is met in this run (0.83x); it was 0.72x and
+0.87x in the two runs before it: the margin is within this machine's drift. The client's own CPU per
+load is about a GETEX's (cProfile and `time.process_time`: both are mostly the `sendall` and
 `recv_into` system calls of one round trip); what is left is Redis's time, which a blocking client
 waits out. `python bench/profile_lua.py` measures it (`INFO commandstats`, calls pipelined):
 `load.lua` takes about 8.5-9.3 us per call (more while the store benchmark runs) against 0.3 us for
