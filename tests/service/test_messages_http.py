@@ -32,6 +32,8 @@ def _messages(client: TestClient, cookie: str, query: str = "") -> dict[str, Any
 
 
 def test_send_list_read_and_inboxes_are_separate(client: TestClient) -> None:
+    """A direct and an admin message reach only the recipient's inbox, which pages by cursor and
+    marks messages read by id or up to an id."""
     alice = device(client, "alice")
     bob = device(client, "bob")
     sent = client.post(
@@ -63,6 +65,8 @@ def test_send_list_read_and_inboxes_are_separate(client: TestClient) -> None:
 def test_validation_rate_limit_and_authorization(
     make_client: Callable[..., TestClient], redis_url: str
 ) -> None:
+    """Bad sends get 422 or 404 and sends past the rate limit 429; routes need a cookie or the
+    admin key, and a user can neither see nor mark another user's messages."""
     client = make_client(redis_url, messages={"SEND_RATE": 2, "MAX_BODY_BYTES": 64})
     alice = device(client, "alice")
     bob = device(client, "bob")
@@ -102,6 +106,7 @@ def test_validation_rate_limit_and_authorization(
 
 
 def test_broadcast_reaches_online_users(client: TestClient) -> None:
+    """An admin broadcast lands in every online user's inbox and reports how many it reached."""
     alice = device(client, "alice")
     bob = device(client, "bob")
     result = client.post("/api/messages/broadcast", json={"body": {"notice": 1}}, headers=ADMIN)
@@ -111,6 +116,7 @@ def test_broadcast_reaches_online_users(client: TestClient) -> None:
 
 
 def test_inbox_bounded(make_client: Callable[..., TestClient], redis_url: str) -> None:
+    """An inbox is trimmed to MAX_PER_USER entries in Redis and still ends with the newest one."""
     client = make_client(redis_url, messages={"MAX_PER_USER": 10})
     bob = device(client, "bob")
     for i in range(500):
@@ -123,6 +129,7 @@ def test_inbox_bounded(make_client: Callable[..., TestClient], redis_url: str) -
 
 
 def test_retention_drops_old_messages(redis_url: str) -> None:
+    """Messages past RETENTION are never listed and are trimmed from Redis on the next send."""
     hub = SessionHub(build_settings(redis_url, messages={"RETENTION": 1}))
     try:
         hub.inbox.send("ivy", "old")
@@ -137,6 +144,7 @@ def test_retention_drops_old_messages(redis_url: str) -> None:
 
 
 def test_library_sync_and_async(redis_url: str) -> None:
+    """Sync and async hubs send, page and mark read in one inbox, and a NaN body is refused."""
     settings = build_settings(redis_url)
     hub = SessionHub(settings)
     try:
@@ -210,6 +218,8 @@ def _read_events(response: httpx.Response, n: int, out: list[dict[str, Any]]) ->
 
 
 def test_stream_delivers_fast_and_resumes(live: Server) -> None:
+    """The SSE stream delivers a new message within a second, and a reconnect with Last-Event-ID
+    gets the messages sent while it was away."""
     bob = live.login("bob")
     received: list[dict[str, Any]] = []
     with (
@@ -245,6 +255,7 @@ def test_stream_delivers_fast_and_resumes(live: Server) -> None:
 def test_degraded_messages_kept_and_flushed(
     make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
 ) -> None:
+    """While Redis is down, messages are kept and listed from memory, then flushed to Redis."""
     server = fresh_redis_server
     client = make_client(server.url, redis={"PROBE_INTERVAL": 0.2})
     hub = client.app.state.hub  # type: ignore[attr-defined]

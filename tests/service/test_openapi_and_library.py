@@ -15,6 +15,7 @@ from sessionhub.service.openapi import SUMMARIES
 
 
 def test_openapi_lists_every_route(client: TestClient) -> None:
+    """/openapi.json lists exactly the routes the service serves, each with a summary."""
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}

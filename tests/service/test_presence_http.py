@@ -18,6 +18,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 def test_online_across_devices_and_instances(
     make_client: Callable[..., TestClient], redis_url: str
 ) -> None:
+    """Two instances share one online count, and a user stays online until their last device
+    logs out."""
     one = make_client(redis_url)
     two = make_client(redis_url)  # a second instance on the same Redis
     phone = device(one, "alice")
@@ -38,6 +40,8 @@ def test_online_across_devices_and_instances(
 
 
 def test_list_pages_daily_and_authorization(client: TestClient) -> None:
+    """Online users page by cursor and daily actives count per date; presence routes need
+    credentials, and a user cannot read another user's presence."""
     alice = device(client, "alice")
     bob = device(client, "bob")
     first = client.get("/api/presence/online/users?limit=1", cookies={"session": alice}).json()[
@@ -79,6 +83,8 @@ def test_list_pages_daily_and_authorization(client: TestClient) -> None:
 
 
 def test_throttle_and_library_sync_async(redis_url: str) -> None:
+    """A repeat touch from the same device within THROTTLE is skipped while other devices write,
+    and sync and async hubs count the same online users."""
     settings = build_settings(redis_url, presence={"WINDOW": 60, "THROTTLE": 30})
     hub = SessionHub(settings)
     try:
@@ -102,6 +108,7 @@ def test_throttle_and_library_sync_async(redis_url: str) -> None:
 
 
 def test_window_expiry(redis_url: str) -> None:
+    """A user who stops touching goes offline once the presence WINDOW has passed."""
     settings = build_settings(redis_url, presence={"WINDOW": 1, "THROTTLE": 0})
     hub = SessionHub(settings)
     try:
@@ -116,6 +123,8 @@ def test_window_expiry(redis_url: str) -> None:
 def test_degraded_counts_locally_and_flushes(
     make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
 ) -> None:
+    """While Redis is down, presence is counted in memory, then flushed to the online set and
+    the daily count."""
     server = fresh_redis_server
     client = make_client(server.url, redis={"PROBE_INTERVAL": 0.2})
     hub = client.app.state.hub  # type: ignore[attr-defined]

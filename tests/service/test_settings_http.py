@@ -14,6 +14,8 @@ from sessionhub.preferences import DEFAULTS, InvalidPreferences
 
 
 def test_defaults_put_patch_and_every_device(client: TestClient) -> None:
+    """Settings start at the defaults, PUT replaces, PATCH merges, and every device and later
+    login of the same user sees them; another user sees only their own."""
     phone = login(client)
     client.cookies.clear()
     laptop = login(client)
@@ -54,6 +56,7 @@ def test_defaults_put_patch_and_every_device(client: TestClient) -> None:
 
 
 def test_invalid_input_names_each_field_and_changes_nothing(client: TestClient) -> None:
+    """Invalid values get a 422 naming every bad field, and what was stored stays as it was."""
     cookie = login(client)
     client.put("/api/me/settings", json={"theme": "light"})
     bad = client.patch(
@@ -79,12 +82,14 @@ def test_invalid_input_names_each_field_and_changes_nothing(client: TestClient) 
 
 
 def test_unauthenticated_gets_401(client: TestClient) -> None:
+    """Reading or writing settings without a session is a 401."""
     assert client.get("/api/me/settings").status_code == 401
     assert client.put("/api/me/settings", json={"theme": "dark"}).status_code == 401
     assert client.patch("/api/me/settings", json={"theme": "dark"}).status_code == 401
 
 
 def test_library_sync_and_async_share_one_document(redis_url: str) -> None:
+    """The blocking and asyncio libraries read and write the same settings; null removes a key."""
     settings = build_settings(redis_url)
     hub = SessionHub(settings)
     try:

@@ -22,6 +22,8 @@ def _mine(client: TestClient, cookie: str) -> list[dict[str, object]]:
 
 
 def test_two_devices_listed_revoke_one(client: TestClient) -> None:
+    """A user lists only their own devices, under opaque ids with the current one flagged, and
+    revoking one ends it (a second revoke is 404)."""
     phone = device(client, "alice", "phone")
     laptop = device(client, "alice", "laptop")
     device(client, "bob", "bob-device")
@@ -43,6 +45,7 @@ def test_two_devices_listed_revoke_one(client: TestClient) -> None:
 
 
 def test_revoke_others_keeps_current(client: TestClient) -> None:
+    """Revoking the others ends every session but the caller's and reports how many it ended."""
     others = [device(client, "alice", f"d{i}") for i in range(3)]
     current = device(client, "alice", "keeper")
     response = client.post("/api/me/sessions/revoke-others", cookies={"session": current})
@@ -74,6 +77,7 @@ def test_logout_and_expiry_leave_the_index(
 def test_max_per_user_revokes_oldest(
     make_client: Callable[..., TestClient], redis_url: str
 ) -> None:
+    """A login past MAX_PER_USER revokes the user's oldest session and keeps the newer ones."""
     client = make_client(redis_url, session={"MAX_PER_USER": 2})
     first = device(client, "alice", "first")
     device(client, "alice", "second")
@@ -83,6 +87,8 @@ def test_max_per_user_revokes_oldest(
 
 
 def test_admin_routes_need_key_and_work(client: TestClient) -> None:
+    """Admin session routes refuse callers without the admin key, and with it list, revoke one and
+    revoke all of a user's sessions, leaving other users' sessions alone."""
     device(client, "alice", "a1")
     a2 = device(client, "alice", "a2")
     bob = device(client, "bob", "b1")
@@ -108,6 +114,8 @@ def test_admin_routes_need_key_and_work(client: TestClient) -> None:
 
 
 def test_cannot_touch_another_users_sessions(client: TestClient) -> None:
+    """A user cannot revoke another user's session (404), and the own-session routes refuse
+    callers without a cookie."""
     alice = device(client, "alice", "a")
     bob = device(client, "bob", "b")
     bob_id = _mine(client, bob)[0]["id"]
