@@ -118,6 +118,27 @@ class SessionManager:
             yield from self.destroy(previous.sid)
         return (yield from self.create(user_id, data=data, user_agent=user_agent, ip=ip))
 
+    def bind_user(self, session: Session, user_id: str) -> Op[bool]:
+        """Bind an anonymous session created in this request to ``user_id``, keeping its token.
+
+        Only such a session may skip the new token that :meth:`login` issues: its token has not
+        left this process yet, so nobody can have fixed it. ``False`` if the session is gone.
+        """
+        if not session.new or session.user_id is not None:
+            raise ValueError("only an anonymous session created in this request can be bound")
+        delta = session.delta()
+        ok = yield from self.core.update(session.sid, {**delta.set, F_USER: user_id}, delta.delete)
+        if not ok:
+            return False
+        record = session.record
+        record.user_id = user_id
+        session.mark_saved()
+        yield from self.user_sessions.add(user_id, session.sid, record.hard_expires_ms)
+        log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
+        if self.max_per_user:
+            yield from self._enforce_limit(user_id, keep=session.sid)
+        return True
+
     def regenerate(self, session: Session) -> Op[tuple[Session, str]]:
         """Move a session to a new token, keeping its user, data and lifetime."""
         new, cookie = yield from self.create(

@@ -84,6 +84,17 @@ class UserSessionIndex:
         self._remember(user_id, sid, hard_ms)
         return self._add_call(user_id, {sid: hard_ms}, self.core.clock())
 
+    def add(self, user_id: str, sid: str, hard_ms: int) -> Op[None]:
+        """Index a session bound to ``user_id`` after it was created (queued while degraded)."""
+        call = self.add_call(user_id, sid, hard_ms)
+        if self.core.redis_up:
+            try:
+                yield call
+                return
+            except REDIS_DOWN as exc:
+                self.core.trip(exc)
+        self.queue(user_id, sid, hard_ms)
+
     def queue(self, user_id: str, sid: str, hard_ms: int) -> None:
         """Hold the entry for the recovery hook: its session was created in memory."""
         if self.core.redis is not None:

@@ -89,3 +89,46 @@ def test_login_binds_user_in_store(store_class: type) -> None:
     session = hub.open(store.session_key)
     assert session is not None
     assert session.user_id == "42"
+
+
+def test_login_after_cycle_key_keeps_the_cycled_key(store_class: type) -> None:
+    """contrib.auth's login (cycle_key, then the user id) costs one new key, not two: the save
+    binds the cycled session to the user and keeps its key and data."""
+    from sessionhub.integrations.django import USER_KEY, get_hub
+
+    store = store_class()
+    store["cart"] = [1]
+    store.save()
+    anonymous = store.session_key
+    store.cycle_key()  # what django.contrib.auth.login does before it stores the user id
+    cycled = store.session_key
+    store[USER_KEY] = "42"
+    store.save()
+    assert store.session_key == cycled != anonymous
+    assert not store_class().exists(anonymous)
+    hub = get_hub()
+    session = hub.open(cycled)
+    assert session is not None
+    assert session.user_id == "42"
+    assert dict(session) == {"cart": [1], USER_KEY: "42"}
+    assert [i.sid for i in hub.user_sessions.list("42")] == [session.sid]
+    assert store_class(cycled)["cart"] == [1]
+
+
+def test_user_set_on_an_older_session_still_gets_a_new_key(store_class: type) -> None:
+    """A user id stored into a session from an earlier request, without cycle_key, rotates the
+    key at save: that token has been sent and may have been fixed."""
+    from sessionhub.integrations.django import USER_KEY, get_hub
+
+    first = store_class()
+    first["cart"] = [1]
+    first.save()
+    old = first.session_key
+    later = store_class(old)  # the next request loads it
+    later[USER_KEY] = "7"
+    later.save()
+    assert later.session_key not in (None, old)
+    assert not store_class().exists(old)
+    session = get_hub().open(later.session_key)
+    assert session is not None
+    assert session.user_id == "7"

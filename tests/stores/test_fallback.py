@@ -242,3 +242,25 @@ def test_server_version_reads_info_in_either_shape(fresh_redis_server: RedisServ
         14,
     )
     assert server_version("# Server\r\nredis_mode:standalone\r\n") == (0,)
+
+
+def test_binding_a_new_session_to_a_user_during_an_outage(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """A session made and bound to a user while Redis is down keeps its token, and both it and
+    the user's index entry reach Redis on recovery."""
+    server = fresh_redis_server
+    hub = hub_on(server)
+    server.kill()
+    session, cookie = hub.create(data={"cart": [1]})
+    assert hub.manager.core.mode == "degraded"
+    assert hub.run(hub.manager.bind_user(session, "dora")) is True
+    assert hub.open(cookie).user_id == "dora"
+    server.restart()
+    wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
+    index = hub.manager.user_keys.sessions("dora")
+    assert server.client().zrange(index, 0, -1) == [session.sid.encode()]
+    assert [i.sid for i in hub.run(hub.manager.user_sessions_list("dora"))] == [session.sid]
+    reopened = hub.open(cookie)
+    assert reopened.user_id == "dora"
+    assert dict(reopened) == {"cart": [1]}

@@ -180,6 +180,26 @@ def test_login_always_issues_a_new_token(make_hub: MakeHub) -> None:
     assert session.user_id == "alice"
 
 
+def test_only_a_session_made_in_this_request_is_bound_without_a_new_token(
+    make_hub: MakeHub,
+) -> None:
+    """bind_user keeps the token of a session created here and indexes it under the user; a
+    session read back from the store, or one already bound, must go through login."""
+    hub = make_hub()
+    fresh, cookie = hub.create(None, data={"cart": [1]})
+    assert hub.run(hub.manager.bind_user(fresh, "alice")) is True
+    opened = hub.open(cookie)
+    assert opened.user_id == "alice"
+    assert dict(opened) == {"cart": [1]}
+    assert [i.sid for i in hub.run(hub.manager.user_sessions_list("alice"))] == [fresh.sid]
+    with pytest.raises(ValueError, match="created in this request"):
+        hub.run(hub.manager.bind_user(fresh, "bob"))  # saved and bound now
+    _, other = hub.create(None)
+    with pytest.raises(ValueError, match="created in this request"):
+        hub.run(hub.manager.bind_user(hub.open(other), "bob"))  # read back: its token was sent
+    assert hub.run(hub.manager.user_sessions_list("bob")) == []
+
+
 def test_count_drops_destroyed_at_once_and_idled_out_when_their_bucket_ends(
     make_hub: MakeHub, redis_server: RedisServer
 ) -> None:

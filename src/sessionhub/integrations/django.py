@@ -12,8 +12,9 @@ cookie (name, age, flags), so ``request.session``, ``cycle_key()``, ``flush()``,
 async ones run the blocking client in a worker thread); while
 Redis is down sessions live in memory and go back to Redis when it returns.
 
-A session logged in with ``django.contrib.auth`` is bound to the user id in the store as well,
-which rotates its token once more at the save that follows the login.
+A session logged in with ``django.contrib.auth`` is bound to the user id in the store as well.
+``login()`` cycles the key first, so the save that follows binds that new session to the user
+and keeps its key; a user id set on an older session without a new key still gets one.
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ class SessionStore(SessionBase):
             hs[key] = value  # only keys whose value changed are written
         user = data.get(USER_KEY)
         if user is not None and str(user) != hs.user_id:
+            if hs.new and hs.user_id is None:
+                # contrib.auth's login has just cycled the key: this token is already new.
+                if not (yield from manager.bind_user(hs, str(user))):
+                    raise UpdateError
+                return
             new, cookie = yield from manager.login(str(user), previous=hs)
             self._hs, self._session_key = new, cookie
             return
