@@ -23,8 +23,8 @@ def hub_on(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
     loop = LoopThread()
 
-    def make(server: RedisServer, **sections: dict[str, object]) -> Any:
-        settings = build_settings(server.url, redis={"PROBE_INTERVAL": PROBE}, **sections)
+    def make(server: RedisServer, url: str | None = None, **sections: dict[str, object]) -> Any:
+        settings = build_settings(url or server.url, redis={"PROBE_INTERVAL": PROBE}, **sections)
         hub: Any = (
             SessionHub(settings)
             if request.param == "sync"
@@ -226,6 +226,31 @@ def test_too_old_redis_is_served_around_and_named(
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
     assert dict(hub.open(cookie)) == {"n": 1}  # copied from memory on recovery
     assert fresh_redis_server.client().exists(hub.manager.core.redis.keys.session(session.sid))
+
+
+def test_a_user_denied_info_still_uses_redis_and_recovers(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """An ACL user that may not run INFO skips the version check: sessions go to Redis, and
+    traffic returns to Redis after an outage."""
+    server = fresh_redis_server
+    server.client().acl_setuser(
+        "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-info"]
+    )
+    url = server.url.replace("redis://", "redis://app:app-password@", 1)
+    hub = hub_on(server, url=url)
+    _, cookie = hub.create("alice", data={"n": 1})
+    assert hub.manager.core.mode == "redis"
+    assert server.client().dbsize() > 0
+    server.kill()
+    assert hub.open(cookie) is not None
+    assert hub.manager.core.mode == "degraded"
+    server.restart()  # keeps nothing on disk: the ACL user has to be made again
+    server.client().acl_setuser(
+        "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-info"]
+    )
+    wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 6)
+    assert dict(hub.open(cookie)) == {"n": 1}
 
 
 def test_server_version_reads_info_in_either_shape(fresh_redis_server: RedisServer) -> None:

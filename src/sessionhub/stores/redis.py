@@ -185,9 +185,16 @@ class RedisOps:
         reply = yield CommandCall(("PING",))
         return bool(reply)
 
-    def check_server(self) -> Op[tuple[int, ...]]:
-        """Redis's version; raises :class:`RedisTooOld` below :attr:`min_version`."""
-        info = yield CommandCall(("INFO", "server"))
+    def check_server(self) -> Op[tuple[int, ...] | None]:
+        """Redis's version; raises :class:`RedisTooOld` below :attr:`min_version`.
+
+        ``None`` when the server refuses ``INFO`` (an ACL user without it, some proxies): the
+        check is skipped rather than the server refused, so such a deployment keeps working.
+        """
+        try:
+            info = yield CommandCall(("INFO", "server"))
+        except redis.ResponseError:
+            return None
         version = server_version(info)
         if version < self.min_version:
             shown = ".".join(map(str, version)) if version != (0,) else "of an unknown version"
