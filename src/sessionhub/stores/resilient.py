@@ -30,7 +30,6 @@ log = logging.getLogger("sessionhub.store")
 
 DEGRADED_MESSAGE = "Redis unavailable, sessions stored in memory (degraded mode)"
 RECOVERED_MESSAGE = "Redis connection restored, sessions stored in Redis"
-_UNUSABLE: tuple[type[Exception], ...] = (*REDIS_DOWN, RedisTooOld)
 RECOVERY_BATCH = 500
 """Sessions copied into Redis per round trip on recovery."""
 
@@ -259,12 +258,20 @@ class ResilientCore:
         assert self.redis is not None
         try:
             yield from self.redis.check_server()
-        except _UNUSABLE as exc:
-            if isinstance(exc, RedisTooOld):
-                log.error("%s", exc)
+        except RedisTooOld as exc:
+            self._report_too_old(exc)
+            self.trip(exc)
+            return False
+        except REDIS_DOWN as exc:
             self.trip(exc)
             return False
         return True
+
+    def _report_too_old(self, exc: RedisTooOld) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if error != self.last_error:  # once per outage, not once per probe
+            log.error("%s", exc)
+        self.last_error = error
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -273,14 +280,7 @@ class ResilientCore:
         if self.redis is None or not self.degraded:
             return True
         try:
-            try:
-                yield from self.redis.check_server()
-            except RedisTooOld as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if error != self.last_error:  # once per outage, not once per probe
-                    log.error("%s", exc)
-                self.last_error = error
-                return False
+            yield from self.redis.check_server()
             self._recovering = True
             while True:
                 with self._lock:
@@ -296,6 +296,9 @@ class ResilientCore:
                     if flushed and not self._tombstones and not self._dirty:
                         self.degraded = False
                         break
+        except RedisTooOld as exc:
+            self._report_too_old(exc)
+            return False
         except REDIS_DOWN as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
