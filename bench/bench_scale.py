@@ -81,7 +81,7 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
     with redis_server() as server:
         hub = SessionHub(settings(server.url))
         raw = server.client()
-        ops = hub.manager.core.redis
+        ops = hub.manager.core.redis_ops
         codec = hub.manager.codec
         users = hub.manager.user_sessions
         assert ops is not None

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> tuple[list[list[Any]], int]:
         try:
             _, cookie = hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1")
             sid = hub.manager.sid_for_cookie(cookie)
-            ops = hub.manager.core.redis
+            ops = hub.manager.core.redis_ops
             assert ops is not None
             keys = ops.keys.session_and_counts(sid)
             now = int(time.time() * 1000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionhub.exceptions import StoreError
+from sessionhub.exceptions import DataError
 from sessionhub.session import LISTPACK_VALUE_BYTES, MAX_USER_AGENT, Session, SessionRecord
 
 
@@ -51,7 +51,7 @@ def test_in_place_mutation_is_detected() -> None:
 def test_unserialisable_value_fails_at_assignment() -> None:
     """A value JSON cannot hold is refused where it is set, not later at save time."""
     session = Session(_record())
-    with pytest.raises(StoreError):
+    with pytest.raises(DataError):
         session["bad"] = object()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import build_settings
-from sessionhub.exceptions import InvalidToken
+from sessionhub.exceptions import InvalidTokenError
 from sessionhub.hub import build_manager
 from sessionhub.tokens import TokenCodec, short
 
@@ -43,10 +43,10 @@ BAD_COOKIES = [
 
 @pytest.mark.parametrize("mutate", BAD_COOKIES)
 def test_bad_cookies_are_rejected(mutate: object) -> None:
-    """Tampered, truncated, stripped, oversized and non-ASCII cookies raise InvalidToken."""
+    """Tampered, truncated, stripped, oversized and non-ASCII cookies raise InvalidTokenError."""
     codec = TokenCodec(SECRET)
     cookie = codec.cookie_value(codec.new_token())
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidTokenError):
         codec.token_from_cookie(mutate(cookie))  # type: ignore[operator]
 
 
@@ -58,14 +58,14 @@ def test_bad_cookies_are_rejected_after_the_good_one_was_remembered(mutate: obje
     sid = manager.sid_for_cookie(cookie)
     assert manager.sid_for_cookie(cookie) == sid  # remembered
     for _ in range(2):  # refused every time, not only the first
-        with pytest.raises(InvalidToken):
+        with pytest.raises(InvalidTokenError):
             manager.sid_for_cookie(mutate(cookie))  # type: ignore[operator]
 
 
 def test_cookie_from_another_secret_is_foreign() -> None:
     """A cookie signed under another SECRET_KEY is rejected."""
     ours, theirs = TokenCodec(SECRET), TokenCodec(b"another-secret-key-of-32-bytes!!")
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidTokenError):
         ours.token_from_cookie(theirs.cookie_value(theirs.new_token()))
 
 
@@ -75,7 +75,7 @@ def test_unsigned_mode_still_checks_shape() -> None:
     token = codec.new_token()
     assert codec.cookie_value(token) == token
     assert codec.token_from_cookie(token) == token
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidTokenError):
         codec.token_from_cookie("not a token")
 
 

@@ -1,4 +1,8 @@
-"""Every error SessionHub raises derives from :class:`SessionHubError`."""
+"""Every error SessionHub raises derives from :class:`SessionHubError`.
+
+A caller's mistake also derives from :class:`ValueError` (a bad value) or :class:`TypeError` (a
+value that cannot be stored), as redis-py does, so code that already catches those keeps working.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,57 @@ class SessionHubError(Exception):
     """Base class of every error SessionHub raises."""
 
 
-class ConfigError(SessionHubError):
+class ConfigError(SessionHubError, ValueError):
     """The configuration is invalid; the message names the key, the value and what is allowed."""
+
+
+class InvalidInputError(SessionHubError, ValueError):
+    """A caller passed a value SessionHub does not accept; the message says which and why."""
+
+
+class InvalidTokenError(InvalidInputError):
+    """A cookie or token is malformed, tampered with, or signed with another key."""
+
+
+class InvalidCursorError(InvalidInputError):
+    """A paging cursor or a message id is malformed or out of range."""
+
+
+class InvalidMessageError(InvalidInputError):
+    """A message body is not JSON or is larger than ``MESSAGES.MAX_BODY_BYTES``."""
+
+
+class InvalidPreferencesError(InvalidInputError):
+    """A settings document breaks the schema; ``errors`` maps each field to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class DataError(SessionHubError, TypeError):
+    """A session key is not a string, or a value cannot be stored as JSON."""
+
+
+class RateLimitedError(SessionHubError):
+    """A limit was reached; ``retry_after`` is how many seconds until it resets."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConflictError(SessionHubError):
+    """Concurrent writers kept changing the same value; the caller may try again."""
 
 
 class StoreError(SessionHubError):
     """A session store could not complete an operation."""
 
 
-class StoreUnavailable(StoreError):
-    """The backing Redis cannot be reached or did not answer in time."""
-
-
-class RedisTooOld(StoreError):
+class RedisTooOldError(StoreError):
     """The Redis server is older than the commands SessionHub's scripts use."""
 
 
-class InvalidToken(SessionHubError):
-    """A cookie or token is malformed, tampered with, or signed with another key."""
-
-
-class SessionNotFound(SessionHubError):
-    """No live session exists for the token (never created, expired or destroyed)."""
-
-
-class AuthenticationFailed(SessionHubError):
-    """The username or password is wrong."""
+class NoRedisConfiguredError(StoreError):
+    """A memory-only hub was asked to reach Redis (a bug in the operation, not the caller)."""

@@ -1,17 +1,19 @@
-"""The per-user features on top of sessions, and the facades that run them sync or asyncio.
+"""The per-user features on top of sessions, and their blocking and asyncio front ends.
 
 Each feature is a class of I/O-free operations (see :mod:`sessionhub.stores.base`). The hubs
-expose each one through a facade: ``hub.preferences.get("alice")`` on :class:`SessionHub`,
-``await hub.preferences.get("alice")`` on :class:`AsyncSessionHub`; the operation is the same.
+expose each one through a front end (see :mod:`sessionhub.frontends`):
+``hub.preferences.get("alice")`` on :class:`~sessionhub.SessionHub`,
+``await hub.preferences.get("alice")`` on :class:`~sessionhub.AsyncSessionHub`; the operation is
+the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic
 
 from .config import Settings
+from .frontends import Front, M, operation
 from .inbox import InboxOps
 from .manager import SessionManager
 from .preferences import PreferencesOps
@@ -85,37 +87,53 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
     )
 
 
-class SyncFacade:
-    """Calls an operation object's methods and runs the operations they return, blocking."""
-
-    def __init__(self, ops: object, run: Callable[[Op[Any]], Any]) -> None:
-        self._ops = ops
-        self._run = run
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._ops, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._run(method(*args, **kwargs))
-
-        call.__doc__ = method.__doc__
-        setattr(self, name, call)  # found directly from now on, without __getattr__
-        return call
+# -- front ends: one line per operation, each keeping the operation's signature -----------------
 
 
-class AsyncFacade:
-    """Calls an operation object's methods and runs the operations they return, awaitable."""
+class UserSessions(Front[UserSessionsOps, M]):
+    """A user's sessions."""
 
-    def __init__(self, ops: object, run: Callable[[Op[Any]], Awaitable[Any]]) -> None:
-        self._ops = ops
-        self._run = run
+    list = operation(UserSessionsOps.list)
+    revoke = operation(UserSessionsOps.revoke)
+    revoke_all = operation(UserSessionsOps.revoke_all)
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        method = getattr(self._ops, name)
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._run(method(*args, **kwargs))
+class Preferences(Front[PreferencesOps, M]):
+    """A user's settings."""
 
-        call.__doc__ = method.__doc__
-        setattr(self, name, call)  # found directly from now on, without __getattr__
-        return call
+    get = operation(PreferencesOps.get)
+    replace = operation(PreferencesOps.replace)
+    patch = operation(PreferencesOps.patch)
+
+
+class Presence(Front[PresenceOps, M]):
+    """Online presence and daily users."""
+
+    touch = operation(PresenceOps.touch)
+    offline = operation(PresenceOps.offline)
+    online_count = operation(PresenceOps.online_count)
+    online_users = operation(PresenceOps.online_users)
+    status = operation(PresenceOps.status)
+    daily = operation(PresenceOps.daily)
+
+
+class Inbox(Front[InboxOps, M]):
+    """Per-user inboxes."""
+
+    send = operation(InboxOps.send)
+    broadcast = operation(InboxOps.broadcast)
+    check_rate = operation(InboxOps.check_rate)
+    after = operation(InboxOps.after)
+    page = operation(InboxOps.page)
+    mark_read = operation(InboxOps.mark_read)
+    read_cursor = operation(InboxOps.read_cursor)
+
+
+class FeatureFronts(Generic[M]):
+    """Every feature's front end in one mode: what a hub exposes as attributes."""
+
+    def __init__(self, features: Features, mode: M) -> None:
+        self.user_sessions: UserSessions[M] = UserSessions(features.user_sessions, mode)
+        self.preferences: Preferences[M] = Preferences(features.preferences, mode)
+        self.presence: Presence[M] = Presence(features.presence, mode)
+        self.inbox: Inbox[M] = Inbox(features.inbox, mode)

@@ -14,7 +14,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import redis
@@ -23,9 +22,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .config import RedisSettings, Settings
-from .features import AsyncFacade, SyncFacade, build_features
+from .features import FeatureFronts, build_features
+from .frontends import Awaiting, Blocking, Front, M, operation
 from .manager import SessionManager
-from .session import Session
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
 from .stores.drivers import HeldConnections, run_async, run_sync
@@ -35,6 +34,8 @@ from .stores.resilient import Lifetimes, ResilientCore
 from .tokens import TokenCodec
 
 log = logging.getLogger("sessionhub")
+
+T = TypeVar("T")
 
 RETRY_BACKOFF_CAP = 0.05
 RETRY_BACKOFF_BASE = 0.01
@@ -90,10 +91,24 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
 C = TypeVar("C", redis.Redis, aioredis.Redis)
 
 
-class _HubBase(Generic[C]):
-    """What both front ends hold: settings, the manager, and a Redis client unless memory-only."""
+class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
+    """What both front ends hold: settings, the manager, a Redis client unless memory-only, the
+    session operations and the features, run in mode ``M``."""
 
-    def __init__(self, settings: Settings, client: C | None, client_class: type[C]) -> None:
+    open = operation(SessionManager.open)
+    create = operation(SessionManager.create)
+    login = operation(SessionManager.login)
+    bind_user = operation(SessionManager.bind_user)
+    regenerate = operation(SessionManager.regenerate)
+    extend = operation(SessionManager.extend)
+    save = operation(SessionManager.save)
+    destroy = operation(SessionManager.destroy)
+    stats = operation(SessionManager.stats)
+    health = operation(SessionManager.health)
+
+    def __init__(
+        self, settings: Settings, client: C | None, client_class: type[C], mode: M
+    ) -> None:
         self.settings = settings
         use_redis = settings.session.type == "redis"
         self.manager = build_manager(settings, with_redis=use_redis)
@@ -103,21 +118,22 @@ class _HubBase(Generic[C]):
             self.client = client or client_class.from_url(
                 settings.redis.connection_url(), **redis_client_kwargs(settings.redis)
             )
+        Front.__init__(self, self.manager, mode)
+        FeatureFronts.__init__(self, self.features, mode)
 
 
-class SessionHub(_HubBase[redis.Redis]):
+class SessionHub(_Hub[redis.Redis, Blocking]):
     """Blocking session API over redis-py, with the memory fallback and its maintenance thread.
 
     Building one checks that Redis answers and is new enough (see :meth:`ResilientCore.verify`).
+    The session methods are :class:`~sessionhub.manager.SessionManager`'s operations, run to
+    completion; the per-user features are ``user_sessions``, ``preferences``, ``presence`` and
+    ``inbox``.
     """
 
     def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
-        super().__init__(settings, client, redis.Redis)
+        super().__init__(settings, client, redis.Redis, Blocking(self.run))
         self._calls = None if self.client is None else HeldConnections(self.client)
-        self.user_sessions = SyncFacade(self.features.user_sessions, self.run)
-        self.preferences = SyncFacade(self.features.preferences, self.run)
-        self.presence = SyncFacade(self.features.presence, self.run)
-        self.inbox = SyncFacade(self.features.inbox, self.run)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.manager.core.on_degraded = self._wake.set
@@ -127,65 +143,9 @@ class SessionHub(_HubBase[redis.Redis]):
         self._thread.start()
         self.run(self.manager.core.verify())
 
-    def run(self, op: Op[Any]) -> Any:
+    def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
         return run_sync(op, self._calls)
-
-    def open(
-        self, cookie: str | None, *, touch: bool = True, force: bool = False
-    ) -> Session | None:
-        """See :meth:`SessionManager.open`."""
-        result: Session | None = self.run(self.manager.open(cookie, touch=touch, force=force))
-        return result
-
-    def create(
-        self,
-        user_id: str | None = None,
-        *,
-        data: Mapping[str, Any] | None = None,
-        user_agent: str = "",
-        ip: str = "",
-    ) -> tuple[Session, str]:
-        """See :meth:`SessionManager.create`."""
-        op = self.manager.create(user_id, data=data, user_agent=user_agent, ip=ip)
-        result: tuple[Session, str] = self.run(op)
-        return result
-
-    def login(
-        self, user_id: str, *, previous: Session | None = None, user_agent: str = "", ip: str = ""
-    ) -> tuple[Session, str]:
-        """See :meth:`SessionManager.login`."""
-        op = self.manager.login(user_id, previous=previous, user_agent=user_agent, ip=ip)
-        result: tuple[Session, str] = self.run(op)
-        return result
-
-    def regenerate(self, session: Session) -> tuple[Session, str]:
-        """See :meth:`SessionManager.regenerate`."""
-        result: tuple[Session, str] = self.run(self.manager.regenerate(session))
-        return result
-
-    def extend(self, session: Session) -> Session | None:
-        """See :meth:`SessionManager.extend`."""
-        result: Session | None = self.run(self.manager.extend(session))
-        return result
-
-    def save(self, session: Session) -> bool:
-        """See :meth:`SessionManager.save`."""
-        return bool(self.run(self.manager.save(session)))
-
-    def destroy(self, sid: str) -> bool:
-        """See :meth:`SessionManager.destroy`."""
-        return bool(self.run(self.manager.destroy(sid)))
-
-    def stats(self) -> dict[str, Any]:
-        """See :meth:`SessionManager.stats`."""
-        result: dict[str, Any] = self.run(self.manager.stats())
-        return result
-
-    def health(self) -> dict[str, Any]:
-        """See :meth:`SessionManager.health`."""
-        result: dict[str, Any] = self.run(self.manager.health())
-        return result
 
     def _maintain(self) -> None:
         core = self.manager.core
@@ -199,9 +159,11 @@ class SessionHub(_HubBase[redis.Redis]):
             if self._stop.is_set():
                 return
             if core.degraded and self.client is not None:
-                with contextlib.suppress(Exception):  # a probe must never kill the thread
+                try:
                     self.client.connection_pool.disconnect()
                     self.run(core.recover())
+                except Exception:  # a probe must never kill the thread
+                    log.debug("probe failed", exc_info=True)
             if time.monotonic() >= next_sweep:
                 core.sweep()
                 next_sweep = time.monotonic() + cleanup
@@ -215,18 +177,14 @@ class SessionHub(_HubBase[redis.Redis]):
             self.client.close()
 
 
-class AsyncSessionHub(_HubBase[aioredis.Redis]):
+class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
     """Asyncio session API over redis.asyncio; same operations as :class:`SessionHub`."""
 
     def __init__(self, settings: Settings, *, client: aioredis.Redis | None = None) -> None:
-        super().__init__(settings, client, aioredis.Redis)
+        super().__init__(settings, client, aioredis.Redis, Awaiting(self.run))
         self._calls: AutoPipeline | None = None
         if self.client is not None and AutoPipeline.supports(self.client):
             self._calls = AutoPipeline(self.client)
-        self.user_sessions = AsyncFacade(self.features.user_sessions, self.run)
-        self.preferences = AsyncFacade(self.features.preferences, self.run)
-        self.presence = AsyncFacade(self.features.presence, self.run)
-        self.inbox = AsyncFacade(self.features.inbox, self.run)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.manager.core.on_degraded = self._on_degraded
@@ -242,68 +200,11 @@ class AsyncSessionHub(_HubBase[aioredis.Redis]):
             self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
             await self.run(self.manager.core.verify())
 
-    async def run(self, op: Op[Any]) -> Any:
+    async def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
         if self._task is None:
             await self.start()
         return await run_async(op, self._calls or self.client)
-
-    async def open(
-        self, cookie: str | None, *, touch: bool = True, force: bool = False
-    ) -> Session | None:
-        """See :meth:`SessionManager.open`."""
-        op = self.manager.open(cookie, touch=touch, force=force)
-        result: Session | None = await self.run(op)
-        return result
-
-    async def create(
-        self,
-        user_id: str | None = None,
-        *,
-        data: Mapping[str, Any] | None = None,
-        user_agent: str = "",
-        ip: str = "",
-    ) -> tuple[Session, str]:
-        """See :meth:`SessionManager.create`."""
-        op = self.manager.create(user_id, data=data, user_agent=user_agent, ip=ip)
-        result: tuple[Session, str] = await self.run(op)
-        return result
-
-    async def login(
-        self, user_id: str, *, previous: Session | None = None, user_agent: str = "", ip: str = ""
-    ) -> tuple[Session, str]:
-        """See :meth:`SessionManager.login`."""
-        op = self.manager.login(user_id, previous=previous, user_agent=user_agent, ip=ip)
-        result: tuple[Session, str] = await self.run(op)
-        return result
-
-    async def regenerate(self, session: Session) -> tuple[Session, str]:
-        """See :meth:`SessionManager.regenerate`."""
-        result: tuple[Session, str] = await self.run(self.manager.regenerate(session))
-        return result
-
-    async def extend(self, session: Session) -> Session | None:
-        """See :meth:`SessionManager.extend`."""
-        result: Session | None = await self.run(self.manager.extend(session))
-        return result
-
-    async def save(self, session: Session) -> bool:
-        """See :meth:`SessionManager.save`."""
-        return bool(await self.run(self.manager.save(session)))
-
-    async def destroy(self, sid: str) -> bool:
-        """See :meth:`SessionManager.destroy`."""
-        return bool(await self.run(self.manager.destroy(sid)))
-
-    async def stats(self) -> dict[str, Any]:
-        """See :meth:`SessionManager.stats`."""
-        result: dict[str, Any] = await self.run(self.manager.stats())
-        return result
-
-    async def health(self) -> dict[str, Any]:
-        """See :meth:`SessionManager.health`."""
-        result: dict[str, Any] = await self.run(self.manager.health())
-        return result
 
     async def _maintain(self) -> None:
         assert self._wake is not None

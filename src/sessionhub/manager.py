@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from .exceptions import InvalidInputError
 from .session import F_USER, Session, SessionRecord
 from .stores.base import Op
 from .stores.resilient import ResilientCore
@@ -36,7 +37,7 @@ class SessionManager:
         self.codec = codec
         self.max_per_user = max_per_user
         """``SESSION.MAX_PER_USER``: a login beyond it revokes the oldest session (0: no cap)."""
-        prefix = core.redis.keys.prefix if core.redis is not None else "session:"
+        prefix = core.redis_ops.keys.prefix if core.redis_ops is not None else "session:"
         self.user_keys = UserKeys(prefix)
         self.user_sessions = UserSessionIndex(core, codec, self.user_keys)
         # A browser sends the same cookie on every request: remember the storage ids of cookies
@@ -48,7 +49,7 @@ class SessionManager:
         return "Redis" if self.core.mode == "redis" else "memory"
 
     def sid_for_cookie(self, cookie: str) -> str:
-        """The storage id behind a cookie; raises :class:`~sessionhub.exceptions.InvalidToken`."""
+        """The storage id behind a cookie; raises :class:`.InvalidTokenError`."""
         return self._sid_for_cookie(cookie)
 
     def _verified_sid(self, cookie: str) -> str:
@@ -57,7 +58,7 @@ class SessionManager:
     def open(
         self, cookie: str | None, *, touch: bool = True, force: bool = False
     ) -> Op[Session | None]:
-        """The live session a cookie names, or ``None``; a forged cookie raises ``InvalidToken``.
+        """The live session a cookie names, or ``None``; a forged one raises ``InvalidTokenError``.
 
         ``touch`` slides the idle expiry (unless refreshed within ``REFRESH_THRESHOLD``);
         ``force`` slides it regardless, in the same round trip (an explicit extend).
@@ -125,7 +126,9 @@ class SessionManager:
         left this process yet, so nobody can have fixed it. ``False`` if the session is gone.
         """
         if not session.new or session.user_id is not None:
-            raise ValueError("only an anonymous session created in this request can be bound")
+            raise InvalidInputError(
+                "only an anonymous session created in this request can be bound"
+            )
         delta = session.delta()
         ok = yield from self.core.update(session.sid, {**delta.set, F_USER: user_id}, delta.delete)
         if not ok:

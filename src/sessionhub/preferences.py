@@ -21,9 +21,9 @@ import threading
 import zoneinfo
 from typing import Any
 
-from .stores.base import CommandCall, LuaScript, Op, ScriptCall
-from .stores.redis import REDIS_DOWN
-from .stores.resilient import ResilientCore
+from .exceptions import ConflictError, InvalidPreferencesError
+from .stores.base import CommandCall, LuaScript, Op, ScriptCall, send
+from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
 
 CAS = LuaScript.load("cas")
@@ -50,14 +50,6 @@ _BCP47 = re.compile(
     r"|[Xx](?:-[A-Za-z0-9]{1,8})+)$"
 )
 _TIMEZONES = frozenset(zoneinfo.available_timezones())
-
-
-class InvalidPreferences(ValueError):
-    """The request would make an invalid document; ``errors`` maps each bad field to why."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
 
 
 def _dumps(value: Any) -> str:
@@ -87,7 +79,7 @@ class PreferencesOps:
     # -- validation ----------------------------------------------------------------------------
 
     def validate(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Check a stored document (the keys a user set); raises :class:`InvalidPreferences`."""
+        """Check a stored document (the keys a user set); raises InvalidPreferencesError."""
         errors: dict[str, str] = {}
         for key in doc:
             if key not in DEFAULTS:
@@ -117,7 +109,7 @@ class PreferencesOps:
                 elif len(_dumps(custom).encode()) > self.max_custom_bytes:
                     errors["custom"] = f"at most {self.max_custom_bytes} bytes of JSON"
         if errors:
-            raise InvalidPreferences(errors)
+            raise InvalidPreferencesError(errors)
         return doc
 
     @staticmethod
@@ -157,58 +149,49 @@ class PreferencesOps:
     def replace(self, user_id: str, doc: dict[str, Any]) -> Op[dict[str, Any]]:
         """Replace the settings with ``doc`` (missing keys return to their defaults)."""
         if not isinstance(doc, dict):
-            raise InvalidPreferences({"body": "must be a JSON object"})
+            raise InvalidPreferencesError({"body": "must be a JSON object"})
         new = self.validate({k: v for k, v in doc.items() if v is not None})
         return (yield from self._write(user_id, lambda _: new))
 
     def patch(self, user_id: str, patch: dict[str, Any]) -> Op[dict[str, Any]]:
         """Merge ``patch`` into the settings; ``null`` resets a key (or removes a custom key)."""
         if not isinstance(patch, dict):
-            raise InvalidPreferences({"body": "must be a JSON object"})
+            raise InvalidPreferencesError({"body": "must be a JSON object"})
         if (
             "custom" in patch
             and patch["custom"] is not None
             and not isinstance(patch["custom"], dict)
         ):
-            raise InvalidPreferences({"custom": "must be an object"})
+            raise InvalidPreferencesError({"custom": "must be an object"})
         self.validate({k: v for k, v in patch.items() if v is not None and k != "custom"})
         return (yield from self._write(user_id, lambda stored: self._merge(stored, patch)))
 
     def _read(self, user_id: str) -> Op[tuple[str | None, dict[str, Any]]]:
         """``(raw JSON in Redis or None, stored document)``; from the mirror while degraded."""
-        if self.core.redis_up:
-            try:
-                raw = yield CommandCall(("GET", self.keys.settings(user_id)))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-            else:
-                stored = _loads(raw)
-                with self._lock:
-                    if user_id not in self._pending:
-                        self._mirror[user_id] = stored
-                return raw, stored
+        raw = yield from self.core.on_redis(send(CommandCall(("GET", self.keys.settings(user_id)))))
+        if raw is USE_MEMORY:
+            with self._lock:
+                return None, dict(self._mirror.get(user_id, {}))
+        stored = _loads(raw)
         with self._lock:
-            return None, dict(self._mirror.get(user_id, {}))
+            if user_id not in self._pending:
+                self._mirror[user_id] = stored
+        return raw, stored
 
     def _write(self, user_id: str, change: Any) -> Op[dict[str, Any]]:
         for _ in range(CAS_ATTEMPTS):
             raw, stored = yield from self._read(user_id)
             new = self.validate(change(stored))
-            if not self.core.redis_up:
-                self._keep(user_id, new, pending=self.core.redis is not None)
-                return self.view(new)
-            try:
-                written = yield ScriptCall(
-                    CAS, (self.keys.settings(user_id),), (raw or "", _dumps(new))
-                )
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-                self._keep(user_id, new, pending=True)
+            written = yield from self.core.on_redis(
+                send(ScriptCall(CAS, (self.keys.settings(user_id),), (raw or "", _dumps(new))))
+            )
+            if written is USE_MEMORY:
+                self._keep(user_id, new, pending=self.core.has_redis)
                 return self.view(new)
             if written:
                 self._keep(user_id, new, pending=False)
                 return self.view(new)
-        raise RuntimeError("settings changed concurrently too often; try again")
+        raise ConflictError("settings changed concurrently too often; try again")
 
     def _keep(self, user_id: str, doc: dict[str, Any], *, pending: bool) -> None:
         with self._lock:

@@ -24,9 +24,9 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from .stores.base import CommandCall, Op, PipelineCall
-from .stores.redis import REDIS_DOWN
-from .stores.resilient import ResilientCore
+from .exceptions import InvalidCursorError
+from .stores.base import CommandCall, Op, PipelineCall, send
+from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
 from .timefmt import iso
 
@@ -107,15 +107,10 @@ class PresenceOps:
         now = self.core.clock()
         if not self._should_write(session_id or f"user:{user_id}", now, force):
             return False
-        if self.core.redis_up:
-            try:
-                yield self._write_calls({user_id: now}, {day_of(now): {user_id}})
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-            else:
-                self._record_local(user_id, now, pending=False)
-                return True
-        self._record_local(user_id, now, pending=self.core.redis is not None)
+        written = yield from self.core.on_redis(
+            send(self._write_calls({user_id: now}, {day_of(now): {user_id}}))
+        )
+        self._record_local(user_id, now, pending=written is USE_MEMORY and self.core.has_redis)
         return True
 
     def offline(self, user_id: str) -> Op[None]:
@@ -124,11 +119,7 @@ class PresenceOps:
             self._local.pop(user_id, None)
             self._pending.pop(user_id, None)
             self._throttle.pop(f"user:{user_id}", None)
-        if self.core.redis_up:
-            try:
-                yield CommandCall(("ZREM", self.keys.online(), user_id))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
+        yield from self.core.on_redis(send(CommandCall(("ZREM", self.keys.online(), user_id))))
 
     def forget_session(self, session_id: str) -> None:
         """Drop a session's throttle entry (it logged out)."""
@@ -139,19 +130,19 @@ class PresenceOps:
         """``{"online_users": N, "window_seconds": W, "mode": ...}``."""
         now = self.core.clock()
         cutoff = now - self.window_ms
-        if self.core.redis_up:
-            try:
-                key = self.keys.online()
-                _, count = yield PipelineCall(
+        key = self.keys.online()
+        replies = yield from self.core.on_redis(
+            send(
+                PipelineCall(
                     (
                         CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({cutoff}")),
                         CommandCall(("ZCARD", key)),
                     )
                 )
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-            else:
-                return self._counted(int(count))
+            )
+        )
+        if replies is not USE_MEMORY:
+            return self._counted(int(replies[1]))
         with self._lock:
             local = sum(1 for ms in self._local.values() if ms >= cutoff)
         return self._counted(local)
@@ -172,29 +163,11 @@ class PresenceOps:
         now = self.core.clock()
         after_ms, after_user = _parse_cursor(cursor)
         start = max(after_ms, now - self.window_ms)
-        rows: list[tuple[str, int]]
-        if self.core.redis_up:
-            try:
-                reply = yield CommandCall(
-                    (
-                        "ZRANGE",
-                        self.keys.online(),
-                        start,
-                        "+inf",
-                        "BYSCORE",
-                        "LIMIT",
-                        0,
-                        limit + PAGE_SLACK,
-                        "WITHSCORES",
-                    )
-                )
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-                rows = self._local_rows(start)
-            else:
-                rows = _score_pairs(reply)
-        else:
-            rows = self._local_rows(start)
+        query = ("ZRANGE", self.keys.online(), start, "+inf", "BYSCORE")
+        reply = yield from self.core.on_redis(
+            send(CommandCall((*query, "LIMIT", 0, limit + PAGE_SLACK, "WITHSCORES")))
+        )
+        rows = self._local_rows(start) if reply is USE_MEMORY else _score_pairs(reply)
         page = [(u, ms) for u, ms in rows if (ms, u) > (after_ms, after_user)][:limit]
         nxt = f"{page[-1][1]}:{page[-1][0]}" if len(page) == limit else None
         return {
@@ -216,17 +189,15 @@ class PresenceOps:
     def status(self, user_id: str) -> Op[dict[str, Any]]:
         """``{"user_id", "online", "last_seen_at"}`` (``None`` when never seen)."""
         now = self.core.clock()
-        last: int | None = None
-        if self.core.redis_up:
-            try:
-                score = yield CommandCall(("ZSCORE", self.keys.online(), user_id))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-            else:
-                last = None if score is None else int(float(score))
-        if not self.core.redis_up:
+        score = yield from self.core.on_redis(
+            send(CommandCall(("ZSCORE", self.keys.online(), user_id)))
+        )
+        last: int | None
+        if score is USE_MEMORY:
             with self._lock:
                 last = self._local.get(user_id)
+        else:
+            last = None if score is None else int(float(score))
         online = last is not None and last >= now - self.window_ms
         return {
             "user_id": user_id,
@@ -237,16 +208,11 @@ class PresenceOps:
 
     def daily(self, day: str) -> Op[dict[str, Any]]:
         """Unique active users on ``day`` (YYYY-MM-DD, UTC; HyperLogLog, ~0.8% error)."""
-        if self.core.redis_up:
-            try:
-                n = yield CommandCall(("PFCOUNT", self.keys.daily(day)))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-            else:
-                return {"date": day, "active_users": int(n), "mode": self.core.mode}
-        with self._lock:
-            local = len(self._days.get(day, ()))
-        return {"date": day, "active_users": local, "mode": self.core.mode}
+        n = yield from self.core.on_redis(send(CommandCall(("PFCOUNT", self.keys.daily(day)))))
+        if n is USE_MEMORY:
+            with self._lock:
+                n = len(self._days.get(day, ()))
+        return {"date": day, "active_users": int(n), "mode": self.core.mode}
 
     def flush(self) -> Op[bool]:
         """Recovery hook: write the activity recorded while Redis was down."""
@@ -272,7 +238,7 @@ def _parse_cursor(cursor: str | None) -> tuple[int, str]:
         return -1, ""
     ms, sep, user = cursor.partition(":")
     if not sep or not ms.isdigit():
-        raise ValueError("cursor must be the next_cursor of a previous page")
+        raise InvalidCursorError("cursor must be the next_cursor of a previous page")
     return int(ms), user
 
 

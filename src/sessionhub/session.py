@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .exceptions import StoreError
+from .exceptions import DataError
 from .jsontext import compact
 
 Fields = dict[str, str]
@@ -61,7 +61,7 @@ def _dumps(value: Any) -> str:
     try:
         return compact(value)
     except (TypeError, ValueError) as exc:
-        raise StoreError(f"session values must be JSON-serialisable: {exc}") from exc
+        raise DataError(f"session values must be JSON-serialisable: {exc}") from exc
 
 
 def _decoded(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -219,7 +219,7 @@ class Session(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
-            raise TypeError("session keys must be strings")
+            raise DataError(f"session keys must be strings, not {type(key).__name__}")
         _dumps(value)  # fail at assignment, where the bug is, not at save time
         self._values()[key] = value
 

@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 
-from .exceptions import InvalidToken
+from .exceptions import InvalidTokenError
 
 TOKEN_BYTES = 32
 """256 bits from :mod:`secrets`."""
@@ -68,20 +68,20 @@ class TokenCodec:
         return f"{token}.{self._signature(token)}" if self.use_signer else token
 
     def token_from_cookie(self, value: str) -> str:
-        """The token inside a cookie value; raises :class:`InvalidToken` when it is not ours."""
+        """The token inside a cookie value; :class:`.InvalidTokenError` when it is not ours."""
         if len(value) > MAX_COOKIE_LEN:
-            raise InvalidToken("session cookie is too long")
+            raise InvalidTokenError("session cookie is too long")
         if self.use_signer:
             token, dot, sig = value.partition(".")
             if not dot or len(sig) != _SIG_LEN:
-                raise InvalidToken("session cookie is malformed")
+                raise InvalidTokenError("session cookie is malformed")
             if not _TOKEN_RE.fullmatch(token):
-                raise InvalidToken("session cookie is malformed")
+                raise InvalidTokenError("session cookie is malformed")
             if not hmac.compare_digest(sig.encode(), self._signature(token).encode()):
-                raise InvalidToken("session cookie signature does not match")
+                raise InvalidTokenError("session cookie signature does not match")
             return token
         if not _TOKEN_RE.fullmatch(value):
-            raise InvalidToken("session cookie is malformed")
+            raise InvalidTokenError("session cookie is malformed")
         return value
 
     def storage_id(self, token: str) -> str:

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .session import F_EXPIRES, SessionRecord
-from .stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall
-from .stores.redis import REDIS_DOWN
-from .stores.resilient import ResilientCore
+from .stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, send
+from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
 from .timefmt import iso
 from .tokens import TokenCodec
@@ -86,18 +85,13 @@ class UserSessionIndex:
 
     def add(self, user_id: str, sid: str, hard_ms: int) -> Op[None]:
         """Index a session bound to ``user_id`` after it was created (queued while degraded)."""
-        call = self.add_call(user_id, sid, hard_ms)
-        if self.core.redis_up:
-            try:
-                yield call
-                return
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-        self.queue(user_id, sid, hard_ms)
+        sent = yield from self.core.on_redis(send(self.add_call(user_id, sid, hard_ms)))
+        if sent is USE_MEMORY:
+            self.queue(user_id, sid, hard_ms)
 
     def queue(self, user_id: str, sid: str, hard_ms: int) -> None:
         """Hold the entry for the recovery hook: its session was created in memory."""
-        if self.core.redis is not None:
+        if self.core.has_redis:
             with self._lock:
                 self._pending.setdefault(user_id, {})[sid] = hard_ms
 
@@ -111,24 +105,17 @@ class UserSessionIndex:
     def remove(self, user_id: str, sid: str) -> Op[None]:
         """Drop ``sid`` from the index (called by the manager on destroy)."""
         self._forget(user_id, sid)
-        if self.core.redis_up:
-            try:
-                yield CommandCall(("ZREM", self.keys.sessions(user_id), sid))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)  # the read-time pruning removes it after recovery
+        # Not queued while degraded: the read-time pruning removes it after recovery.
+        yield from self.core.on_redis(send(CommandCall(("ZREM", self.keys.sessions(user_id), sid))))
 
     def live(self, user_id: str) -> Op[list[SessionInfo]]:
         """The user's live sessions, oldest first; prunes whatever is dead."""
         now = self.core.clock()
-        if self.core.redis_up:
-            try:
-                return (yield from self._list_redis(user_id, now))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-        return self._list_memory(user_id, now)
+        found = yield from self.core.on_redis(self._list_redis(user_id, now))
+        return self._list_memory(user_id, now) if found is USE_MEMORY else found
 
     def _list_redis(self, user_id: str, now: int) -> Op[list[SessionInfo]]:
-        assert self.core.redis is not None
+        assert self.core.redis_ops is not None
         key = self.keys.sessions(user_id)
         _, sids = yield PipelineCall(
             (
@@ -138,7 +125,7 @@ class UserSessionIndex:
         )
         if not sids:
             return []
-        session_keys = self.core.redis.keys
+        session_keys = self.core.redis_ops.keys
         calls: list[CommandCall] = []
         for sid in sids:
             hash_key = session_keys.session(sid)

@@ -108,13 +108,13 @@ class LibraryClient(Client):
         self._owner = hub is None
 
     def _send(self, route: str, payload: dict[str, Any]) -> Reply:
-        from sessionhub.exceptions import InvalidToken
+        from sessionhub.exceptions import InvalidTokenError
 
         session = None
         if self.cookie:
             try:
                 session = self.hub.open(self.cookie)
-            except InvalidToken:
+            except InvalidTokenError:
                 session = None
         rs = RequestSession(session, had_cookie=bool(self.cookie))
         if payload.get("delay"):

@@ -304,7 +304,7 @@ def test_redis_type_errors_are_a_clean_500(client: TestClient, redis_server: Red
     cookie = login(client)
     hub = client.app.state.hub  # type: ignore[attr-defined]
     sid = hub.manager.sid_for_cookie(cookie)
-    key = hub.manager.core.redis.keys.session(sid)
+    key = hub.manager.core.redis_ops.keys.session(sid)
     raw: redis.Redis = redis_server.client()
     raw.delete(key)
     raw.set(key, "corrupt")

@@ -31,7 +31,7 @@ def test_fallback_story(
     server = fresh_redis_server
     app_client = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
     hub = app_client.app.state.hub  # type: ignore[attr-defined]
-    keys = hub.manager.core.redis.keys
+    keys = hub.manager.core.redis_ops.keys
     before = login(app_client)  # alice, logged in while Redis is up
     app_client.cookies.clear()
     leaver = login(app_client, "bob")  # bob, logs out during the outage

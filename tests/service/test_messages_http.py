@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, PASSWORD, build_settings, device, login, service_settings, wait_for
 from redis_server import RedisServer, free_port
+from sessionhub.exceptions import InvalidMessageError
 from sessionhub.hub import AsyncSessionHub, SessionHub
-from sessionhub.inbox import InvalidMessage
 from sessionhub.service.app import create_app
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -151,7 +151,7 @@ def test_library_sync_and_async(redis_url: str) -> None:
         sent = hub.inbox.send("dave", {"a": 1}, sender="carol")
         page = hub.inbox.page("dave")
         assert [m["id"] for m in page["messages"]] == [sent["id"]]
-        with pytest.raises(InvalidMessage):
+        with pytest.raises(InvalidMessageError):
             hub.inbox.send("dave", float("nan"))
         hub.inbox.mark_read("dave", up_to=sent["id"])
         assert hub.inbox.page("dave", unread=True)["messages"] == []

@@ -9,8 +9,9 @@ from starlette.testclient import TestClient
 
 from helpers import build_settings, login, wait_for
 from redis_server import RedisServer
+from sessionhub.exceptions import InvalidPreferencesError
 from sessionhub.hub import AsyncSessionHub, SessionHub
-from sessionhub.preferences import DEFAULTS, InvalidPreferences
+from sessionhub.preferences import DEFAULTS
 
 
 def test_defaults_put_patch_and_every_device(client: TestClient) -> None:
@@ -96,7 +97,7 @@ def test_library_sync_and_async_share_one_document(redis_url: str) -> None:
         assert hub.preferences.patch("carol", {"theme": "dark", "custom": {"x": 1}})["theme"] == (
             "dark"
         )
-        with pytest.raises(InvalidPreferences) as info:
+        with pytest.raises(InvalidPreferencesError) as info:
             hub.preferences.patch("carol", {"language": "??"})
         assert set(info.value.errors) == {"language"}
         removed = hub.preferences.patch("carol", {"custom": {"x": None}, "theme": None})

@@ -67,7 +67,7 @@ def test_one_failing_call_does_not_fail_its_batch(redis_url: str) -> None:
         try:
             _, good_cookie = await hub.create("alice")
             bad, bad_cookie = await hub.create("bob")
-            key = hub.manager.core.redis.keys.session(bad.sid)
+            key = hub.manager.core.redis_ops.keys.session(bad.sid)
             await hub.client.delete(key)
             await hub.client.set(key, "not a hash")
             return await asyncio.gather(

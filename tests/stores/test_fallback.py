@@ -78,7 +78,7 @@ def test_outage_and_recovery(hub_on: Callable[..., Any], fresh_redis_server: Red
     assert took < PROBE * 3
 
     client = server.client()
-    keys = hub.manager.core.redis.keys
+    keys = hub.manager.core.redis_ops.keys
     assert client.hget(keys.session(kept.sid), "d:n") == b"2"  # change made during the outage
     assert client.exists(keys.session(born.sid)) == 1  # outage-born session copied over
     assert client.exists(keys.session(doomed.sid)) == 0  # outage logout applied
@@ -101,7 +101,7 @@ def test_without_migration_outage_sessions_stay_valid_in_memory(
     born, cookie = hub.create("carol", data={"k": "v"})
     server.restart()
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
-    assert server.client().exists(hub.manager.core.redis.keys.session(born.sid)) == 0
+    assert server.client().exists(hub.manager.core.redis_ops.keys.session(born.sid)) == 0
     assert dict(hub.open(cookie)) == {"k": "v"}
     assert hub.stats() == {
         "total_sessions": 1,
@@ -126,7 +126,7 @@ def test_start_without_redis_then_redis_appears(hub_on: Callable[..., Any]) -> N
         assert hub.open(cookie) is not None
         server.start()
         wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
-        assert server.client().exists(hub.manager.core.redis.keys.session(session.sid)) == 1
+        assert server.client().exists(hub.manager.core.redis_ops.keys.session(session.sid)) == 1
     finally:
         server.close()
 
@@ -222,10 +222,10 @@ def test_too_old_redis_is_served_around_and_named(
     time.sleep(PROBE * 2)  # probes keep finding it too old
     assert hub.manager.core.mode == "degraded"
 
-    hub.manager.core.redis.min_version = redis_store.MIN_REDIS_VERSION = (7, 0)
+    hub.manager.core.redis_ops.min_version = redis_store.MIN_REDIS_VERSION = (7, 0)
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
     assert dict(hub.open(cookie)) == {"n": 1}  # copied from memory on recovery
-    assert fresh_redis_server.client().exists(hub.manager.core.redis.keys.session(session.sid))
+    assert fresh_redis_server.client().exists(hub.manager.core.redis_ops.keys.session(session.sid))
 
 
 def test_a_user_denied_info_still_uses_redis_and_recovers(

@@ -115,7 +115,7 @@ def test_redis_ttl_follows_the_slide(make_hub: MakeHub, redis_server: RedisServe
     """The Redis key's own TTL is the idle expiry, so Redis frees abandoned sessions itself."""
     hub = make_hub(session={"EXPIRES": 100})
     session, _ = hub.create("alice")
-    key = hub.manager.core.redis.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.sid)
     ttl = redis_server.client().pttl(key)
     assert 95_000 < ttl <= 100_000
 
@@ -223,7 +223,7 @@ def test_the_idle_expiry_is_the_keys_own_expiry_time(
     it; the user's session list reads it from there too."""
     hub = make_hub(session={"EXPIRES": 60})
     session, cookie = hub.create("alice")
-    key = hub.manager.core.redis.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.sid)
     client = redis_server.client()
     assert b"e" not in client.hkeys(key)
     assert client.pexpiretime(key) == session.record.expires_ms
@@ -254,7 +254,7 @@ def test_the_user_index_scores_in_seconds_and_prunes_by_them(
 
 def _buckets_of_live_sessions(client: redis.Redis, hub: Any) -> dict[str, int]:
     """What the count hashes must hold: every live session key's expiry, bucketed (by SCAN)."""
-    ops = hub.manager.core.redis
+    ops = hub.manager.core.redis_ops
     expected: dict[str, int] = {}
     for key in client.scan_iter(match="session:{*}:s:*"):
         e = client.pexpiretime(key)
@@ -295,7 +295,7 @@ def test_counts_follow_every_operation(make_hub: MakeHub, redis_server: RedisSer
 def test_every_key_of_an_operation_shares_one_hash_tag(make_hub: MakeHub) -> None:
     """Each session key and its index key hash to the same cluster slot, spread over shards."""
     hub = make_hub(session={"INDEX_SHARDS": 8})
-    keys = hub.manager.core.redis.keys
+    keys = hub.manager.core.redis_ops.keys
     slots = set()
     for _ in range(40):
         session, _ = hub.create("alice")
@@ -392,8 +392,8 @@ def test_session_with_a_browser_user_agent_keeps_compact_encoding(
     hub = SessionHub(build_settings(redis_url))
     try:
         session, cookie = hub.create("alice", data={"theme": "dark"}, user_agent=user_agent)
-        assert hub.manager.core.redis is not None
-        key = hub.manager.core.redis.keys.session(session.sid)
+        assert hub.manager.core.redis_ops is not None
+        key = hub.manager.core.redis_ops.keys.session(session.sid)
         assert redis_server.client().object("encoding", key) == b"listpack"
         opened = hub.open(cookie)
         assert opened is not None
@@ -451,7 +451,7 @@ def test_garbage_in_redis_does_not_crash(make_hub: MakeHub, redis_server: RedisS
     """A session hash missing its metadata is treated as gone, not as an error."""
     hub = make_hub()
     session, cookie = hub.create("alice")
-    key = hub.manager.core.redis.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.sid)
     redis_server.client().hdel(key, "x")
     assert hub.open(cookie) is None
     assert redis_server.client().exists(key) == 0
@@ -463,7 +463,7 @@ def test_redis_errors_other_than_outages_propagate(
     """A wrong-type key is a bug to report, not an outage: it raises rather than degrading."""
     hub = make_hub()
     session, cookie = hub.create("alice")
-    key = hub.manager.core.redis.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.sid)
     client = redis_server.client()
     client.delete(key)
     client.set(key, "not a hash")

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request, cookie_parser
 
 from ..config import SessionSettings, Settings
-from ..exceptions import InvalidToken
+from ..exceptions import InvalidTokenError
 from ..hub import AsyncSessionHub
 from ..session import Session
 from .base import CookieAction, RequestSession, commit, merge_settings
@@ -119,7 +119,7 @@ class SessionMiddleware:
         cookie = cookie_parser(_header(scope, b"cookie")).get(ss.cookie_name)
         session: Session | None = None
         if cookie:
-            with contextlib.suppress(InvalidToken):
+            with contextlib.suppress(InvalidTokenError):
                 session = await hub.open(cookie)
         rs = RequestSession(session, had_cookie=bool(cookie), permanent_default=ss.permanent)
         scope["session"] = rs

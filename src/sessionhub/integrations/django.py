@@ -30,7 +30,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest
 
 from ..config import Settings
-from ..exceptions import ConfigError, InvalidToken
+from ..exceptions import ConfigError, InvalidTokenError
 from ..hub import SessionHub
 from ..manager import SessionManager
 from ..session import Session
@@ -93,7 +93,7 @@ def _open(manager: SessionManager, cookie: str | None, *, touch: bool) -> Op[Ses
         return None
     try:
         sid = manager.sid_for_cookie(cookie)
-    except InvalidToken:
+    except InvalidTokenError:
         return None
     del sid
     return (yield from manager.open(cookie, touch=touch))
@@ -175,7 +175,7 @@ class SessionStore(SessionBase):
             return
         try:
             sid = self.hub.manager.sid_for_cookie(key)
-        except InvalidToken:
+        except InvalidTokenError:
             return
         yield from self.hub.manager.destroy(sid)
         if session_key is None or session_key == self.session_key:

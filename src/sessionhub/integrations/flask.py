@@ -30,7 +30,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from itsdangerous import BadSignature, Signer
 
 from ..config import Settings
-from ..exceptions import ConfigError, InvalidToken
+from ..exceptions import ConfigError, InvalidTokenError
 from ..hub import SessionHub as BlockingHub
 from ..hub import redis_client_kwargs
 from ..session import Session
@@ -232,7 +232,7 @@ class HubSessionInterface(SessionInterface):
         session: Session | None = None
         issued: str | None = None
         if cookie:
-            with contextlib.suppress(InvalidToken):
+            with contextlib.suppress(InvalidTokenError):
                 session = self.hub.open(cookie)
             if session is None and self.migrator is not None:
                 data = self.migrator.take(cookie)

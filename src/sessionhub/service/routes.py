@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from ..config import Settings
 from ..config import redacted as redacted_config
-from ..exceptions import InvalidToken
+from ..exceptions import InvalidTokenError
 from ..hub import AsyncSessionHub
 from ..session import Session
 from ..timefmt import iso
@@ -57,7 +57,7 @@ async def current_session(request: Request, *, touch: bool = True, force: bool =
     hub = _hub(request)
     try:
         session = await hub.open(cookie, touch=touch, force=force)
-    except InvalidToken as exc:
+    except InvalidTokenError as exc:
         raise ApiError(401, "invalid_session", f"{exc}; log in again") from exc
     if session is None or session.user_id is None:
         raise ApiError(401, "session_expired", "the session has expired or was logged out")
@@ -101,7 +101,7 @@ async def login(request: Request) -> Response:
     if old_cookie:
         try:
             previous = await hub.open(old_cookie, touch=False)
-        except InvalidToken:
+        except InvalidTokenError:
             previous = None
     # A login never reuses the presented token: it always issues a new one (fixation).
     session, cookie = await hub.login(
@@ -125,7 +125,7 @@ async def logout(request: Request) -> Response:
             sid = hub.manager.sid_for_cookie(cookie)
             leaving = await hub.open(cookie, touch=False)
             logged_out = await hub.destroy(sid)
-        except InvalidToken:
+        except InvalidTokenError:
             logged_out = False
         else:
             hub.features.presence.forget_session(sid)

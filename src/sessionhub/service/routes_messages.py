@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..inbox import MAX_PAGE, InboxNotifier, InvalidMessage, RateLimited, valid_id
+from ..exceptions import InvalidMessageError, RateLimitedError
+from ..inbox import MAX_PAGE, InboxNotifier, valid_id
 from .bodies import read_json_object
 from .errors import ApiError, error_response, ok
 from .routes import _hub, _settings, current_session
@@ -34,7 +35,7 @@ async def _payload(request: Request) -> dict[str, Any]:
 async def _send(request: Request, to: str, body: Any, **kwargs: Any) -> Response:
     try:
         message = await _hub(request).inbox.send(to, body, **kwargs)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         raise ApiError(422, "validation_error", f"field 'body': {exc}") from exc
     return ok(message, status=201)
 
@@ -52,7 +53,7 @@ async def broadcast(request: Request) -> Response:
     body = _body_of(await _payload(request))
     try:
         result = await _hub(request).inbox.broadcast(body)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         raise ApiError(422, "validation_error", f"field 'body': {exc}") from exc
     return ok(result)
 
@@ -71,9 +72,9 @@ async def user_send(request: Request) -> Response:
     try:
         hub.features.inbox.check_body(body)
         await hub.inbox.check_rate(session.user_id)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         raise ApiError(422, "validation_error", f"field 'body': {exc}") from exc
-    except RateLimited as exc:
+    except RateLimitedError as exc:
         response = error_response(429, "rate_limited", str(exc))
         response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -6,13 +6,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..preferences import InvalidPreferences
+from ..exceptions import InvalidPreferencesError
 from .bodies import read_json_object
 from .errors import JSONResponse, ok
 from .routes import _hub, _settings, current_session
 
 
-def invalid(exc: InvalidPreferences) -> JSONResponse:
+def invalid(exc: InvalidPreferencesError) -> JSONResponse:
     """422 naming every bad field: ``error.fields`` maps each one to what is wrong."""
     body = {
         "success": False,
@@ -43,7 +43,7 @@ async def _write(request: Request, how: str) -> Response:
     try:
         method = prefs.replace if how == "replace" else prefs.patch
         return ok(await method(session.user_id, body))
-    except InvalidPreferences as exc:
+    except InvalidPreferencesError as exc:
         return invalid(exc)
 
 

@@ -68,6 +68,11 @@ Op = Generator[Call, Any, T]
 """An operation: yields calls, is sent their replies, returns a ``T``."""
 
 
+def send(call: Call) -> Op[Any]:
+    """An operation of one call, whose result is the call's reply."""
+    return (yield call)
+
+
 def done(value: T) -> Op[T]:
     """An operation that needs no Redis call at all."""
     return value

@@ -21,7 +21,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..exceptions import StoreError
+from ..exceptions import NoRedisConfiguredError
 from .autopipeline import AutoPipeline
 from .base import Call, Op, PipelineCall
 from .wire import Single, needs_eval, packed, packed_all, shaped
@@ -39,10 +39,6 @@ def _eval_retry(calls: Sequence[Single], replies: list[Any]) -> tuple[list[int],
         return [], b""
     missing = [i for i, (c, r) in enumerate(zip(calls, replies, strict=True)) if needs_eval(c, r)]
     return missing, b"".join(packed(calls[i], eval_source=True) for i in missing)
-
-
-class NoRedisConfigured(StoreError):
-    """A memory-only store was asked to reach Redis (a bug in the operation)."""
 
 
 # -- blocking ----------------------------------------------------------------------------------
@@ -103,7 +99,7 @@ def run_sync(op: Op[T], client: HeldConnections | None) -> T:
 
 def _execute_sync(call: Call, held: HeldConnections | None) -> Any:
     if held is None:
-        raise NoRedisConfigured(f"no Redis client for {call!r}")
+        raise NoRedisConfiguredError(f"no Redis client for {call!r}")
     calls = call.calls if isinstance(call, PipelineCall) else (call,)
     conn = held.take()
     try:
@@ -165,7 +161,7 @@ async def run_async(op: Op[T], client: aioredis.Redis | AutoPipeline | None) -> 
 
 async def _execute_async(call: Call, client: aioredis.Redis | AutoPipeline | None) -> Any:
     if client is None:
-        raise NoRedisConfigured(f"no Redis client for {call!r}")
+        raise NoRedisConfiguredError(f"no Redis client for {call!r}")
     calls = call.calls if isinstance(call, PipelineCall) else (call,)
     if isinstance(client, AutoPipeline):
         if not isinstance(call, PipelineCall):

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from ..exceptions import RedisTooOld
+from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
@@ -186,7 +186,7 @@ class RedisOps:
         return bool(reply)
 
     def check_server(self) -> Op[tuple[int, ...] | None]:
-        """Redis's version; raises :class:`RedisTooOld` below :attr:`min_version`.
+        """Redis's version; raises :class:`RedisTooOldError` below :attr:`min_version`.
 
         ``None`` when the server refuses ``INFO`` (an ACL user without it, some proxies): the
         check is skipped rather than the server refused, so such a deployment keeps working.
@@ -199,7 +199,7 @@ class RedisOps:
         if version < self.min_version:
             shown = ".".join(map(str, version)) if version != (0,) else "of an unknown version"
             needed = ".".join(map(str, self.min_version))
-            raise RedisTooOld(
+            raise RedisTooOldError(
                 f"Redis {shown} is too old: SessionHub needs Redis {needed} or newer "
                 "(its scripts use PEXPIRETIME); sessions stay in memory until it is upgraded"
             )

@@ -13,13 +13,15 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final, Literal, TypeVar
 
-from ..exceptions import RedisTooOld
+from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, Fields
 from ..tokens import short
 from .base import CommandCall, Op, ScriptCall
@@ -27,6 +29,18 @@ from .memory import MemoryStore
 from .redis import REDIS_DOWN, RedisOps
 
 log = logging.getLogger("sessionhub.store")
+
+T = TypeVar("T")
+
+
+class Fallback(enum.Enum):
+    """What :meth:`ResilientCore.on_redis` answers instead of a result."""
+
+    MEMORY = "use memory"
+
+
+USE_MEMORY: Final = Fallback.MEMORY
+"""Redis cannot serve this call now: the caller answers from memory."""
 
 DEGRADED_MESSAGE = "Redis unavailable, sessions stored in memory (degraded mode)"
 RECOVERED_MESSAGE = "Redis connection restored, sessions stored in Redis"
@@ -59,7 +73,7 @@ class ResilientCore:
         migrate_on_recovery: bool = True,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self.redis = redis_ops
+        self.redis_ops = redis_ops
         self.memory = memory
         self.lifetimes = lifetimes
         self.migrate_on_recovery = migrate_on_recovery
@@ -83,12 +97,17 @@ class ResilientCore:
     @property
     def mode(self) -> str:
         """``redis``, ``degraded`` or ``memory`` (memory-only configuration)."""
-        if self.redis is None:
+        if self.redis_ops is None:
             return "memory"
         return "degraded" if self.degraded else "redis"
 
     def _use_redis(self) -> bool:
-        return self.redis is not None and not self.degraded
+        return self.redis_ops is not None and not self.degraded
+
+    @property
+    def has_redis(self) -> bool:
+        """Whether Redis is configured at all (``False`` for ``SESSION.TYPE = memory``)."""
+        return self.redis_ops is not None
 
     def trip(self, exc: BaseException) -> None:
         """Open the circuit: from now on, serve from memory until the probe succeeds."""
@@ -108,9 +127,26 @@ class ResilientCore:
         return self._use_redis()
 
     def _mark_dirty(self, sid: str) -> None:
-        if self.redis is not None:
+        if self.redis_ops is not None:
             with self._lock:
                 self._dirty[sid] = self._dirty.get(sid, 0) + 1
+
+    # -- the one "Redis, else memory" path ------------------------------------------------------
+
+    def on_redis(self, op: Op[T]) -> Op[T | Literal[Fallback.MEMORY]]:
+        """``op``'s result from Redis, or :data:`USE_MEMORY` when the caller must use memory.
+
+        That is while the circuit is open (or no Redis is configured), and when ``op`` fails
+        because Redis cannot serve it, which opens the circuit. Every feature reaches Redis
+        through here, so what counts as "Redis cannot serve" is decided in one place.
+        """
+        if not self._use_redis():
+            return USE_MEMORY
+        try:
+            return (yield from op)
+        except REDIS_DOWN as exc:
+            self.trip(exc)
+            return USE_MEMORY
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -122,28 +158,21 @@ class ResilientCore:
         """
         lt, now = self.lifetimes, self.clock()
         threshold = 0 if force else lt.refresh_threshold_ms
-        if self._use_redis():
-            assert self.redis is not None
-            try:
-                fields = yield from self.redis.load(
-                    sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold
-                )
-            except REDIS_DOWN as exc:
-                self.trip(exc)
-            else:
+        if self.redis_ops is not None:
+            fields = yield from self.on_redis(
+                self.redis_ops.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
+            )
+            if fields is not USE_MEMORY:
                 if fields is not None:
                     self.memory.put(sid, fields, int(fields[F_EXPIRES]))
                     return fields
-                if sid in self._outage_born:
-                    return self.memory.load(
-                        sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold
-                    )
-                self.memory.destroy(sid)  # a stale mirror copy must not outlive Redis's answer
-                return None
+                if sid not in self._outage_born:
+                    self.memory.destroy(sid)  # a stale mirror copy must not outlive Redis's answer
+                    return None
         if sid in self._tombstones:
             return None
         fields = self.memory.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
-        if fields is not None and touch and not self._recovering:
+        if fields is not None and touch and self.degraded and not self._recovering:
             # While recovering, a slide alone does not make a session dirty again: a session
             # read nonstop would otherwise never be clean and traffic never return to Redis.
             # Redis keeps the expiry of its copy, at most the recovery's few round trips older.
@@ -159,42 +188,31 @@ class ResilientCore:
     ) -> Op[bool]:
         """Store a new session; ``True`` when it went to Redis, with ``also`` in the same round
         trip (``False``: memory, and ``also`` was not sent)."""
-        if self._use_redis():
-            assert self.redis is not None
-            try:
-                yield from self.redis.create(sid, fields, expires_ms, also)
-            except REDIS_DOWN as exc:
-                self.trip(exc)
-            else:
-                self.memory.put(sid, fields, expires_ms)
-                return True
         self.memory.put(sid, fields, expires_ms)
-        if self.redis is not None:
-            with self._lock:
-                self._outage_born.add(sid)
-            self._mark_dirty(sid)
+        if self.redis_ops is None:
+            return False
+        sent = yield from self.on_redis(self.redis_ops.create(sid, fields, expires_ms, also))
+        if sent is not USE_MEMORY:
+            return True
+        with self._lock:
+            self._outage_born.add(sid)
+        self._mark_dirty(sid)
         return False
 
     def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
         """Write changed data fields; ``False`` when the session no longer exists."""
         now = self.clock()
-        if self._use_redis():
-            assert self.redis is not None
-            try:
-                ok = yield from self.redis.update(sid, set_fields, delete)
-            except REDIS_DOWN as exc:
-                self.trip(exc)
-            else:
-                if ok:
-                    self.memory.update(sid, set_fields, delete, now)
-                    return True
-                if sid in self._outage_born:
-                    return self.memory.update(sid, set_fields, delete, now)
+        if self.redis_ops is not None:
+            ok = yield from self.on_redis(self.redis_ops.update(sid, set_fields, delete))
+            if ok is True:
+                self.memory.update(sid, set_fields, delete, now)
+                return True
+            if ok is False and sid not in self._outage_born:
                 return False
         if sid in self._tombstones:
             return False
         ok = self.memory.update(sid, set_fields, delete, now)
-        if ok:
+        if ok and self.degraded:
             self._mark_dirty(sid)
         return ok
 
@@ -204,29 +222,21 @@ class ResilientCore:
         with self._lock:
             self._outage_born.discard(sid)
             self._dirty.pop(sid, None)
-        if self._use_redis():
-            assert self.redis is not None
-            try:
-                in_redis = yield from self.redis.destroy(sid)
-            except REDIS_DOWN as exc:
-                self.trip(exc)
-            else:
-                return in_redis or in_memory
-        if self.redis is not None:
-            with self._lock:
-                self._tombstones.add(sid)
+        if self.redis_ops is None:
+            return in_memory
+        in_redis = yield from self.on_redis(self.redis_ops.destroy(sid))
+        if in_redis is not USE_MEMORY:
+            return in_redis or in_memory
+        with self._lock:
+            self._tombstones.add(sid)
         return in_memory
 
     def count(self) -> Op[tuple[int | None, int]]:
         """``(sessions in Redis or None when unknown, sessions only in memory)``."""
         now = self.clock()
-        if self._use_redis():
-            assert self.redis is not None
-            try:
-                in_redis = yield from self.redis.count(now)
-            except REDIS_DOWN as exc:
-                self.trip(exc)
-            else:
+        if self.redis_ops is not None:
+            in_redis = yield from self.on_redis(self.redis_ops.count(now))
+            if in_redis is not USE_MEMORY:
                 only_here = sum(1 for s in list(self._outage_born) if self.memory.peek(s, now))
                 return in_redis, only_here
         return None, self.memory.count(now)
@@ -236,16 +246,11 @@ class ResilientCore:
 
         While degraded this does not touch Redis: the probe loop owns reconnection.
         """
-        if not self._use_redis():
+        if self.redis_ops is None:
             return None
-        assert self.redis is not None
         start = time.perf_counter()
-        try:
-            yield from self.redis.ping()
-        except REDIS_DOWN as exc:
-            self.trip(exc)
-            return None
-        return (time.perf_counter() - start) * 1000
+        answered = yield from self.on_redis(self.redis_ops.ping())
+        return None if answered is USE_MEMORY else (time.perf_counter() - start) * 1000
 
     def verify(self) -> Op[bool]:
         """Check, at start, that Redis answers and is new enough; opens the circuit if not.
@@ -253,21 +258,17 @@ class ResilientCore:
         An unusable Redis is treated like an unreachable one: sessions are served from memory,
         the reason is in ``last_error`` (health) and the log, and the probe keeps checking.
         """
-        if not self._use_redis():
-            return self.redis is None
-        assert self.redis is not None
+        if self.redis_ops is None:
+            return True
         try:
-            yield from self.redis.check_server()
-        except RedisTooOld as exc:
+            checked = yield from self.on_redis(self.redis_ops.check_server())
+        except RedisTooOldError as exc:
             self._report_too_old(exc)
             self.trip(exc)
             return False
-        except REDIS_DOWN as exc:
-            self.trip(exc)
-            return False
-        return True
+        return checked is not USE_MEMORY
 
-    def _report_too_old(self, exc: RedisTooOld) -> None:
+    def _report_too_old(self, exc: RedisTooOldError) -> None:
         error = f"{type(exc).__name__}: {exc}"
         if error != self.last_error:  # once per outage, not once per probe
             log.error("%s", exc)
@@ -277,15 +278,15 @@ class ResilientCore:
 
     def recover(self) -> Op[bool]:
         """Try Redis; if it answers, reconcile and close the circuit. ``True`` once healthy."""
-        if self.redis is None or not self.degraded:
+        if self.redis_ops is None or not self.degraded:
             return True
         try:
-            yield from self.redis.check_server()
+            yield from self.redis_ops.check_server()
             self._recovering = True
             while True:
                 with self._lock:
                     tombstones = list(self._tombstones)
-                yield from self.redis.destroy_many(tombstones)
+                yield from self.redis_ops.destroy_many(tombstones)
                 with self._lock:
                     self._tombstones.difference_update(tombstones)
                 yield from self._copy_dirty()
@@ -296,7 +297,7 @@ class ResilientCore:
                     if flushed and not self._tombstones and not self._dirty:
                         self.degraded = False
                         break
-        except RedisTooOld as exc:
+        except RedisTooOldError as exc:
             self._report_too_old(exc)
             return False
         except REDIS_DOWN as exc:
@@ -313,13 +314,13 @@ class ResilientCore:
         with self._lock:
             batch = dict(list(self._dirty.items())[:RECOVERY_BATCH])
         if self.migrate_on_recovery:
-            assert self.redis is not None
+            assert self.redis_ops is not None
             records = []
             for sid in batch:
                 fields = self.memory.peek(sid, now)
                 if fields is not None:
                     records.append((sid, fields, int(fields[F_EXPIRES])))
-            yield from self.redis.put_many_if_newer(records)
+            yield from self.redis_ops.put_many_if_newer(records)
             for sid, _, _ in records:
                 log.info("Session copied from memory to Redis: %s", short(sid))
         with self._lock:

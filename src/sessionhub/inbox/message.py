@@ -1,0 +1,73 @@
+"""One inbox message: what readers see, how it is stored in a stream entry, what a body may be."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import InvalidMessageError
+from ..jsontext import compact
+from ..timefmt import iso
+
+
+@dataclass
+class Message:
+    """One inbox entry."""
+
+    id: str
+    sender: str | None
+    kind: str
+    sent_ms: int
+    body: Any
+    read: bool = False
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "from": self.sender,
+            "kind": self.kind,
+            "sent_at": iso(self.sent_ms),
+            "body": self.body,
+            "read": self.read,
+        }
+
+    def fields(self) -> list[str]:
+        """The stream entry's fields: ``f`` sender, ``k`` kind, ``t`` sent (ms), ``b`` body."""
+        return [
+            "f",
+            self.sender or "",
+            "k",
+            self.kind,
+            "t",
+            str(self.sent_ms),
+            "b",
+            compact(self.body),
+        ]
+
+
+def parse_entry(entry_id: str, raw: Any) -> Message:
+    """The message a stream entry holds (a body that no longer parses reads as ``None``)."""
+    fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
+    try:
+        body = json.loads(fields.get("b", "null"))
+    except ValueError:
+        body = None
+    return Message(
+        id=entry_id,
+        sender=fields.get("f") or None,
+        kind=fields.get("k", "direct"),
+        sent_ms=int(fields.get("t", entry_id.split("-")[0])),
+        body=body,
+    )
+
+
+def check_body(body: Any, max_bytes: int) -> Any:
+    """``body`` if it is JSON and at most ``max_bytes`` encoded; :class:`InvalidMessageError`."""
+    try:
+        encoded = compact(body)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidMessageError(f"body must be JSON: {exc}") from exc
+    if len(encoded.encode()) > max_bytes:
+        raise InvalidMessageError(f"body exceeds {max_bytes} bytes as JSON")
+    return body
