@@ -53,6 +53,16 @@ class Blocking:
         return call
 
 
+class Clock:
+    """A clock in ms, moved only by the test: put it on a core to cross windows without waiting."""
+
+    def __init__(self, ms: int = 1_800_000_000_000) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> float:
     """Poll until ``predicate()`` holds; return the seconds it took, or fail the test."""
     start = time.monotonic()

@@ -37,6 +37,7 @@ from sessionhub.exceptions import ConfigError
 
 __all__ = [
     "AdminSettings",
+    "AuthSettings",
     "MessagesSettings",
     "PreferencesSettings",
     "PresenceSettings",
@@ -313,6 +314,16 @@ class PreferencesSettings(BaseModel):
     max_custom_keys: StrictInt = Field(default=64, ge=1)
 
 
+class AuthSettings(BaseModel):
+    """Login throttling: failed logins allowed per window, per (username, IP) and per IP."""
+
+    model_config = _MODEL_CONFIG
+
+    max_attempts: StrictInt = Field(default=5, ge=0)
+    lockout_seconds: StrictInt = Field(default=300, ge=1)
+    max_attempts_per_ip: StrictInt = Field(default=50, ge=0)
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -358,6 +369,7 @@ class Settings(BaseModel):
     presence: PresenceSettings = Field(default_factory=PresenceSettings)
     messages: MessagesSettings = Field(default_factory=MessagesSettings)
     preferences: PreferencesSettings = Field(default_factory=PreferencesSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: str | None = None

@@ -19,6 +19,7 @@ from .manager import SessionManager
 from .preferences import PreferencesOps
 from .presence import PresenceOps
 from .stores.base import Op
+from .throttle import LoginThrottle
 from .usersessions import SessionInfo
 
 
@@ -49,6 +50,7 @@ class Features:
     preferences: PreferencesOps
     presence: PresenceOps
     inbox: InboxOps
+    login_throttle: LoginThrottle
 
 
 def build_features(settings: Settings, manager: SessionManager) -> Features:
@@ -84,6 +86,13 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
         ),
         presence=presence,
         inbox=inbox,
+        login_throttle=LoginThrottle(
+            manager.core,
+            manager.user_keys,
+            max_attempts=settings.auth.max_attempts,
+            lockout_s=settings.auth.lockout_seconds,
+            max_attempts_per_ip=settings.auth.max_attempts_per_ip,
+        ),
     )
 
 

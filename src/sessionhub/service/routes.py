@@ -14,10 +14,11 @@ from ..config import redacted as redacted_config
 from ..exceptions import InvalidTokenError
 from ..hub import AsyncSessionHub
 from ..session import Session
+from ..throttle import TooManyAttempts
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_json_object, string_field
-from .errors import ApiError, JSONResponse, ok
+from .errors import ApiError, JSONResponse, error_response, ok
 
 MAX_USERNAME = 128
 MAX_PASSWORD = 1024
@@ -92,10 +93,19 @@ async def login(request: Request) -> Response:
     body = await read_json_object(request, settings.server.max_body_bytes)
     username = string_field(body, "username", max_len=MAX_USERNAME)
     password = string_field(body, "password", max_len=MAX_PASSWORD)
+    hub = _hub(request)
+    throttle = hub.features.login_throttle
+    ip = client_ip(request)
+    try:
+        await hub.run(throttle.attempt(username, ip))
+    except TooManyAttempts as exc:
+        response = error_response(429, "too_many_attempts", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     checker: PasswordChecker = request.app.state.passwords
     if not await run_in_threadpool(checker.check, username, password):
         raise ApiError(401, "invalid_credentials", "wrong username or password")
-    hub = _hub(request)
+    await hub.run(throttle.succeeded(username, ip))
     previous = None
     old_cookie = request.cookies.get(settings.session.cookie_name)
     if old_cookie:
@@ -108,7 +118,7 @@ async def login(request: Request) -> Response:
         username,
         previous=previous,
         user_agent=request.headers.get("user-agent", ""),
-        ip=client_ip(request),
+        ip=ip,
     )
     await hub.presence.touch(username, session.sid, force=True)
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})

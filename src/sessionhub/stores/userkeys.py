@@ -3,14 +3,24 @@
 Every per-user key carries the hash tag ``{u:<escaped user id>}``, so all of one user's keys live
 in one cluster slot. ``{`` and ``}`` in a user id would end the tag early, so they (and ``%``)
 are percent-escaped inside it.
+
+The login throttle's keys carry ``{ip:<escaped client address>}`` instead: one script updates
+an address's counter and its (username, address) counter together, so both must share a slot.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 
 def escape_user(user_id: str) -> str:
     """The user id with ``%``, ``{`` and ``}`` percent-escaped (reversible, never a brace)."""
     return user_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def username_digest(username: str) -> str:
+    """A fixed-length stand-in for a typed username: key names stay bounded and hide it."""
+    return hashlib.sha256(username.encode()).hexdigest()[:32]
 
 
 class UserKeys:
@@ -57,3 +67,15 @@ class UserKeys:
     def daily(self, day: str) -> str:
         """HyperLogLog of the user ids active on ``day`` (YYYY-MM-DD, UTC)."""
         return f"{self.prefix}presence:day:{day}"
+
+    def login_ip(self, ip: str) -> str:
+        """hash ``n``, ``e``, ``l``: failed logins from the address in the window ending at ``e``.
+
+        A forwarded address is whatever a proxy passed on: a long one is bounded like a username.
+        """
+        tag = escape_user(ip) if len(ip) <= 64 else username_digest(ip)
+        return f"{self.prefix}{{ip:{tag}}}:login"
+
+    def login_pair(self, ip: str, username: str) -> str:
+        """hash ``n``, ``e``, ``l``: failed logins as ``username`` from the address."""
+        return f"{self.login_ip(ip)}:{username_digest(username)}"
