@@ -51,6 +51,17 @@ class RateLimitedError(SessionHubError):
         self.retry_after = retry_after
 
 
+class TooManyAttemptsError(RateLimitedError):
+    """Too many failed logins in the window; ``scope`` says whether per address or per user."""
+
+    def __init__(self, retry_after: int, scope: str, limit: int, window_s: int) -> None:
+        super().__init__(
+            f"{limit} failed logins for this {scope} within {window_s} s; retry in {retry_after} s",
+            retry_after,
+        )
+        self.scope = scope
+
+
 class ConflictError(SessionHubError):
     """Concurrent writers kept changing the same value; the caller may try again."""
 

@@ -138,6 +138,13 @@ class Inbox(Front[InboxOps, M]):
     read_cursor = operation(InboxOps.read_cursor)
 
 
+class LoginAttempts(Front[LoginThrottle, M]):
+    """Login throttling: count an attempt before checking a password, take it back on success."""
+
+    attempt = operation(LoginThrottle.attempt)
+    succeeded = operation(LoginThrottle.succeeded)
+
+
 class FeatureFronts(Generic[M]):
     """Every feature's front end in one mode: what a hub exposes as attributes."""
 
@@ -146,3 +153,4 @@ class FeatureFronts(Generic[M]):
         self.preferences: Preferences[M] = Preferences(features.preferences, mode)
         self.presence: Presence[M] = Presence(features.presence, mode)
         self.inbox: Inbox[M] = Inbox(features.inbox, mode)
+        self.login_attempts: LoginAttempts[M] = LoginAttempts(features.login_throttle, mode)

@@ -6,7 +6,7 @@ Redis keys, both in the address's slot ``{ip:<address>}`` so one script updates 
 end, ms) and ``l`` (this lockout was logged), expiring with the window.
 
 :meth:`LoginThrottle.attempt` runs *before* the password check: it refuses with
-:class:`TooManyAttempts` while either counter is at its limit (so a locked-out guesser costs no
+:class:`TooManyAttemptsError` while either counter is at its limit (so a locked-out guesser costs no
 hash and learns nothing), and otherwise counts the attempt at once, so that concurrent guesses
 cannot overrun the limit. :meth:`LoginThrottle.succeeded` takes a successful attempt back: the
 (username, address) counter is cleared and the address's is decremented, so only failures add
@@ -24,9 +24,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from .stores.base import LuaScript, Op, ScriptCall
-from .stores.redis import REDIS_DOWN
-from .stores.resilient import ResilientCore
+from .exceptions import TooManyAttemptsError
+from .stores.base import LuaScript, Op, ScriptCall, send
+from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys, username_digest
 
 log = logging.getLogger("sessionhub.auth")
@@ -36,17 +36,6 @@ LOCAL_TABLE_MAX = 100_000
 """Windows kept in memory while degraded; beyond it ended windows, then the oldest, are dropped."""
 
 _SCOPES = ("address", "username from this address")
-
-
-class TooManyAttempts(Exception):
-    """Too many failed logins in the window; ``retry_after`` is the seconds left in it."""
-
-    def __init__(self, retry_after: int, scope: str, limit: int, window_s: int) -> None:
-        super().__init__(
-            f"{limit} failed logins for this {scope} within {window_s} s; retry in {retry_after} s"
-        )
-        self.retry_after = retry_after
-        self.scope = scope
 
 
 @dataclass
@@ -83,7 +72,7 @@ class LoginThrottle:
         return self.max_attempts > 0 or self.max_attempts_per_ip > 0
 
     def attempt(self, username: str, ip: str) -> Op[None]:
-        """Count a login attempt; :class:`TooManyAttempts` (counting nothing) while locked."""
+        """Count a login attempt; :class:`TooManyAttemptsError` (counting nothing) while locked."""
         if not self.enabled:
             return
         retry_ms, *states = yield from self._run("try", username, ip)
@@ -101,7 +90,7 @@ class LoginThrottle:
                 )
         if retry_ms > 0:
             pair = states[1] > 0  # the narrower lockout tells the user more
-            raise TooManyAttempts(
+            raise TooManyAttemptsError(
                 -(-retry_ms // 1000),  # rounded up: a client that waits that long gets through
                 _SCOPES[pair],
                 limits[pair],
@@ -117,14 +106,12 @@ class LoginThrottle:
         keys = (self.keys.login_ip(ip), self.keys.login_pair(ip, username))
         limits = (self.max_attempts_per_ip, self.max_attempts)  # in the order of the keys
         now = self.core.clock()
-        if self.core.redis_up:
-            try:
-                reply = yield ScriptCall(THROTTLE, keys, (now, self.window_ms, *limits, op))
-            except REDIS_DOWN as exc:
-                self.core.trip(exc)
-            else:
-                return [int(x) for x in reply]
-        return self._run_local(op, keys, limits, now)
+        reply = yield from self.core.on_redis(
+            send(ScriptCall(THROTTLE, keys, (now, self.window_ms, *limits, op)))
+        )
+        if reply is USE_MEMORY:
+            return self._run_local(op, keys, limits, now)
+        return [int(x) for x in reply]
 
     def _run_local(
         self, op: str, keys: tuple[str, str], limits: tuple[int, int], now: int

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from helpers import Clock, build_settings
+from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.hub import SessionHub
-from sessionhub.throttle import LoginThrottle, TooManyAttempts
+from sessionhub.throttle import LoginThrottle
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def outcome(hub: SessionHub, username: str, ip: str) -> str:
     """``ok``, or ``<retry after> <scope>`` when the attempt is refused."""
     try:
         hub.run(hub.features.login_throttle.attempt(username, ip))
-    except TooManyAttempts as exc:
+    except TooManyAttemptsError as exc:
         return f"{exc.retry_after} {exc.scope}"
     return "ok"
 

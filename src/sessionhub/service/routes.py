@@ -11,10 +11,9 @@ from starlette.routing import Route
 
 from ..config import Settings
 from ..config import redacted as redacted_config
-from ..exceptions import InvalidTokenError
+from ..exceptions import InvalidTokenError, TooManyAttemptsError
 from ..hub import AsyncSessionHub
 from ..session import Session
-from ..throttle import TooManyAttempts
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_json_object, string_field
@@ -98,7 +97,7 @@ async def login(request: Request) -> Response:
     ip = client_ip(request)
     try:
         await hub.run(throttle.attempt(username, ip))
-    except TooManyAttempts as exc:
+    except TooManyAttemptsError as exc:
         response = error_response(429, "too_many_attempts", str(exc))
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
