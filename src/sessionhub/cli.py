@@ -85,8 +85,7 @@ def _local_hub_call(args: argparse.Namespace, what: str) -> dict[str, Any]:
     settings = _settings(args)
     hub = SessionHub(settings)
     try:
-        result: dict[str, Any] = hub.health() if what == "health" else hub.stats()
-        return result
+        return dict(hub.health() if what == "health" else hub.stats())
     finally:
         hub.close()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 from .exceptions import InvalidInputError
 from .session import F_USER, Session, SessionRecord
@@ -18,6 +17,7 @@ from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
 from .tokens import TokenCodec, short
 from .usersessions import SessionInfo, UserSessionIndex
+from .views import RedisHealth, SessionStats
 
 log = logging.getLogger("sessionhub.sessions")
 
@@ -73,7 +73,7 @@ class SessionManager:
         self,
         user_id: str | None = None,
         *,
-        data: Mapping[str, Any] | None = None,
+        data: Mapping[str, object] | None = None,
         user_agent: str = "",
         ip: str = "",
     ) -> Op[tuple[Session, str]]:
@@ -219,7 +219,7 @@ class SessionManager:
             log.info("Session limit for a user reached: revoking %s", short(info.sid))
             yield from self.destroy(info.sid, user_id=user_id)
 
-    def stats(self) -> Op[dict[str, Any]]:
+    def stats(self) -> Op[SessionStats]:
         """Session counts and where sessions are stored now."""
         in_redis, in_memory = yield from self.core.count()
         total = (in_redis or 0) + in_memory
@@ -231,7 +231,7 @@ class SessionManager:
             "memory_sessions": in_memory,
         }
 
-    def health(self) -> Op[dict[str, Any]]:
+    def health(self) -> Op[RedisHealth]:
         """Redis health for load balancers: ``status`` is ``healthy`` or ``degraded``."""
         latency = yield from self.core.ping()
         in_redis, in_memory = yield from self.core.count()

@@ -19,12 +19,14 @@ import json
 import re
 import threading
 import zoneinfo
+from collections.abc import Mapping
 from typing import Any
 
 from .exceptions import ConflictError, InvalidPreferencesError
 from .stores.base import CommandCall, LuaScript, Op, ScriptCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
+from .views import Settings
 
 CAS = LuaScript.load("cas")
 
@@ -113,14 +115,14 @@ class PreferencesOps:
         return doc
 
     @staticmethod
-    def view(stored: dict[str, Any]) -> dict[str, Any]:
+    def view(stored: dict[str, Any]) -> Settings:
         """The full settings: stored values over the defaults."""
         out = {**DEFAULTS, **stored}
         out["custom"] = dict(stored.get("custom", {}))
         return out
 
     @staticmethod
-    def _merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    def _merge(stored: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         merged = dict(stored)
         for key, value in patch.items():
             if key == "custom" and isinstance(value, dict):
@@ -141,21 +143,21 @@ class PreferencesOps:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def get(self, user_id: str) -> Op[dict[str, Any]]:
+    def get(self, user_id: str) -> Op[Settings]:
         """The user's settings, defaults filled in."""
         _, stored = yield from self._read(user_id)
         return self.view(stored)
 
-    def replace(self, user_id: str, doc: dict[str, Any]) -> Op[dict[str, Any]]:
+    def replace(self, user_id: str, doc: Mapping[str, object]) -> Op[Settings]:
         """Replace the settings with ``doc`` (missing keys return to their defaults)."""
-        if not isinstance(doc, dict):
+        if not isinstance(doc, Mapping):
             raise InvalidPreferencesError({"body": "must be a JSON object"})
         new = self.validate({k: v for k, v in doc.items() if v is not None})
         return (yield from self._write(user_id, lambda _: new))
 
-    def patch(self, user_id: str, patch: dict[str, Any]) -> Op[dict[str, Any]]:
+    def patch(self, user_id: str, patch: Mapping[str, object]) -> Op[Settings]:
         """Merge ``patch`` into the settings; ``null`` resets a key (or removes a custom key)."""
-        if not isinstance(patch, dict):
+        if not isinstance(patch, Mapping):
             raise InvalidPreferencesError({"body": "must be a JSON object"})
         if (
             "custom" in patch
@@ -178,7 +180,7 @@ class PreferencesOps:
                 self._mirror[user_id] = stored
         return raw, stored
 
-    def _write(self, user_id: str, change: Any) -> Op[dict[str, Any]]:
+    def _write(self, user_id: str, change: Any) -> Op[Settings]:
         for _ in range(CAS_ATTEMPTS):
             raw, stored = yield from self._read(user_id)
             new = self.validate(change(stored))

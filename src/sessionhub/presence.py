@@ -29,6 +29,7 @@ from .stores.base import CommandCall, Op, PipelineCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
 from .timefmt import iso
+from .views import DailyUsers, OnlineCount, OnlineUsersPage, PresenceStatus
 
 DAY_MS = 86_400_000
 THROTTLE_TABLE_MAX = 100_000
@@ -126,7 +127,7 @@ class PresenceOps:
         with self._lock:
             self._throttle.pop(session_id, None)
 
-    def online_count(self) -> Op[dict[str, Any]]:
+    def online_count(self) -> Op[OnlineCount]:
         """``{"online_users": N, "window_seconds": W, "mode": ...}``."""
         now = self.core.clock()
         cutoff = now - self.window_ms
@@ -147,14 +148,14 @@ class PresenceOps:
             local = sum(1 for ms in self._local.values() if ms >= cutoff)
         return self._counted(local)
 
-    def _counted(self, n: int) -> dict[str, Any]:
+    def _counted(self, n: int) -> OnlineCount:
         return {
             "online_users": n,
             "window_seconds": self.window_ms // 1000,
             "mode": self.core.mode,
         }
 
-    def online_users(self, cursor: str | None = None, limit: int = 100) -> Op[dict[str, Any]]:
+    def online_users(self, cursor: str | None = None, limit: int = 100) -> Op[OnlineUsersPage]:
         """A page of online users, least recently active first, and the next cursor (or None).
 
         The cursor is ``<last seen ms>:<user id>`` of the last entry of the previous page. A user
@@ -186,7 +187,7 @@ class PresenceOps:
             rows = [(u, ms) for u, ms in self._local.items() if ms >= start]
         return sorted(rows, key=lambda r: (r[1], r[0]))
 
-    def status(self, user_id: str) -> Op[dict[str, Any]]:
+    def status(self, user_id: str) -> Op[PresenceStatus]:
         """``{"user_id", "online", "last_seen_at"}`` (``None`` when never seen)."""
         now = self.core.clock()
         score = yield from self.core.on_redis(
@@ -206,7 +207,7 @@ class PresenceOps:
             "mode": self.core.mode,
         }
 
-    def daily(self, day: str) -> Op[dict[str, Any]]:
+    def daily(self, day: str) -> Op[DailyUsers]:
         """Unique active users on ``day`` (YYYY-MM-DD, UTC; HyperLogLog, ~0.8% error)."""
         n = yield from self.core.on_redis(send(CommandCall(("PFCOUNT", self.keys.daily(day)))))
         if n is USE_MEMORY:

@@ -9,6 +9,7 @@ from typing import Any
 from ..exceptions import InvalidMessageError
 from ..jsontext import compact
 from ..timefmt import iso
+from ..views import JSON, MessageView
 
 
 @dataclass
@@ -19,10 +20,10 @@ class Message:
     sender: str | None
     kind: str
     sent_ms: int
-    body: Any
+    body: JSON
     read: bool = False
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> MessageView:
         return {
             "id": self.id,
             "from": self.sender,
@@ -62,7 +63,7 @@ def parse_entry(entry_id: str, raw: Any) -> Message:
     )
 
 
-def check_body(body: Any, max_bytes: int) -> Any:
+def check_body(body: object, max_bytes: int) -> JSON:
     """``body`` if it is JSON and at most ``max_bytes`` encoded; :class:`InvalidMessageError`."""
     try:
         encoded = compact(body)
@@ -70,4 +71,4 @@ def check_body(body: Any, max_bytes: int) -> Any:
         raise InvalidMessageError(f"body must be JSON: {exc}") from exc
     if len(encoded.encode()) > max_bytes:
         raise InvalidMessageError(f"body exceeds {max_bytes} bytes as JSON")
-    return body
+    return body  # type: ignore[return-value]  # compact() just proved it is JSON

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from ..exceptions import RateLimitedError
 from ..ratelimit import WindowCounter
@@ -36,6 +35,7 @@ from ..stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, 
 from ..stores.redis import REDIS_DOWN
 from ..stores.resilient import USE_MEMORY, ResilientCore
 from ..stores.userkeys import UserKeys
+from ..views import JSON, Broadcast, MessagePage, MessageView, ReadMark
 from .ids import check_ids, id_key
 from .local import LocalInboxes
 from .message import Message, check_body, parse_entry
@@ -77,7 +77,7 @@ class InboxOps:
         self._sends = WindowCounter(core, send_rate_window_s)
         core.recovery_hooks.append(self.flush)
 
-    def check_body(self, body: Any) -> Any:
+    def check_body(self, body: object) -> JSON:
         """``body`` if it may be sent: JSON, within ``MESSAGES.MAX_BODY_BYTES``."""
         return check_body(body, self.max_body_bytes)
 
@@ -113,11 +113,10 @@ class InboxOps:
             raise RateLimitedError(f"too many messages; retry in {retry_after} s", retry_after)
 
     def send(
-        self, to: str, body: Any, *, sender: str | None = None, kind: str = "direct"
-    ) -> Op[dict[str, Any]]:
+        self, to: str, body: object, *, sender: str | None = None, kind: str = "direct"
+    ) -> Op[MessageView]:
         """Append a message to ``to``'s inbox; returns it (with its id)."""
-        self.check_body(body)
-        message = Message("", sender, kind, self.core.clock(), body)
+        message = Message("", sender, kind, self.core.clock(), self.check_body(body))
         replies = yield from self.core.on_redis(
             send(PipelineCall(tuple(self._xadd_calls(to, message, "*"))))
         )
@@ -128,9 +127,9 @@ class InboxOps:
         self._delivered(to, message)
         return message.view()
 
-    def broadcast(self, body: Any, *, sender: str | None = None) -> Op[dict[str, Any]]:
+    def broadcast(self, body: object, *, sender: str | None = None) -> Op[Broadcast]:
         """Send ``body`` to every user online now; returns how many received it."""
-        self.check_body(body)
+        body = self.check_body(body)
         now = self.core.clock()
         online = ("ZRANGE", self.keys.online(), now - self.online_window_ms, "+inf", "BYSCORE")
         users = yield from self.core.on_redis(send(CommandCall(online)))
@@ -201,7 +200,7 @@ class InboxOps:
 
     def page(
         self, user_id: str, *, cursor: str | None = None, limit: int = 50, unread: bool = False
-    ) -> Op[dict[str, Any]]:
+    ) -> Op[MessagePage]:
         """A page of messages, oldest first; ``next_cursor`` continues after it (or None)."""
         limit = max(1, min(limit, MAX_PAGE))
         messages = yield from self.after(user_id, cursor or "0-0", limit=limit, unread=unread)
@@ -212,7 +211,7 @@ class InboxOps:
 
     def mark_read(
         self, user_id: str, *, up_to: str | None = None, ids: list[str] | tuple[str, ...] = ()
-    ) -> Op[dict[str, Any]]:
+    ) -> Op[ReadMark]:
         """Mark everything up to ``up_to`` and/or the given ids read."""
         check_ids(*([up_to] if up_to else []), *ids)
         upto = self.local.mark(user_id, up_to, ids)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from ..exceptions import InvalidMessageError, RateLimitedError
 from ..inbox import MAX_PAGE, InboxNotifier, valid_id
+from ..views import MessageView
 from .bodies import read_json_object
 from .errors import ApiError, error_response, ok
 from .routes import _hub, _settings, current_session
@@ -121,7 +122,7 @@ async def mark_read(request: Request) -> Response:
     return ok(result)
 
 
-def _event(message: dict[str, Any]) -> str:
+def _event(message: MessageView) -> str:
     return f"id: {message['id']}\nevent: message\ndata: {json.dumps(message)}\n\n"
 
 
