@@ -171,6 +171,16 @@ def test_unix_socket(pytestconfig: pytest.Config, tmp_path: Path) -> None:
         server.close()
 
 
+async def _until_blocked(server: RedisServer) -> None:
+    """Return once the server reports a client blocked in BLPOP (the call was really sent)."""
+    admin = server.client()
+    for _ in range(500):
+        if admin.info("clients")["blocked_clients"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no client blocked in BLPOP within 5 s")
+
+
 def test_a_late_reply_times_out_and_the_next_call_reconnects(
     fresh_redis_server: RedisServer,
 ) -> None:
@@ -184,7 +194,7 @@ def test_a_late_reply_times_out_and_the_next_call_reconnects(
             assert await _ping(pipeline) is True
             fresh_redis_server.client().execute_command("CLIENT", "PAUSE", 1000, "ALL")
             late = await asyncio.gather(_ping(pipeline), _ping(pipeline), return_exceptions=True)
-            await asyncio.sleep(1.0)  # the pause is over
+            fresh_redis_server.client().execute_command("CLIENT", "UNPAUSE")
             return late, await _ping(pipeline)
         finally:
             await pipeline.disconnect()
@@ -203,7 +213,7 @@ def test_restart_fails_calls_in_flight_then_reconnects(fresh_redis_server: Redis
         try:
             await pipeline.submit(CommandCall(("SET", "k", "v")))
             blocked = asyncio.ensure_future(pipeline.submit(CommandCall(("BLPOP", "nothing", 0))))
-            await asyncio.sleep(0.1)
+            await _until_blocked(fresh_redis_server)
             fresh_redis_server.kill()
             lost = await asyncio.gather(blocked, return_exceptions=True)
             down = await asyncio.gather(_ping(pipeline), return_exceptions=True)

@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from helpers import Blocking, LoopThread, build_settings, every_string_in_redis
+from helpers import Blocking, Clock, LoopThread, build_settings, every_string_in_redis
 from redis_server import RedisServer
 from sessionhub.config import Settings
 from sessionhub.hub import AsyncSessionHub, SessionHub
@@ -81,23 +81,34 @@ def test_no_raw_token_is_stored(make_hub: MakeHub, redis_server: RedisServer) ->
         assert token.encode() not in stored
 
 
+def _clocked(hub: Any) -> Clock:
+    """Put a test-driven clock on the hub: expiries are judged against it, not waited for."""
+    clock = Clock()
+    hub.manager.core.clock = clock
+    return clock
+
+
 def test_idle_expiry_slides_but_never_past_absolute_lifetime(make_hub: MakeHub) -> None:
     """Use extends the idle expiry, but the absolute lifetime ends the session regardless."""
     hub = make_hub(session={"EXPIRES": 1, "ABSOLUTE_LIFETIME": 2})
+    clock = _clocked(hub)
     _, cookie = hub.create("alice")
-    time.sleep(0.6)
-    assert hub.open(cookie) is not None  # slides idle expiry to ~1.6 s
-    time.sleep(0.6)
+    clock.ms += 600
+    assert hub.open(cookie) is not None  # slides idle expiry to 1.6 s
+    clock.ms += 600
     assert hub.open(cookie) is not None  # alive at 1.2 s only because it slid
-    time.sleep(0.9)
+    clock.ms += 900
     assert hub.open(cookie) is None  # 2.1 s: past the absolute lifetime
 
 
 def test_idle_session_expires(make_hub: MakeHub) -> None:
     """A session not used within EXPIRES seconds is gone."""
     hub = make_hub(session={"EXPIRES": 1})
+    clock = _clocked(hub)
     _, cookie = hub.create("alice")
-    time.sleep(1.2)
+    clock.ms += 999
+    assert hub.open(cookie, touch=False) is not None
+    clock.ms += 1
     assert hub.open(cookie) is None
 
 
@@ -205,12 +216,13 @@ def test_count_drops_destroyed_at_once_and_idled_out_when_their_bucket_ends(
 ) -> None:
     """stats() counts from the shard buckets: a destroy at once, an idle expiry within a bucket."""
     hub = make_hub(session={"EXPIRES": 1, "INDEX_SHARDS": 4})
+    clock = _clocked(hub)
     sessions = [hub.create(f"u{i}")[0] for i in range(5)]
     hub.destroy(sessions[0].sid)
     stats = hub.stats()
     assert stats["total_sessions"] == 4
     assert stats["redis_sessions"] == 4
-    time.sleep(1.2)  # one second of idle timeout plus a 100 ms bucket
+    clock.ms += 1100  # one second of idle timeout plus a 100 ms bucket
     assert hub.stats()["total_sessions"] == 0
     client = redis_server.client()
     assert sum(client.hlen(f"session:{{{n}}}:cnt") for n in range(4)) == 0
@@ -222,12 +234,13 @@ def test_the_idle_expiry_is_the_keys_own_expiry_time(
     """The hash keeps no copy of the idle expiry: the key's expiry time is it, and a read slides
     it; the user's session list reads it from there too."""
     hub = make_hub(session={"EXPIRES": 60})
+    clock = _clocked(hub)
     session, cookie = hub.create("alice")
     key = hub.manager.core.redis_ops.keys.session(session.sid)
     client = redis_server.client()
     assert b"e" not in client.hkeys(key)
     assert client.pexpiretime(key) == session.record.expires_ms
-    time.sleep(0.01)
+    clock.ms += 10
     opened = hub.open(cookie)
     assert opened.record.expires_ms > session.record.expires_ms
     assert client.pexpiretime(key) == opened.record.expires_ms
@@ -277,8 +290,9 @@ def test_counts_follow_every_operation(make_hub: MakeHub, redis_server: RedisSer
     bucket holds exactly the live sessions whose expiry ends in it."""
     hub = make_hub(session={"EXPIRES": 30, "INDEX_SHARDS": 2})  # 500 ms buckets
     client = redis_server.client()
+    clock = _clocked(hub)
     made = [hub.create(f"u{i % 3}", data={"n": i}) for i in range(8)]
-    time.sleep(0.6)  # every slide from here on crosses into a later bucket
+    clock.ms += 600  # every slide from here on crosses into a later bucket
     for _, cookie in made[:4]:
         opened = hub.open(cookie)
         opened["n"] = -1
@@ -329,7 +343,7 @@ def _commands_during(server: RedisServer, action: Callable[[], object]) -> list[
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
         marker_client.echo(marker)
-        time.sleep(0.2)
+        assert done.wait(5), "MONITOR did not report the start marker"
         action()
         marker_client.echo(marker)
         listener.join(timeout=5)
