@@ -16,11 +16,9 @@ from ..hub import AsyncSessionHub
 from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
-from .bodies import read_json_object, string_field
+from .bodies import read_body
 from .errors import ApiError, JSONResponse, ok
-
-MAX_USERNAME = 128
-MAX_PASSWORD = 1024
+from .models import LoginBody
 
 
 def session_view(session: Session) -> dict[str, Any]:
@@ -89,9 +87,8 @@ def clear_session_cookie(request: Request, response: Response) -> None:
 
 async def login(request: Request) -> Response:
     settings = _settings(request)
-    body = await read_json_object(request, settings.server.max_body_bytes)
-    username = string_field(body, "username", max_len=MAX_USERNAME)
-    password = string_field(body, "password", max_len=MAX_PASSWORD)
+    body = await read_body(request, LoginBody)
+    username, password = body.username, body.password
     checker: PasswordChecker = request.app.state.passwords
     if not await run_in_threadpool(checker.check, username, password):
         raise ApiError(401, "invalid_credentials", "wrong username or password")
