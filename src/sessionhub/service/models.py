@@ -28,6 +28,7 @@ MAX_USER_ID = 128
 MAX_ONLINE_PAGE = 1000
 _U64 = 2**64 - 1
 # Two unsigned 64-bit integers, as Redis stream ids are: 20 digits each at most.
+_LAST_ID = f"{_U64}-{_U64}"
 MESSAGE_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
 
 
@@ -39,11 +40,13 @@ def _fits_u64(digits: str) -> bool:
 def message_id(value: str) -> str:
     """``value`` if it is a Redis stream id ``<ms>-<seq>`` whose parts fit 64 bits unsigned."""
     ms, sep, seq = value.partition("-")
-    if not (sep and _fits_u64(ms) and _fits_u64(seq)):
+    # The very last id has nothing after it, and Redis refuses to read after it ("invalid start
+    # ID"): refused here until the inbox answers an empty page for it.
+    if not (sep and _fits_u64(ms) and _fits_u64(seq)) or value == _LAST_ID:
         raise PydanticCustomError(
             "message_id",
-            "must be a message id <ms>-<seq>, two integers 0..18446744073709551615, such as "
-            "1700000000000-0",
+            "must be a message id <ms>-<seq>, two integers 0..18446744073709551615 (not both the "
+            "largest), such as 1700000000000-0",
         )
     return value
 
