@@ -1,9 +1,11 @@
-"""Compact JSON text: how stored values (session data, message bodies) are encoded."""
+"""JSON text, in one place: compact text for stored values, UTF-8 bytes for HTTP bodies."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import orjson
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 # One encoder for every value: json.dumps with options builds a new one per call (profiled).
@@ -12,3 +14,16 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 def compact(value: Any) -> str:
     """``value`` as compact JSON; ``TypeError``/``ValueError`` for what JSON cannot hold (NaN)."""
     return _ENCODER.encode(value)
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON bytes, the same text :func:`compact` writes.
+
+    orjson, because encoding was a twentieth of an authenticated request's CPU time with the
+    standard library (profiled). What orjson refuses (an integer beyond 64 bits in a user's
+    settings, a non-string key) goes through :func:`compact`, so no value JSON can carry fails.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return compact(value).encode()

@@ -238,7 +238,7 @@ def _parse_cursor(cursor: str | None) -> tuple[int, str]:
     if not cursor:
         return -1, ""
     ms, sep, user = cursor.partition(":")
-    if not sep or not ms.isdigit():
+    if not sep or not (ms.isascii() and ms.isdigit()) or len(ms) > 20:
         raise InvalidCursorError("cursor must be the next_cursor of a previous page")
     return int(ms), user
 

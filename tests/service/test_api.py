@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, PASSWORD, login, service_settings
@@ -98,7 +99,7 @@ def test_logged_out_cookie_cannot_be_replayed(client: TestClient) -> None:
     cookie = login(client)
     client.post("/api/auth/logout")
     client.cookies.clear()
-    response = client.get("/api/auth/me", cookies={"session": cookie})
+    response = client.get("/api/auth/me", headers=as_session(cookie))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "session_expired"
 
@@ -106,7 +107,7 @@ def test_logged_out_cookie_cannot_be_replayed(client: TestClient) -> None:
 def test_logout_without_a_session_is_harmless(client: TestClient) -> None:
     """Logging out with no cookie (or a bad one) answers 200 and changes nothing."""
     assert client.post("/api/auth/logout").json()["data"] == {"logged_out": False}
-    response = client.post("/api/auth/logout", cookies={"session": "garbage"})
+    response = client.post("/api/auth/logout", headers=as_session("garbage"))
     assert response.json()["data"] == {"logged_out": False}
 
 
@@ -116,10 +117,8 @@ def test_login_rotates_an_existing_session(client: TestClient) -> None:
     second = login(client, "bob")
     assert first != second
     client.cookies.clear()
-    assert client.get("/api/auth/me", cookies={"session": first}).status_code == 401
-    assert (
-        client.get("/api/auth/me", cookies={"session": second}).json()["data"]["user_id"] == "bob"
-    )
+    assert client.get("/api/auth/me", headers=as_session(first)).status_code == 401
+    assert client.get("/api/auth/me", headers=as_session(second)).json()["data"]["user_id"] == "bob"
 
 
 def test_stats_shape(client: TestClient) -> None:
@@ -186,12 +185,12 @@ def test_bad_cookies_get_401_and_change_nothing(
     good = login(client)
     before = sorted(redis_server.client().keys("*"))
     client.cookies.clear()
-    response = client.get("/api/auth/me", cookies={"session": make_cookie(good)})
+    response = client.get("/api/auth/me", headers=as_session(make_cookie(good)))
     assert response.status_code == 401
     assert response.json()["success"] is False
     assert response.json()["error"]["message"]
     assert sorted(redis_server.client().keys("*")) == before
-    assert client.get("/api/auth/me", cookies={"session": good}).status_code == 200
+    assert client.get("/api/auth/me", headers=as_session(good)).status_code == 200
 
 
 def test_no_cookie_is_401(client: TestClient) -> None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import PASSWORD, login, wait_for
@@ -40,7 +41,7 @@ def test_fallback_story(
     server.kill()
 
     # Everything keeps working, from memory, without waiting on Redis.
-    me = timed(lambda: app_client.get("/api/auth/me", cookies={"session": before}))
+    me = timed(lambda: app_client.get("/api/auth/me", headers=as_session(before)))
     assert me.status_code == 200
     assert me.json()["data"]["user_id"] == "alice"
     during = timed(
@@ -50,15 +51,14 @@ def test_fallback_story(
     outage_cookie = during.cookies["session"]
     app_client.cookies.clear()
     assert timed(
-        lambda: app_client.get("/api/auth/me", cookies={"session": outage_cookie})
+        lambda: app_client.get("/api/auth/me", headers=as_session(outage_cookie))
     ).is_success
-    extended = timed(lambda: app_client.post("/api/session/extend", cookies={"session": before}))
+    extended = timed(lambda: app_client.post("/api/session/extend", headers=as_session(before)))
     assert extended.status_code == 200
-    bye = timed(lambda: app_client.post("/api/auth/logout", cookies={"session": leaver}))
+    bye = timed(lambda: app_client.post("/api/auth/logout", headers=as_session(leaver)))
     assert bye.json()["data"] == {"logged_out": True}
     assert (
-        timed(lambda: app_client.get("/api/auth/me", cookies={"session": leaver})).status_code
-        == 401
+        timed(lambda: app_client.get("/api/auth/me", headers=as_session(leaver))).status_code == 401
     )
 
     health = timed(lambda: app_client.get("/api/health/redis"))
@@ -80,8 +80,8 @@ def test_fallback_story(
     assert raw.exists(keys.session(sid(outage_cookie))) == 1  # outage session copied in
     assert raw.exists(keys.session(sid(before))) == 1  # touched in the outage, written back
     assert raw.exists(keys.session(sid(leaver))) == 0  # logout in the outage stays
-    assert app_client.get("/api/auth/me", cookies={"session": outage_cookie}).status_code == 200
-    assert app_client.get("/api/auth/me", cookies={"session": leaver}).status_code == 401
+    assert app_client.get("/api/auth/me", headers=as_session(outage_cookie)).status_code == 200
+    assert app_client.get("/api/auth/me", headers=as_session(leaver)).status_code == 401
     stats = app_client.get("/api/session/stats").json()["data"]
     assert stats["redis_available"] is True
     assert stats["redis_sessions"] == 3  # before, outage_cookie, fresh
@@ -95,7 +95,7 @@ def test_service_starts_degraded_without_redis(
     app_client = make_client(fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE})
     assert app_client.get("/api/health/redis").status_code == 503
     cookie = login(app_client)
-    assert app_client.get("/api/auth/me", cookies={"session": cookie}).status_code == 200
+    assert app_client.get("/api/auth/me", headers=as_session(cookie)).status_code == 200
     fresh_redis_server.start()
     wait_for(lambda: app_client.get("/api/health/redis").status_code == 200, timeout=PROBE * 4)
-    assert app_client.get("/api/auth/me", cookies={"session": cookie}).status_code == 200
+    assert app_client.get("/api/auth/me", headers=as_session(cookie)).status_code == 200

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, PASSWORD, build_settings, device, login, service_settings, wait_for
@@ -25,7 +26,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _messages(client: TestClient, cookie: str, query: str = "") -> dict[str, Any]:
-    response = client.get(f"/api/me/messages{query}", cookies={"session": cookie})
+    response = client.get(f"/api/me/messages{query}", headers=as_session(cookie))
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
     return data
@@ -37,7 +38,7 @@ def test_send_list_read_and_inboxes_are_separate(client: TestClient) -> None:
     alice = device(client, "alice")
     bob = device(client, "bob")
     sent = client.post(
-        "/api/messages", json={"to": "bob", "body": {"text": "hi"}}, cookies={"session": alice}
+        "/api/messages", json={"to": "bob", "body": {"text": "hi"}}, headers=as_session(alice)
     )
     assert sent.status_code == 201, sent.text
     admin = client.post("/api/users/bob/messages", json={"body": "from ops"}, headers=ADMIN)
@@ -53,11 +54,11 @@ def test_send_list_read_and_inboxes_are_separate(client: TestClient) -> None:
     page = _messages(client, bob, "?limit=1")
     assert page["next_cursor"] == first
     assert [m["id"] for m in _messages(client, bob, f"?cursor={first}")["messages"]] == [second]
-    read = client.post("/api/me/messages/read", json={"ids": [second]}, cookies={"session": bob})
+    read = client.post("/api/me/messages/read", json={"ids": [second]}, headers=as_session(bob))
     assert read.status_code == 200
     unread = _messages(client, bob, "?unread=true")["messages"]
     assert [m["id"] for m in unread] == [first]
-    client.post("/api/me/messages/read", json={"up_to": first}, cookies={"session": bob})
+    client.post("/api/me/messages/read", json={"up_to": first}, headers=as_session(bob))
     assert _messages(client, bob, "?unread=true")["messages"] == []
     assert all(m["read"] for m in _messages(client, bob)["messages"])
 
@@ -70,7 +71,7 @@ def test_validation_rate_limit_and_authorization(
     client = make_client(redis_url, messages={"SEND_RATE": 2, "MAX_BODY_BYTES": 64})
     alice = device(client, "alice")
     bob = device(client, "bob")
-    send = {"cookies": {"session": alice}}
+    send = {"headers": as_session(alice)}
     assert client.post("/api/messages", json={"to": "bob"}, **send).status_code == 422
     assert client.post("/api/messages", json={"to": "nobody", "body": 1}, **send).status_code == 404
     big = client.post("/api/messages", json={"to": "bob", "body": "x" * 100}, **send)
@@ -93,15 +94,15 @@ def test_validation_rate_limit_and_authorization(
         assert client.request(method, path, json=body).status_code == 401
     for path in ("/api/users/bob/messages", "/api/messages/broadcast"):
         assert client.post(path, json={"body": 1}).status_code == 401
-        assert client.post(path, json={"body": 1}, cookies={"session": bob}).status_code == 401
+        assert client.post(path, json={"body": 1}, headers=as_session(bob)).status_code == 401
         bad = {"Authorization": "Bearer wrong-key-wrong-key"}
         assert client.post(path, json={"body": 1}, headers=bad).status_code == 403
     # Alice never sees Bob's messages, and cannot mark them read.
     assert _messages(client, alice)["messages"] == []
     bobs = _messages(client, bob)["messages"]
-    client.post("/api/me/messages/read", json={"up_to": bobs[-1]["id"]}, cookies={"session": alice})
+    client.post("/api/me/messages/read", json={"up_to": bobs[-1]["id"]}, headers=as_session(alice))
     assert len(_messages(client, bob, "?unread=true")["messages"]) == 2
-    bad_read = client.post("/api/me/messages/read", json={"ids": ["x"]}, cookies={"session": bob})
+    bad_read = client.post("/api/me/messages/read", json={"ids": ["x"]}, headers=as_session(bob))
     assert bad_read.status_code == 422
 
 
@@ -263,7 +264,7 @@ def test_degraded_messages_kept_and_flushed(
     bob = device(client, "bob")
     server.kill()
     sent = client.post(
-        "/api/messages", json={"to": "bob", "body": "during"}, cookies={"session": alice}
+        "/api/messages", json={"to": "bob", "body": "during"}, headers=as_session(alice)
     )
     assert sent.status_code == 201
     assert hub.manager.core.mode == "degraded"

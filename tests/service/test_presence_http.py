@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, build_settings, device, login, wait_for
@@ -26,16 +27,16 @@ def test_online_across_devices_and_instances(
     laptop = device(two, "alice")
     bob = device(two, "bob")
     for c, cookie in ((one, phone), (two, bob)):
-        data = c.get("/api/presence/online", cookies={"session": cookie}).json()["data"]
+        data = c.get("/api/presence/online", headers=as_session(cookie)).json()["data"]
         assert data["online_users"] == 2
         assert data["window_seconds"] == 300
     # Logging out of one device keeps alice online; the last one takes her offline.
-    one.post("/api/auth/logout", cookies={"session": phone})
-    status = two.get("/api/users/alice/presence", cookies={"session": laptop}).json()["data"]
+    one.post("/api/auth/logout", headers=as_session(phone))
+    status = two.get("/api/users/alice/presence", headers=as_session(laptop)).json()["data"]
     assert status["online"] is True
-    two.post("/api/auth/logout", cookies={"session": laptop})
+    two.post("/api/auth/logout", headers=as_session(laptop))
     assert two.get("/api/users/alice/presence", headers=ADMIN).json()["data"]["online"] is False
-    count = one.get("/api/presence/online", cookies={"session": bob}).json()["data"]
+    count = one.get("/api/presence/online", headers=as_session(bob)).json()["data"]
     assert count["online_users"] == 1
 
 
@@ -44,18 +45,18 @@ def test_list_pages_daily_and_authorization(client: TestClient) -> None:
     credentials, and a user cannot read another user's presence."""
     alice = device(client, "alice")
     bob = device(client, "bob")
-    first = client.get("/api/presence/online/users?limit=1", cookies={"session": alice}).json()[
+    first = client.get("/api/presence/online/users?limit=1", headers=as_session(alice)).json()[
         "data"
     ]
     assert len(first["users"]) == 1
     assert first["next_cursor"]
     second = client.get(
         f"/api/presence/online/users?limit=1&cursor={first['next_cursor']}",
-        cookies={"session": alice},
+        headers=as_session(alice),
     ).json()["data"]
     assert {first["users"][0]["user_id"], second["users"][0]["user_id"]} == {"alice", "bob"}
     today = day_of(client.app.state.hub.manager.core.clock())  # type: ignore[attr-defined]
-    daily = client.get(f"/api/presence/daily?date={today}", cookies={"session": bob})
+    daily = client.get(f"/api/presence/daily?date={today}", headers=as_session(bob))
     assert daily.json()["data"]["active_users"] == 2
     assert (
         client.get("/api/presence/daily?date=2020-01-01", headers=ADMIN).json()["data"][
@@ -76,9 +77,9 @@ def test_list_pages_daily_and_authorization(client: TestClient) -> None:
             client.get(path, headers={"Authorization": "Bearer wrong-key-wrong-key"}).status_code
             == 403
         )
-    assert client.get("/api/users/bob/presence", cookies={"session": alice}).status_code == 403
+    assert client.get("/api/users/bob/presence", headers=as_session(alice)).status_code == 403
     assert client.post("/api/presence/heartbeat").status_code == 401
-    beat = client.post("/api/presence/heartbeat", cookies={"session": alice})
+    beat = client.post("/api/presence/heartbeat", headers=as_session(alice))
     assert beat.json()["data"]["online"] is True
 
 
@@ -130,7 +131,7 @@ def test_degraded_counts_locally_and_flushes(
     hub = client.app.state.hub  # type: ignore[attr-defined]
     server.kill()
     cookie = device(client, "alice")
-    data = client.get("/api/presence/online", cookies={"session": cookie}).json()["data"]
+    data = client.get("/api/presence/online", headers=as_session(cookie)).json()["data"]
     assert data == {"online_users": 1, "window_seconds": 300, "mode": "degraded"}
     server.restart()
     wait_for(lambda: hub.manager.core.mode == "redis")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import build_settings, login, wait_for
@@ -21,18 +22,18 @@ def test_defaults_put_patch_and_every_device(client: TestClient) -> None:
     client.cookies.clear()
     laptop = login(client)
     client.cookies.clear()
-    got = client.get("/api/me/settings", cookies={"session": phone})
+    got = client.get("/api/me/settings", headers=as_session(phone))
     assert got.json()["data"] == DEFAULTS
     put = client.put(
         "/api/me/settings",
         json={"theme": "dark", "language": "zh-CN", "custom": {"a": 1}},
-        cookies={"session": phone},
+        headers=as_session(phone),
     )
     assert put.status_code == 200, put.text
     patched = client.patch(
         "/api/me/settings",
         json={"timezone": "Asia/Shanghai", "custom": {"b": [1, 2]}},
-        cookies={"session": laptop},
+        headers=as_session(laptop),
     ).json()["data"]
     assert patched == {
         "theme": "dark",
@@ -41,19 +42,19 @@ def test_defaults_put_patch_and_every_device(client: TestClient) -> None:
         "notifications": True,
         "custom": {"a": 1, "b": [1, 2]},
     }
-    assert client.get("/api/me/settings", cookies={"session": phone}).json()["data"] == patched
+    assert client.get("/api/me/settings", headers=as_session(phone)).json()["data"] == patched
     # Settings belong to the user: they survive logging out of every device.
-    client.post("/api/auth/logout", cookies={"session": phone})
-    client.post("/api/auth/logout", cookies={"session": laptop})
+    client.post("/api/auth/logout", headers=as_session(phone))
+    client.post("/api/auth/logout", headers=as_session(laptop))
     again = login(client)
-    assert client.get("/api/me/settings", cookies={"session": again}).json()["data"] == patched
+    assert client.get("/api/me/settings", headers=as_session(again)).json()["data"] == patched
     # PUT replaces: unspecified keys return to defaults.
     replaced = client.put("/api/me/settings", json={"notifications": False}).json()["data"]
     assert replaced == {**DEFAULTS, "notifications": False}
     # Another user sees only their own.
     client.cookies.clear()
     bob = login(client, "bob")
-    assert client.get("/api/me/settings", cookies={"session": bob}).json()["data"] == DEFAULTS
+    assert client.get("/api/me/settings", headers=as_session(bob)).json()["data"] == DEFAULTS
 
 
 def test_invalid_input_names_each_field_and_changes_nothing(client: TestClient) -> None:
@@ -69,7 +70,7 @@ def test_invalid_input_names_each_field_and_changes_nothing(client: TestClient) 
             "notifications": "yes",
             "colour": 1,
         },
-        cookies={"session": cookie},
+        headers=as_session(cookie),
     )
     assert bad.status_code == 422
     fields = bad.json()["error"]["fields"]
@@ -129,10 +130,10 @@ def test_degraded_writes_are_kept_and_flushed(
     cookie = login(client)
     client.patch("/api/me/settings", json={"theme": "dark"})
     server.kill()
-    assert client.get("/api/me/settings", cookies={"session": cookie}).json()["data"]["theme"] == (
+    assert client.get("/api/me/settings", headers=as_session(cookie)).json()["data"]["theme"] == (
         "dark"
     )
-    changed = client.patch("/api/me/settings", json={"language": "fr"}, cookies={"session": cookie})
+    changed = client.patch("/api/me/settings", json={"language": "fr"}, headers=as_session(cookie))
     assert changed.status_code == 200
     assert hub.manager.core.mode == "degraded"
     server.restart()

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import redis
+from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, device, login, wait_for
@@ -15,7 +16,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _mine(client: TestClient, cookie: str) -> list[dict[str, object]]:
-    response = client.get("/api/me/sessions", cookies={"session": cookie})
+    response = client.get("/api/me/sessions", headers=as_session(cookie))
     assert response.status_code == 200, response.text
     sessions: list[dict[str, object]] = response.json()["data"]["sessions"]
     return sessions
@@ -36,11 +37,11 @@ def test_two_devices_listed_revoke_one(client: TestClient) -> None:
         assert str(s["id"]) not in phone
         assert str(s["id"]) not in laptop
     phone_id = sessions[0]["id"]
-    revoked = client.delete(f"/api/me/sessions/{phone_id}", cookies={"session": laptop})
+    revoked = client.delete(f"/api/me/sessions/{phone_id}", headers=as_session(laptop))
     assert revoked.status_code == 200
-    assert client.get("/api/auth/me", cookies={"session": phone}).status_code == 401
+    assert client.get("/api/auth/me", headers=as_session(phone)).status_code == 401
     assert [s["user_agent"] for s in _mine(client, laptop)] == ["laptop"]
-    again = client.delete(f"/api/me/sessions/{phone_id}", cookies={"session": laptop})
+    again = client.delete(f"/api/me/sessions/{phone_id}", headers=as_session(laptop))
     assert again.status_code == 404
 
 
@@ -48,10 +49,10 @@ def test_revoke_others_keeps_current(client: TestClient) -> None:
     """Revoking the others ends every session but the caller's and reports how many it ended."""
     others = [device(client, "alice", f"d{i}") for i in range(3)]
     current = device(client, "alice", "keeper")
-    response = client.post("/api/me/sessions/revoke-others", cookies={"session": current})
+    response = client.post("/api/me/sessions/revoke-others", headers=as_session(current))
     assert response.json()["data"] == {"revoked": 3}
     for cookie in others:
-        assert client.get("/api/auth/me", cookies={"session": cookie}).status_code == 401
+        assert client.get("/api/auth/me", headers=as_session(cookie)).status_code == 401
     assert [s["user_agent"] for s in _mine(client, current)] == ["keeper"]
 
 
@@ -65,7 +66,7 @@ def test_logout_and_expiry_leave_the_index(
     idle = device(client, "alice", "idle")
     index = client.app.state.hub.manager.user_keys.sessions("alice")  # type: ignore[attr-defined]
     assert r.zcard(index) == 2
-    client.post("/api/auth/logout", cookies={"session": leaving})
+    client.post("/api/auth/logout", headers=as_session(leaving))
     assert r.zcard(index) == 1  # removed at once on logout
     time.sleep(1.2)  # the idle session expires in Redis
     keeper = device(client, "alice", "keeper")
@@ -82,7 +83,7 @@ def test_max_per_user_revokes_oldest(
     first = device(client, "alice", "first")
     device(client, "alice", "second")
     third = device(client, "alice", "third")
-    assert client.get("/api/auth/me", cookies={"session": first}).status_code == 401
+    assert client.get("/api/auth/me", headers=as_session(first)).status_code == 401
     assert [s["user_agent"] for s in _mine(client, third)] == ["second", "third"]
 
 
@@ -98,7 +99,7 @@ def test_admin_routes_need_key_and_work(client: TestClient) -> None:
         ("DELETE", "/api/users/alice/sessions/whatever"),
     ]:
         assert client.request(method, path).status_code == 401
-        assert client.request(method, path, cookies={"session": bob}).status_code == 401
+        assert client.request(method, path, headers=as_session(bob)).status_code == 401
         bad = {"Authorization": "Bearer not-the-admin-key-at-all"}
         assert client.request(method, path, headers=bad).status_code == 403
     listed = client.get("/api/users/alice/sessions", headers=ADMIN).json()["data"]["sessions"]
@@ -109,8 +110,8 @@ def test_admin_routes_need_key_and_work(client: TestClient) -> None:
     assert client.delete("/api/users/alice/sessions", headers=ADMIN).json()["data"] == {
         "revoked": 1
     }
-    assert client.get("/api/auth/me", cookies={"session": a2}).status_code == 401
-    assert client.get("/api/auth/me", cookies={"session": bob}).status_code == 200
+    assert client.get("/api/auth/me", headers=as_session(a2)).status_code == 401
+    assert client.get("/api/auth/me", headers=as_session(bob)).status_code == 200
 
 
 def test_cannot_touch_another_users_sessions(client: TestClient) -> None:
@@ -119,10 +120,8 @@ def test_cannot_touch_another_users_sessions(client: TestClient) -> None:
     alice = device(client, "alice", "a")
     bob = device(client, "bob", "b")
     bob_id = _mine(client, bob)[0]["id"]
-    assert (
-        client.delete(f"/api/me/sessions/{bob_id}", cookies={"session": alice}).status_code == 404
-    )
-    assert client.get("/api/auth/me", cookies={"session": bob}).status_code == 200
+    assert client.delete(f"/api/me/sessions/{bob_id}", headers=as_session(alice)).status_code == 404
+    assert client.get("/api/auth/me", headers=as_session(bob)).status_code == 200
     assert client.get("/api/me/sessions").status_code == 401
     assert client.post("/api/me/sessions/revoke-others").status_code == 401
     assert client.delete(f"/api/me/sessions/{bob_id}").status_code == 401

@@ -36,7 +36,7 @@ from ..stores.redis import REDIS_DOWN
 from ..stores.resilient import USE_MEMORY, ResilientCore
 from ..stores.userkeys import UserKeys
 from ..views import JSON, Broadcast, MessagePage, MessageView, ReadMark
-from .ids import check_ids, id_key
+from .ids import MAX_ID_PART, check_ids, id_key
 from .local import LocalInboxes
 from .message import Message, check_body, parse_entry
 
@@ -167,6 +167,8 @@ class InboxOps:
     ) -> Op[list[Message]]:
         """Messages after ``after_id`` (exclusive), oldest first, at most ``limit``."""
         check_ids(after_id, what="a message id to read after")
+        if id_key(after_id) == (MAX_ID_PART, MAX_ID_PART):
+            return []  # nothing can follow the last possible id (Redis refuses "(" before it)
         found = yield from self.core.on_redis(self._after_redis(user_id, after_id, limit, unread))
         if found is USE_MEMORY:
             return self.local.after(user_id, after_id, limit, unread)

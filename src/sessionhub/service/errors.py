@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 import starlette.responses
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+from ..jsontext import dumps
 
 log = logging.getLogger("sessionhub.service")
 
@@ -25,18 +26,10 @@ class ApiError(Exception):
 
 
 class JSONResponse(starlette.responses.JSONResponse):
-    """Starlette's ``JSONResponse`` with the body encoded by orjson.
-
-    Encoding was a twentieth of an authenticated request's CPU time with the standard library
-    (profiled). Whatever orjson refuses (an integer beyond 64 bits in a user's settings) is
-    encoded by Starlette's own standard-library path, so no value JSON can carry is an error.
-    """
+    """Starlette's ``JSONResponse`` with the body encoded by :func:`sessionhub.jsontext.dumps`."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content)
-        except TypeError:
-            return super().render(content)
+        return dumps(content)
 
 
 def ok(data: Any, status: int = 200) -> JSONResponse:

@@ -16,11 +16,9 @@ from ..hub import AsyncSessionHub
 from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
-from .bodies import read_json_object, string_field
+from .bodies import read_body
 from .errors import ApiError, JSONResponse, error_response, ok
-
-MAX_USERNAME = 128
-MAX_PASSWORD = 1024
+from .models import LoginBody
 
 
 def session_view(session: Session) -> dict[str, Any]:
@@ -89,14 +87,12 @@ def clear_session_cookie(request: Request, response: Response) -> None:
 
 async def login(request: Request) -> Response:
     settings = _settings(request)
-    body = await read_json_object(request, settings.server.max_body_bytes)
-    username = string_field(body, "username", max_len=MAX_USERNAME)
-    password = string_field(body, "password", max_len=MAX_PASSWORD)
+    body = await read_body(request, LoginBody)
+    username, password = body.username, body.password
     hub = _hub(request)
-    throttle = hub.features.login_throttle
     ip = client_ip(request)
     try:
-        await hub.run(throttle.attempt(username, ip))
+        await hub.login_attempts.attempt(username, ip)
     except TooManyAttemptsError as exc:
         response = error_response(429, "too_many_attempts", str(exc))
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -104,7 +100,7 @@ async def login(request: Request) -> Response:
     checker: PasswordChecker = request.app.state.passwords
     if not await run_in_threadpool(checker.check, username, password):
         raise ApiError(401, "invalid_credentials", "wrong username or password")
-    await hub.run(throttle.succeeded(username, ip))
+    await hub.login_attempts.succeeded(username, ip)
     previous = None
     old_cookie = request.cookies.get(settings.session.cookie_name)
     if old_cookie:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..presence import day_of
+from .bodies import read_query
 from .errors import ApiError, ok
+from .models import DailyQuery, OnlineUsersQuery
 from .routes import _hub, current_session
 from .routes_users import admin_only
-
-MAX_PAGE = 1000
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 async def caller(request: Request) -> str | None:
@@ -41,15 +38,11 @@ async def online(request: Request) -> Response:
 
 async def online_users(request: Request) -> Response:
     await caller(request)
-    limit_raw = request.query_params.get("limit", "100")
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
-        raise ApiError(422, "validation_error", f"'limit' must be an integer 1..{MAX_PAGE}")
+    q = read_query(request, OnlineUsersQuery)
     try:
-        page = await _hub(request).presence.online_users(
-            request.query_params.get("cursor") or None, int(limit_raw)
-        )
+        page = await _hub(request).presence.online_users(q.cursor, q.limit)
     except ValueError as exc:
-        raise ApiError(422, "validation_error", f"'cursor': {exc}") from exc
+        raise ApiError(422, "validation_error", f"query parameter 'cursor': {exc}") from exc
     return ok(page)
 
 
@@ -63,9 +56,7 @@ async def user_presence(request: Request) -> Response:
 async def daily(request: Request) -> Response:
     await caller(request)
     hub = _hub(request)
-    day = request.query_params.get("date") or day_of(hub.manager.core.clock())
-    if not _DATE.fullmatch(day):
-        raise ApiError(422, "validation_error", "'date' must be YYYY-MM-DD")
+    day = read_query(request, DailyQuery).date or day_of(hub.manager.core.clock())
     return ok(await hub.presence.daily(day))
 
 

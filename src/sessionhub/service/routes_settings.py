@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..exceptions import InvalidPreferencesError
-from .bodies import read_json_object
-from .errors import JSONResponse, ok
+from .bodies import describe, field_errors, read_json
+from .errors import ApiError, JSONResponse, ok
+from .models import SettingsBody
 from .routes import _hub, _settings, current_session
 
 
@@ -38,13 +42,30 @@ async def patch_settings(request: Request) -> Response:
 async def _write(request: Request, how: str) -> Response:
     session = await current_session(request)
     assert session.user_id is not None
-    body = await read_json_object(request, _settings(request).server.max_body_bytes)
+    value = await read_json(request, _settings(request).server.max_body_bytes)
+    try:
+        body = SettingsBody.model_validate(value).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        if not isinstance(value, dict):
+            raise ApiError(422, "validation_error", describe(exc, "field")) from exc
+        return invalid(InvalidPreferencesError(_all_errors(request, value, field_errors(exc))))
     prefs = _hub(request).preferences
     try:
         method = prefs.replace if how == "replace" else prefs.patch
         return ok(await method(session.user_id, body))
     except InvalidPreferencesError as exc:
         return invalid(exc)
+
+
+def _all_errors(request: Request, value: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
+    """``errors`` of the shape, and the library's verdict on the fields of the right shape, so
+    one answer names every bad field."""
+    rest = {k: v for k, v in value.items() if k not in errors and v is not None}
+    try:
+        _hub(request).features.preferences.validate(rest)
+    except InvalidPreferencesError as exc:
+        return {**errors, **exc.errors}
+    return errors
 
 
 routes = [
