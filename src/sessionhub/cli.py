@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import logging
@@ -11,7 +12,7 @@ import secrets
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import yaml
@@ -20,6 +21,30 @@ from .config import Settings, load_settings, redacted
 from .exceptions import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SERVICE_EXTRA = "pip install 'sessionhub[service]'"
+
+
+class CommandError(Exception):
+    """A problem the user can fix, reported as one line on stderr with the given exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@contextlib.contextmanager
+def service_extra(command: str) -> Iterator[None]:
+    """Imports made inside come from the `service` extra; without it, say what to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing in ("", __package__):
+            raise  # a module of our own missing is a broken install, not a missing extra
+        raise CommandError(
+            f"{command} needs the service extra ({missing} is not installed): {SERVICE_EXTRA}",
+            code=2,
+        ) from None
 
 
 def configure_logging(level: str) -> None:
@@ -33,6 +58,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    with service_extra("serve"):
+        import uvicorn
+
+        from .service.app import create_app
+
     if args.config:
         os.environ["SESSIONHUB_CONFIG"] = args.config  # worker processes load the same file
     settings = _settings(args)
@@ -40,10 +70,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
-    import uvicorn
-
-    from .service.app import create_app
-
     if workers == 1:
         uvicorn.run(
             create_app(settings),
@@ -119,7 +145,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
-    from .service.auth import hash_password
+    with service_extra("hash-password"):
+        from .service.auth import hash_password
 
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
@@ -174,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sessionhub: config error: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"sessionhub: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return 130
     return code
