@@ -10,7 +10,7 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin sessionhub
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf build src/*.egg-info
+RUN pip install ".[service]" && rm -rf build src/*.egg-info
 
 USER sessionhub
 EXPOSE 5000

@@ -10,7 +10,6 @@ session at all: the endpoints answer as if alice were signed in).
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from typing import Any
@@ -22,16 +21,12 @@ SECRET = "bench-secret-key-0123456789"
 
 
 def sessionhub_flask_extension() -> Any:
-    """SessionHub's Flask extension class, or ``None`` when this build does not have one."""
+    """SessionHub's Flask extension class, or ``None`` when Flask is not installed."""
     try:
-        module = importlib.import_module("sessionhub.integrations.flask")
+        from sessionhub.integrations.flask import FlaskSessionHub
     except ImportError:
         return None
-    for name in ("SessionHubFlask", "FlaskSessionHub", "FlaskSessions", "SessionHub", "Sessions"):
-        candidate = getattr(module, name, None)
-        if candidate is not None and hasattr(candidate, "init_app"):
-            return candidate
-    return None
+    return FlaskSessionHub
 
 
 def create_app() -> Flask:

@@ -1,7 +1,8 @@
 """The seed's demo app on FastAPI with SessionHub sessions: ``python examples/fastapi_app.py``.
 
 Redis comes from ``REDIS_URL`` (or ``config.yaml``); the port from ``PORT`` (default 5000).
-Sessions are async all the way (redis.asyncio) through a pure ASGI middleware.
+Sessions are async all the way (redis.asyncio) through a pure ASGI middleware. It needs
+``pip install 'sessionhub[fastapi]' uvicorn``: the fastapi extra brings no server.
 """
 
 import hmac

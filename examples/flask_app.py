@@ -17,14 +17,19 @@ from typing import Any
 from flask import Flask, jsonify, request, session
 
 from sessionhub.config import load_settings
-from sessionhub.integrations.flask import SessionHub, current_user_id, login_user, logout_user
+from sessionhub.integrations.flask import (
+    FlaskSessionHub,
+    current_user_id,
+    login_user,
+    logout_user,
+)
 
 # A demo user table: never keep real passwords like this.
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
 app = Flask(__name__)
 app.config["SESSIONHUB"] = load_settings()  # REDIS_URL, SECRET_KEY, config.yaml
-sessions = SessionHub(app)
+sessions = FlaskSessionHub(app)
 
 
 def envelope(data: Any, status: int = 200) -> Any:

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shared install steps; sourced by scripts/test.sh and scripts/serve.sh from the repo root.
-# Creates .venv, installs the package with its dev extras (or $INSTALL_EXTRAS) and makes sure
-# a redis-server exists (Redis 7.0 or newer; the tests check the version).
+# Shared install steps; sourced by scripts/test.sh, scripts/serve.sh and scripts/bench.sh from
+# the repo root, each setting INSTALL_EXTRAS first. Creates .venv, installs the package with
+# those extras and makes sure a redis-server exists (Redis 7.0 or newer; the tests check it).
 
 if [[ ! -x .venv/bin/python ]]; then
     echo "==> creating .venv"
@@ -19,8 +19,7 @@ then
     .venv/bin/pip install -q --upgrade pip
 fi
 
-# The extras to install; scripts/bench.sh adds the benchmark ones.
-INSTALL_EXTRAS="${INSTALL_EXTRAS:-dev}"
+: "${INSTALL_EXTRAS:?the sourcing script sets INSTALL_EXTRAS, e.g. dev,service}"
 echo "==> installing sessionhub (editable, with extras: ${INSTALL_EXTRAS})"
 .venv/bin/pip install -q -e ".[${INSTALL_EXTRAS}]"
 

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# The benchmark extras: Flask-Session, gunicorn, matplotlib, py-spy.
-INSTALL_EXTRAS=dev,bench
+# The service under test, and the benchmark extras: Flask-Session, gunicorn, matplotlib, py-spy.
+INSTALL_EXTRAS=dev,service,bench
 # shellcheck source=scripts/_install.sh
 source scripts/_install.sh
 

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+INSTALL_EXTRAS=service
 # shellcheck source=scripts/_install.sh
 source scripts/_install.sh
 

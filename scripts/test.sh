@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The tests run the service and every adapter, and lint and type-check all of it.
+INSTALL_EXTRAS=dev,service
 # shellcheck source=scripts/_install.sh
 source scripts/_install.sh
 

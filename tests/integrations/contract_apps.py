@@ -145,7 +145,7 @@ def make_flask_app(settings: Settings) -> Any:
     """The contract app on Flask with the SessionHub extension."""
     import flask
 
-    from sessionhub.integrations.flask import SessionHub as FlaskSessionHub
+    from sessionhub.integrations.flask import FlaskSessionHub
 
     app = flask.Flask("contract")
     app.config["SESSIONHUB"] = settings

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from helpers import build_settings
 from sessionhub.integrations.asgi import SessionMiddleware, cookie_header
 from sessionhub.integrations.base import CookieAction
@@ -53,7 +51,6 @@ def test_lifespan_shutdown_closes_the_hub(redis_url: str) -> None:
 
 def test_fastapi_current_user_is_401_without_login(redis_url: str) -> None:
     """The current-user dependency answers 401 for an anonymous session and the id after login."""
-    pytest.importorskip("fastapi")
     from fastapi_contract_app import make_app
     from starlette.testclient import TestClient
 

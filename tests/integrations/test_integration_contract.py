@@ -13,10 +13,6 @@ from contract_apps import ADAPTERS, Client, open_client
 from helpers import build_settings, wait_for
 from redis_server import RedisServer
 
-pytest.importorskip("flask")
-pytest.importorskip("fastapi")
-pytest.importorskip("django")
-
 ADAPTER_NAMES = sorted(ADAPTERS)
 
 

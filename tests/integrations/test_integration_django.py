@@ -6,9 +6,6 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-
-pytest.importorskip("django")
-
 from contract_apps import configure_django
 
 from helpers import build_settings

@@ -29,7 +29,6 @@ COMMANDS = {
 @pytest.fixture(params=sorted(COMMANDS))
 def example(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[str]:
     """An example server running as a subprocess; yields its base URL."""
-    pytest.importorskip(request.param)
     port = free_port()
     argv, cwd = COMMANDS[request.param]
     env = {
@@ -92,7 +91,6 @@ def test_example_health_is_503_when_redis_is_down(
     fresh_redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """With Redis gone the Flask example reports degraded with HTTP 503 and keeps counting."""
-    pytest.importorskip("flask")
     port = free_port()
     env = {
         **os.environ,

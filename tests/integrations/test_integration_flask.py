@@ -7,14 +7,14 @@ import datetime
 from collections.abc import Iterator
 from typing import Any
 
+import flask
+import flask_session
 import pytest
 import redis
 
-flask = pytest.importorskip("flask")
-flask_session = pytest.importorskip("flask_session")
-
-from sessionhub.exceptions import ConfigError  # noqa: E402
-from sessionhub.integrations.flask import SessionHub, flask_settings, regenerate  # noqa: E402
+import sessionhub.integrations.flask
+from sessionhub.exceptions import ConfigError
+from sessionhub.integrations.flask import FlaskSessionHub, flask_settings, regenerate
 
 SECRET = "flask-secret-key-0123456789"
 
@@ -62,9 +62,17 @@ def apps() -> Iterator[list[Any]]:
 def hub_app(apps: list[Any], config: dict[str, Any]) -> Any:
     """A test app with SessionHub installed."""
     app = make_app(config)
-    SessionHub(app)
+    FlaskSessionHub(app)
     apps.append(app)
     return app
+
+
+def test_the_extension_has_its_own_name() -> None:
+    """The extension is FlaskSessionHub; the hub's name SessionHub is not importable from here."""
+    assert "FlaskSessionHub" in sessionhub.integrations.flask.__all__
+    assert not hasattr(sessionhub.integrations.flask, "SessionHub")
+    with pytest.raises(ImportError, match="SessionHub"):
+        exec("from sessionhub.integrations.flask import SessionHub", {})  # noqa: S102
 
 
 def test_flask_session_keys_are_read(redis_url: str) -> None:

@@ -2,8 +2,9 @@
 
 Switching from Flask-Session is a change of import::
 
-    from sessionhub.integrations.flask import SessionHub   # was: from flask_session import Session
-    SessionHub(app)                                          # or SessionHub().init_app(app)
+    # was: from flask_session import Session; Session(app)
+    from sessionhub.integrations.flask import FlaskSessionHub
+    FlaskSessionHub(app)                       # or FlaskSessionHub().init_app(app)
 
 Configuration comes from ``app.config``: the SessionHub settings in ``SESSIONHUB`` (a
 :class:`~sessionhub.config.Settings` or an UPPERCASE mapping like ``config.yaml``) win; Flask and
@@ -38,8 +39,8 @@ from .base import PERMANENT_KEY, RequestSession, commit, merge_settings
 
 __all__ = [
     "FlaskSession",
+    "FlaskSessionHub",
     "HubSessionInterface",
-    "SessionHub",
     "current_user_id",
     "flask_settings",
     "login_user",
@@ -293,8 +294,8 @@ def _user_agent(request: flask.Request) -> str:
     return request.headers.get("User-Agent", "")
 
 
-class SessionHub:
-    """The Flask extension: ``SessionHub(app)`` or ``ext = SessionHub(); ext.init_app(app)``."""
+class FlaskSessionHub:
+    """The Flask extension: ``FlaskSessionHub(app)`` or ``FlaskSessionHub().init_app(app)``."""
 
     def __init__(self, app: flask.Flask | None = None) -> None:
         self._app = app
@@ -334,7 +335,7 @@ class SessionHub:
 def _session() -> FlaskSession:
     session = flask.session._get_current_object()  # type: ignore[attr-defined]
     if not isinstance(session, FlaskSession):
-        raise RuntimeError("flask.session is not a SessionHub session: call SessionHub(app)")
+        raise RuntimeError("flask.session is not a SessionHub session: call FlaskSessionHub(app)")
     return session
 
 
