@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -26,8 +27,8 @@ def _binary(config: pytest.Config) -> str | None:
     return str(value) if value else None
 
 
-def _running_server(config: pytest.Config) -> Iterator[RedisServer]:
-    server = RedisServer(binary=_binary(config))
+def _running_server(config: pytest.Config, *args: str) -> Iterator[RedisServer]:
+    server = RedisServer(binary=_binary(config), extra_args=args)
     try:
         server.start()
         yield server
@@ -58,6 +59,19 @@ def redis_url(redis_server: RedisServer) -> str:
 def fresh_redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
     """A private redis-server for this test only, free to stop, kill and restart."""
     yield from _running_server(pytestconfig)
+
+
+@pytest.fixture
+def make_redis_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., RedisServer]]:
+    """Factory of private redis-servers started with extra arguments (``"--appendonly", "yes"``)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(*args: str) -> RedisServer:
+            return stack.enter_context(
+                contextlib.contextmanager(_running_server)(pytestconfig, *args)
+            )
+
+        yield make
 
 
 @pytest.fixture

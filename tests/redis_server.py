@@ -7,7 +7,6 @@ comes back empty.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -146,14 +145,17 @@ class RedisServer:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> RedisServer:
-        """Start the server (no-op if running) and wait until it answers PING."""
+    def start(self, *, loaded: bool = True) -> RedisServer:
+        """Start the server (no-op if running) and wait until it answers PING.
+
+        ``loaded=False`` returns as soon as it answers at all, LOADING included.
+        """
         if self.is_running:
             return self
         attempts = 1 if self._port_fixed else 3
         for attempt in range(attempts):
             try:
-                self._spawn_and_wait()
+                self._spawn_and_wait(loaded)
             except _PortInUseError:
                 if attempt == attempts - 1:
                     raise RuntimeError(
@@ -173,6 +175,7 @@ class RedisServer:
         if process is None:
             return
         if process.poll() is None:
+            self.thaw()  # a stopped process would keep SIGTERM pending
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=STOP_TIMEOUT)
@@ -190,6 +193,18 @@ class RedisServer:
             process.kill()
             process.wait()
         self._release()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a hung host)."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signum)
 
     def restart(self) -> RedisServer:
         """Stop and start again on the same port in the same dir (data is not kept)."""
@@ -254,7 +269,7 @@ class RedisServer:
         args += list(self.extra_args)
         return args
 
-    def _spawn_and_wait(self) -> None:
+    def _spawn_and_wait(self, loaded: bool) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self._dir / "stdout.log", "ab") as out:
@@ -279,9 +294,14 @@ class RedisServer:
                         f"redis-server ({self.binary}) exited with code {code} while "
                         f"starting on port {self._port}.\n{self._log_tail()}"
                     )
-                with contextlib.suppress(redis.RedisError, OSError):
+                try:
                     if probe.ping():
                         return
+                except redis.BusyLoadingError:
+                    if not loaded:
+                        return
+                except (redis.RedisError, OSError):
+                    pass
                 if time.monotonic() > deadline:
                     self.kill()
                     raise RuntimeError(

@@ -160,7 +160,8 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
                 return
             if core.degraded and self.client is not None:
                 try:
-                    self.client.connection_pool.disconnect()
+                    if not core.reads_from_redis:  # else requests still read on them
+                        self.client.connection_pool.disconnect()
                     self.run(core.recover())
                 except Exception:  # a probe must never kill the thread
                     log.debug("probe failed", exc_info=True)
@@ -219,9 +220,10 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
             self._wake.clear()
             if core.degraded and self.client is not None:
                 try:
-                    await self.client.connection_pool.disconnect()
-                    if self._calls is not None:
-                        await self._calls.disconnect()
+                    if not core.reads_from_redis:  # else requests still read on them
+                        await self.client.connection_pool.disconnect()
+                        if self._calls is not None:
+                            await self._calls.disconnect()
                     await self.run(core.recover())
                 except Exception:  # a probe must never kill the task
                     log.debug("probe failed", exc_info=True)

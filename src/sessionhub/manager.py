@@ -241,7 +241,7 @@ class SessionManager:
         elif mode == "memory":
             message = MEMORY_MESSAGE
         else:
-            message = DEGRADED_HEALTH_MESSAGE
+            message = self._degraded_message()
         return {
             # Memory-only is the configured store working as configured, not an outage.
             "status": "degraded" if mode == "degraded" else "healthy",
@@ -251,3 +251,10 @@ class SessionManager:
             "mode": mode,
             "last_error": None if mode == "redis" else self.core.last_error,
         }
+
+    def _degraded_message(self) -> str:
+        fault = self.core.fault
+        if fault is None:
+            return DEGRADED_HEALTH_MESSAGE
+        where = "read from Redis, changes kept" if fault.reads_work else "stored"
+        return f"{fault.message}; sessions are {where} in memory (degraded mode)"

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from ..exceptions import RateLimitedError
 from ..ratelimit import WindowCounter
 from ..stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, send
-from ..stores.redis import REDIS_DOWN
+from ..stores.redis import classify
 from ..stores.resilient import USE_MEMORY, ResilientCore
 from ..stores.userkeys import UserKeys
 from ..views import JSON, Broadcast, MessagePage, MessageView, ReadMark
@@ -241,9 +241,10 @@ class InboxOps:
         for user_id, message in messages:
             try:
                 yield PipelineCall(tuple(self._xadd_calls(user_id, message, message.id)))
-            except REDIS_DOWN:
-                raise
-            except Exception:  # the id is no longer the newest in that stream: take a new one
+            except Exception as exc:
+                if classify(exc) is not None:  # Redis cannot serve: the probe tries again later
+                    raise
+                # The id is no longer the newest in that stream: take a new one.
                 yield PipelineCall(tuple(self._xadd_calls(user_id, message, "*")))
             self.local.sent(user_id, message)
         for user_id, (upto, ids) in reads.items():

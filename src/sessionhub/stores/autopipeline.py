@@ -84,6 +84,8 @@ class AutoPipeline:
         self._inflight: deque[_Pending] = deque()
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
+        self._refusal: redis.ConnectionError | None = None
+        """Why Redis closed a connection it had just accepted, when it said so."""
 
     def _new_reader(self) -> hiredis.Reader:
         if self._kwargs.get("decode_responses"):
@@ -180,6 +182,8 @@ class AutoPipeline:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
             if not self._inflight:
+                if isinstance(reply, redis.ConnectionError):
+                    self._refusal = reply  # said before any call: "max number of clients reached"
                 break  # a reply nobody waits for: the connection was dropped meanwhile
             call, future, again, _ = self._inflight.popleft()
             if not again and needs_eval(call, reply):
@@ -193,7 +197,10 @@ class AutoPipeline:
 
     def _on_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
-        self._drop(redis.ConnectionError(f"Connection to {self._address()} lost{reason}"))
+        refusal, self._refusal = self._refusal, None
+        self._drop(
+            refusal or redis.ConnectionError(f"Connection to {self._address()} lost{reason}")
+        )
         if self._queue and not self._flush_scheduled:
             self._flush_scheduled = True
             self._on_loop().call_soon(self._flush)
@@ -205,6 +212,7 @@ class AutoPipeline:
         return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}")
 
     async def _connect(self) -> None:
+        self._refusal = None
         try:
             try:
                 self._link = _Link(self)

@@ -15,9 +15,11 @@ out is counted until its bucket ends, at most ``count_bucket_ms`` late.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import MasterDownError, NoScriptError
 
 from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, Fields
@@ -30,6 +32,69 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
     TimeoutError,
 )
 """Errors that mean "Redis is not there" (rather than "Redis refused this command")."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Why Redis cannot serve now, named as the log, ``last_error`` and health say it."""
+
+    name: str
+    message: str
+    reads_work: bool = False
+    """Redis still answers reads and refuses only writes: sessions are read from it while what
+    changes is kept in memory, so a session this process never saw is not logged out."""
+
+
+UNREACHABLE = Fault("unreachable", "Redis is unreachable")
+TIMED_OUT = Fault("timed out", "Redis did not answer within REDIS.SOCKET_TIMEOUT")
+LOADING = Fault("loading", "Redis is loading its dataset")
+MAXCLIENTS = Fault(
+    "max clients", "Redis refuses new connections (maxclients reached; raise maxclients)"
+)
+READ_ONLY = Fault(
+    "read-only replica",
+    "Redis is a read-only replica (point REDIS.URL at the master, or REPLICAOF NO ONE)",
+    reads_work=True,
+)
+OUT_OF_MEMORY = Fault(
+    "out of memory",
+    "Redis is out of memory (maxmemory reached, noeviction; raise maxmemory or use an "
+    "allkeys-lru policy)",
+    reads_work=True,
+)
+MASTER_DOWN = Fault("master down", "Redis is a replica that lost its master (MASTERDOWN)")
+NO_SCRIPT = Fault("scripts refused", "Redis refused SessionHub's scripts even by EVAL (NOSCRIPT)")
+TOO_OLD = Fault("too old", "Redis is too old for SessionHub (7.0 or newer needed)")
+
+_REFUSALS: tuple[tuple[type[Exception], str, Fault], ...] = (
+    # redis-py names most refusals by their error code; a script relays the code of the call
+    # that failed in it, which the prefix check catches whatever class redis-py picked.
+    (redis.ReadOnlyError, "READONLY", READ_ONLY),
+    (redis.OutOfMemoryError, "OOM", OUT_OF_MEMORY),
+    (MasterDownError, "MASTERDOWN", MASTER_DOWN),
+    (NoScriptError, "NOSCRIPT", NO_SCRIPT),
+)
+
+
+def classify(exc: BaseException) -> Fault | None:
+    """The fault ``exc`` shows, or ``None`` when it is a bug to raise (wrong type, script error).
+
+    NOSCRIPT reaches here only when the driver's EVAL fallback did not help.
+    """
+    if isinstance(exc, redis.BusyLoadingError):
+        return LOADING
+    if isinstance(exc, redis.ResponseError):
+        text = str(exc)
+        for kind, code, fault in _REFUSALS:
+            if isinstance(exc, kind) or text.startswith(code):
+                return fault
+        return None
+    if isinstance(exc, REDIS_DOWN):
+        if "max number of clients reached" in str(exc):
+            return MAXCLIENTS
+        return TIMED_OUT if isinstance(exc, redis.TimeoutError | TimeoutError) else UNREACHABLE
+    return None
+
 
 MIN_REDIS_VERSION = (7, 0)
 """The scripts read a key's expiry time with PEXPIRETIME, new in Redis 7.0."""
@@ -65,6 +130,9 @@ COUNT_BUCKETS = 60
 """Buckets per idle timeout: a shard's live buckets stay a small listpack, and a count is late by
 at most a sixtieth of the idle timeout (two minutes at the default two hours)."""
 
+PROBE_TTL_MS = 1000
+"""How long the probe's key lives: the probe only needs Redis to accept it."""
+
 MIN_COUNT_BUCKET_MS = 100
 """The narrowest bucket, so that very short idle timeouts do not spread over a bucket per ms."""
 
@@ -95,6 +163,9 @@ class KeySpace:
 
     def counts_of(self, sid: str) -> str:
         return self.counts(self.shard(sid))
+
+    def probe(self) -> str:
+        return f"{self.prefix}probe"
 
     def session_and_counts(self, sid: str) -> tuple[str, str]:
         """The keys of a session and of its shard's counts, for the scripts that touch both."""
@@ -203,4 +274,14 @@ class RedisOps:
                 f"Redis {shown} is too old: SessionHub needs Redis {needed} or newer "
                 "(its scripts use PEXPIRETIME); sessions stay in memory until it is upgraded"
             )
+        return version
+
+    def check_ready(self) -> Op[tuple[int, ...] | None]:
+        """:meth:`check_server`, then a tiny write that proves Redis accepts writes.
+
+        A read-only replica, a Redis out of memory or one loading its dataset still answers
+        ``INFO``: the write is what keeps such a Redis from being taken back too early.
+        """
+        version = yield from self.check_server()
+        yield CommandCall(("SET", self.keys.probe(), "1", "PX", PROBE_TTL_MS))
         return version

@@ -26,7 +26,7 @@ from ..session import F_EXPIRES, Fields
 from ..tokens import short
 from .base import CommandCall, Op, ScriptCall
 from .memory import MemoryStore
-from .redis import REDIS_DOWN, RedisOps
+from .redis import TOO_OLD, Fault, RedisOps, classify
 
 log = logging.getLogger("sessionhub.store")
 
@@ -81,6 +81,8 @@ class ResilientCore:
         self.degraded = False
         self.degraded_since: float | None = None
         self.last_error: str | None = None
+        self.fault: Fault | None = None
+        """What keeps traffic off Redis while degraded (``None`` while healthy)."""
         self.on_degraded: Callable[[], None] | None = None
         """Called once each time the circuit opens; the front end starts its probe loop here."""
         self._lock = threading.Lock()
@@ -109,17 +111,31 @@ class ResilientCore:
         """Whether Redis is configured at all (``False`` for ``SESSION.TYPE = memory``)."""
         return self.redis_ops is not None
 
-    def trip(self, exc: BaseException) -> None:
+    def trip(self, exc: BaseException, fault: Fault) -> None:
         """Open the circuit: from now on, serve from memory until the probe succeeds."""
         with self._lock:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            if self.degraded:
-                return
+            was_degraded, changed = self.degraded, fault != self.fault
+            self._note(exc, fault)
             self.degraded = True
-            self.degraded_since = time.time()
-        log.warning("%s: %s", DEGRADED_MESSAGE, self.last_error)
-        if self.on_degraded is not None:
-            self.on_degraded()
+            if not was_degraded:
+                self.degraded_since = time.time()
+        if not was_degraded:
+            log.warning("%s: %s", DEGRADED_MESSAGE, self.last_error)
+            if self.on_degraded is not None:
+                self.on_degraded()
+        elif changed:
+            log.warning("Redis fault changed, still in degraded mode: %s", self.last_error)
+
+    def _note(self, exc: BaseException, fault: Fault) -> None:
+        self.fault = fault
+        self.last_error = f"{fault.message}: {type(exc).__name__}: {exc}"
+
+    @property
+    def reads_from_redis(self) -> bool:
+        """Whether Redis still serves reads while degraded (it refuses only writes): the probe
+        then keeps the connections that reads use."""
+        fault = self.fault
+        return self.degraded and fault is not None and fault.reads_work
 
     @property
     def redis_up(self) -> bool:
@@ -133,19 +149,24 @@ class ResilientCore:
 
     # -- the one "Redis, else memory" path ------------------------------------------------------
 
-    def on_redis(self, op: Op[T]) -> Op[T | Literal[Fallback.MEMORY]]:
+    def on_redis(self, op: Op[T], *, reads: bool = False) -> Op[T | Literal[Fallback.MEMORY]]:
         """``op``'s result from Redis, or :data:`USE_MEMORY` when the caller must use memory.
 
         That is while the circuit is open (or no Redis is configured), and when ``op`` fails
-        because Redis cannot serve it, which opens the circuit. Every feature reaches Redis
-        through here, so what counts as "Redis cannot serve" is decided in one place.
+        because Redis cannot serve it (:func:`~.redis.classify`), which opens the circuit. Every
+        feature reaches Redis through here, so what counts as "Redis cannot serve" is decided in
+        one place. An op that only ``reads`` still goes to Redis while the fault is one that
+        refuses writes only (read-only replica, out of memory).
         """
-        if not self._use_redis():
+        if not (self._use_redis() or (reads and self.reads_from_redis)):
             return USE_MEMORY
         try:
             return (yield from op)
-        except REDIS_DOWN as exc:
-            self.trip(exc)
+        except Exception as exc:
+            fault = classify(exc)
+            if fault is None:
+                raise
+            self.trip(exc, fault)
             return USE_MEMORY
 
     # -- operations ----------------------------------------------------------------------------
@@ -159,14 +180,17 @@ class ResilientCore:
         lt, now = self.lifetimes, self.clock()
         threshold = 0 if force else lt.refresh_threshold_ms
         if self.redis_ops is not None:
-            fields = yield from self.on_redis(
-                self.redis_ops.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
-            )
+            was_up = self._use_redis()
+            fields = yield from self._load_redis(sid, now, touch, threshold)
+            if fields is USE_MEMORY and was_up and self.reads_from_redis:
+                # The slide found Redis refusing writes: it still serves the read.
+                fields = yield from self._load_redis(sid, now, touch, threshold)
             if fields is not USE_MEMORY:
                 if fields is not None:
                     self.memory.put(sid, fields, int(fields[F_EXPIRES]))
-                    return fields
-                if sid not in self._outage_born:
+                    if self._use_redis():
+                        return fields
+                elif sid not in self._outage_born:
                     self.memory.destroy(sid)  # a stale mirror copy must not outlive Redis's answer
                     return None
         if sid in self._tombstones:
@@ -178,6 +202,23 @@ class ResilientCore:
             # Redis keeps the expiry of its copy, at most the recovery's few round trips older.
             self._mark_dirty(sid)
         return fields
+
+    def _load_redis(
+        self, sid: str, now: int, touch: bool, threshold: int
+    ) -> Op[Fields | Literal[Fallback.MEMORY] | None]:
+        """Redis's answer for ``sid``, or :data:`USE_MEMORY`.
+
+        While Redis refuses only writes it is still read, without sliding, until this process
+        changes the session (memory slides it): from then on memory's copy is the newer one.
+        """
+        assert self.redis_ops is not None
+        reading = not self._use_redis()
+        if reading and (sid in self._dirty or sid in self._outage_born or sid in self._tombstones):
+            return USE_MEMORY
+        load = self.redis_ops.load(
+            sid, now, self.lifetimes.idle_ms, touch=touch and not reading, threshold_ms=threshold
+        )
+        return (yield from self.on_redis(load, reads=reading))
 
     def create(
         self,
@@ -261,18 +302,18 @@ class ResilientCore:
         if self.redis_ops is None:
             return True
         try:
-            checked = yield from self.on_redis(self.redis_ops.check_server())
+            checked = yield from self.on_redis(self.redis_ops.check_ready())
         except RedisTooOldError as exc:
             self._report_too_old(exc)
-            self.trip(exc)
+            self.trip(exc, TOO_OLD)
             return False
         return checked is not USE_MEMORY
 
     def _report_too_old(self, exc: RedisTooOldError) -> None:
-        error = f"{type(exc).__name__}: {exc}"
-        if error != self.last_error:  # once per outage, not once per probe
+        before = self.last_error
+        self._note(exc, TOO_OLD)
+        if self.last_error != before:  # once per outage, not once per probe
             log.error("%s", exc)
-        self.last_error = error
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -281,7 +322,7 @@ class ResilientCore:
         if self.redis_ops is None or not self.degraded:
             return True
         try:
-            yield from self.redis_ops.check_server()
+            yield from self.redis_ops.check_ready()
             self._recovering = True
             while True:
                 with self._lock:
@@ -296,12 +337,17 @@ class ResilientCore:
                 with self._lock:
                     if flushed and not self._tombstones and not self._dirty:
                         self.degraded = False
+                        self.fault = None
                         break
         except RedisTooOldError as exc:
             self._report_too_old(exc)
             return False
-        except REDIS_DOWN as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            fault = classify(exc)
+            if fault is None:
+                raise
+            with self._lock:
+                self._note(exc, fault)
             return False
         finally:
             self._recovering = False

@@ -1,0 +1,340 @@
+"""Each Redis fault caused for real under the running service: what users get, what health says.
+
+Every test answers its requests without a 500, checks that health names the fault, and that
+traffic returns to Redis once the fault is gone (see docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from sessioncookie import as_session
+from starlette.testclient import TestClient
+
+from helpers import device, wait_for
+from redis_server import HOST, RedisServer, free_port
+from tcp_proxy import TcpProxy
+
+PROBE = 0.2
+SHORT = {"PROBE_INTERVAL": PROBE, "SOCKET_TIMEOUT": 0.3, "CONNECT_TIMEOUT": 0.3}
+"""Timeouts that make a hung Redis cost a fraction of a second."""
+
+Fault = Callable[[redis.Redis], Any]
+
+
+def health(client: TestClient) -> dict[str, Any]:
+    data: dict[str, Any] = client.get("/api/health/redis").json()["data"]
+    return data
+
+
+def me(client: TestClient, cookie: str) -> str | None:
+    """The user the service says ``cookie`` belongs to (``None``: 401); fails on anything else."""
+    response = client.get("/api/auth/me", headers=as_session(cookie))
+    assert response.status_code in (200, 401), response.text
+    return response.json()["data"]["user_id"] if response.status_code == 200 else None
+
+
+def assert_degraded_by(client: TestClient, named: str) -> None:
+    """Health answers 503 and names the fault in ``message`` and ``last_error``."""
+    response = client.get("/api/health/redis")
+    assert response.status_code == 503
+    data = response.json()["data"]
+    assert data["mode"] == "degraded"
+    assert named in data["message"]
+    assert named in data["last_error"]
+
+
+def back_on_redis(client: TestClient) -> None:
+    wait_for(lambda: client.get("/api/health/redis").status_code == 200, timeout=PROBE * 25)
+
+
+def core_of(client: TestClient) -> Any:
+    return client.app.state.hub.manager.core  # type: ignore[attr-defined]
+
+
+def session_key(client: TestClient, cookie: str) -> str:
+    manager = client.app.state.hub.manager  # type: ignore[attr-defined]
+    return str(manager.core.redis_ops.keys.session(manager.sid_for_cookie(cookie)))
+
+
+def replica_of_nowhere(raw: redis.Redis) -> None:
+    raw.replicaof(HOST, free_port())  # no master answers there: it stays a stale replica
+
+
+def primary_again(raw: redis.Redis) -> None:
+    raw.replicaof("NO", "ONE")
+
+
+def out_of_memory(raw: redis.Redis) -> None:
+    raw.config_set("maxmemory", 1)  # under the default noeviction policy
+
+
+def memory_again(raw: redis.Redis) -> None:
+    raw.config_set("maxmemory", 0)
+
+
+@pytest.mark.parametrize(
+    ("cause", "clear", "named"),
+    [
+        (replica_of_nowhere, primary_again, "read-only replica"),
+        (out_of_memory, memory_again, "out of memory"),
+    ],
+    ids=["readonly", "oom"],
+)
+def test_redis_refusing_writes(
+    make_client: Callable[..., TestClient],
+    fresh_redis_server: RedisServer,
+    cause: Fault,
+    clear: Fault,
+    named: str,
+) -> None:
+    """A Redis that refuses writes still serves reads: a session this instance never saw stays
+    signed in, logins and changes go to memory, and all of it lands in Redis afterwards."""
+    server = fresh_redis_server
+    first = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+    second = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+    bob = device(first, "bob")  # the second instance has never seen bob's session
+    raw = server.client()
+    cause(raw)
+
+    assert me(second, bob) == "bob"
+    alice = device(second, "alice")
+    assert me(second, alice) == "alice"
+    patched = second.patch("/api/me/settings", json={"theme": "dark"}, headers=as_session(bob))
+    assert patched.status_code == 200
+    assert_degraded_by(second, named)
+    since = core_of(second).degraded_since
+    time.sleep(PROBE * 3)  # probes run, and must keep traffic off a Redis that still refuses
+    assert core_of(second).degraded_since == since
+    assert_degraded_by(second, named)
+
+    clear(raw)
+    back_on_redis(second)
+    assert raw.exists(session_key(second, alice)) == 1  # the login made meanwhile, written back
+    assert me(first, alice) == "alice"
+    assert me(first, bob) == "bob"
+    settings = first.get("/api/me/settings", headers=as_session(bob)).json()["data"]
+    assert settings["theme"] == "dark"
+
+
+def test_frozen_redis(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """A Redis stopped with SIGSTOP costs one socket timeout; requests are then answered from
+    memory, and SIGCONT brings traffic back within a probe."""
+    server = fresh_redis_server
+    client = make_client(server.url, redis=SHORT)
+    alice = device(client, "alice")
+    server.freeze()
+    try:
+        assert me(client, alice) == "alice"
+        bob = device(client, "bob")
+        assert me(client, bob) == "bob"
+        assert_degraded_by(client, "did not answer")
+    finally:
+        server.thaw()
+    back_on_redis(client)
+    assert me(client, bob) == "bob"
+    assert server.client().exists(session_key(client, bob)) == 1
+
+
+def test_slow_then_stalled_network(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """Behind a slow link requests wait for Redis; behind a stalled one they fail over to memory
+    within the socket timeout; none hangs, and traffic returns when the link heals."""
+    with contextlib.closing(TcpProxy(fresh_redis_server.port)) as proxy:
+        client = make_client(proxy.url, redis=SHORT)
+        alice = device(client, "alice")
+        proxy.delay = 0.02  # well under the socket timeout: requests queue briefly
+        assert me(client, alice) == "alice"
+        assert device(client, "bob")
+        assert core_of(client).degraded_since is None  # served by Redis throughout
+        proxy.delay = 0.0
+        proxy.stall()
+        assert me(client, alice) == "alice"
+        during = device(client, "bob")
+        assert me(client, during) == "bob"
+        assert_degraded_by(client, "did not answer")
+        proxy.resume()
+        back_on_redis(client)
+        assert me(client, during) == "bob"
+
+
+def test_redis_loading_its_dataset(
+    make_client: Callable[..., TestClient], make_redis_server: Callable[..., RedisServer]
+) -> None:
+    """While a restarted Redis loads a large dataset (LOADING) requests are answered from
+    memory and health says it is loading; once loaded, traffic returns to Redis."""
+    server = make_redis_server(
+        "--enable-debug-command",
+        "yes",
+        "--key-load-delay",
+        "50",  # microseconds per key: 20,000 keys load for a few seconds
+        "--loading-process-events-interval-bytes",
+        "1024",  # answer clients (LOADING) while loading
+    )
+    client = make_client(server.url, redis=SHORT)
+    alice = device(client, "alice")
+    raw = server.client()
+    raw.execute_command("DEBUG", "POPULATE", 20_000)
+    raw.save()
+    server.stop()
+    server.start(loaded=False)
+    assert server.client().info("persistence")["loading"] == 1
+
+    assert me(client, alice) == "alice"
+    bob = device(client, "bob")
+    assert_degraded_by(client, "loading")
+
+    back_on_redis(client)
+    assert me(client, alice) == "alice"
+    assert me(client, bob) == "bob"
+    assert server.client().exists(session_key(client, bob)) == 1
+
+
+def test_script_cache_flushed(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """After SCRIPT FLUSH every script call falls back to EVAL once: no request fails and the
+    service never leaves Redis."""
+    client = make_client(fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE})
+    raw = fresh_redis_server.client()
+    alice = device(client, "alice")
+    raw.script_flush()
+    assert me(client, alice) == "alice"
+    raw.script_flush()
+    bob = device(client, "bob")  # a pipeline of two scripts
+    assert me(client, bob) == "bob"
+    assert client.post("/api/auth/logout", headers=as_session(bob)).status_code == 200
+    assert core_of(client).degraded_since is None
+    assert health(client)["status"] == "healthy"
+
+
+def test_connections_killed(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """CLIENT KILL of every service connection loses no request and no session: the service
+    reconnects (through memory for at most a probe if a request was in flight)."""
+    client = make_client(fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE})
+    raw = fresh_redis_server.client()
+    alice = device(client, "alice")
+    raw.client_kill_filter(skipme=True)
+    assert me(client, alice) == "alice"
+    bob = device(client, "bob")
+    back_on_redis(client)
+    assert me(client, bob) == "bob"
+    assert raw.exists(session_key(client, bob)) == 1
+
+
+def test_maxclients_reached(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """When Redis refuses new connections (maxclients) requests are answered from memory and
+    health says why; once connections are accepted again traffic returns to Redis."""
+    client = make_client(fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE})
+    raw = fresh_redis_server.client()
+    alice = device(client, "alice")
+    raw.config_set("maxclients", 1)  # the connections open now stay; no new one is accepted
+    raw.client_kill_filter(_type="normal", skipme=True)
+    try:
+        assert me(client, alice) == "alice"
+        bob = device(client, "bob")
+        assert_degraded_by(client, "maxclients")
+    finally:
+        raw.config_set("maxclients", 10_000)
+    back_on_redis(client)
+    assert me(client, bob) == "bob"
+
+
+def test_eviction_under_allkeys_lru(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """Under allkeys-lru Redis evicts sessions, indexes and counts at random: nothing answers
+    500, an evicted session is signed out, and counts heal once evicted sessions' buckets end."""
+    client = make_client(
+        fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE}, session={"EXPIRES": 2}
+    )
+    raw = fresh_redis_server.client()
+    cookies = [device(client, user) for user in ("alice", "bob") * 5]
+    keys = [session_key(client, cookie) for cookie in cookies]
+    used = int(raw.info("memory")["used_memory"])
+    raw.config_set("maxmemory-policy", "allkeys-lru")
+    raw.config_set("maxmemory", used + 200_000)
+    filler = 0
+    while raw.exists(*keys) == len(keys):
+        with raw.pipeline(transaction=False) as pipe:
+            for _ in range(100):
+                pipe.set(f"filler:{filler}", "x" * 1000)
+                filler += 1
+            pipe.execute()
+    assert int(raw.info("stats")["evicted_keys"]) > 0
+
+    users = [me(client, cookie) for cookie in cookies]
+    assert None in users  # evicted sessions sign out, the others stay
+    assert {"alice", "bob"} >= set(users) - {None}
+    stats = client.get("/api/session/stats")
+    assert stats.status_code == 200
+    assert stats.json()["data"]["redis_sessions"] >= 0
+    for cookie in cookies:
+        listed = client.get("/api/me/sessions", headers=as_session(cookie))
+        assert listed.status_code in (200, 401)
+    assert device(client, "alice")
+
+    raw.config_set("maxmemory", 0)
+
+    def counted() -> int:
+        return int(client.get("/api/session/stats").json()["data"]["redis_sessions"])
+
+    wait_for(lambda: counted() == 0, timeout=10)  # every session idled out, its bucket ended
+    fresh = [device(client, "alice") for _ in range(3)]
+    assert counted() == 3
+    assert all(me(client, cookie) == "alice" for cookie in fresh)
+    assert core_of(client).degraded_since is None
+
+
+def test_restarted_empty(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """A Redis restarted without persistence comes back empty: sessions held only there are
+    signed out (401, never 500) and logins, counts and health work at once."""
+    client = make_client(fresh_redis_server.url, redis={"PROBE_INTERVAL": PROBE})
+    alice = device(client, "alice")
+    fresh_redis_server.restart()
+    assert me(client, alice) is None
+    bob = device(client, "bob")
+    assert me(client, bob) == "bob"
+    assert client.get("/api/session/stats").json()["data"]["redis_sessions"] == 1
+    assert health(client)["status"] == "healthy"
+
+
+def test_durable_with_aof(
+    make_client: Callable[..., TestClient], make_redis_server: Callable[..., RedisServer]
+) -> None:
+    """With AOF on, as docker-compose.yml runs Redis, a restart keeps every acknowledged
+    session, setting and message."""
+    server = make_redis_server("--appendonly", "yes", "--appendfsync", "everysec")
+    client = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+    alice = device(client, "alice")
+    bob = device(client, "bob")
+    patched = client.patch("/api/me/settings", json={"theme": "dark"}, headers=as_session(alice))
+    assert patched.status_code == 200
+    sent = client.post(
+        "/api/messages", json={"to": "bob", "body": {"text": "lunch?"}}, headers=as_session(alice)
+    )
+    assert sent.status_code == 201
+
+    server.restart()
+
+    assert me(client, alice) == "alice"
+    assert me(client, bob) == "bob"
+    settings = client.get("/api/me/settings", headers=as_session(alice)).json()["data"]
+    assert settings["theme"] == "dark"
+    inbox = client.get("/api/me/messages", headers=as_session(bob)).json()["data"]["messages"]
+    assert [m["id"] for m in inbox] == [sent.json()["data"]["id"]]
+    assert core_of(client).degraded_since is None
