@@ -468,6 +468,8 @@ def test_error_missing_explicit_file() -> None:
         ConfigError, match=r"^gone\.yaml: config file not found .*SESSIONHUB_CONFIG"
     ):
         load_settings(env={"SESSIONHUB_CONFIG": "gone.yaml"})
+    with pytest.raises(ConfigError, match=r"^0+: config file not found "):
+        load_settings(env={"SESSIONHUB_CONFIG": "0" * 300})  # too long for the file system
 
 
 def test_error_bad_env_var_name() -> None:

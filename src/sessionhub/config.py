@@ -424,10 +424,11 @@ def load_settings(
     data: dict[str, Any] = {}
     sources: dict[tuple[str | int, ...], str] = {}
     source: str | None = None
-    if required and not file_path.exists():
+    # os.path, not Path: Path.exists() raises on a name too long for the file system.
+    if required and not os.path.exists(file_path):
         named_by = "" if path is not None else " (named by SESSIONHUB_CONFIG)"
         raise ConfigError(f"{_printable(str(file_path))}: config file not found{named_by}")
-    if required or file_path.is_file():
+    if required or os.path.isfile(file_path):
         data = _read_yaml_file(file_path)
         source = os.path.abspath(file_path)
         sources[()] = _printable(str(file_path))
