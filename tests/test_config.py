@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import argon2
@@ -415,6 +417,30 @@ def test_error_bad_yaml() -> None:
     assert "invalid YAML" in message
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("SESSION:\n  EXPIRES: " + "9" * 5000 + "\n", "Exceeds the limit (4300 digits)"),
+        ("SESSION:\n  EXPIRES: 2001-02-30\n", "day is out of range for month"),
+        ("[" * 600, "nested too deeply"),
+    ],
+)
+def test_error_yaml_python_cannot_hold(text: str, problem: str) -> None:
+    """YAML that parses but that Python refuses to build is invalid YAML, not a crash."""
+    assert load_error(text).startswith(f"config.yaml: invalid YAML: {problem}")
+    message = load_error(env={"SESSIONHUB_SESSION__EXPIRES": text.rpartition(" ")[2].strip()})
+    assert message.startswith("env SESSIONHUB_SESSION__EXPIRES = '")
+    assert f": invalid YAML: {problem}" in message
+
+
+def test_error_names_are_quoted_when_they_would_break_the_line() -> None:
+    """Keys and variable names with line breaks are shown quoted, keeping the message one line."""
+    assert load_error('SESSION:\n  "EXP\\rIRES": 1\n').startswith(
+        "config.yaml: SESSION.'EXP\\rIRES': unknown key"
+    )
+    assert load_error(env={"SESSIONHUB_\x1e": ""}).startswith("env 'SESSIONHUB_\\x1e': unknown")
+
+
 def test_error_duplicate_yaml_key() -> None:
     """A key given twice in one mapping is an error instead of last-one-wins."""
     message = load_error("SESSION:\n  EXPIRES: 60\n  EXPIRES: 70\n")
@@ -442,6 +468,8 @@ def test_error_missing_explicit_file() -> None:
         ConfigError, match=r"^gone\.yaml: config file not found .*SESSIONHUB_CONFIG"
     ):
         load_settings(env={"SESSIONHUB_CONFIG": "gone.yaml"})
+    with pytest.raises(ConfigError, match=r"^0+: config file not found "):
+        load_settings(env={"SESSIONHUB_CONFIG": "0" * 300})  # too long for the file system
 
 
 def test_error_bad_env_var_name() -> None:
@@ -463,6 +491,18 @@ def test_error_bad_env_value_names_variable() -> None:
     )
     message = load_error(env={"REDIS_PORT": "0"})
     assert message.startswith("env REDIS_PORT: REDIS.PORT = 0: must be an integer")
+
+
+def test_null_key_prefix_means_default() -> None:
+    """REDIS_KEY_PREFIX: null, as in config.example.yaml, leaves KEY_PREFIX at its default."""
+    write("config.yaml", "SESSION:\n  REDIS_KEY_PREFIX: null\n")
+    assert load_settings(env={}).session.key_prefix == "session:"
+
+
+def test_error_names_the_spelling_the_file_used() -> None:
+    """A bad REDIS_KEY_PREFIX is reported under that name, not under KEY_PREFIX."""
+    message = load_error("SESSION:\n  REDIS_KEY_PREFIX: 'a{b}:'\n")
+    assert message.startswith("config.yaml: SESSION.REDIS_KEY_PREFIX = 'a{b}:': must not contain")
 
 
 def test_error_conflicting_key_prefixes() -> None:
@@ -501,6 +541,42 @@ def test_error_bad_password_hash() -> None:
         "config.yaml: USERS[0].PASSWORD_HASH = '***': must be an argon2 PHC string, "
         "e.g. from `sessionhub hash-password`"
     )
+
+
+@pytest.mark.parametrize(
+    "phc",
+    [
+        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g",
+        "$argon2i$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",  # Argon2 v1.2: no version field
+    ],
+)
+def test_password_hash_accepts_argon2_phc_strings(phc: str) -> None:
+    """PASSWORD_HASH takes the PHC strings argon2 writes, with or without a version field."""
+    write("config.yaml", f"USERS:\n  - USERNAME: alice\n    PASSWORD_HASH: '{phc}'\n")
+    (user,) = load_settings(env={}).users
+    assert user.password_hash.get_secret_value() == phc
+
+
+@pytest.mark.parametrize(
+    "phc",
+    [
+        "$argon2id$v=19$m=8,t=1,p=1$c2FsdA",
+        "$argon2x$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA",
+        "$argon2id$v=19$m=8,t=1$c2FsdA$aGFzaA",
+        "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA\\n",
+        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+    ],
+)
+def test_password_hash_rejects_what_is_not_argon2(phc: str) -> None:
+    """Truncated, unknown-variant, bcrypt and trailing-newline hashes are rejected."""
+    message = load_error(f'USERS:\n  - USERNAME: alice\n    PASSWORD_HASH: "{phc}"\n')
+    assert message.startswith("config.yaml: USERS[0].PASSWORD_HASH = '***': must be an argon2")
+
+
+def test_config_does_not_import_argon2() -> None:
+    """Settings load without argon2, which only the service needs."""
+    code = "import sys, sessionhub.config; sys.exit('argon2' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_error_duplicate_users(password_hash: str) -> None:

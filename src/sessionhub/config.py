@@ -8,16 +8,17 @@ the offending value (secrets masked) and what is allowed. ``docs/CONFIG.md`` lis
 from __future__ import annotations
 
 import difflib
+import functools
 import os
-import types
+import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-import argon2
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,10 +29,12 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticUseDefault
 
 from sessionhub.exceptions import ConfigError
 
@@ -56,19 +59,31 @@ _MODEL_CONFIG = ConfigDict(
 )
 # Settings fields that are filled in by load_settings and must never come from YAML.
 _NOT_YAML_KEYS = frozenset({"environment", "source"})
+# The seed's variable names. Unlike SESSIONHUB_<SECTION>__<KEY>, empty means unset and strings
+# are taken verbatim even when they read "null": a password may well be "null".
+_SEED_ENV_VARS: dict[str, tuple[str, ...]] = {
+    "REDIS_HOST": ("REDIS", "HOST"),
+    "REDIS_PORT": ("REDIS", "PORT"),
+    "REDIS_DB": ("REDIS", "DB"),
+    "REDIS_PASSWORD": ("REDIS", "PASSWORD"),
+    "REDIS_URL": ("REDIS", "URL"),
+    "SECRET_KEY": ("SECRET_KEY",),
+}
 # SESSIONHUB_* variables that are not SESSIONHUB_<SECTION>__<KEY> overrides.
 _PLAIN_ENV_VARS = ("SESSIONHUB_ENV", "SESSIONHUB_CONFIG", "SESSIONHUB_ADMIN_API_KEYS")
 # Not configuration: read by the test suite and scripts (path of a redis-server binary), and
 # commonly exported in developers' shells, so it must not make every command fail.
 _FOREIGN_ENV_VARS = ("SESSIONHUB_REDIS_SERVER",)
 # KEY_PREFIX and its Flask-Session spelling are one setting.
-_ALIASED_KEYS: dict[tuple[str | int, ...], tuple[str, ...]] = {
-    ("SESSION", "KEY_PREFIX"): ("SESSION", "REDIS_KEY_PREFIX"),
-    ("SESSION", "REDIS_KEY_PREFIX"): ("SESSION", "KEY_PREFIX"),
-}
+_KEY_PREFIX_PATHS = (("SESSION", "KEY_PREFIX"), ("SESSION", "REDIS_KEY_PREFIX"))
 _YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 # RFC 6265 cookie-name token: visible ASCII except separators.
 _COOKIE_SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
+# What argon2's encoder writes (v= is absent from Argon2 v1.2 hashes); checked without argon2,
+# which only the service needs.
+_ARGON2_PHC = re.compile(
+    r"\$argon2(?:id|i|d)(?:\$v=[0-9]+)?\$m=[0-9]+,t=[0-9]+,p=[0-9]+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+"
+)
 
 
 class _FieldError(ValueError):
@@ -92,12 +107,8 @@ def _lowercase(value: object) -> object:
 # Case-insensitive choices, stored lowercase.
 _SameSite = Annotated[Literal["lax", "strict", "none"], BeforeValidator(_lowercase)]
 _LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)]
-
-
-def _check_printable(value: str, what: str) -> str:
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ValueError(f"must not contain whitespace or control characters ({what})")
-    return value
+# Every float key is a duration; error messages call numbers "finite" on the strength of this.
+_Seconds = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 
 
 class RedisSettings(BaseModel):
@@ -113,11 +124,11 @@ class RedisSettings(BaseModel):
     # Accepted so old Flask-Session configs load; SessionHub always decodes itself.
     decode_responses: StrictBool = True
     url: StrictStr | None = None
-    socket_timeout: StrictFloat = Field(default=0.5, gt=0, allow_inf_nan=False)
-    connect_timeout: StrictFloat = Field(default=0.5, gt=0, allow_inf_nan=False)
+    socket_timeout: _Seconds = 0.5
+    connect_timeout: _Seconds = 0.5
     retries: StrictInt = Field(default=1, ge=0, le=5)
     max_connections: StrictInt = Field(default=64, ge=1)
-    probe_interval: StrictFloat = Field(default=5.0, gt=0, allow_inf_nan=False)
+    probe_interval: _Seconds = 5.0
 
     @field_validator("url")
     @classmethod
@@ -156,7 +167,12 @@ class SessionSettings(BaseModel):
     type: Literal["redis", "memory"] = "redis"
     permanent: StrictBool = False
     use_signer: StrictBool = True
-    key_prefix: StrictStr = Field(default="session:", min_length=1, max_length=64)
+    key_prefix: StrictStr = Field(
+        default="session:",
+        validation_alias=AliasChoices("KEY_PREFIX", "REDIS_KEY_PREFIX", "redis_key_prefix"),
+        min_length=1,
+        max_length=64,
+    )
     redis_key_prefix: StrictStr | None = Field(default=None, min_length=1, max_length=64)
     cookie_name: StrictStr = Field(default="session", min_length=1)
     cookie_httponly: StrictBool = True
@@ -167,33 +183,20 @@ class SessionSettings(BaseModel):
     expires: StrictInt = Field(default=7200, ge=1)
     absolute_lifetime: StrictInt = Field(default=604800, ge=1)
     refresh_threshold: StrictInt = Field(default=0, ge=0)
-    memory_cleanup_interval: StrictFloat = Field(default=300.0, gt=0, allow_inf_nan=False)
+    memory_cleanup_interval: _Seconds = 300.0
     memory_max_sessions: StrictInt = Field(default=100000, ge=1)
     migrate_on_recovery: StrictBool = True
     index_shards: StrictInt = Field(default=16, ge=1, le=1024)
     max_per_user: StrictInt = Field(default=0, ge=0)
 
-    @model_validator(mode="before")
+    @field_validator("key_prefix", mode="before")
     @classmethod
-    def _apply_redis_key_prefix(cls, data: Any) -> Any:
-        # REDIS_KEY_PREFIX is the Flask-Session spelling of KEY_PREFIX; fold it in before field
-        # validation so the rest of SessionHub only ever reads key_prefix.
-        if not isinstance(data, dict):
-            return data
-        alias = _get_key(data, "REDIS_KEY_PREFIX")
-        if alias is None:
-            return data
-        current = _get_key(data, "KEY_PREFIX")
-        if current is not None and current != alias:
-            raise _FieldError(
-                ("REDIS_KEY_PREFIX",),
-                alias,
-                f"conflicts with KEY_PREFIX = {current!r} (REDIS_KEY_PREFIX is an alias of "
-                "KEY_PREFIX: give only one, or the same value)",
-            )
-        merged = {k: v for k, v in data.items() if k not in ("KEY_PREFIX", "key_prefix")}
-        merged["KEY_PREFIX"] = alias
-        return merged
+    def _null_key_prefix_is_unset(cls, value: Any) -> Any:
+        # The config example spells out REDIS_KEY_PREFIX: null; with KEY_PREFIX left out that
+        # must still mean the default rather than a null prefix.
+        if value is None:
+            raise PydanticUseDefault
+        return value
 
     @field_validator("key_prefix", "redis_key_prefix")
     @classmethod
@@ -205,6 +208,18 @@ class SessionSettings(BaseModel):
         if "{" in value or "}" in value:
             raise ValueError(
                 "must not contain '{' or '}' (SessionHub adds its own Redis hash tags)"
+            )
+        return value
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _check_same_prefix(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # key_prefix was read from KEY_PREFIX if given, so a different value here is a conflict.
+        current = info.data.get("key_prefix")
+        if value is not None and current is not None and value != current:
+            raise ValueError(
+                f"conflicts with KEY_PREFIX = {current!r} (REDIS_KEY_PREFIX is an alias of "
+                "KEY_PREFIX: give only one, or the same value)"
             )
         return value
 
@@ -302,7 +317,7 @@ class MessagesSettings(BaseModel):
     max_body_bytes: StrictInt = Field(default=4096, ge=2, le=1024 * 1024)
     send_rate: StrictInt = Field(default=30, ge=1)
     send_rate_window: StrictInt = Field(default=60, ge=1)
-    stream_keepalive: StrictFloat = Field(default=15.0, gt=0, allow_inf_nan=False)
+    stream_keepalive: _Seconds = 15.0
 
 
 class PreferencesSettings(BaseModel):
@@ -335,17 +350,18 @@ class UserEntry(BaseModel):
     @field_validator("username")
     @classmethod
     def _check_username(cls, value: str) -> str:
-        return _check_printable(value, "usernames are typed at a login prompt")
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError(
+                "must not contain whitespace or control characters "
+                "(usernames are typed at a login prompt)"
+            )
+        return value
 
     @field_validator("password_hash")
     @classmethod
     def _check_password_hash(cls, value: SecretStr) -> SecretStr:
-        try:
-            argon2.extract_parameters(value.get_secret_value())
-        except ValueError:
-            raise ValueError(
-                "must be an argon2 PHC string, e.g. from `sessionhub hash-password`"
-            ) from None
+        if not _ARGON2_PHC.fullmatch(value.get_secret_value()):
+            raise ValueError("must be an argon2 PHC string, e.g. from `sessionhub hash-password`")
         return value
 
 
@@ -360,8 +376,9 @@ class Settings(BaseModel):
     model_config = _MODEL_CONFIG
 
     secret_key: SecretStr | None = Field(default=None, min_length=16)
-    # From SESSIONHUB_ENV only; load_settings rejects it as a YAML key.
-    environment: Literal["dev", "prod"] = "dev"
+    # From SESSIONHUB_ENV only; load_settings rejects it as a YAML key. Not in the JSON schema,
+    # which describes what the file may contain.
+    environment: SkipJsonSchema[Literal["dev", "prod"]] = "dev"
     redis: RedisSettings = Field(default_factory=RedisSettings)
     session: SessionSettings = Field(default_factory=SessionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -372,7 +389,7 @@ class Settings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
-    source: str | None = None
+    source: SkipJsonSchema[str | None] = None
 
     @field_validator("users")
     @classmethod
@@ -419,19 +436,21 @@ def load_settings(
     data: dict[str, Any] = {}
     sources: dict[tuple[str | int, ...], str] = {}
     source: str | None = None
-    if required and not file_path.exists():
+    # os.path, not Path: Path.exists() raises on a name too long for the file system.
+    if required and not os.path.exists(file_path):
         named_by = "" if path is not None else " (named by SESSIONHUB_CONFIG)"
-        raise ConfigError(f"{file_path}: config file not found{named_by}")
-    if required or file_path.is_file():
+        raise ConfigError(f"{_printable(str(file_path))}: config file not found{named_by}")
+    if required or os.path.isfile(file_path):
         data = _read_yaml_file(file_path)
         source = os.path.abspath(file_path)
-        sources[()] = str(file_path)
+        sources[()] = _printable(str(file_path))
 
     for key_path, value, var in overrides:
-        alias = _ALIASED_KEYS.get(key_path)
-        if alias is not None and alias not in sources:
-            _set_path(data, alias, None)  # overriding one spelling overrides the file's other one
-        _set_path(data, key_path, value)
+        drop: tuple[str, ...] = ()
+        if key_path in _KEY_PREFIX_PATHS:
+            # Either spelling from the environment replaces the file's other spelling too.
+            drop = tuple(other[-1] for other in _KEY_PREFIX_PATHS if other not in sources)
+        _set_path(data, key_path, value, drop=drop)
         sources[key_path] = f"env {var}"
 
     try:
@@ -503,7 +522,7 @@ def _choose_file(
 
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
-    label = str(path)
+    label = _printable(str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -516,85 +535,84 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{label}{_yaml_problem(exc)}") from None
     if data is None:
         return {}
+    top_keys = ", ".join(_allowed_keys(_schema()))
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{label}: top level must be a mapping of sections "
-            f"({', '.join(_allowed_keys(Settings))}), got {_kind(data)}"
+            f"{label}: top level must be a mapping of sections ({top_keys}), got {_kind(data)}"
         )
     for key in data:
         if isinstance(key, str) and key.lower() in _NOT_YAML_KEYS:
             hint = "set SESSIONHUB_ENV instead; " if key.lower() == "environment" else ""
-            raise ConfigError(
-                f"{label}: {key}: unknown key ({hint}allowed: {', '.join(_allowed_keys(Settings))})"
-            )
+            raise ConfigError(f"{label}: {key}: unknown key ({hint}allowed: {top_keys})")
     # An empty section (all its keys commented out) means "use the defaults".
     return {key: value for key, value in data.items() if value is not None}
 
 
 def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
-    """Return (key path, value, variable name) for every override, in the order to apply."""
+    """Return (key path, value, variable name) for every override, in the order to apply.
+
+    Not pydantic-settings: its sources read ``os.environ`` only (``load_settings`` takes the
+    environment as an argument), hand strings or JSON to fields that here take YAML scalars and
+    are strict, ignore misspelt ``SESSIONHUB_`` variables, and do not say which variable a
+    value came from, which every error message names.
+    """
     overrides: list[tuple[tuple[str, ...], Any, str]] = []
-    # Secrets and hosts are taken verbatim: YAML would turn "null", "yes" or "#x" into non-strings.
-    for var, key_path in (
-        ("REDIS_HOST", ("REDIS", "HOST")),
-        ("REDIS_PASSWORD", ("REDIS", "PASSWORD")),
-        ("REDIS_URL", ("REDIS", "URL")),
-        ("SECRET_KEY", ("SECRET_KEY",)),
-    ):
+    for var, key_path in _SEED_ENV_VARS.items():
         if env.get(var):
-            overrides.append((key_path, env[var], var))
-    for var, key_path in (("REDIS_PORT", ("REDIS", "PORT")), ("REDIS_DB", ("REDIS", "DB"))):
-        if env.get(var):
-            overrides.append((key_path, _parse_env_yaml(var, env[var], secret=False), var))
+            value = _env_value(var, env[var], _schema_at(key_path) or {}, nulls=False)
+            overrides.append((key_path, value, var))
     api_keys = [k.strip() for k in env.get("SESSIONHUB_ADMIN_API_KEYS", "").split(",")]
     if any(api_keys):
         overrides.append(
             (("ADMIN", "API_KEYS"), [k for k in api_keys if k], "SESSIONHUB_ADMIN_API_KEYS")
         )
 
-    # Namespaced variables come last so they win over the legacy names above.
-    sections = _section_models()
-    for var in sorted(env):
-        if not var.startswith("SESSIONHUB_") or var in _PLAIN_ENV_VARS + _FOREIGN_ENV_VARS:
+    # Namespaced variables come last so they win over the seed's names above.
+    sections = sorted(
+        key for key, node in _schema()["properties"].items() if "properties" in _bare(node)[0]
+    )
+    for raw_var in sorted(env):
+        if not raw_var.startswith("SESSIONHUB_") or raw_var in _PLAIN_ENV_VARS + _FOREIGN_ENV_VARS:
             continue
+        var = _printable(raw_var)
         section, sep, key = var.removeprefix("SESSIONHUB_").partition("__")
         if not sep or not section or not key:
             raise ConfigError(
                 f"env {var}: unknown variable (expected SESSIONHUB_<SECTION>__<KEY> or one of "
                 f"{', '.join(_PLAIN_ENV_VARS)})"
             )
-        model = sections.get(section)
-        if model is None:
+        if section not in sections:
             raise ConfigError(
                 f"env {var}: unknown section {section} "
-                f"({_suggest(section, sections)}allowed: {', '.join(sorted(sections))})"
+                f"({_suggest(section, sections)}allowed: {', '.join(sections)})"
             )
-        field = _field_for_key(model, key)
-        if field is None:
+        node = _schema_at((section, key))
+        if node is None:
+            allowed = _allowed_keys(_schema()["properties"][section])
             raise ConfigError(
                 f"env {var}: unknown key {section}.{key} "
-                f"({_suggest(key, _allowed_keys(model))}allowed: {', '.join(_allowed_keys(model))})"
+                f"({_suggest(key, allowed)}allowed: {', '.join(allowed)})"
             )
-        overrides.append(((section, key), _parse_env_value(var, env[var], field), var))
+        overrides.append(((section, key), _env_value(var, env[raw_var], node, nulls=True), var))
     return overrides
 
 
-def _parse_env_value(var: str, raw: str, field: FieldInfo) -> Any:
-    core, _meta, nullable = _unwrap(field.annotation, [])
-    if core in (str, SecretStr):
-        return None if nullable and raw.strip() in _YAML_NULLS else raw
-    return _parse_env_yaml(var, raw, secret=_is_secret_leaf(field.annotation))
-
-
-def _parse_env_yaml(var: str, raw: str, *, secret: bool) -> Any:
+def _env_value(var: str, raw: str, node: _Schema, *, nulls: bool) -> Any:
+    """raw as the key's value: verbatim for strings, else a YAML scalar (or flow list)."""
+    bare, nullable = _bare(node)
+    if bare.get("type") == "string" and "enum" not in bare:
+        return None if nulls and nullable and raw.strip() in _YAML_NULLS else raw
     try:
         return _parse_yaml(raw)
     except yaml.YAMLError as exc:
-        shown = repr(MASK) if secret else repr(raw)
+        shown = repr(MASK) if _has_secret(node) else _clip(repr(raw))
         raise ConfigError(f"env {var} = {shown}{_yaml_problem(exc, with_line=False)}") from None
 
 
-def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> None:
+def _set_path(
+    data: dict[str, Any], key_path: tuple[str, ...], value: Any, *, drop: tuple[str, ...] = ()
+) -> None:
+    """Set the key at key_path to value, removing its sibling keys named in drop."""
     node = data
     for key in key_path[:-1]:
         child = _pop_key(node, key)
@@ -604,7 +622,8 @@ def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> No
         if not isinstance(child, dict):
             return  # keep the file's non-mapping section so validation reports it
         node = child
-    _pop_key(node, key_path[-1])
+    for key in (key_path[-1], *drop):
+        _pop_key(node, key)
     node[key_path[-1]] = value
 
 
@@ -612,10 +631,6 @@ def _pop_key(node: dict[str, Any], key: str) -> Any:
     # populate_by_name lets YAML spell a key in lowercase too; an override replaces either.
     value = node.pop(key.lower(), None)
     return node.pop(key, value)
-
-
-def _get_key(data: dict[str, Any], key: str) -> Any:
-    return data.get(key, data.get(key.lower()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -654,6 +669,11 @@ def _parse_yaml(text: str) -> Any:
     loader = _StrictLoader(text)
     try:
         return loader.get_single_data()
+    except (RecursionError, ValueError) as exc:
+        # PyYAML lets these through: nesting deeper than Python's stack, and scalars that match
+        # a type but not its range (an integer of 5000 digits, a 30th of February).
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise yaml.YAMLError(problem) from None
     finally:
         loader.dispose()
 
@@ -669,7 +689,11 @@ def _yaml_problem(exc: yaml.YAMLError, *, with_line: bool = True) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Turning a pydantic error into one readable line
+# Turning a pydantic error into one readable line. Pydantic's own messages leave out what the
+# key allows ("Input should be a valid integer" for a port), so the message is built from the
+# key's JSON schema, which pydantic derives from the models: types, bounds, choices, secrets.
+
+_Schema = dict[str, Any]
 
 
 def _format_error(error: Mapping[str, Any], sources: Mapping[tuple[str | int, ...], str]) -> str:
@@ -687,8 +711,8 @@ def _format_error(error: Mapping[str, Any], sources: Mapping[tuple[str | int, ..
         message = cause.message
     elif kind in ("extra_forbidden", "invalid_key"):
         loc = (*loc[:-1], str(loc[-1]))  # a non-string YAML key (e.g. 1:) is still a key here
-        parent = _resolve(loc[:-1])
-        allowed = _allowed_keys(parent.model) if parent and parent.model else []
+        parent = _schema_at(loc[:-1])
+        allowed = _allowed_keys(parent) if parent is not None else []
         message = f"unknown key ({_suggest(str(loc[-1]), allowed)}allowed: {', '.join(allowed)})"
         show_value = False  # a mistyped key may well hold a password
     elif kind == "missing":
@@ -697,9 +721,8 @@ def _format_error(error: Mapping[str, Any], sources: Mapping[tuple[str | int, ..
     elif isinstance(cause, Exception):
         message = str(cause)
     else:
-        target = _resolve(loc)
-        message = f"must be {_describe(target.annotation, target.metadata)}" if target else ""
-        message = message or str(error["msg"])
+        node = _schema_at(loc)
+        message = f"must be {_describe(node)}" if node is not None else str(error["msg"])
 
     where = _loc_text(loc)
     if not where:
@@ -712,50 +735,49 @@ def _format_error(error: Mapping[str, Any], sources: Mapping[tuple[str | int, ..
     return line
 
 
-class _Target:
-    """What a location in the config points at: its type, constraints and owning model."""
-
-    def __init__(
-        self, annotation: Any, metadata: list[Any], model: type[BaseModel] | None = None
-    ) -> None:
-        self.annotation = annotation
-        self.metadata = metadata
-        self.model = model
+@functools.cache
+def _schema() -> _Schema:
+    # Built on first use: importing the config module should not pay for it.
+    return Settings.model_json_schema()
 
 
-def _resolve(loc: tuple[str | int, ...]) -> _Target | None:
-    """Follow loc from Settings through sub-models and tuples; None if it is not a known key."""
-    annotation: Any = Settings
-    metadata: list[Any] = []
+def _schema_at(loc: tuple[str | int, ...]) -> _Schema | None:
+    """The JSON schema of the key at loc (YAML spelling), or None if there is no such key."""
+    node = _schema()
     for part in loc:
-        core, metadata, _nullable = _unwrap(annotation, metadata)
-        if isinstance(part, str) and _is_model(core):
-            field = _field_for_key(core, part)
-            if field is None:
-                return None
-            annotation, metadata = field.annotation, list(field.metadata)
-        elif isinstance(part, int) and get_origin(core) is tuple:
-            annotation, metadata = get_args(core)[0], []
-        else:
+        bare, _nullable = _bare(node)
+        child = bare.get("items") if isinstance(part, int) else bare.get("properties", {}).get(part)
+        if child is None:
             return None
-    core, metadata, _nullable = _unwrap(annotation, metadata)
-    return _Target(annotation, metadata, core if _is_model(core) else None)
+        node = child
+    return node
+
+
+def _bare(node: _Schema) -> tuple[_Schema, bool]:
+    """node without its null option and with its $ref followed; and whether null is allowed."""
+    options: list[_Schema] = node.get("anyOf", [node])
+    kept = [option for option in options if option.get("type") != "null"]
+    bare = kept[0] if len(kept) == 1 else node
+    while "$ref" in bare:
+        bare = _schema()["$defs"][bare["$ref"].rpartition("/")[2]]
+    return bare, len(kept) < len(options)
 
 
 def _loc_text(loc: tuple[str | int, ...]) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+        key = _printable(part) if isinstance(part, str) else f"[{part}]"
+        text += f".{key}" if text and isinstance(part, str) else key
     return text
 
 
 def _show(value: Any, loc: tuple[str | int, ...]) -> str:
-    target = _resolve(loc)
+    node = _schema_at(loc)
     if value is None:
         return "null"
     # Anything that is, or may contain, a secret is masked even when it has the wrong shape:
     # `USERS: [<hash>]` must not echo the hash.
-    if isinstance(value, SecretStr) or (target is not None and _has_secret(target.annotation)):
+    if isinstance(value, SecretStr) or (node is not None and _has_secret(node)):
         if isinstance(value, dict):
             return "{...}"
         return "[...]" if isinstance(value, (list, tuple)) else repr(MASK)
@@ -763,48 +785,39 @@ def _show(value: Any, loc: tuple[str | int, ...]) -> str:
         value = _mask_url(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return _clip(repr(value))
 
 
-def _describe(annotation: Any, metadata: list[Any]) -> str:
-    core, meta, nullable = _unwrap(annotation, metadata)
-    if core is bool:
+def _describe(node: _Schema) -> str:
+    bare, nullable = _bare(node)
+    kind = bare.get("type")
+    if "enum" in bare:
+        text = "one of " + ", ".join(repr(choice) for choice in bare["enum"])
+    elif kind == "boolean":
         text = "true or false"
-    elif get_origin(core) is Literal:
-        text = "one of " + ", ".join(repr(choice) for choice in get_args(core))
-    elif core is int:
-        text = "an integer" + _bounds(meta)
-    elif core is float:
-        finite = any(getattr(m, "allow_inf_nan", True) is False for m in meta)
-        text = ("a finite number" if finite else "a number") + _bounds(meta)
-    elif core in (str, SecretStr):
-        text = "a string" + _lengths(meta)
-    elif get_origin(core) is tuple:
-        text = f"a list (each item: {_describe(get_args(core)[0], [])})"
-    elif _is_model(core):
-        text = f"a mapping (allowed keys: {', '.join(_allowed_keys(core))})"
+    elif kind == "integer":
+        text = "an integer" + _bounds(bare)
+    elif kind == "number":
+        text = "a finite number" + _bounds(bare)
+    elif kind == "string":
+        text = "a string" + _lengths(bare)
+    elif kind == "array":
+        text = f"a list (each item: {_describe(bare['items'])})"
     else:
-        text = str(core)
+        text = f"a mapping (allowed keys: {', '.join(_allowed_keys(bare))})"
     return f"{text} or null" if nullable else text
 
 
-def _bounds(meta: list[Any]) -> str:
-    limits = {
-        attr: getattr(m, attr)
-        for m in meta
-        for attr in ("ge", "gt", "le", "lt")
-        if getattr(m, attr, None) is not None
-    }
-    if "ge" in limits and "le" in limits and len(limits) == 2:
-        return f" from {limits['ge']} to {limits['le']}"
-    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    return "".join(f" {symbols[attr]} {limit}" for attr, limit in limits.items())
+def _bounds(node: _Schema) -> str:
+    symbols = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    limits = {key: node[key] for key in symbols if key in node}
+    if limits.keys() == {"minimum", "maximum"}:
+        return f" from {limits['minimum']} to {limits['maximum']}"
+    return "".join(f" {symbols[key]} {limit}" for key, limit in limits.items())
 
 
-def _lengths(meta: list[Any]) -> str:
-    low = next((m.min_length for m in meta if getattr(m, "min_length", None) is not None), None)
-    high = next((m.max_length for m in meta if getattr(m, "max_length", None) is not None), None)
+def _lengths(node: _Schema) -> str:
+    low, high = node.get("minLength"), node.get("maxLength")
     if low is not None and high is not None:
         return f" of {low} to {high} characters"
     if high is not None:
@@ -816,74 +829,28 @@ def _lengths(meta: list[Any]) -> str:
     return ""
 
 
-def _unwrap(annotation: Any, metadata: list[Any]) -> tuple[Any, list[Any], bool]:
-    """Strip Optional and Annotated; return (bare type, collected constraints, nullable)."""
-    meta = list(metadata)
-    nullable = False
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation, *extra = get_args(annotation)
-            for item in extra:
-                meta.extend(item.metadata if isinstance(item, FieldInfo) else [item])
-        elif origin in (Union, types.UnionType):
-            members = [arg for arg in get_args(annotation) if arg is not type(None)]
-            nullable = nullable or len(members) < len(get_args(annotation))
-            if len(members) != 1:
-                return annotation, meta, nullable
-            annotation = members[0]
-        else:
-            return annotation, meta, nullable
+def _has_secret(node: _Schema) -> bool:
+    bare, _nullable = _bare(node)
+    children = [*bare.get("properties", {}).values(), *([bare["items"]] if "items" in bare else [])]
+    return bool(bare.get("writeOnly")) or any(_has_secret(child) for child in children)
 
 
-def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+def _allowed_keys(node: _Schema) -> list[str]:
+    return sorted(_bare(node)[0].get("properties", {}))
 
 
-def _is_secret_leaf(annotation: Any) -> bool:
-    core, _meta, _nullable = _unwrap(annotation, [])
-    if get_origin(core) is tuple:
-        return _is_secret_leaf(get_args(core)[0])
-    return core is SecretStr
-
-
-def _has_secret(annotation: Any) -> bool:
-    core, _meta, _nullable = _unwrap(annotation, [])
-    if _is_model(core):
-        return any(_has_secret(field.annotation) for field in core.model_fields.values())
-    if get_origin(core) is tuple:
-        return _has_secret(get_args(core)[0])
-    return core is SecretStr
-
-
-def _field_for_key(model: type[BaseModel], key: str) -> FieldInfo | None:
-    for name, field in model.model_fields.items():
-        if model is Settings and name in _NOT_YAML_KEYS:
-            continue
-        if key == (field.alias or name.upper()):
-            return field
-    return None
-
-
-def _allowed_keys(model: type[BaseModel]) -> list[str]:
-    return sorted(
-        field.alias or name.upper()
-        for name, field in model.model_fields.items()
-        if not (model is Settings and name in _NOT_YAML_KEYS)
-    )
-
-
-def _section_models() -> dict[str, type[BaseModel]]:
-    sections: dict[str, type[BaseModel]] = {}
-    for name, field in Settings.model_fields.items():
-        if _is_model(field.annotation):
-            sections[field.alias or name.upper()] = field.annotation
-    return sections
-
-
-def _suggest(key: str, allowed: list[str] | dict[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1)
+def _suggest(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
     return f"did you mean {close[0]}? " if close else ""
+
+
+def _printable(text: str) -> str:
+    # Keys and variable names are echoed in messages; a line break in one must not break the line.
+    return text if text.isprintable() else repr(text)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _kind(value: object) -> str:
