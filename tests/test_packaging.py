@@ -23,7 +23,7 @@ import sessionhub
 import sessionhub.exceptions
 
 # Installed only with the `service` extra (or a framework's): the library must not need them.
-SERVICE_MODULES = ("starlette", "uvicorn", "fastapi", "flask", "django")
+SERVICE_MODULES = ("starlette", "uvicorn", "argon2", "fastapi", "flask", "django")
 REPO = Path(__file__).resolve().parents[1]
 
 
