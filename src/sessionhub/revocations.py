@@ -3,7 +3,8 @@
 ``destroy.lua`` publishes the storage id of every session it destroys; the subscriber drops it
 from this process's mirror, and each (re)subscription moves the mirror's link epoch on (see
 :mod:`sessionhub.stores.coherence`). The blocking hub runs it in a daemon thread, the asyncio hub
-in a task; each holds one dedicated connection (never a pooled one in a blocking read).
+in a task; each on a pool of its own with the client's settings, so that neither a blocking read
+nor the probe's dropping of the client's connections touches the other.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class RevocationFeed:
             )
         else:
             log.debug("revocation channel lost; subscribing again", exc_info=exc)
+        self.core.coherence.unlinked()
 
     def handle(self, message: dict[str, Any] | None) -> bool:
         """Apply one message; ``True`` when it says the subscription is (re)established."""
@@ -73,7 +75,12 @@ class RevocationThread:
 
     def __init__(self, feed: RevocationFeed, client: redis.Redis) -> None:
         self.feed = feed
-        self.client = client
+        pool = client.connection_pool
+        self.client = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
         self._stop = threading.Event()
         self._linked = threading.Event()
         self._thread = threading.Thread(
@@ -104,6 +111,7 @@ class RevocationThread:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.client.close()
 
 
 class RevocationTask:
@@ -111,7 +119,12 @@ class RevocationTask:
 
     def __init__(self, feed: RevocationFeed, client: aioredis.Redis) -> None:
         self.feed = feed
-        self.client = client
+        pool = client.connection_pool
+        self.client = aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, wait_s: float) -> None:
@@ -142,3 +155,4 @@ class RevocationTask:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         await cancel_subscriber(task)
+        await self.client.aclose()

@@ -12,6 +12,8 @@ therefore as good as the subscription that covered it since Redis last returned 
 * A link that drops together with Redis (its reconnect fails: the usual outage) keeps the epoch,
   and when it comes back while the core is still degraded it keeps it too: nothing could be
   destroyed while Redis was unreachable.
+* While the link is down, what Redis returns is vouched for by nothing: such copies are
+  unconfirmed, whatever happens next.
 * A revocation can overtake the reply of a load that read the session just before it was
   destroyed; the last revocations are remembered, so such a reply is not mirrored.
 """
@@ -47,13 +49,19 @@ class MirrorCoherence:
         """0 until the first subscription: nothing read before it is vouched for."""
         self.links = 0
         """Subscriptions established so far (tests and health wait on it)."""
+        self._up = False
         self.revocations = 0
         self._recent: OrderedDict[str, int] = OrderedDict()  # sid -> revocation number
         self._forgotten = 0  # number of the newest revocation pushed out of _recent
 
+    @property
+    def up(self) -> bool:
+        """Whether the subscription is established now."""
+        return self._up
+
     def stamp(self) -> Stamp:
         """Taken before a call to Redis whose reply will be mirrored."""
-        return Stamp(self.epoch, self.revocations)
+        return Stamp(self.epoch if self._up else UNCONFIRMED, self.revocations)
 
     def confirmation(self, stamp: Stamp, sid: str) -> int | None:
         """The epoch to record for ``sid`` read by a call stamped ``stamp``; ``None`` when it was
@@ -84,8 +92,13 @@ class MirrorCoherence:
         """
         with self._lock:
             self.links += 1
+            self._up = True
             if not degraded or self.epoch == 0:
                 self.epoch += 1
+
+    def unlinked(self) -> None:
+        """The subscription failed: until the next one, replies are not vouched for."""
+        self._up = False
 
     def covers(self, confirmed: int) -> bool:
         """Whether a copy confirmed in epoch ``confirmed`` may be served from memory."""

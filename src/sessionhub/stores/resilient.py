@@ -202,7 +202,7 @@ class ResilientCore:
     ) -> Op[bool]:
         """Store a new session; ``True`` when it went to Redis, with ``also`` in the same round
         trip (``False``: memory, and ``also`` was not sent)."""
-        self.memory.put(sid, fields, expires_ms, self.coherence.epoch)
+        self.memory.put(sid, fields, expires_ms, self.coherence.stamp().epoch)
         if self.redis_ops is None:
             return False
         sent = yield from self.on_redis(self.redis_ops.create(sid, fields, expires_ms, also))
