@@ -297,3 +297,25 @@ def test_binding_a_new_session_to_a_user_during_an_outage(
     reopened = hub.open(cookie)
     assert reopened.user_id == "dora"
     assert dict(reopened) == {"cart": [1]}
+
+
+def test_a_destroy_on_one_hub_reaches_the_mirror_of_another(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """A session destroyed through one hub is dropped from another hub's mirror over the
+    revocation channel, so that hub does not serve it once Redis is down."""
+    server = fresh_redis_server
+    a, b = hub_on(server), hub_on(server)
+    doomed, doomed_cookie = a.create("alice")
+    _, kept_cookie = a.create("alice")
+    assert b.open(doomed_cookie) is not None
+    assert b.open(kept_cookie) is not None
+    core = b.manager.core
+
+    assert a.destroy(doomed.sid)
+    wait_for(lambda: core.memory.peek(doomed.sid, core.clock()) is None)
+    server.kill()
+
+    assert b.open(doomed_cookie) is None
+    assert b.open(kept_cookie) is not None
+    assert core.mode == "degraded"
