@@ -25,6 +25,7 @@ from .config import RedisSettings, Settings
 from .features import FeatureFronts, build_features
 from .frontends import Awaiting, Blocking, Front, M, operation
 from .manager import SessionManager
+from .revocations import RevocationFeed, RevocationTask, RevocationThread
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
 from .stores.drivers import HeldConnections, run_async, run_sync
@@ -121,6 +122,12 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
         Front.__init__(self, self.manager, mode)
         FeatureFronts.__init__(self, self.features, mode)
 
+    def _first_link_wait(self) -> float:
+        """How long starting waits for the revocation subscription: not at all without Redis."""
+        if not self.manager.core.redis_up:
+            return 0.0
+        return self.settings.redis.connect_timeout + self.settings.redis.socket_timeout
+
 
 class SessionHub(_Hub[redis.Redis, Blocking]):
     """Blocking session API over redis-py, with the memory fallback and its maintenance thread.
@@ -142,6 +149,11 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
         )
         self._thread.start()
         self.run(self.manager.core.verify())
+        self._revocations: RevocationThread | None = None
+        if self.client is not None:
+            feed = RevocationFeed(self.manager.core, self._wake.set)
+            self._revocations = RevocationThread(feed, self.client)
+            self._revocations.start(self._first_link_wait())
 
     def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -170,10 +182,12 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
                 next_sweep = time.monotonic() + cleanup
 
     def close(self) -> None:
-        """Stop the maintenance thread and close the connection pool."""
+        """Stop the maintenance and revocation threads and close the connection pool."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
+        if self._revocations is not None:
+            self._revocations.close()
         if self.client is not None:
             self.client.close()
 
@@ -188,6 +202,7 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
             self._calls = AutoPipeline(self.client)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._revocations: RevocationTask | None = None
         self.manager.core.on_degraded = self._on_degraded
 
     def _on_degraded(self) -> None:
@@ -200,6 +215,10 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
             await self.run(self.manager.core.verify())
+            if self.client is not None:
+                feed = RevocationFeed(self.manager.core, self._on_degraded)
+                self._revocations = RevocationTask(feed, self.client)
+                await self._revocations.start(self._first_link_wait())
 
     async def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -232,7 +251,10 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
                 next_sweep = time.monotonic() + cleanup
 
     async def aclose(self) -> None:
-        """Stop the maintenance task and close the connection pool."""
+        """Stop the maintenance and revocation tasks and close the connection pool."""
+        if self._revocations is not None:
+            await self._revocations.aclose()
+            self._revocations = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

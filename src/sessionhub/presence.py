@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .exceptions import InvalidCursorError
+from .session import F_LAST_SEEN, F_USER, Fields
 from .stores.base import CommandCall, Op, PipelineCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
@@ -66,6 +67,7 @@ class PresenceOps:
         self._pending: dict[str, int] = {}  # user -> last activity Redis has not seen
         self._pending_days: dict[str, set[str]] = {}
         core.recovery_hooks.append(self.flush)
+        core.restore_hooks.append(self._restored)
 
     def _record_local(self, user_id: str, now: int, *, pending: bool) -> None:
         day = day_of(now)
@@ -77,6 +79,12 @@ class PresenceOps:
             if pending:
                 self._pending[user_id] = max(self._pending.get(user_id, 0), now)
                 self._pending_days.setdefault(day, set()).add(user_id)
+
+    def _restored(self, sid: str, fields: Fields) -> None:
+        # Redis may have come back empty: a user whose session is served is active again.
+        user_id = fields.get(F_USER)
+        if user_id is not None:
+            self._record_local(user_id, int(fields.get(F_LAST_SEEN, 0)), pending=True)
 
     def _should_write(self, token: str, now: int, force: bool) -> bool:
         with self._lock:

@@ -11,8 +11,10 @@ destroyed session therefore never shows up, and the set never outgrows the live 
 those that died since the last read. The key itself expires with the newest session.
 
 Degraded mode: the index is mirrored in memory for the sessions this process has seen; while
-Redis is down, listing and revoking use that mirror (so they see this instance's sessions), and
-additions are queued and written to Redis by the recovery hook before traffic returns to Redis.
+Redis is down, listing and revoking use that mirror (so they see this instance's sessions that
+memory may serve), and additions are queued and written to Redis by the recovery hook before
+traffic returns to Redis. So are the entries of sessions that recovery wrote back because Redis
+had lost them (a restart without persistence): whatever is served is listed and revocable.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .session import F_EXPIRES, SessionRecord
+from .session import F_EXPIRES, F_HARD_EXPIRES, F_USER, Fields, SessionRecord
 from .stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
@@ -63,10 +65,19 @@ class UserSessionIndex:
         self._mirror: dict[str, dict[str, int]] = {}  # user -> sid -> hard expiry
         self._pending: dict[str, dict[str, int]] = {}  # additions Redis has not seen yet
         core.recovery_hooks.append(self.flush)
+        core.restore_hooks.append(self._restored)
 
     def _remember(self, user_id: str, sid: str, hard_ms: int) -> None:
         with self._lock:
             self._mirror.setdefault(user_id, {})[sid] = hard_ms
+
+    def _restored(self, sid: str, fields: Fields) -> None:
+        # Redis may have come back empty: its copy of the index went with the session.
+        user_id = fields.get(F_USER)
+        if user_id is not None:
+            hard_ms = int(fields[F_HARD_EXPIRES])
+            self._remember(user_id, sid, hard_ms)
+            self.queue(user_id, sid, hard_ms)
 
     def _forget(self, user_id: str, sid: str) -> None:
         with self._lock:
@@ -153,7 +164,7 @@ class UserSessionIndex:
             sids = list(self._mirror.get(user_id, {}))
         found: list[SessionInfo] = []
         for sid in sids:
-            fields = self.core.memory.peek(sid, now)
+            fields = self.core.mirrored(sid, now)
             if fields is None:
                 self._forget(user_id, sid)
                 continue

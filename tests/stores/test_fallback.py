@@ -229,15 +229,25 @@ def test_too_old_redis_is_served_around_and_named(
     assert fresh_redis_server.client().exists(hub.manager.core.redis_ops.keys.session(session.sid))
 
 
+def add_user_without_info(server: RedisServer) -> None:
+    """An ACL user ``app`` that may run everything but INFO."""
+    server.client().acl_setuser(
+        "app",
+        enabled=True,
+        passwords=["+app-password"],
+        keys=["*"],
+        channels=["*"],  # the revocation channel, which every destroy publishes on
+        commands=["+@all", "-info"],
+    )
+
+
 def test_a_user_denied_info_still_uses_redis_and_recovers(
     hub_on: Callable[..., Any], fresh_redis_server: RedisServer
 ) -> None:
     """An ACL user that may not run INFO skips the version check: sessions go to Redis, and
     traffic returns to Redis after an outage."""
     server = fresh_redis_server
-    server.client().acl_setuser(
-        "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-info"]
-    )
+    add_user_without_info(server)
     url = server.url.replace("redis://", "redis://app:app-password@", 1)
     hub = hub_on(server, url=url)
     _, cookie = hub.create("alice", data={"n": 1})
@@ -247,9 +257,7 @@ def test_a_user_denied_info_still_uses_redis_and_recovers(
     assert hub.open(cookie) is not None
     assert hub.manager.core.mode == "degraded"
     server.restart()  # keeps nothing on disk: the ACL user has to be made again
-    server.client().acl_setuser(
-        "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-info"]
-    )
+    add_user_without_info(server)
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 6)
     assert dict(hub.open(cookie)) == {"n": 1}
 
@@ -290,3 +298,25 @@ def test_binding_a_new_session_to_a_user_during_an_outage(
     reopened = hub.open(cookie)
     assert reopened.user_id == "dora"
     assert dict(reopened) == {"cart": [1]}
+
+
+def test_a_destroy_on_one_hub_reaches_the_mirror_of_another(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """A session destroyed through one hub is dropped from another hub's mirror over the
+    revocation channel, so that hub does not serve it once Redis is down."""
+    server = fresh_redis_server
+    a, b = hub_on(server), hub_on(server)
+    doomed, doomed_cookie = a.create("alice")
+    _, kept_cookie = a.create("alice")
+    assert b.open(doomed_cookie) is not None
+    assert b.open(kept_cookie) is not None
+    core = b.manager.core
+
+    assert a.destroy(doomed.sid)
+    wait_for(lambda: core.memory.peek(doomed.sid, core.clock()) is None)
+    server.kill()
+
+    assert b.open(doomed_cookie) is None
+    assert b.open(kept_cookie) is not None
+    assert core.mode == "degraded"

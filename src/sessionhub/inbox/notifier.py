@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
+from ..subscribers import cancel_subscriber, with_own_pool
 from .ops import InboxOps
 
 log = logging.getLogger("sessionhub.inbox")
@@ -23,7 +24,7 @@ class InboxNotifier:
 
     def __init__(self, inbox: InboxOps, client: aioredis.Redis | None) -> None:
         self.inbox = inbox
-        self.client = client
+        self.client = None if client is None else with_own_pool(client)
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -38,16 +39,9 @@ class InboxNotifier:
         with contextlib.suppress(ValueError):
             self.inbox.listeners.remove(self._from_any_thread)
         task, self._task = self._task, None
-        if task is None:
-            return
-        # A cancellation that lands while redis-py is still setting up the subscription can be
-        # absorbed there (a service stopped right after it started hung here): cancel until the
-        # task has really ended.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            task.result()
+        await cancel_subscriber(task)
+        if self.client is not None:
+            await self.client.aclose()
 
     def _from_any_thread(self, user_id: str) -> None:
         loop = self._loop

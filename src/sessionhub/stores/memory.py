@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..session import F_EXPIRES, F_HARD_EXPIRES, F_LAST_SEEN, Fields, slid_expiry
+from .coherence import UNCONFIRMED
 
 DEFAULT_MAX_SESSIONS = 100_000
 
@@ -20,6 +21,7 @@ DEFAULT_MAX_SESSIONS = 100_000
 class _Entry:
     fields: Fields
     expires_ms: int
+    confirmed: int  # link epoch in which Redis last returned it (see .coherence)
 
 
 class MemoryStore:
@@ -57,9 +59,14 @@ class MemoryStore:
                 return None
             return dict(entry.fields)
 
-    def put(self, sid: str, fields: Fields, expires_ms: int) -> None:
+    def confirmed(self, sid: str) -> int:
+        """The link epoch recorded with ``sid`` (``UNCONFIRMED`` when absent)."""
+        entry = self._entries.get(sid)
+        return UNCONFIRMED if entry is None else entry.confirmed
+
+    def put(self, sid: str, fields: Fields, expires_ms: int, confirmed: int = UNCONFIRMED) -> None:
         with self._lock:
-            self._entries[sid] = _Entry(dict(fields), expires_ms)
+            self._entries[sid] = _Entry(dict(fields), expires_ms, confirmed)
             self._entries.move_to_end(sid)
             while len(self._entries) > self.max_sessions:
                 self._entries.popitem(last=False)

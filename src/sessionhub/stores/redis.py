@@ -5,6 +5,7 @@ Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the sessio
     P{n}:s:<sid>   hash   one session (fields: see sessionhub.session but ``e``, which is the
                           key's own expiry time: PEXPIREAT to set it, PEXPIRETIME to read it)
     P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
+    Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua)
 
 A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
 the same layout runs on Redis Cluster. Counting sums the buckets that have not ended over the
@@ -167,6 +168,10 @@ class KeySpace:
     def probe(self) -> str:
         return f"{self.prefix}probe"
 
+    def revoked(self) -> str:
+        """Pub/Sub channel: every destroy publishes the storage id, so mirrors drop their copy."""
+        return f"{self.prefix}revoked"
+
     def session_and_counts(self, sid: str) -> tuple[str, str]:
         """The keys of a session and of its shard's counts, for the scripts that touch both."""
         shard = self.shard(sid)
@@ -221,12 +226,18 @@ class RedisOps:
         put = self._put_call(sid, fields, expires_ms, "new")
         yield PipelineCall((put, *also)) if also else put
 
-    def put_many_if_newer(self, records: list[tuple[str, Fields, int]]) -> Op[None]:
-        """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage)."""
-        if records:
-            yield PipelineCall(
-                tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
-            )
+    def put_many_if_newer(self, records: list[tuple[str, Fields, int]]) -> Op[list[bool]]:
+        """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage).
+
+        Says, per record, whether it was written: Redis had lost it (a restart without
+        persistence, an eviction) or held an older copy.
+        """
+        if not records:
+            return []
+        replies = yield PipelineCall(
+            tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
+        )
+        return [bool(r) for r in replies]
 
     def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
         args: tuple[Arg, ...] = (len(delete), *delete, *_pairs(set_fields))
@@ -234,7 +245,8 @@ class RedisOps:
         return bool(reply)
 
     def destroy_call(self, sid: str) -> ScriptCall:
-        return ScriptCall(DESTROY, self.keys.session_and_counts(sid), (self.bucket_ms,))
+        args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid)
+        return ScriptCall(DESTROY, self.keys.session_and_counts(sid), args)
 
     def destroy(self, sid: str) -> Op[bool]:
         return bool((yield self.destroy_call(sid)))

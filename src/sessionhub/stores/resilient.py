@@ -9,6 +9,9 @@
 * When the probe reaches Redis again, tombstones are deleted from Redis first (a logout during
   the outage must not come back), dirty sessions are copied into Redis when
   ``migrate_on_recovery`` is on, and only then does traffic return to Redis.
+* The mirror is kept coherent by the revocation channel (see :mod:`.coherence`): a session
+  destroyed in Redis by any process is dropped here, and a copy the subscription did not cover
+  is never served from memory.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, Fields
 from ..tokens import short
 from .base import CommandCall, Op, ScriptCall
+from .coherence import MirrorCoherence
 from .memory import MemoryStore
 from .redis import TOO_OLD, Fault, RedisOps, classify
 
@@ -93,6 +97,11 @@ class ResilientCore:
         self.recovery_hooks: list[Callable[[], Op[bool]]] = []
         """Run by :meth:`recover` before traffic returns to Redis: each flushes what its feature
         kept in memory during the outage and returns ``True`` once nothing is left to flush."""
+        self.coherence = MirrorCoherence()
+        self.restore_hooks: list[Callable[[str, Fields], None]] = []
+        """Called by :meth:`recover` for each session it wrote back (Redis had lost it, or held an
+        older copy), before the recovery hooks run: each queues what its feature keeps about the
+        session (the user's index, presence), so whatever is served is listed again."""
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -181,19 +190,24 @@ class ResilientCore:
         threshold = 0 if force else lt.refresh_threshold_ms
         if self.redis_ops is not None:
             was_up = self._use_redis()
+            stamp = self.coherence.stamp()
             fields = yield from self._load_redis(sid, now, touch, threshold)
             if fields is USE_MEMORY and was_up and self.reads_from_redis:
                 # The slide found Redis refusing writes: it still serves the read.
                 fields = yield from self._load_redis(sid, now, touch, threshold)
             if fields is not USE_MEMORY:
                 if fields is not None:
-                    self.memory.put(sid, fields, int(fields[F_EXPIRES]))
+                    confirmed = self.coherence.confirmation(stamp, sid)
+                    if confirmed is None:  # destroyed right after this read: do not mirror it
+                        self.memory.destroy(sid)
+                    else:
+                        self.memory.put(sid, fields, int(fields[F_EXPIRES]), confirmed)
                     if self._use_redis():
                         return fields
                 elif sid not in self._outage_born:
                     self.memory.destroy(sid)  # a stale mirror copy must not outlive Redis's answer
                     return None
-        if sid in self._tombstones:
+        if sid in self._tombstones or not self._servable(sid):
             return None
         fields = self.memory.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
         if fields is not None and touch and self.degraded and not self._recovering:
@@ -229,7 +243,7 @@ class ResilientCore:
     ) -> Op[bool]:
         """Store a new session; ``True`` when it went to Redis, with ``also`` in the same round
         trip (``False``: memory, and ``also`` was not sent)."""
-        self.memory.put(sid, fields, expires_ms)
+        self.memory.put(sid, fields, expires_ms, self.coherence.stamp().epoch)
         if self.redis_ops is None:
             return False
         sent = yield from self.on_redis(self.redis_ops.create(sid, fields, expires_ms, also))
@@ -250,7 +264,7 @@ class ResilientCore:
                 return True
             if ok is False and sid not in self._outage_born:
                 return False
-        if sid in self._tombstones:
+        if sid in self._tombstones or not self._servable(sid):
             return False
         ok = self.memory.update(sid, set_fields, delete, now)
         if ok and self.degraded:
@@ -271,6 +285,24 @@ class ResilientCore:
         with self._lock:
             self._tombstones.add(sid)
         return in_memory
+
+    def _servable(self, sid: str) -> bool:
+        """Whether memory may answer for ``sid`` without Redis (see :mod:`.coherence`)."""
+        if self.redis_ops is None or sid in self._outage_born:
+            return True
+        return self.coherence.covers(self.memory.confirmed(sid))
+
+    def mirrored(self, sid: str, now_ms: int) -> Fields | None:
+        """The copy memory would serve for ``sid`` while degraded, without touching it."""
+        return self.memory.peek(sid, now_ms) if self._servable(sid) else None
+
+    def revoked(self, sid: str) -> None:
+        """A process destroyed ``sid`` in Redis (the revocation channel): drop every copy here."""
+        self.coherence.revoked(sid)
+        self.memory.destroy(sid)
+        with self._lock:
+            self._dirty.pop(sid, None)
+            self._outage_born.discard(sid)
 
     def count(self) -> Op[tuple[int | None, int]]:
         """``(sessions in Redis or None when unknown, sessions only in memory)``."""
@@ -366,9 +398,12 @@ class ResilientCore:
                 fields = self.memory.peek(sid, now)
                 if fields is not None:
                     records.append((sid, fields, int(fields[F_EXPIRES])))
-            yield from self.redis_ops.put_many_if_newer(records)
-            for sid, _, _ in records:
+            written = yield from self.redis_ops.put_many_if_newer(records)
+            for (sid, fields, _), restored in zip(records, written, strict=True):
                 log.info("Session copied from memory to Redis: %s", short(sid))
+                if restored:
+                    for hook in self.restore_hooks:
+                        hook(sid, fields)
         with self._lock:
             for sid, version in batch.items():
                 if self._dirty.get(sid) == version:  # untouched while we copied it

@@ -1,5 +1,9 @@
--- Delete a session and take it out of its shard's counts.
--- KEYS[1] session hash, KEYS[2] shard counts. ARGV: bucket_ms.
+-- Delete a session, take it out of its shard's counts and tell every process to drop its mirror
+-- copy. The publish is part of the script so that no destroy reaches Redis without it, and it goes
+-- out even when the key is already gone: a mirror may still hold what Redis evicted or lost.
+-- KEYS[1] session hash, KEYS[2] shard counts. ARGV: bucket_ms, revocation channel, storage id.
 local e = redis.call('PEXPIRETIME', KEYS[1])
 if e > 0 then recount(KEYS[2], bucket(e, tonumber(ARGV[1])), -1) end
-return redis.call('DEL', KEYS[1])
+local existed = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return existed
