@@ -193,16 +193,21 @@ def process(
             raise RuntimeError(f"{' '.join(cmd)} failed to start:\n{tail}") from None
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         log.close()
         os.unlink(log.name)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with ``start_new_session``, and its children: TERM, then KILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def sessionhub_cmd(config: Path, port: int, workers: int) -> list[str]:

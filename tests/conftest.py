@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from helpers import build_settings
 from redis_server import RedisServer
 from sessionhub.config import Settings
+from sessionhub.hub import SessionHub
+
+# Property tests run inside the normal suite, so their example counts stay small; a separate
+# command raises them: HYPOTHESIS_PROFILE=long bash scripts/test.sh tests/test_properties*.py
+settings.register_profile(
+    "suite",
+    max_examples=60,
+    deadline=None,  # a shared 2-core machine: timing is not what these properties check
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=3000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,3 +97,16 @@ def make_redis_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., Red
 def make_settings() -> Callable[..., Settings]:
     """Factory: ``make_settings(url, session={"EXPIRES": 2})`` builds validated Settings."""
     return build_settings
+
+
+@pytest.fixture(scope="module")
+def module_hub(redis_server: RedisServer) -> Iterator[SessionHub]:
+    """A blocking hub on the shared server for one module (property tests, whose examples must
+    not reuse function-scoped fixtures); examples keep apart by users or sessions of their own."""
+    if not redis_server.is_running:
+        redis_server.start()
+    hub = SessionHub(build_settings(redis_server.url))
+    try:
+        yield hub
+    finally:
+        hub.close()

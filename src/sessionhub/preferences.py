@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
 }
 THEMES = ("light", "dark", "system")
 MAX_CUSTOM_KEY = 64
+MAX_CUSTOM_DEPTH = 32
+"""Nesting allowed under ``custom``: far deeper would exhaust the JSON codecs' recursion."""
 CAS_ATTEMPTS = 20
 # BCP 47 (RFC 5646) language tags, well-formed: language, extlang, script, region, variants,
 # extensions and private use; or a private-use-only tag.
@@ -55,7 +57,38 @@ _TIMEZONES = frozenset(zoneinfo.available_timezones())
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # A loop, not recursion: the value may be nested deeper than Python's stack allows.
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _json_size(value: Any) -> int | None:
+    """Bytes of ``value`` as stored JSON; ``None`` when it cannot be stored: not JSON (NaN, an
+    object), nested too deep, or text UTF-8 cannot carry (a lone surrogate from ``"\\ud800"``)."""
+    if _deeper_than(value, MAX_CUSTOM_DEPTH):
+        return None
+    try:
+        return len(_dumps(value).encode())
+    except (TypeError, ValueError):  # UnicodeEncodeError and the int/str digit limit included
+        return None
+
+
+def _shown(key: str) -> str:
+    """A key from the request as an error may name it: always encodable as UTF-8."""
+    return key.encode("utf-8", "backslashreplace").decode()
 
 
 class PreferencesOps:
@@ -85,12 +118,12 @@ class PreferencesOps:
         errors: dict[str, str] = {}
         for key in doc:
             if key not in DEFAULTS:
-                errors[key] = f"unknown setting (allowed: {', '.join(DEFAULTS)})"
+                errors[_shown(key)] = f"unknown setting (allowed: {', '.join(DEFAULTS)})"
         if "theme" in doc and doc["theme"] not in THEMES:
             errors["theme"] = f"must be one of {', '.join(THEMES)}"
         if "language" in doc:
             lang = doc["language"]
-            if not isinstance(lang, str) or len(lang) > 35 or not _BCP47.match(lang):
+            if not isinstance(lang, str) or len(lang) > 35 or not _BCP47.fullmatch(lang):
                 errors["language"] = "must be a BCP 47 language tag such as en, zh-CN or pt-BR"
         if "timezone" in doc:
             tz = doc["timezone"]
@@ -103,12 +136,20 @@ class PreferencesOps:
             if not isinstance(custom, dict):
                 errors["custom"] = "must be an object"
             else:
-                long_keys = [k for k in custom if not 1 <= len(k) <= MAX_CUSTOM_KEY]
-                if long_keys:
+                bad_keys = [
+                    k for k in custom if not isinstance(k, str) or not 1 <= len(k) <= MAX_CUSTOM_KEY
+                ]
+                size = None if bad_keys else _json_size(custom)
+                if bad_keys:
                     errors["custom"] = f"keys must be 1 to {MAX_CUSTOM_KEY} characters long"
                 elif len(custom) > self.max_custom_keys:
                     errors["custom"] = f"at most {self.max_custom_keys} keys"
-                elif len(_dumps(custom).encode()) > self.max_custom_bytes:
+                elif size is None:
+                    errors["custom"] = (
+                        "must hold only JSON values (finite numbers, valid Unicode text), "
+                        f"nested at most {MAX_CUSTOM_DEPTH} deep"
+                    )
+                elif size > self.max_custom_bytes:
                     errors["custom"] = f"at most {self.max_custom_bytes} bytes of JSON"
         if errors:
             raise InvalidPreferencesError(errors)

@@ -59,9 +59,12 @@ _ABSENT = object()
 
 def _dumps(value: Any) -> str:
     try:
-        return compact(value)
+        text = compact(value)
+        if not text.isascii():
+            text.encode()  # a lone surrogate would fail later, on the way to Redis
     except (TypeError, ValueError) as exc:
         raise DataError(f"session values must be JSON-serialisable: {exc}") from exc
+    return text
 
 
 def _decoded(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -220,6 +223,11 @@ class Session(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise DataError(f"session keys must be strings, not {type(key).__name__}")
+        if not key.isascii():
+            try:
+                key.encode()
+            except UnicodeEncodeError as exc:
+                raise DataError(f"session keys must be valid Unicode text: {exc}") from exc
         _dumps(value)  # fail at assignment, where the bug is, not at save time
         self._values()[key] = value
 

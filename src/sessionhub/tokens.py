@@ -73,11 +73,12 @@ class TokenCodec:
             raise InvalidTokenError("session cookie is too long")
         if self.use_signer:
             token, dot, sig = value.partition(".")
-            if not dot or len(sig) != _SIG_LEN:
+            # Non-ASCII text cannot be a signature, and a lone surrogate would not even encode.
+            if not dot or len(sig) != _SIG_LEN or not sig.isascii():
                 raise InvalidTokenError("session cookie is malformed")
             if not _TOKEN_RE.fullmatch(token):
                 raise InvalidTokenError("session cookie is malformed")
-            if not hmac.compare_digest(sig.encode(), self._signature(token).encode()):
+            if not hmac.compare_digest(sig, self._signature(token)):
                 raise InvalidTokenError("session cookie signature does not match")
             return token
         if not _TOKEN_RE.fullmatch(value):
