@@ -38,6 +38,15 @@ class TcpProxy:
     def resume(self) -> None:
         self._flowing.set()
 
+    def cut(self) -> None:
+        """A partition: every open connection is reset and new ones stall until :meth:`resume`,
+        so nothing sent meanwhile (a Pub/Sub message included) arrives late."""
+        self.stall()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
     def _accept(self) -> None:
         while True:
             try:

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, device, wait_for
 from redis_server import RedisServer
+from tcp_proxy import TcpProxy
 
 PROBE = 0.5
 ME = "/api/auth/me"
@@ -173,3 +174,32 @@ def test_sessions_served_through_an_empty_restart_are_listed_counted_and_revocab
     server.kill()
     assert status(b, two) == 401
     assert status(b, one) == 200
+
+
+def test_a_session_destroyed_while_an_instance_was_cut_off_does_not_come_back(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """Instance B, cut off from Redis, serves a session from memory while A logs it out; when B's
+    network heals, its recovery does not copy the session back, and B refuses it from then on."""
+    server = fresh_redis_server
+    proxy = TcpProxy(server.port)
+    try:
+        quick = {"PROBE_INTERVAL": PROBE, "SOCKET_TIMEOUT": 0.3, "CONNECT_TIMEOUT": 0.3}
+        a = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+        b = make_client(proxy.url, redis=quick)
+        doomed = device(a, "alice", "doomed")
+        assert status(b, doomed) == 200
+        assert mirrored(b, doomed)
+        proxy.cut()
+        assert status(b, doomed) == 200  # from memory: the per-instance limit during an outage
+        assert core_of(b).degraded
+        assert a.post("/api/auth/logout", headers=as_session(doomed)).status_code == 200
+        assert status(a, doomed) == 401
+        proxy.resume()
+        wait_for(lambda: healthy_and_linked(b))
+        assert status(b, doomed) == 401
+        assert status(a, doomed) == 401
+        sid = a.app.state.hub.manager.sid_for_cookie(doomed)  # type: ignore[attr-defined]
+        assert not server.client().exists(core_of(a).redis_ops.keys.session(sid))
+    finally:
+        proxy.close()

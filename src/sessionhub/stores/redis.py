@@ -177,6 +177,12 @@ class KeySpace:
         shard = self.shard(sid)
         return self._session_in(shard, sid), self.counts(shard)
 
+    def session_counts_and_tombstone(self, sid: str) -> tuple[str, str, str]:
+        """:meth:`session_and_counts` and the key that marks the session destroyed."""
+        shard = self.shard(sid)
+        tombstone = f"{self.prefix}{{{shard}}}:t:{sid}"
+        return self._session_in(shard, sid), self.counts(shard), tombstone
+
 
 def _pairs(fields: Fields) -> list[str]:
     flat: list[str] = []
@@ -213,7 +219,7 @@ class RedisOps:
     def _put_call(self, sid: str, fields: Fields, expires_ms: int, mode: str) -> ScriptCall:
         args: tuple[Arg, ...] = (expires_ms, mode, fields.get("l", "0"), self.bucket_ms)
         args += tuple(_stored_pairs(fields))
-        return ScriptCall(PUT, self.keys.session_and_counts(sid), args)
+        return ScriptCall(PUT, self.keys.session_counts_and_tombstone(sid), args)
 
     def create(
         self,
@@ -246,7 +252,7 @@ class RedisOps:
 
     def destroy_call(self, sid: str) -> ScriptCall:
         args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid)
-        return ScriptCall(DESTROY, self.keys.session_and_counts(sid), args)
+        return ScriptCall(DESTROY, self.keys.session_counts_and_tombstone(sid), args)
 
     def destroy(self, sid: str) -> Op[bool]:
         return bool((yield self.destroy_call(sid)))

@@ -1,9 +1,10 @@
 -- Write a whole session record (create, or copy a memory session into Redis on recovery).
--- KEYS[1] session hash, KEYS[2] its shard's counts.
+-- KEYS[1] session hash, KEYS[2] its shard's counts, KEYS[3] its tombstone (see destroy.lua).
 -- ARGV: expires_ms, mode ('new' | 'newer'), last_seen_ms, bucket_ms, field, value, ...
 -- The idle expiry is the key's expiry time, not a field. Mode 'newer' keeps an existing record
--- that was seen after last_seen_ms.
+-- that was seen after last_seen_ms, and never brings back a destroyed session.
 if ARGV[2] == 'newer' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
   local seen = redis.call('HGET', KEYS[1], 'l')
   if seen and tonumber(seen) > tonumber(ARGV[3]) then return 0 end
 end
