@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+INSTALL_EXTRAS=dev,service
 # shellcheck source=scripts/_install.sh
 source scripts/_install.sh
 
