@@ -16,7 +16,7 @@ from sessionhub.config import load_settings
 from sessionhub.exceptions import DataError
 from sessionhub.hub import AsyncSessionHub
 from sessionhub.service.app import create_app
-from sessionhub.service.bodies import read_json_object
+from sessionhub.service.bodies import read_json
 from sessionhub.service.errors import ApiError, ok
 from sessionhub.service.routes import current_session
 
@@ -30,7 +30,9 @@ async def get_data(request: Request) -> Response:
 
 async def put_data(request: Request) -> Response:
     session = await current_session(request, touch=False)
-    body = await read_json_object(request, MAX_BODY)
+    body = await read_json(request, MAX_BODY)
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation_error", "the body must be a JSON object of session keys")
     try:
         session.update(body)
     except DataError as exc:
