@@ -7,8 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
-
+from ..stores.topology import AsyncClient
 from .ops import InboxOps
 
 log = logging.getLogger("sessionhub.inbox")
@@ -21,7 +20,7 @@ class InboxNotifier:
     (including those made while Redis is down) wake streams directly.
     """
 
-    def __init__(self, inbox: InboxOps, client: aioredis.Redis | None) -> None:
+    def __init__(self, inbox: InboxOps, client: AsyncClient | None) -> None:
         self.inbox = inbox
         self.client = client
         self._waiters: dict[str, set[asyncio.Event]] = {}
