@@ -631,3 +631,31 @@ def _parse_info(text: str) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip()
     return out
+
+
+class TlsRedisServer(RedisServer):
+    """A redis-server that only speaks TLS, with the given certificate files."""
+
+    def __init__(self, cert: Path, key: Path, ca: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cert, self.key, self.ca = cert, key, ca
+
+    @property
+    def url(self) -> str:
+        return f"rediss://{HOST}:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        # The plain port is closed (0): the only way in is TLS on the server's port.
+        return [
+            *super()._command(),
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        options = {"ssl": True, "ssl_ca_certs": str(self.ca), **kwargs}
+        return super().client(**options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,16 @@ from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGro
 from sessionhub.config import Settings
 
 TOPOLOGIES = ("standalone", "sentinel", "cluster")
+DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "DEPLOYMENT.md"
+ACL_USER = "sessionhub"
+ACL_PASSWORD = "acl-test-password-0123"
+
+
+def documented_acl_line() -> str:
+    """The ``ACL SETUSER`` line docs/DEPLOYMENT.md gives, with the test's password."""
+    text = DEPLOYMENT.read_text(encoding="utf-8")
+    line = next(row for row in text.splitlines() if row.startswith("ACL SETUSER sessionhub "))
+    return line.replace(">CHANGE-ME", f">{ACL_PASSWORD}")
 
 
 @dataclass
@@ -37,6 +48,16 @@ class Topology:
         merged["redis"] = {**self.redis, **sections.get("redis", {})}
         merged["session"] = {"TYPE": "redis", **sections.get("session", {})}
         return build_settings(None, **merged)
+
+    def create_acl_user(self, line: str) -> None:
+        """Run ``line`` (an ``ACL SETUSER``) on every data node: ACLs are not replicated."""
+        for node in self.data_nodes:
+            if node.is_running:
+                client = node.client(decode_responses=True)
+                try:
+                    client.execute_command(*line.split())
+                finally:
+                    client.close()
 
     def clients(self) -> list[redis.Redis]:
         """A plain client per master (for looking at what SessionHub stored)."""

@@ -9,18 +9,35 @@ from typing import Any
 
 import pytest
 
-from conftest import Topology
+from conftest import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 from helpers import hub_factory
+from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.presence import day_of
 
 MakeHub = Callable[..., Any]
 
 
+@pytest.fixture(params=["default-user", "acl-user"])
+def user(request: pytest.FixtureRequest, topology: Topology) -> dict[str, Any]:
+    """Redis's default user, or the prefix-limited user of docs/DEPLOYMENT.md's ACL line."""
+    if request.param == "default-user":
+        return {}
+    topology.create_acl_user(documented_acl_line())
+    return {"USERNAME": ACL_USER, "PASSWORD": ACL_PASSWORD}
+
+
 @pytest.fixture(params=["sync", "async"])
-def make_hub(request: pytest.FixtureRequest, topology: Topology) -> Iterator[MakeHub]:
-    """Factory of hubs on the topology; the async one is driven from a loop thread."""
-    with hub_factory(request.param, topology.settings) as make:
+def make_hub(
+    request: pytest.FixtureRequest, topology: Topology, user: dict[str, Any]
+) -> Iterator[MakeHub]:
+    """Factory of hubs on the topology, as the user; the async one is driven from a loop
+    thread."""
+
+    def settings(**sections: dict[str, Any]) -> Settings:
+        return topology.settings(**{**sections, "redis": {**user, **sections.get("redis", {})}})
+
+    with hub_factory(request.param, settings) as make:
         yield make
 
 
