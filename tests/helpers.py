@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import argon2
@@ -13,6 +14,7 @@ import redis
 from starlette.testclient import TestClient
 
 from sessionhub.config import Settings
+from sessionhub.frontends import Front
 
 T = TypeVar("T")
 
@@ -43,6 +45,8 @@ class Blocking:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
+        if isinstance(attr, Front):  # a feature (hub.inbox, ...): its methods are coroutines too
+            return Blocking(attr, self._loop)
         if not callable(attr):
             return attr
 
@@ -146,3 +150,31 @@ def device(client: TestClient, user: str, agent: str = "testclient") -> str:
     assert response.status_code == 200, response.text
     client.cookies.clear()
     return response.cookies["session"]
+
+
+@contextlib.contextmanager
+def hub_factory(kind: str, settings_for: Callable[..., Settings]) -> Iterator[Callable[..., Any]]:
+    """Factory of ``kind`` ("sync" or "async") hubs on ``settings_for(**sections)``, closed on
+    exit; an async hub is driven from a loop thread, so tests call both the same way."""
+    from sessionhub.hub import AsyncSessionHub, SessionHub
+
+    made: list[Any] = []
+    loop = LoopThread()
+
+    def make(**sections: dict[str, object]) -> Any:
+        settings = settings_for(**sections)
+        hub: Any = SessionHub(settings) if kind == "sync" else None
+        if hub is None:
+            hub = Blocking(AsyncSessionHub(settings), loop)
+        made.append(hub)
+        return hub
+
+    try:
+        yield make
+    finally:
+        for hub in made:
+            if isinstance(hub, SessionHub):
+                hub.close()
+            else:
+                hub.aclose()
+        loop.close()

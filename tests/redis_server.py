@@ -7,6 +7,7 @@ comes back empty.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -89,6 +90,30 @@ def free_port() -> int:
             port: int = sock.getsockname()[1]
         if port != FORBIDDEN_PORT:
             return port
+
+
+CLUSTER_BUS_OFFSET = 10000
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is free too, so at most 55535."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            port -= CLUSTER_BUS_OFFSET + 1024  # the kernel hands out high ports: shift down
+        if port in (FORBIDDEN_PORT, FORBIDDEN_PORT + CLUSTER_BUS_OFFSET) or port < 1024:
+            continue
+        if _port_free(port) and _port_free(port + CLUSTER_BUS_OFFSET):
+            return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 class RedisServer:
@@ -338,3 +363,320 @@ class RedisServer:
 
 class _PortInUseError(Exception):
     pass
+
+
+# -- topologies ---------------------------------------------------------------------------
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(redis.RedisError, OSError):
+            if predicate():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not reached within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+class SentinelServer(RedisServer):
+    """A redis-server in sentinel mode; its config file lives in its own temp dir."""
+
+    def __init__(self, master_port: int, *, binary: str | None = None, **kwargs: Any) -> None:
+        super().__init__(binary=binary, **kwargs)
+        self.conf = self.dir / "sentinel.conf"
+        self.conf.write_text(
+            f"sentinel monitor {SENTINEL_MASTER} {HOST} {master_port} 2\n"
+            f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
+            f"sentinel failover-timeout {SENTINEL_MASTER} 4000\n"
+            f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+        )
+
+    def _command(self) -> list[str]:
+        # Sentinel rewrites its config file, so it must come first and be writable.
+        base = super()._command()
+        return [base[0], str(self.conf), "--sentinel", *base[1:]]
+
+
+SENTINEL_MASTER = "sessionhub"
+
+
+class SentinelGroup:
+    """A master, one replica and three sentinels watching them, each on a free loopback port.
+
+    Failover tests move the master; :meth:`master` always asks the sentinels where it is, and
+    :meth:`settle` waits until the group is whole again (a master with a connected replica,
+    every sentinel agreeing).
+    """
+
+    def __init__(self, binary: str | None = None, *, extra_args: Sequence[str] = ()) -> None:
+        self.master_server = RedisServer(binary=binary, extra_args=extra_args)
+        self.replica = RedisServer(binary=binary, extra_args=extra_args)
+        self.sentinels: list[SentinelServer] = []
+        self.binary = binary
+
+    @property
+    def data_nodes(self) -> list[RedisServer]:
+        return [self.master_server, self.replica]
+
+    @property
+    def sentinel_addresses(self) -> list[str]:
+        return [f"{HOST}:{s.port}" for s in self.sentinels]
+
+    def start(self) -> SentinelGroup:
+        self.master_server.start()
+        self.replica.extra_args += ("--replicaof", HOST, str(self.master_server.port))
+        self.replica.start()
+        self.sentinels = [
+            SentinelServer(self.master_server.port, binary=self.binary) for _ in range(3)
+        ]
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self.settle()
+        return self
+
+    def sentinel_client(self, index: int = 0) -> redis.Redis:
+        return self.sentinels[index].client(decode_responses=True)
+
+    def master_address(self) -> tuple[str, int]:
+        client = self.sentinel_client()
+        try:
+            host, port = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+        finally:
+            client.close()
+        return str(host), int(port)
+
+    def master(self) -> RedisServer:
+        """The data node the sentinels name as master now."""
+        _, port = self.master_address()
+        return next(node for node in self.data_nodes if node.port == port)
+
+    def replica_of_master(self) -> RedisServer:
+        master = self.master()
+        return next(node for node in self.data_nodes if node is not master)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every sentinel names the same running master, which has a replica in
+        sync, and knows the other two sentinels (so a quorum can fail over)."""
+
+        def whole() -> bool:
+            answers = set()
+            for index in range(len(self.sentinels)):
+                client = self.sentinel_client(index)
+                try:
+                    answers.add(tuple(client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)))
+                    if len(client.sentinel_sentinels(SENTINEL_MASTER)) < 2:
+                        return False
+                    # Sentinel refreshes a replica's link status only every ten seconds:
+                    # the data nodes themselves say whether replication is up (below).
+                    replicas = client.sentinel_slaves(SENTINEL_MASTER)
+                    if not any(not r["is_sdown"] for r in replicas):
+                        return False
+                finally:
+                    client.close()
+            if len(answers) != 1:
+                return False
+            master = self.master()
+            if not master.is_running:
+                return False
+            info = master.client(decode_responses=True).info("replication")
+            replica = next(n for n in self.data_nodes if n is not master)
+            link = replica.client(decode_responses=True).info("replication")
+            return (
+                info["role"] == "master"
+                and int(info["connected_slaves"]) >= 1
+                and link.get("master_link_status") == "up"
+            )
+
+        _wait(lambda: self._point_replica() or whole(), "a settled sentinel group", timeout)
+
+    def _point_replica(self) -> bool:
+        # Sentinel reconfigures a demoted or restarted master only at its next INFO poll, ten
+        # seconds away; sending it the same REPLICAOF now saves every failover test that wait.
+        host, port = self.master_address()
+        for node in self.data_nodes:
+            if node.port == port or not node.is_running:
+                continue
+            client = node.client(decode_responses=True)
+            try:
+                info = client.info("replication")
+                if info["role"] == "master" or int(info.get("master_port", 0)) != port:
+                    client.replicaof(host, port)
+            finally:
+                client.close()
+        return False
+
+    def flush(self) -> None:
+        client = self.master().client()
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+    def replicas_caught_up(self) -> None:
+        """Wait until the replica holds every write the master has (before failing over)."""
+        wait_replicated(self.master())
+
+    def close(self) -> None:
+        for node in [*self.sentinels, *self.data_nodes]:
+            node.close()
+
+
+def wait_replicated(master: RedisServer, timeout: float = 10.0) -> None:
+    """Wait until every replica of ``master`` has acknowledged its whole replication stream."""
+
+    def caught_up() -> bool:
+        client = master.client(decode_responses=True)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        offset = int(info["master_repl_offset"])
+        replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return bool(replicas) and all(int(r["offset"]) >= offset for r in replicas)
+
+    _wait(caught_up, f"replicas of {master.port} in sync", timeout)
+
+
+class ClusterGroup:
+    """A Redis Cluster of three masters with one replica each, on free loopback ports."""
+
+    NODE_TIMEOUT_MS = 1000
+
+    def __init__(self, binary: str | None = None, *, extra_args: Sequence[str] = ()) -> None:
+        args = (
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.NODE_TIMEOUT_MS),
+            # A failover must not wait for a replica's data age: these replicas are in sync.
+            "--cluster-replica-validity-factor",
+            "0",
+            *extra_args,
+        )
+        self.nodes = [
+            RedisServer(binary=binary, extra_args=args, port=free_cluster_port()) for _ in range(6)
+        ]
+
+    @property
+    def data_nodes(self) -> list[RedisServer]:
+        return self.nodes
+
+    @property
+    def startup_nodes(self) -> list[str]:
+        return [f"{HOST}:{node.port}" for node in self.nodes[:3]]
+
+    def start(self) -> ClusterGroup:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli", path=str(Path(self.nodes[0].binary).parent)) or "redis-cli"
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *[f"{HOST}:{n.port}" for n in self.nodes],
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.settle()
+        return self
+
+    def node_info(self, node: RedisServer) -> dict[str, Any]:
+        client = node.client(decode_responses=True)
+        try:
+            reply = client.execute_command("CLUSTER", "INFO")
+            return dict(reply) if isinstance(reply, dict) else _parse_info(reply)
+        finally:
+            client.close()
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now."""
+        out = []
+        for node in self.nodes:
+            if not node.is_running:
+                continue
+            client = node.client(decode_responses=True)
+            try:
+                if client.info("replication")["role"] == "master":
+                    out.append(node)
+            finally:
+                client.close()
+        return out
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every running node says the cluster is ok, with three masters that each
+        have a replica linked."""
+
+        def whole() -> bool:
+            running = [n for n in self.nodes if n.is_running]
+            for node in running:
+                info = self.node_info(node)
+                if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != 6:
+                    return False
+            masters = self.masters()
+            if len(masters) != 3:
+                return False
+            for master in masters:
+                replication = master.client(decode_responses=True).info("replication")
+                if int(replication["connected_slaves"]) < 1:
+                    return False
+            return True
+
+        _wait(whole, "a settled cluster", timeout)
+
+    def flush(self) -> None:
+        for master in self.masters():
+            client = master.client()
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+def _parse_info(text: str) -> dict[str, str]:
+    out = {}
+    for line in str(text).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+class TlsRedisServer(RedisServer):
+    """A redis-server that only speaks TLS, with the given certificate files."""
+
+    def __init__(self, cert: Path, key: Path, ca: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cert, self.key, self.ca = cert, key, ca
+
+    @property
+    def url(self) -> str:
+        return f"rediss://{HOST}:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        # The plain port is closed (0): the only way in is TLS on the server's port.
+        return [
+            *super()._command(),
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        options = {"ssl": True, "ssl_ca_certs": str(self.ca), **kwargs}
+        return super().client(**options)

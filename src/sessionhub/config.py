@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -111,6 +112,39 @@ _LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValida
 _Seconds = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 
 
+def _host_port_list(value: object) -> object:
+    # An environment variable gives "a:1,b:2" as one string; YAML gives a list.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("must be host:port with a port from 1 to 65535")
+    return value
+
+
+_HostPorts = Annotated[
+    tuple[Annotated[StrictStr, AfterValidator(_check_host_port)], ...],
+    BeforeValidator(_host_port_list),
+]
+_RedisMode = Annotated[Literal["standalone", "sentinel", "cluster"], BeforeValidator(_lowercase)]
+
+
+def host_port(value: str) -> tuple[str, int]:
+    """``("host", port)`` of a validated ``host:port`` (IPv6 hosts in brackets or bare)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _check_printable(value: str, what: str) -> str:
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError(f"must not contain whitespace or control characters ({what})")
+    return value
+
+
 class RedisSettings(BaseModel):
     """Where the Redis server is and how hard to try reaching it."""
 
@@ -129,6 +163,67 @@ class RedisSettings(BaseModel):
     retries: StrictInt = Field(default=1, ge=0, le=5)
     max_connections: StrictInt = Field(default=64, ge=1)
     probe_interval: _Seconds = 5.0
+    # Topology: one server, a master found through Sentinel, or a Redis Cluster.
+    mode: _RedisMode = "standalone"
+    sentinels: _HostPorts = ()
+    sentinel_master: StrictStr | None = Field(default=None, min_length=1)
+    sentinel_username: StrictStr | None = None
+    sentinel_password: SecretStr | None = None
+    cluster_nodes: _HostPorts = ()
+    wait_replicas: StrictInt = Field(default=0, ge=0, le=16)
+    tls: StrictBool = False
+    tls_ca_cert: StrictStr | None = Field(default=None, min_length=1)
+    tls_cert: StrictStr | None = Field(default=None, min_length=1)
+    tls_key: StrictStr | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> RedisSettings:
+        if self.mode == "sentinel":
+            if not self.sentinels:
+                raise _FieldError(
+                    ("SENTINELS",), [], "must list at least one host:port with MODE: sentinel"
+                )
+            if self.sentinel_master is None:
+                raise _FieldError(
+                    ("SENTINEL_MASTER",),
+                    None,
+                    "is required with MODE: sentinel (the name the sentinels monitor)",
+                )
+        elif self.sentinels:
+            raise _FieldError(
+                ("SENTINELS",), list(self.sentinels), "is only used with MODE: sentinel"
+            )
+        if self.mode == "cluster":
+            if not self.cluster_nodes:
+                raise _FieldError(
+                    ("CLUSTER_NODES",),
+                    [],
+                    "must list at least one host:port startup node with MODE: cluster",
+                )
+        elif self.cluster_nodes:
+            raise _FieldError(
+                ("CLUSTER_NODES",), list(self.cluster_nodes), "is only used with MODE: cluster"
+            )
+        if self.mode != "standalone" and self.url is not None:
+            raise _FieldError(
+                ("URL",),
+                _mask_url(self.url),
+                f"names one server, which MODE: {self.mode} does not use (give "
+                + ("SENTINELS" if self.mode == "sentinel" else "CLUSTER_NODES")
+                + ", and USERNAME / PASSWORD / TLS for the data nodes)",
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise _FieldError(
+                ("TLS_CERT" if self.tls_key is None else "TLS_KEY",),
+                self.tls_cert or self.tls_key,
+                "TLS_CERT and TLS_KEY go together (a client certificate and its key)",
+            )
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections to the data nodes (and sentinels) use TLS."""
+        return self.tls or (self.url is not None and self.url.startswith("rediss://"))
 
     @field_validator("url")
     @classmethod
@@ -152,7 +247,8 @@ class RedisSettings(BaseModel):
                 auth += ":" + password
             auth += "@"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"redis://{auth}{host}:{self.port}/{self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
 
     def masked_url(self) -> str:
         """``connection_url()`` with the password replaced by ``***``, for logs."""

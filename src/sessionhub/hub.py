@@ -14,12 +14,13 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 
 from .config import RedisSettings, Settings
 from .features import FeatureFronts, build_features
@@ -28,33 +29,18 @@ from .manager import SessionManager
 from .revocations import RevocationFeed, RevocationTask, RevocationThread
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
+from .stores.cluster import AsyncClusterCalls, ClusterCalls
 from .stores.drivers import HeldConnections, run_async, run_sync
 from .stores.memory import MemoryStore
 from .stores.redis import KeySpace, RedisOps, count_bucket_ms
 from .stores.resilient import Lifetimes, ResilientCore
+from .stores.topology import AsyncClient, SyncClient, async_client, sync_client
+from .stores.topology import redis_client_kwargs as redis_client_kwargs
 from .tokens import TokenCodec
 
 log = logging.getLogger("sessionhub")
 
 T = TypeVar("T")
-
-RETRY_BACKOFF_CAP = 0.05
-RETRY_BACKOFF_BASE = 0.01
-"""Retries are for a dropped connection, not a dead server: they must be short."""
-
-
-def redis_client_kwargs(rs: RedisSettings) -> dict[str, Any]:
-    """Client settings shared by the blocking and asyncio pools."""
-    return {
-        "socket_timeout": rs.socket_timeout,
-        "socket_connect_timeout": rs.connect_timeout,
-        "retry": Retry(ExponentialBackoff(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE), rs.retries),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-        "max_connections": rs.max_connections,
-        "decode_responses": True,
-        "health_check_interval": 0,
-    }
-
 
 _EPHEMERAL_SECRET = secrets.token_bytes(32)
 
@@ -89,7 +75,7 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     return SessionManager(core, codec, max_per_user=ss.max_per_user)
 
 
-C = TypeVar("C", redis.Redis, aioredis.Redis)
+C = TypeVar("C", SyncClient, AsyncClient)
 
 
 class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
@@ -108,7 +94,11 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
     health = operation(SessionManager.health)
 
     def __init__(
-        self, settings: Settings, client: C | None, client_class: type[C], mode: M
+        self,
+        settings: Settings,
+        client: C | None,
+        build: Callable[[RedisSettings], C],
+        mode: M,
     ) -> None:
         self.settings = settings
         use_redis = settings.session.type == "redis"
@@ -116,9 +106,7 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
         self.features = build_features(settings, self.manager)
         self.client: C | None = None
         if use_redis:
-            self.client = client or client_class.from_url(
-                settings.redis.connection_url(), **redis_client_kwargs(settings.redis)
-            )
+            self.client = client or build(settings.redis)
         Front.__init__(self, self.manager, mode)
         FeatureFronts.__init__(self, self.features, mode)
 
@@ -129,7 +117,7 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
         return self.settings.redis.connect_timeout + self.settings.redis.socket_timeout
 
 
-class SessionHub(_Hub[redis.Redis, Blocking]):
+class SessionHub(_Hub[SyncClient, Blocking]):
     """Blocking session API over redis-py, with the memory fallback and its maintenance thread.
 
     Building one checks that Redis answers and is new enough (see :meth:`ResilientCore.verify`).
@@ -138,9 +126,13 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
     ``inbox``.
     """
 
-    def __init__(self, settings: Settings, *, client: redis.Redis | None = None) -> None:
-        super().__init__(settings, client, redis.Redis, Blocking(self.run))
-        self._calls = None if self.client is None else HeldConnections(self.client)
+    def __init__(self, settings: Settings, *, client: SyncClient | None = None) -> None:
+        super().__init__(settings, client, sync_client, Blocking(self.run))
+        self._calls: HeldConnections | ClusterCalls | None = None
+        if isinstance(self.client, redis.cluster.RedisCluster):
+            self._calls = ClusterCalls(self.client)
+        elif self.client is not None:
+            self._calls = HeldConnections(self.client)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.manager.core.on_degraded = self._wake.set
@@ -172,7 +164,9 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
                 return
             if core.degraded and self.client is not None:
                 try:
-                    if not core.reads_from_redis:  # else requests still read on them
+                    # Requests still read on them while Redis refuses only writes; a cluster
+                    # client redials by itself.
+                    if not core.reads_from_redis and isinstance(self.client, redis.Redis):
                         self.client.connection_pool.disconnect()
                     self.run(core.recover())
                 except Exception:  # a probe must never kill the thread
@@ -192,13 +186,15 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
             self.client.close()
 
 
-class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
+class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
     """Asyncio session API over redis.asyncio; same operations as :class:`SessionHub`."""
 
-    def __init__(self, settings: Settings, *, client: aioredis.Redis | None = None) -> None:
-        super().__init__(settings, client, aioredis.Redis, Awaiting(self.run))
-        self._calls: AutoPipeline | None = None
-        if self.client is not None and AutoPipeline.supports(self.client):
+    def __init__(self, settings: Settings, *, client: AsyncClient | None = None) -> None:
+        super().__init__(settings, client, async_client, Awaiting(self.run))
+        self._calls: AutoPipeline | AsyncClusterCalls | None = None
+        if isinstance(self.client, aiocluster.RedisCluster):
+            self._calls = AsyncClusterCalls(self.client)
+        elif self.client is not None and AutoPipeline.supports(self.client):
             self._calls = AutoPipeline(self.client)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -224,7 +220,10 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
         """Run any operation (a generator from the manager or the core) to completion."""
         if self._task is None:
             await self.start()
-        return await run_async(op, self._calls or self.client)
+        if self._calls is not None:
+            return await run_async(op, self._calls)
+        assert not isinstance(self.client, aiocluster.RedisCluster)  # it always has _calls
+        return await run_async(op, self.client)
 
     async def _maintain(self) -> None:
         assert self._wake is not None
@@ -240,8 +239,9 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
             if core.degraded and self.client is not None:
                 try:
                     if not core.reads_from_redis:  # else requests still read on them
-                        await self.client.connection_pool.disconnect()
-                        if self._calls is not None:
+                        if isinstance(self.client, aioredis.Redis):  # a cluster redials itself
+                            await self.client.connection_pool.disconnect()
+                        if isinstance(self._calls, AutoPipeline):
                             await self._calls.disconnect()
                     await self.run(core.recover())
                 except Exception:  # a probe must never kill the task
@@ -260,7 +260,7 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._calls is not None:
+        if isinstance(self._calls, AutoPipeline):
             await self._calls.disconnect()
         if self.client is not None:
             await self.client.aclose()

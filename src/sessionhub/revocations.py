@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 
 from .stores.resilient import ResilientCore
+from .stores.topology import AsyncClient, SyncClient
 from .subscribers import cancel_subscriber, with_own_pool
 
 log = logging.getLogger("sessionhub.revocations")
@@ -77,7 +77,7 @@ class RevocationFeed:
 class RevocationThread:
     """The blocking hub's subscriber: a daemon thread on a connection of its own."""
 
-    def __init__(self, feed: RevocationFeed, client: redis.Redis) -> None:
+    def __init__(self, feed: RevocationFeed, client: SyncClient) -> None:
         self.feed = feed
         self.client = with_own_pool(client)
         self._stop = threading.Event()
@@ -122,7 +122,7 @@ class RevocationThread:
 class RevocationTask:
     """The asyncio hub's subscriber: a task on a connection of its own."""
 
-    def __init__(self, feed: RevocationFeed, client: aioredis.Redis) -> None:
+    def __init__(self, feed: RevocationFeed, client: AsyncClient) -> None:
         self.feed = feed
         self.client = with_own_pool(client)
         self._task: asyncio.Task[None] | None = None

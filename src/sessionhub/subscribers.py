@@ -5,24 +5,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TypeVar
+from typing import Any, overload
 
-import redis
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
+from redis.cluster import RedisCluster
+from redis.sentinel import SentinelConnectionPool
 
-C = TypeVar("C", redis.Redis, aioredis.Redis)
+from .stores.topology import AsyncClient, SyncClient
+
+_SENTINEL_POOLS = (SentinelConnectionPool, AsyncSentinelConnectionPool)
 
 
-def with_own_pool(client: C) -> C:
+@overload
+def with_own_pool(client: SyncClient) -> SyncClient: ...
+
+
+@overload
+def with_own_pool(client: AsyncClient) -> AsyncClient: ...
+
+
+def with_own_pool(client: SyncClient | AsyncClient) -> SyncClient | AsyncClient:
     """A client with ``client``'s settings on a pool of its own.
 
     A subscription must not share the hub's pool: the probe drops that pool's connections after
     an outage, which silently ended the subscription, and a blocking read must not hold one of
-    the connections requests need.
+    the connections requests need. A cluster client is returned as it is: each of its Pub/Subs
+    dials a node of its own, and the probe never drops its connections.
     """
-    pool = client.connection_pool
-    own = type(pool)(connection_class=pool.connection_class, **pool.connection_kwargs)
-    return type(client)(connection_pool=own)
+    if isinstance(client, (RedisCluster, AsyncRedisCluster)):
+        return client
+    pool: Any = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    kwargs["connection_class"] = pool.connection_class
+    if isinstance(pool, _SENTINEL_POOLS):  # it asks the sentinels for the master itself
+        kwargs.update(is_master=pool.is_master, check_connection=pool.check_connection)
+        own = type(pool)(pool.service_name, pool.sentinel_manager, **kwargs)
+    else:
+        own = type(pool)(**kwargs)
+    return type(client)(connection_pool=own)  # type: ignore[arg-type]
 
 
 async def cancel_subscriber(task: asyncio.Task[None] | None) -> None:

@@ -31,6 +31,8 @@ from .timefmt import iso
 from .tokens import TokenCodec
 
 USER_ADD = LuaScript.load("user_add")
+FLUSH_BATCH = 1000
+"""Index entries per call when recovery writes what an outage queued (two arguments each)."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,11 @@ class UserSessionIndex:
             pending = {u: dict(e) for u, e in self._pending.items()}
         now = self.core.clock()
         for user_id, entries in pending.items():
-            live = {s: h for s, h in entries.items() if h > now}
-            if live:
-                yield self._add_call(user_id, live, now)
+            live = [(s, h) for s, h in entries.items() if h > now]
+            # One call per batch: Lua's unpack() refuses a few thousand arguments, and a user
+            # can well have made that many sessions during an outage (a script, a crawler).
+            for start in range(0, len(live), FLUSH_BATCH):
+                yield self._add_call(user_id, dict(live[start : start + FLUSH_BATCH]), now)
             with self._lock:
                 left = self._pending.get(user_id, {})
                 for sid in entries:

@@ -320,3 +320,23 @@ def test_a_destroy_on_one_hub_reaches_the_mirror_of_another(
     assert b.open(doomed_cookie) is None
     assert b.open(kept_cookie) is not None
     assert core.mode == "degraded"
+
+
+def test_recovery_writes_a_large_user_index_made_during_the_outage(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """Thousands of sessions one user made during an outage reach the user's index in Redis:
+    recovery sends them in batches a Lua script can unpack, rather than staying degraded."""
+    server = fresh_redis_server
+    hub = SessionHub(build_settings(server.url, redis={"PROBE_INTERVAL": PROBE}))
+    try:
+        hub.create("warm-up")
+        server.kill()
+        made = [hub.create("crawler")[0] for _ in range(5000)]
+        assert hub.manager.core.mode == "degraded"
+        server.start()
+        wait_for(lambda: hub.manager.core.mode == "redis", timeout=20)
+        key = hub.manager.user_keys.sessions("crawler")
+        assert server.client().zcard(key) == len(made)
+    finally:
+        hub.close()

@@ -11,10 +11,10 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from helpers import Blocking, Clock, LoopThread, build_settings, every_string_in_redis
+from helpers import Clock, build_settings, every_string_in_redis, hub_factory
 from redis_server import RedisServer
 from sessionhub.config import Settings
-from sessionhub.hub import AsyncSessionHub, SessionHub
+from sessionhub.hub import SessionHub
 
 MakeHub = Callable[..., Any]
 
@@ -23,40 +23,11 @@ MakeHub = Callable[..., Any]
 def make_hub(request: pytest.FixtureRequest, redis_url: str) -> Iterator[MakeHub]:
     """Factory of hubs on the test Redis; the async one is driven from a loop thread."""
 
-    made: list[Any] = []
-    loop = LoopThread()
+    def settings(**sections: object) -> Settings:
+        return build_settings(redis_url, **sections)
 
-    def make(**sections: dict[str, object]) -> Any:
-        settings: Settings = build_settings(redis_url, **sections)
-        if request.param == "sync":
-            hub: Any = SessionHub(settings)
-        else:
-            hub = Blocking(AsyncSessionHub(settings), loop)
-        made.append(hub)
-        return hub
-
-    yield make
-    for hub in made:
-        if isinstance(hub, SessionHub):
-            hub.close()
-        else:
-            hub.aclose()
-    loop.close()
-
-
-def test_create_open_save_destroy(make_hub: MakeHub) -> None:
-    """A user's session opens by its cookie, keeps saved data, and is gone after destroy."""
-    hub = make_hub()
-    session, cookie = hub.create("alice", user_agent="pytest", ip="127.0.0.1")
-    session["theme"] = "dark"
-    assert hub.save(session)
-    opened = hub.open(cookie)
-    assert opened is not None
-    assert opened.user_id == "alice"
-    assert dict(opened) == {"theme": "dark"}
-    assert opened.record.user_agent == "pytest"
-    assert hub.destroy(opened.sid)
-    assert hub.open(cookie) is None
+    with hub_factory(request.param, settings) as make:
+        yield make
 
 
 def test_unknown_but_well_formed_cookie_is_none(make_hub: MakeHub) -> None:

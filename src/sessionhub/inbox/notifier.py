@@ -7,8 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
-
+from ..stores.topology import AsyncClient
 from ..subscribers import cancel_subscriber, with_own_pool
 from .ops import InboxOps
 
@@ -22,7 +21,7 @@ class InboxNotifier:
     (including those made while Redis is down) wake streams directly.
     """
 
-    def __init__(self, inbox: InboxOps, client: aioredis.Redis | None) -> None:
+    def __init__(self, inbox: InboxOps, client: AsyncClient | None) -> None:
         self.inbox = inbox
         self.client = None if client is None else with_own_pool(client)
         self._waiters: dict[str, set[asyncio.Event]] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from ..exceptions import NoRedisConfiguredError
 from .autopipeline import AutoPipeline
 from .base import Call, Op, PipelineCall
+from .cluster import AsyncClusterCalls, ClusterCalls
 from .wire import Single, needs_eval, packed, packed_all, shaped
 
 T = TypeVar("T")
@@ -81,10 +82,13 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def run_sync(op: Op[T], client: HeldConnections | None) -> T:
+def run_sync(op: Op[T], client: HeldConnections | ClusterCalls | None) -> T:
     """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls)."""
     reply: Any = None
     error: BaseException | None = None
+    execute: Callable[[Call, Any], Any] = (
+        _execute_cluster_sync if isinstance(client, ClusterCalls) else _execute_sync
+    )
     while True:
         try:
             call = op.throw(error) if error is not None else op.send(reply)
@@ -92,9 +96,13 @@ def run_sync(op: Op[T], client: HeldConnections | None) -> T:
             return stop.value  # type: ignore[no-any-return]
         error = None
         try:
-            reply = _execute_sync(call, client)
+            reply = execute(call, client)
         except Exception as exc:
             error = exc
+
+
+def _execute_cluster_sync(call: Call, calls: Any) -> Any:
+    return calls.execute(call)
 
 
 def _execute_sync(call: Call, held: HeldConnections | None) -> Any:
@@ -143,10 +151,13 @@ def _read_sync(conn: Any) -> Any:
 # -- asyncio -----------------------------------------------------------------------------------
 
 
-async def run_async(op: Op[T], client: aioredis.Redis | AutoPipeline | None) -> T:
+async def run_async(
+    op: Op[T], client: aioredis.Redis | AutoPipeline | AsyncClusterCalls | None
+) -> T:
     """Drive ``op`` to completion with an asyncio client (``None``: memory-only, no calls)."""
     reply: Any = None
     error: BaseException | None = None
+    cluster = client if isinstance(client, AsyncClusterCalls) else None
     while True:
         try:
             call = op.throw(error) if error is not None else op.send(reply)
@@ -154,7 +165,10 @@ async def run_async(op: Op[T], client: aioredis.Redis | AutoPipeline | None) -> 
             return stop.value  # type: ignore[no-any-return]
         error = None
         try:
-            reply = await _execute_async(call, client)
+            if cluster is not None:
+                reply = await cluster.execute(call)
+            else:
+                reply = await _execute_async(call, client)  # type: ignore[arg-type]
         except Exception as exc:
             error = exc
 

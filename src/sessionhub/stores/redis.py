@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import MasterDownError, NoScriptError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    MasterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, Fields
@@ -31,6 +39,14 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
     redis.TimeoutError,
     ConnectionError,
     TimeoutError,
+    # A failover in progress: a demoted master (READONLY), a cluster without a master for a
+    # slot (CLUSTERDOWN, MASTERDOWN), a slot in the middle of a move (TRYAGAIN), or no node of
+    # the cluster reachable. Each passes once the new master is there; until then, memory.
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    ClusterError,
+    RedisClusterException,
 )
 """Errors that mean "Redis is not there" (rather than "Redis refused this command")."""
 

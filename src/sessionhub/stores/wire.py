@@ -19,14 +19,17 @@ from .base import CommandCall, ScriptCall
 Single = ScriptCall | CommandCall
 
 
-def packed(call: Single, *, eval_source: bool = False) -> bytes:
-    """``call`` as RESP: ``EVALSHA`` for a script (``EVAL`` with the source if asked)."""
+def call_args(call: Single, *, eval_source: bool = False) -> tuple[Any, ...]:
+    """``call``'s command: ``EVALSHA`` for a script (``EVAL`` with the source if asked)."""
     if isinstance(call, ScriptCall):
         head = ("EVAL", call.script.source) if eval_source else ("EVALSHA", call.script.sha)
-        args: tuple[Any, ...] = (*head, len(call.keys), *call.keys, *call.args)
-    else:
-        args = call.args
-    out: bytes = pack_command(args)
+        return (*head, len(call.keys), *call.keys, *call.args)
+    return call.args
+
+
+def packed(call: Single, *, eval_source: bool = False) -> bytes:
+    """``call`` as RESP (see :func:`call_args`)."""
+    out: bytes = pack_command(call_args(call, eval_source=eval_source))
     return out
 
 

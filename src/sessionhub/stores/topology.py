@@ -1,0 +1,141 @@
+"""The redis-py client a ``REDIS`` section describes, for each topology and with TLS.
+
+* ``standalone``: one server from ``URL`` or ``HOST``/``PORT`` (what SessionHub always did).
+* ``sentinel``: :meth:`redis.sentinel.Sentinel.master_for`. Its connections ask the sentinels for
+  the master when they connect, and drop themselves when the server they reach answers
+  ``READONLY`` (it was demoted), so the next attempt asks again: a replica is never written to.
+* ``cluster``: :class:`redis.cluster.RedisCluster`, which keeps the slot map, sends each command
+  to the master of its slot, follows ``MOVED`` / ``ASK`` and refreshes the map when it changes.
+
+Certificates are verified (the server's chain against ``TLS_CA_CERT`` and its host name) in every
+mode; there is no switch to turn that off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.asyncio.sentinel as aiosentinel
+import redis.cluster
+import redis.sentinel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..config import RedisSettings, host_port
+
+RETRY_BACKOFF_CAP = 0.05
+RETRY_BACKOFF_BASE = 0.01
+"""Retries are for a dropped connection, not a dead server: they must be short."""
+
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+AsyncClient = aioredis.Redis | aiocluster.RedisCluster
+
+
+def redis_client_kwargs(rs: RedisSettings) -> dict[str, Any]:
+    """Client settings shared by the blocking and asyncio pools."""
+    return {
+        "socket_timeout": rs.socket_timeout,
+        "socket_connect_timeout": rs.connect_timeout,
+        "retry": Retry(ExponentialBackoff(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE), rs.retries),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "max_connections": rs.max_connections,
+        "decode_responses": True,
+        "health_check_interval": 0,
+    }
+
+
+def tls_kwargs(rs: RedisSettings) -> dict[str, Any]:
+    """redis-py's TLS options for ``rs`` (empty without TLS); verification always on."""
+    if not rs.uses_tls:
+        return {}
+    return {
+        "ssl_ca_certs": rs.tls_ca_cert,
+        "ssl_certfile": rs.tls_cert,
+        "ssl_keyfile": rs.tls_key,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+    }
+
+
+def _auth(rs: RedisSettings) -> dict[str, Any]:
+    password = rs.password.get_secret_value() if rs.password is not None else None
+    return {"username": rs.username, "password": password}
+
+
+def _standalone_url(rs: RedisSettings, *, masked: bool = False) -> str:
+    url = rs.connection_url(masked=masked)
+    if rs.tls and url.startswith("redis://"):
+        url = "rediss://" + url.removeprefix("redis://")  # TLS: true wins over the URL's scheme
+    return url
+
+
+def _sentinel_options(rs: RedisSettings) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The sentinels' addresses and how to talk to them (their own credentials)."""
+    password = rs.sentinel_password.get_secret_value() if rs.sentinel_password else None
+    options: dict[str, Any] = {
+        "socket_timeout": rs.socket_timeout,
+        "socket_connect_timeout": rs.connect_timeout,
+        "username": rs.sentinel_username,
+        "password": password,
+        "decode_responses": True,
+    }
+    if rs.uses_tls:
+        options |= {"ssl": True, **tls_kwargs(rs)}
+    return [host_port(a) for a in rs.sentinels], options
+
+
+def _data_node_options(rs: RedisSettings) -> dict[str, Any]:
+    options = {**redis_client_kwargs(rs), **_auth(rs), **tls_kwargs(rs)}
+    if rs.uses_tls:
+        options["ssl"] = True
+    return options
+
+
+def _cluster_options(rs: RedisSettings) -> dict[str, Any]:
+    options = _data_node_options(rs)
+    # The cluster client retries a dropped node itself and refreshes its slot map on the way.
+    options.pop("health_check_interval")
+    return options
+
+
+def sync_client(rs: RedisSettings) -> SyncClient:
+    """The blocking client for ``rs``'s topology."""
+    if rs.mode == "sentinel":
+        sentinels, sentinel_options = _sentinel_options(rs)
+        options = _data_node_options(rs) | {"db": rs.db}
+        manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
+        master: redis.Redis = manager.master_for(rs.sentinel_master or "", redis_class=redis.Redis)
+        return master
+    if rs.mode == "cluster":
+        nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
+        return redis.cluster.RedisCluster(startup_nodes=nodes, **_cluster_options(rs))
+    return redis.Redis.from_url(_standalone_url(rs), **redis_client_kwargs(rs), **tls_kwargs(rs))
+
+
+def async_client(rs: RedisSettings) -> AsyncClient:
+    """The asyncio client for ``rs``'s topology."""
+    if rs.mode == "sentinel":
+        sentinels, sentinel_options = _sentinel_options(rs)
+        options = _data_node_options(rs) | {"db": rs.db}
+        manager = aiosentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
+        master: aioredis.Redis = manager.master_for(
+            rs.sentinel_master or "", redis_class=aioredis.Redis
+        )
+        return master
+    if rs.mode == "cluster":
+        nodes = [aiocluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
+        return aiocluster.RedisCluster(startup_nodes=nodes, **_cluster_options(rs))
+    return aioredis.Redis.from_url(_standalone_url(rs), **redis_client_kwargs(rs), **tls_kwargs(rs))
+
+
+def describe(rs: RedisSettings) -> str:
+    """One line naming the topology and where it is, without secrets (logs, ``config check``)."""
+    tls = " over TLS" if rs.uses_tls else ""
+    if rs.mode == "sentinel":
+        return f"sentinel: master {rs.sentinel_master!r} of {', '.join(rs.sentinels)}{tls}"
+    if rs.mode == "cluster":
+        return f"cluster: startup nodes {', '.join(rs.cluster_nodes)}{tls}"
+    return f"standalone: {_standalone_url(rs, masked=True)}"

@@ -1,0 +1,191 @@
+"""Failovers under steady requests: no exception reaches the caller, requests are served
+(from memory while no master answers), traffic returns to Redis once the new master is there,
+and every session made before the failover is still valid, in Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from conftest import Topology, make_topology
+from helpers import hub_factory, wait_for
+from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, wait_replicated
+
+SESSIONS = 20
+PACE = 0.002
+
+
+class SteadyLoad:
+    """A thread that keeps opening, changing and saving sessions, and creating new ones,
+    recording whatever escapes a call and any session that failed to open."""
+
+    def __init__(self, hub: Any, cookies: list[str]) -> None:
+        self.hub = hub
+        self.cookies = cookies
+        self.errors: list[BaseException] = []
+        self.lost: list[str] = []
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            cookie = self.cookies[n % len(self.cookies)]
+            n += 1
+            try:
+                session = self.hub.open(cookie)
+                if session is None:
+                    self.lost.append(cookie)
+                    continue
+                session["n"] = n
+                self.hub.save(session)
+                self.hub.create("load")
+                self.requests += 1
+            except BaseException as exc:  # the assertion: nothing escapes a call
+                self.errors.append(exc)
+            # Steady, not a flood: a loop creating sessions at memory speed outruns any
+            # recovery's copy (each creation during it is copied too) and it never ends.
+            time.sleep(PACE)
+
+
+def _prepared(hub: Any) -> tuple[list[str], list[str]]:
+    """Sessions made before the failover: their cookies and their Redis keys."""
+    made = [hub.create(f"user{i}", data={"before": i}) for i in range(SESSIONS)]
+    keys = hub.manager.core.redis_ops.keys
+    return [cookie for _, cookie in made], [keys.session(s.sid) for s, _ in made]
+
+
+def _back_on_redis(hub: Any, cookie: str) -> bool:
+    return hub.open(cookie) is not None and hub.manager.core.mode == "redis"
+
+
+def _all_valid(hub: Any, cookies: list[str]) -> None:
+    for i, cookie in enumerate(cookies):
+        session = hub.open(cookie)
+        assert session is not None
+        assert session["before"] == i
+
+
+def _stored(topology: Topology, keys: list[str]) -> int:
+    """How many of ``keys`` the masters hold (a cluster master answers MOVED for the others)."""
+    found = 0
+    for client in topology.clients():
+        for key in keys:
+            with contextlib.suppress(redis.exceptions.MovedError):
+                found += client.exists(key)
+    return found
+
+
+def _made_whole(request: pytest.FixtureRequest, name: str) -> Iterator[tuple[Topology, Any]]:
+    """The ``name`` topology, emptied; after the test, its killed node is back and the group
+    whole again (a master with a replica for every shard)."""
+    group = request.getfixturevalue(f"{name}_group")
+    group.settle()
+    topology = make_topology(name, request)
+    topology.flush()
+    yield topology, group
+    for node in group.data_nodes:
+        if not node.is_running:
+            node.start()  # back empty; the sentinels or the cluster make it a replica
+    group.settle()
+
+
+@pytest.fixture
+def sentinel(request: pytest.FixtureRequest) -> Iterator[tuple[Topology, SentinelGroup]]:
+    """The sentinel topology, made whole again after the test moved its master."""
+    yield from _made_whole(request, "sentinel")
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[Topology, ClusterGroup]]:
+    """The cluster topology, its killed node back as a replica after the test."""
+    yield from _made_whole(request, "cluster")
+
+
+def _ride(
+    topology: Topology,
+    kind: str,
+    fail: Callable[[], object],
+    failed_over: Callable[[], bool],
+    before: Callable[[], object],
+) -> None:
+    """Make sessions, wait for ``before`` (replicas in sync), ``fail`` under steady load, wait
+    for ``failed_over`` and for traffic back on Redis; then check nothing was lost."""
+    with hub_factory(kind, topology.settings) as make:
+        hub = make()
+        cookies, keys = _prepared(hub)
+        before()
+        with SteadyLoad(hub, cookies) as load:
+            wait_for(lambda: load.requests > 20)
+            fail()
+            wait_for(failed_over, timeout=30)
+            wait_for(lambda: _back_on_redis(hub, cookies[0]), timeout=30)
+            served = load.requests
+            wait_for(lambda: load.requests > served + 20)
+        assert load.errors == []
+        assert load.lost == []
+        _all_valid(hub, cookies)
+        assert _stored(topology, keys) == SESSIONS
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sentinel_failover_command_costs_no_request(
+    sentinel: tuple[Topology, SentinelGroup], kind: str
+) -> None:
+    """SENTINEL FAILOVER under load: every request answered, the new master takes the
+    traffic, and the sessions made before are still there."""
+    topology, group = sentinel
+    old = group.master()
+    _ride(
+        topology,
+        kind,
+        lambda: group.sentinel_client().execute_command("SENTINEL", "FAILOVER", SENTINEL_MASTER),
+        lambda: group.master() is not old,
+        lambda: wait_replicated(old),
+    )
+
+
+def test_sentinel_master_killed_costs_no_request(
+    sentinel: tuple[Topology, SentinelGroup],
+) -> None:
+    """The master dies under load: requests are served from memory until the sentinels
+    promote the replica, then from it; sessions made before are still valid, in Redis."""
+    topology, group = sentinel
+    old: RedisServer = group.master()
+    _ride(
+        topology,
+        "async",
+        old.kill,
+        lambda: group.master() is not old,
+        lambda: wait_replicated(old),
+    )
+
+
+def test_cluster_master_killed_costs_no_request(
+    cluster: tuple[Topology, ClusterGroup],
+) -> None:
+    """A cluster master dies under load: its slots are served from memory until its replica
+    takes over, then from the replica; sessions made before are still valid, in Redis."""
+    topology, group = cluster
+    victim = group.masters()[0]
+
+    def all_replicated() -> None:
+        for master in group.masters():
+            wait_replicated(master)
+
+    _ride(topology, "sync", victim.kill, lambda: len(group.masters()) == 3, all_replicated)

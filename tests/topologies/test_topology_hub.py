@@ -1,0 +1,171 @@
+"""Every feature of the library on standalone Redis, Sentinel and Redis Cluster, through both
+the blocking and the asyncio hub: one suite, parametrised over the topologies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conftest import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
+from helpers import hub_factory
+from sessionhub.config import Settings
+from sessionhub.exceptions import TooManyAttemptsError
+from sessionhub.presence import day_of
+
+MakeHub = Callable[..., Any]
+
+
+@pytest.fixture(params=["default-user", "acl-user"])
+def user(request: pytest.FixtureRequest, topology: Topology) -> dict[str, Any]:
+    """Redis's default user, or the prefix-limited user of docs/DEPLOYMENT.md's ACL line."""
+    if request.param == "default-user":
+        return {}
+    topology.create_acl_user(documented_acl_line())
+    return {"USERNAME": ACL_USER, "PASSWORD": ACL_PASSWORD}
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_hub(
+    request: pytest.FixtureRequest, topology: Topology, user: dict[str, Any]
+) -> Iterator[MakeHub]:
+    """Factory of hubs on the topology, as the user; the async one is driven from a loop
+    thread."""
+
+    def settings(**sections: dict[str, Any]) -> Settings:
+        return topology.settings(**{**sections, "redis": {**user, **sections.get("redis", {})}})
+
+    with hub_factory(request.param, settings) as make:
+        yield make
+
+
+def _on_redis(hub: Any) -> None:
+    core = hub.manager.core
+    assert core.mode == "redis", core.last_error
+
+
+def test_create_open_save_destroy(make_hub: MakeHub) -> None:
+    """A session opens by its cookie, keeps saved data and is gone after destroy."""
+    hub = make_hub()
+    session, cookie = hub.create("alice", user_agent="pytest", ip="127.0.0.1")
+    session["theme"] = "dark"
+    assert hub.save(session)
+    opened = hub.open(cookie)
+    assert opened is not None
+    assert dict(opened) == {"theme": "dark"}
+    assert opened.user_id == "alice"
+    assert hub.destroy(opened.sid)
+    assert hub.open(cookie) is None
+    _on_redis(hub)
+
+
+def test_login_rotates_and_user_sessions_list_and_revoke(make_hub: MakeHub) -> None:
+    """Login issues a new token; the user's index lists each session and revoke ends them."""
+    hub = make_hub()
+    anon, old_cookie = hub.create(None, data={"cart": [1]})
+    first, first_cookie = hub.login("alice", previous=anon)
+    assert hub.open(old_cookie) is None
+    assert dict(hub.open(first_cookie)) == {"cart": [1]}
+    _, second_cookie = hub.login("alice")
+    listed = hub.user_sessions.list("alice")
+    assert sorted(i.sid for i in listed) == sorted([first.sid, hub.open(second_cookie).sid])
+    assert hub.user_sessions.revoke("alice", listed[0].handle)
+    assert len(hub.user_sessions.list("alice")) == 1
+    assert hub.user_sessions.revoke_all("alice") == 1
+    assert hub.open(first_cookie) is None
+    assert hub.open(second_cookie) is None
+    _on_redis(hub)
+
+
+def test_max_sessions_per_user_revokes_the_oldest(make_hub: MakeHub) -> None:
+    """With MAX_PER_USER 2, a third login ends the user's oldest session."""
+    hub = make_hub(session={"MAX_PER_USER": 2})
+    cookies = []
+    for _ in range(3):
+        cookies.append(hub.login("alice")[1])
+        time.sleep(0.002)  # distinct creation times order the sessions
+    assert hub.open(cookies[0]) is None
+    assert hub.open(cookies[1]) is not None
+    assert hub.open(cookies[2]) is not None
+    assert len(hub.user_sessions.list("alice")) == 2
+    _on_redis(hub)
+
+
+def test_presence_online_and_daily_users(make_hub: MakeHub) -> None:
+    """Touched users are online, listed, have a status and count in the day's unique users."""
+    hub = make_hub()
+    for user in ("alice", "bob", "carol"):
+        assert hub.presence.touch(user, force=True)
+    assert hub.presence.online_count()["online_users"] == 3
+    page = hub.presence.online_users(limit=2)
+    rest = hub.presence.online_users(cursor=page["next_cursor"], limit=2)
+    assert {u["user_id"] for u in page["users"] + rest["users"]} == {"alice", "bob", "carol"}
+    assert hub.presence.status("bob")["online"] is True
+    today = day_of(hub.manager.core.clock())
+    assert hub.presence.daily(today)["active_users"] == 3
+    hub.presence.offline("bob")
+    assert hub.presence.online_count()["online_users"] == 2
+    _on_redis(hub)
+
+
+def test_inbox_send_page_and_read(make_hub: MakeHub) -> None:
+    """Messages sent to a user page back in order and are marked read up to a cursor."""
+    hub = make_hub()
+    sent = [hub.inbox.send("alice", {"n": i}) for i in range(3)]
+    page = hub.inbox.page("alice")
+    assert [m["body"] for m in page["messages"]] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    hub.inbox.mark_read("alice", up_to=sent[1]["id"])
+    assert hub.inbox.read_cursor("alice") == sent[1]["id"]
+    unread = hub.inbox.page("alice", unread=True)
+    assert [m["id"] for m in unread["messages"]] == [sent[2]["id"]]
+    _on_redis(hub)
+
+
+def test_settings_patch_and_replace(make_hub: MakeHub) -> None:
+    """A user's settings keep a patch and a full replacement."""
+    hub = make_hub()
+    assert hub.preferences.get("alice")["theme"] == "system"
+    hub.preferences.patch("alice", {"theme": "dark"})
+    assert hub.preferences.get("alice")["theme"] == "dark"
+    current = hub.preferences.get("alice")
+    hub.preferences.replace("alice", {**current, "language": "fr"})
+    assert hub.preferences.get("alice")["language"] == "fr"
+    _on_redis(hub)
+
+
+def test_stats_sum_every_shard_and_health_is_healthy(make_hub: MakeHub) -> None:
+    """The session count is summed over shards living on every master; health is healthy."""
+    hub = make_hub(session={"INDEX_SHARDS": 16})
+    made = [hub.create(f"u{i}")[0] for i in range(20)]
+    hub.destroy(made[0].sid)
+    stats = hub.stats()
+    assert stats["total_sessions"] == 19
+    assert stats["redis_sessions"] == 19
+    health = hub.health()
+    assert health["status"] == "healthy"
+    assert health["mode"] == "redis"
+
+
+def test_login_throttle_counts_and_forgets(make_hub: MakeHub) -> None:
+    """Failed login attempts are counted per user and address, and a success forgets them."""
+    hub = make_hub(auth={"MAX_ATTEMPTS": 2})
+    hub.login_attempts.attempt("alice", "10.0.0.1")
+    hub.login_attempts.attempt("alice", "10.0.0.1")
+    with pytest.raises(TooManyAttemptsError):
+        hub.login_attempts.attempt("alice", "10.0.0.1")
+    _on_redis(hub)
+
+
+def test_works_after_every_node_forgets_its_scripts(make_hub: MakeHub, topology: Topology) -> None:
+    """After SCRIPT FLUSH on every master (a restart, a failover) calls fall back to EVAL."""
+    hub = make_hub()
+    _, cookie = hub.create("alice")
+    for client in topology.clients():
+        client.script_flush()
+    assert hub.open(cookie) is not None
+    for client in topology.clients():
+        client.script_flush()
+    assert hub.stats()["total_sessions"] == 1
+    _on_redis(hub)
