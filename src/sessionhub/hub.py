@@ -33,6 +33,7 @@ from .stores.memory import MemoryStore
 from .stores.redis import KeySpace, RedisOps, count_bucket_ms
 from .stores.resilient import Lifetimes, ResilientCore
 from .tokens import TokenCodec
+from .valuecodec import ValueCodec, parse_key
 
 log = logging.getLogger("sessionhub")
 
@@ -70,6 +71,12 @@ def resolve_secret(settings: Settings) -> bytes:
     return _EPHEMERAL_SECRET
 
 
+def build_values(settings: Settings) -> ValueCodec:
+    """The codec every stored value goes through: ``ENCRYPTION.KEYS``, ``COMPRESS_THRESHOLD``."""
+    keys = [(k.id, parse_key(k.id, k.key.get_secret_value())) for k in settings.encryption.keys]
+    return ValueCodec(keys, compress_threshold=settings.session.compress_threshold)
+
+
 def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     """The session manager the settings describe."""
     ss = settings.session
@@ -85,8 +92,15 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
         ),
         migrate_on_recovery=ss.migrate_on_recovery,
     )
-    codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer)
-    return SessionManager(core, codec, max_per_user=ss.max_per_user)
+    fallbacks = [old.get_secret_value().encode() for old in settings.secret_key_fallbacks]
+    codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer, fallbacks=fallbacks)
+    return SessionManager(
+        core,
+        codec,
+        max_per_user=ss.max_per_user,
+        values=build_values(settings),
+        max_bytes=ss.max_bytes,
+    )
 
 
 C = TypeVar("C", redis.Redis, aioredis.Redis)
