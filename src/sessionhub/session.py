@@ -37,15 +37,15 @@ hashtable, about twice the memory. A browser User-Agent is usually longer, so it
 pieces of at most this many bytes (``a``, ``a1``, ``a2``, ...)."""
 
 
-def _split(name: str, value: str) -> Fields:
+def split(name: str, value: str) -> Fields:
     """``value`` in pieces that each stay within ``LISTPACK_VALUE_BYTES`` as UTF-8."""
     size = LISTPACK_VALUE_BYTES if value.isascii() else LISTPACK_VALUE_BYTES // 4
     pieces = [value[i : i + size] for i in range(0, len(value), size)] or [""]
     return {name if i == 0 else f"{name}{i}": piece for i, piece in enumerate(pieces)}
 
 
-def _joined(name: str, fields: Mapping[str, str]) -> str:
-    """The value :func:`_split` stored under ``name``."""
+def joined(name: str, fields: Mapping[str, str]) -> str:
+    """The value :func:`split` stored under ``name``."""
     pieces = [fields.get(name, "")]
     while (piece := fields.get(f"{name}{len(pieces)}")) is not None:
         pieces.append(piece)
@@ -156,7 +156,7 @@ class SessionRecord:
             F_LAST_SEEN: str(self.last_seen_ms),
             F_EXPIRES: str(self.expires_ms),
             F_HARD_EXPIRES: str(self.hard_expires_ms),
-            **_split(F_USER_AGENT, agent),
+            **split(F_USER_AGENT, agent),
             F_IP: self.seal(F_IP, self.ip, compress=False),
         }
         if self.user_id is not None:
@@ -172,7 +172,7 @@ class SessionRecord:
         """Parse the flat map a store returned (data stays encoded until asked for)."""
         n = len(DATA_PREFIX)
         raw = {name[n:]: text for name, text in fields.items() if name[:n] == DATA_PREFIX}
-        agent, ip = _joined(F_USER_AGENT, fields), fields.get(F_IP, "")
+        agent, ip = joined(F_USER_AGENT, fields), fields.get(F_IP, "")
         if agent[:1] == MARK:
             agent = values.open(agent, session_aad(sid, F_USER_AGENT)) or ""
         if ip[:1] == MARK:
