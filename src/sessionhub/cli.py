@@ -1,8 +1,9 @@
-"""The ``sessionhub`` command: serve, health, stats, config check, hash-password."""
+"""The ``sessionhub`` command: serve, health, stats, config check, hash-password, keys."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import getpass
 import http.client
@@ -237,6 +238,68 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    print(base64.b64encode(secrets.token_bytes(32)).decode())
+    return 0
+
+
+BAR_WIDTH = 30
+
+
+def _progress_line(scanned: int, total: int, rewritten: int) -> str:
+    share = min(1.0, scanned / total) if total else 1.0
+    filled = round(share * BAR_WIDTH)
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    return f"[{bar}] {share:4.0%} {scanned} keys scanned, {rewritten} values re-encrypted"
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    import redis
+
+    from .hub import SessionHub
+    from .rotation import KeyRotation
+
+    settings = _settings(args)
+    if settings.session.type != "redis":
+        raise CommandError("keys rotate re-encrypts what Redis holds; SESSION.TYPE is memory")
+    if not settings.encryption.keys:
+        raise CommandError("ENCRYPTION.KEYS is empty: there is no key to rotate to")
+    _check_redis_url(settings)
+    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
+    hub = SessionHub(settings)
+    try:
+        rotation = KeyRotation(hub.manager.values, settings.session.key_prefix, batch=args.batch)
+        to = settings.encryption.keys[0].id
+        while True:
+            try:
+                progress = hub.run(rotation.step())
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                raise CommandError(
+                    f"Redis at {settings.redis.masked_url()} is unavailable ({exc}); run "
+                    "`sessionhub keys rotate` again to resume"
+                ) from None
+            line = _progress_line(progress.scanned, progress.total, progress.rewritten)
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            if progress.done:
+                break
+        print(file=sys.stderr)
+    finally:
+        hub.close()
+    print(
+        f"rotation to key {to!r} complete: {progress.rewritten} values re-encrypted, "
+        f"{progress.unreadable} under keys no longer listed, {progress.conflicts} changed "
+        "too often to rewrite"
+    )
+    if progress.unreadable or progress.conflicts:
+        print(
+            "sessionhub: some values are not under the first key; keep the old keys listed "
+            "(and run it again for the changed ones)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _int_from(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer from ``low`` to ``high``, else a usage error."""
 
@@ -281,6 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     hp = sub.add_parser("hash-password", help="read a password, print its argon2id hash")
     hp.set_defaults(func=cmd_hash_password)
+
+    keys = sub.add_parser("keys", help="encryption keys (ENCRYPTION.KEYS)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="print a new random key (32 bytes, base64)")
+    new.set_defaults(func=cmd_keys_new)
+    rotate = with_config(
+        keys_sub.add_parser(
+            "rotate",
+            help="re-encrypt every stored value under the first key (resumable, online)",
+        )
+    )
+    rotate.add_argument(
+        "--batch", type=_int_from(1, 100_000), default=200, help="keys per SCAN (default 200)"
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
     return parser
 
 

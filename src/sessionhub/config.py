@@ -38,10 +38,13 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticUseDefault
 
 from sessionhub.exceptions import ConfigError
+from sessionhub.valuecodec import parse_key
 
 __all__ = [
     "AdminSettings",
     "AuthSettings",
+    "EncryptionKey",
+    "EncryptionSettings",
     "MessagesSettings",
     "PreferencesSettings",
     "PresenceSettings",
@@ -69,6 +72,7 @@ _SEED_ENV_VARS: dict[str, tuple[str, ...]] = {
     "REDIS_PASSWORD": ("REDIS", "PASSWORD"),
     "REDIS_URL": ("REDIS", "URL"),
     "SECRET_KEY": ("SECRET_KEY",),
+    "SECRET_KEY_FALLBACKS": ("SECRET_KEY_FALLBACKS",),
 }
 # SESSIONHUB_* variables that are not SESSIONHUB_<SECTION>__<KEY> overrides.
 _PLAIN_ENV_VARS = ("SESSIONHUB_ENV", "SESSIONHUB_CONFIG", "SESSIONHUB_ADMIN_API_KEYS")
@@ -284,6 +288,8 @@ class SessionSettings(BaseModel):
     migrate_on_recovery: StrictBool = True
     index_shards: StrictInt = Field(default=16, ge=1, le=1024)
     max_per_user: StrictInt = Field(default=0, ge=0)
+    compress_threshold: StrictInt = Field(default=1024, ge=0)
+    max_bytes: StrictInt = Field(default=1048576, ge=0)
 
     @field_validator("key_prefix", mode="before")
     @classmethod
@@ -435,6 +441,39 @@ class AuthSettings(BaseModel):
     max_attempts_per_ip: StrictInt = Field(default=50, ge=0)
 
 
+class EncryptionKey(BaseModel):
+    """One data-encryption key: a short id stored with each value, and 32 bytes in base64."""
+
+    model_config = _MODEL_CONFIG
+
+    id: StrictStr = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
+    key: SecretStr
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        parse_key(str(info.data.get("id", "")), value.get_secret_value())
+        return value
+
+
+class EncryptionSettings(BaseModel):
+    """Encryption at rest: the first key encrypts new values, every key listed decrypts."""
+
+    model_config = _MODEL_CONFIG
+
+    keys: tuple[EncryptionKey, ...] = ()
+
+    @field_validator("keys")
+    @classmethod
+    def _check_unique_ids(cls, keys: tuple[EncryptionKey, ...]) -> tuple[EncryptionKey, ...]:
+        seen: set[str] = set()
+        for index, key in enumerate(keys):
+            if key.id in seen:
+                raise _FieldError((index, "ID"), key.id, "duplicate key id")
+            seen.add(key.id)
+        return keys
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -472,6 +511,9 @@ class Settings(BaseModel):
     model_config = _MODEL_CONFIG
 
     secret_key: SecretStr | None = Field(default=None, min_length=16)
+    # Former SECRET_KEYs, newest first: their cookies and storage ids are still accepted, and a
+    # session found under one moves to SECRET_KEY on its next use.
+    secret_key_fallbacks: tuple[Annotated[SecretStr, Field(min_length=16)], ...] = ()
     # From SESSIONHUB_ENV only; load_settings rejects it as a YAML key. Not in the JSON schema,
     # which describes what the file may contain.
     environment: SkipJsonSchema[Literal["dev", "prod"]] = "dev"
@@ -483,6 +525,7 @@ class Settings(BaseModel):
     messages: MessagesSettings = Field(default_factory=MessagesSettings)
     preferences: PreferencesSettings = Field(default_factory=PreferencesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None
@@ -507,6 +550,12 @@ class Settings(BaseModel):
             raise ValueError(
                 "SECRET_KEY is required when SESSIONHUB_ENV=prod (set it in the config file or "
                 "the SECRET_KEY environment variable)"
+            )
+        if self.secret_key_fallbacks and self.secret_key is None:
+            raise _FieldError(
+                ("SECRET_KEY_FALLBACKS",),
+                self.secret_key_fallbacks,
+                "needs SECRET_KEY (the key that replaces them)",
             )
         return self
 

@@ -74,6 +74,7 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
         send_rate=ms.send_rate,
         send_rate_window_s=ms.send_rate_window,
         online_window_s=pr.window,
+        values=manager.values,
     )
     inbox.online_here = presence.local_online
     return Features(
@@ -83,6 +84,7 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
             manager.user_keys,
             max_custom_bytes=ps.max_custom_bytes,
             max_custom_keys=ps.max_custom_keys,
+            values=manager.values,
         ),
         presence=presence,
         inbox=inbox,

@@ -37,6 +37,7 @@ from .stores.resilient import Lifetimes, ResilientCore
 from .stores.topology import AsyncClient, SyncClient, async_client, sync_client
 from .stores.topology import redis_client_kwargs as redis_client_kwargs
 from .tokens import TokenCodec
+from .valuecodec import ValueCodec, parse_key
 
 log = logging.getLogger("sessionhub")
 
@@ -56,6 +57,12 @@ def resolve_secret(settings: Settings) -> bytes:
     return _EPHEMERAL_SECRET
 
 
+def build_values(settings: Settings) -> ValueCodec:
+    """The codec every stored value goes through: ``ENCRYPTION.KEYS``, ``COMPRESS_THRESHOLD``."""
+    keys = [(k.id, parse_key(k.id, k.key.get_secret_value())) for k in settings.encryption.keys]
+    return ValueCodec(keys, compress_threshold=settings.session.compress_threshold)
+
+
 def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     """The session manager the settings describe."""
     ss = settings.session
@@ -71,8 +78,15 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
         ),
         migrate_on_recovery=ss.migrate_on_recovery,
     )
-    codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer)
-    return SessionManager(core, codec, max_per_user=ss.max_per_user)
+    fallbacks = [old.get_secret_value().encode() for old in settings.secret_key_fallbacks]
+    codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer, fallbacks=fallbacks)
+    return SessionManager(
+        core,
+        codec,
+        max_per_user=ss.max_per_user,
+        values=build_values(settings),
+        max_bytes=ss.max_bytes,
+    )
 
 
 C = TypeVar("C", SyncClient, AsyncClient)

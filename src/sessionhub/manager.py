@@ -10,13 +10,14 @@ import functools
 import logging
 from collections.abc import Mapping
 
-from .exceptions import InvalidInputError
-from .session import F_USER, Session, SessionRecord
-from .stores.base import Op
+from .exceptions import DataError, InvalidInputError
+from .session import F_EXPIRES, F_USER, Fields, Session, SessionRecord
+from .stores.base import CommandCall, Op, ScriptCall
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
 from .tokens import TokenCodec, short
 from .usersessions import SessionInfo, UserSessionIndex
+from .valuecodec import PLAIN, ValueCodec
 from .views import RedisHealth, SessionStats
 
 log = logging.getLogger("sessionhub.sessions")
@@ -32,14 +33,26 @@ MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
 class SessionManager:
     """Creates, opens, saves and destroys sessions on a :class:`ResilientCore`."""
 
-    def __init__(self, core: ResilientCore, codec: TokenCodec, *, max_per_user: int = 0) -> None:
+    def __init__(
+        self,
+        core: ResilientCore,
+        codec: TokenCodec,
+        *,
+        max_per_user: int = 0,
+        values: ValueCodec = PLAIN,
+        max_bytes: int = 0,
+    ) -> None:
         self.core = core
         self.codec = codec
         self.max_per_user = max_per_user
         """``SESSION.MAX_PER_USER``: a login beyond it revokes the oldest session (0: no cap)."""
+        self.values = values
+        """Compression and encryption of stored values (``ENCRYPTION``, ``COMPRESS_THRESHOLD``)."""
+        self.max_bytes = max_bytes
+        """``SESSION.MAX_BYTES``: the most session data a save may leave, as JSON (0: no cap)."""
         prefix = core.redis_ops.keys.prefix if core.redis_ops is not None else "session:"
         self.user_keys = UserKeys(prefix)
-        self.user_sessions = UserSessionIndex(core, codec, self.user_keys)
+        self.user_sessions = UserSessionIndex(core, codec, self.user_keys, values)
         # A browser sends the same cookie on every request: remember the storage ids of cookies
         # that verified, so a request pays a dict lookup instead of a regex and two HMACs. A
         # cookie that fails raises, and exceptions are never cached.
@@ -67,7 +80,54 @@ class SessionManager:
             return None
         sid = self.sid_for_cookie(cookie)
         fields = yield from self.core.load(sid, touch=touch or force, force=force)
-        return None if fields is None else Session(SessionRecord.from_fields(sid, fields))
+        if fields is None:
+            if self.codec.has_fallbacks:
+                return (yield from self._open_former(cookie, sid, touch=touch or force))
+            return None
+        return Session(SessionRecord.from_fields(sid, fields, self.values))
+
+    def _open_former(self, cookie: str, sid: str, *, touch: bool) -> Op[Session | None]:
+        """The session stored under a former secret's storage id, moved to ``sid`` (the current
+        secret's), with the cookie to re-issue; ``None`` when there is none."""
+        token = self.codec.token_from_cookie(cookie)
+        for old_sid in self.codec.fallback_storage_ids(token):
+            fields = yield from self.core.load(old_sid, touch=touch)
+            if fields is not None:
+                session = yield from self._move(old_sid, sid, fields)
+                session.reissued_cookie = self.codec.cookie_value(token)
+                return session
+        return None
+
+    def _move(self, old_sid: str, sid: str, fields: Fields) -> Op[Session]:
+        """Store a session under a new storage id and delete the old one: one round trip when
+        Redis answers (the new hash, both index changes and the old hash's destroy pipelined)."""
+        record = SessionRecord.from_fields(old_sid, fields, self.values)
+        record.load_data()  # opened under the old id; to_fields seals for the new one
+        record.sid = sid
+        user_id = record.user_id
+        also: list[ScriptCall | CommandCall] = []
+        if user_id is not None:
+            also.append(self.user_sessions.add_call(user_id, sid, record.hard_expires_ms))
+            also.append(self.user_sessions.remove_call(user_id, old_sid))
+        if self.core.redis_ops is not None:
+            also.append(self.core.redis_ops.destroy_call(old_sid))
+        expires = int(fields[F_EXPIRES])
+        in_redis = yield from self.core.create(sid, record.to_fields(), expires, tuple(also))
+        if in_redis:
+            self.core.memory.destroy(old_sid)
+        else:
+            yield from self.destroy(old_sid, user_id=user_id)
+            if user_id is not None:
+                self.user_sessions.queue(user_id, sid, record.hard_expires_ms)
+        log.info("Session moved to the current SECRET_KEY: %s -> %s", short(old_sid), short(sid))
+        return Session(record)
+
+    def _check_size(self, data_bytes: int) -> None:
+        if self.max_bytes and data_bytes > self.max_bytes:
+            raise DataError(
+                f"session data is {data_bytes} bytes as JSON, more than SESSION.MAX_BYTES "
+                f"({self.max_bytes}); store large values elsewhere and keep a reference"
+            )
 
     def create(
         self,
@@ -93,7 +153,10 @@ class SessionManager:
             user_agent=user_agent,
             ip=ip,
             data=dict(data or {}),
+            values=self.values,
         )
+        if data:
+            self._check_size(record.data_bytes())
         index = () if user_id is None else (self.user_sessions.add_call(user_id, sid, hard),)
         in_redis = yield from self.core.create(sid, record.to_fields(), record.expires_ms, index)
         log.info("Session created in %s: %s", self._where(), short(sid))
@@ -130,6 +193,7 @@ class SessionManager:
                 "only an anonymous session created in this request can be bound"
             )
         delta = session.delta()
+        self._check_size(delta.data_bytes)
         ok = yield from self.core.update(session.sid, {**delta.set, F_USER: user_id}, delta.delete)
         if not ok:
             return False
@@ -161,6 +225,7 @@ class SessionManager:
         delta = session.delta()
         if not delta:
             return True
+        self._check_size(delta.data_bytes)
         ok = yield from self.core.update(session.sid, delta.set, delta.delete)
         if ok:
             session.mark_saved()
@@ -171,7 +236,7 @@ class SessionManager:
         fields = yield from self.core.load(session.sid, touch=True, force=True)
         if fields is None:
             return None
-        return Session(SessionRecord.from_fields(session.sid, fields))
+        return Session(SessionRecord.from_fields(session.sid, fields, self.values))
 
     def destroy(self, sid: str, *, user_id: str | None = None) -> Op[bool]:
         """Delete a session by storage id; ``True`` when it existed.
@@ -242,6 +307,11 @@ class SessionManager:
             message = MEMORY_MESSAGE
         else:
             message = self._degraded_message()
+        if self.values.unlisted:
+            message += (
+                f"; {self.values.unlisted} stored values are under an encryption key that "
+                "ENCRYPTION.KEYS no longer lists (treated as missing)"
+            )
         return {
             # Memory-only is the configured store working as configured, not an outage.
             "status": "degraded" if mode == "degraded" else "healthy",

@@ -26,6 +26,7 @@ from .exceptions import ConflictError, InvalidPreferencesError
 from .stores.base import CommandCall, LuaScript, Op, ScriptCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
+from .valuecodec import PLAIN, ValueCodec, user_aad
 from .views import Settings
 
 CAS = LuaScript.load("cas")
@@ -42,6 +43,8 @@ MAX_CUSTOM_KEY = 64
 MAX_CUSTOM_DEPTH = 32
 """Nesting allowed under ``custom``: far deeper would exhaust the JSON codecs' recursion."""
 CAS_ATTEMPTS = 20
+FIELD = "settings"
+"""The field name in a settings document's associated data (see :mod:`.valuecodec`)."""
 # BCP 47 (RFC 5646) language tags, well-formed: language, extlang, script, region, variants,
 # extensions and private use; or a private-use-only tag.
 _BCP47 = re.compile(
@@ -101,9 +104,11 @@ class PreferencesOps:
         *,
         max_custom_bytes: int = 8192,
         max_custom_keys: int = 64,
+        values: ValueCodec = PLAIN,
     ) -> None:
         self.core = core
         self.keys = keys
+        self.values = values
         self.max_custom_bytes = max_custom_bytes
         self.max_custom_keys = max_custom_keys
         self._lock = threading.Lock()
@@ -215,7 +220,7 @@ class PreferencesOps:
         if raw is USE_MEMORY:
             with self._lock:
                 return None, dict(self._mirror.get(user_id, {}))
-        stored = _loads(raw)
+        stored = _loads(raw and self.values.open(raw, user_aad(user_id, FIELD)))
         with self._lock:
             if user_id not in self._pending:
                 self._mirror[user_id] = stored
@@ -225,8 +230,9 @@ class PreferencesOps:
         for _ in range(CAS_ATTEMPTS):
             raw, stored = yield from self._read(user_id)
             new = self.validate(change(stored))
+            cas = (raw or "", self._seal(user_id, new))
             written = yield from self.core.on_redis(
-                send(ScriptCall(CAS, (self.keys.settings(user_id),), (raw or "", _dumps(new))))
+                send(ScriptCall(CAS, (self.keys.settings(user_id),), cas))
             )
             if written is USE_MEMORY:
                 self._keep(user_id, new, pending=self.core.has_redis)
@@ -244,12 +250,15 @@ class PreferencesOps:
             else:
                 self._pending.pop(user_id, None)
 
+    def _seal(self, user_id: str, doc: dict[str, Any]) -> str:
+        return self.values.seal(_dumps(doc), user_aad(user_id, FIELD), compress=False)
+
     def flush(self) -> Op[bool]:
         """Recovery hook: write the documents changed while Redis was down."""
         with self._lock:
             batch = {u: (v, dict(self._mirror.get(u, {}))) for u, v in self._pending.items()}
         for user_id, (version, doc) in batch.items():
-            yield CommandCall(("SET", self.keys.settings(user_id), _dumps(doc)))
+            yield CommandCall(("SET", self.keys.settings(user_id), self._seal(user_id, doc)))
             with self._lock:
                 if self._pending.get(user_id) == version:
                     del self._pending[user_id]

@@ -16,6 +16,7 @@ import orjson
 
 from .exceptions import DataError
 from .jsontext import compact
+from .valuecodec import MARK, PLAIN, ValueCodec, session_aad
 
 Fields = dict[str, str]
 
@@ -36,15 +37,15 @@ hashtable, about twice the memory. A browser User-Agent is usually longer, so it
 pieces of at most this many bytes (``a``, ``a1``, ``a2``, ...)."""
 
 
-def _split(name: str, value: str) -> Fields:
+def split(name: str, value: str) -> Fields:
     """``value`` in pieces that each stay within ``LISTPACK_VALUE_BYTES`` as UTF-8."""
     size = LISTPACK_VALUE_BYTES if value.isascii() else LISTPACK_VALUE_BYTES // 4
     pieces = [value[i : i + size] for i in range(0, len(value), size)] or [""]
     return {name if i == 0 else f"{name}{i}": piece for i, piece in enumerate(pieces)}
 
 
-def _joined(name: str, fields: Mapping[str, str]) -> str:
-    """The value :func:`_split` stored under ``name``."""
+def joined(name: str, fields: Mapping[str, str]) -> str:
+    """The value :func:`split` stored under ``name``."""
     pieces = [fields.get(name, "")]
     while (piece := fields.get(f"{name}{len(pieces)}")) is not None:
         pieces.append(piece)
@@ -67,11 +68,23 @@ def _dumps(value: Any) -> str:
     return text
 
 
-def _decoded(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The values of JSON-encoded data keys, and the encodings that parsed."""
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _decoded(
+    raw: Mapping[str, str], sid: str, values: ValueCodec
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values of stored data keys, and the JSON of those that opened and parsed."""
     data: dict[str, Any] = {}
     kept: dict[str, str] = {}
-    for key, text in raw.items():
+    for key, stored in raw.items():
+        text = stored
+        if stored[:1] == MARK:
+            opened = values.open(stored, session_aad(sid, DATA_PREFIX + key))
+            if opened is None:
+                continue  # under a key no longer listed: missing, as an unparsable key is
+            text = opened
         try:
             data[key] = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -100,10 +113,13 @@ class SessionRecord:
     user_agent: str = ""
     ip: str = ""
     data: dict[str, Any] = field(default_factory=dict)
-    # The JSON each data key was read (or last saved) as: a save compares against it.
+    # The JSON each data key was read (or last saved) as: a save compares against it. Until
+    # load_data(), a read record holds the stored values here, possibly sealed (valuecodec).
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     decoded: bool = field(default=True, compare=False, repr=False)
     """Whether ``data`` holds ``raw`` decoded (false until :meth:`load_data` for a read record)."""
+    values: ValueCodec = field(default=PLAIN, compare=False, repr=False)
+    """Seals data and metadata on the way to a store and opens them on the way back."""
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SessionRecord):
@@ -119,31 +135,48 @@ class SessionRecord:
     def load_data(self) -> dict[str, Any]:
         """``data``, decoded from ``raw`` on first use; a key that does not parse is dropped."""
         if not self.decoded:
-            self.data, self.raw = _decoded(self.raw)
+            self.data, self.raw = _decoded(self.raw, self.sid, self.values)
             self.decoded = True
         return self.data
 
+    def seal(self, name: str, text: str, *, compress: bool = True) -> str:
+        """``text`` as field ``name`` of this session is stored."""
+        return self.values.seal(text, session_aad(self.sid, name), compress=compress)
+
+    def data_bytes(self) -> int:
+        """The size of the data as JSON (keys and values, UTF-8): what ``MAX_BYTES`` caps."""
+        data = self.load_data()
+        return sum(len(DATA_PREFIX) + _utf8_len(k) + _utf8_len(_dumps(v)) for k, v in data.items())
+
     def to_fields(self) -> Fields:
         """The flat map a store writes."""
+        agent = self.seal(F_USER_AGENT, self.user_agent[:MAX_USER_AGENT], compress=False)
         out: Fields = {
             F_CREATED: str(self.created_ms),
             F_LAST_SEEN: str(self.last_seen_ms),
             F_EXPIRES: str(self.expires_ms),
             F_HARD_EXPIRES: str(self.hard_expires_ms),
-            **_split(F_USER_AGENT, self.user_agent[:MAX_USER_AGENT]),
-            F_IP: self.ip,
+            **split(F_USER_AGENT, agent),
+            F_IP: self.seal(F_IP, self.ip, compress=False),
         }
         if self.user_id is not None:
             out[F_USER] = self.user_id
         for key, value in self.load_data().items():
-            out[DATA_PREFIX + key] = _dumps(value)
+            out[DATA_PREFIX + key] = self.seal(DATA_PREFIX + key, _dumps(value))
         return out
 
     @classmethod
-    def from_fields(cls, sid: str, fields: Mapping[str, str]) -> SessionRecord:
+    def from_fields(
+        cls, sid: str, fields: Mapping[str, str], values: ValueCodec = PLAIN
+    ) -> SessionRecord:
         """Parse the flat map a store returned (data stays encoded until asked for)."""
         n = len(DATA_PREFIX)
         raw = {name[n:]: text for name, text in fields.items() if name[:n] == DATA_PREFIX}
+        agent, ip = joined(F_USER_AGENT, fields), fields.get(F_IP, "")
+        if agent[:1] == MARK:
+            agent = values.open(agent, session_aad(sid, F_USER_AGENT)) or ""
+        if ip[:1] == MARK:
+            ip = values.open(ip, session_aad(sid, F_IP)) or ""
         return cls(
             sid=sid,
             user_id=fields.get(F_USER),
@@ -151,10 +184,11 @@ class SessionRecord:
             last_seen_ms=int(fields.get(F_LAST_SEEN, 0)),
             expires_ms=int(fields.get(F_EXPIRES, 0)),
             hard_expires_ms=int(fields.get(F_HARD_EXPIRES, 0)),
-            user_agent=_joined(F_USER_AGENT, fields),
-            ip=fields.get(F_IP, ""),
+            user_agent=agent,
+            ip=ip,
             raw=raw,
             decoded=not raw,
+            values=values,
         )
 
 
@@ -169,6 +203,8 @@ class Delta:
 
     set: Fields
     delete: tuple[str, ...]
+    data_bytes: int = 0
+    """The size of the data after the save, as :meth:`SessionRecord.data_bytes` counts it."""
 
     def __bool__(self) -> bool:
         return bool(self.set or self.delete)
@@ -189,6 +225,9 @@ class Session(MutableMapping[str, Any]):
         self.record = record
         self.new = new
         self.invalidated = False
+        self.reissued_cookie: str | None = None
+        """A cookie value the client must be sent: the session moved to the current
+        ``SECRET_KEY`` when it was opened with a cookie of a former one."""
         # What the app sees, decoded on first use (see _values()); what the store holds stays in
         # the record: ``record.data`` and its encodings ``record.raw``.
         self._data: dict[str, Any] | None = None
@@ -249,16 +288,21 @@ class Session(MutableMapping[str, Any]):
         """The data fields a save must write: changed or new keys, and removed keys."""
         if self._data is None:
             return NO_CHANGE  # never looked at, so nothing changed
-        loaded, saved = self.record.data, self.record.raw  # _data began as a copy of loaded
+        record = self.record
+        loaded, saved = record.data, record.raw  # _data began as a copy of loaded
         changed: Fields = {}
+        size = 0
         for key, value in self._data.items():
             if type(value) in _IMMUTABLE and value is loaded.get(key, _ABSENT):
-                continue  # the very object that was saved, and it cannot have changed in place
-            encoded = _dumps(value)
-            if saved.get(key) != encoded:
-                changed[DATA_PREFIX + key] = encoded
+                # The very object that was saved, and it cannot have changed in place.
+                encoded = saved.get(key) or _dumps(value)
+            else:
+                encoded = _dumps(value)
+                if saved.get(key) != encoded:
+                    changed[DATA_PREFIX + key] = record.seal(DATA_PREFIX + key, encoded)
+            size += len(DATA_PREFIX) + _utf8_len(key) + _utf8_len(encoded)
         removed = tuple(DATA_PREFIX + k for k in saved if k not in self._data)
-        return Delta(changed, removed)
+        return Delta(changed, removed, size)
 
     def mark_saved(self) -> None:
         """Take the current data as what the store holds, after a successful save."""

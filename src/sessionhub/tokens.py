@@ -10,6 +10,7 @@ import base64
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 
 from .exceptions import InvalidTokenError
 
@@ -46,13 +47,18 @@ def is_storage_id(value: str) -> bool:
 class TokenCodec:
     """Creates tokens, turns them into cookie values and back, and derives their storage ids."""
 
-    def __init__(self, secret: bytes, *, use_signer: bool = True) -> None:
+    def __init__(
+        self, secret: bytes, *, use_signer: bool = True, fallbacks: Sequence[bytes] = ()
+    ) -> None:
         if len(secret) < 16:
             raise ValueError("the secret must be at least 16 bytes")
         self.use_signer = use_signer
         self._sign_key = _derive(secret, "cookie-signature")
         self._hash_key = _derive(secret, "storage-id")
         self._handle_key = _derive(secret, "public-handle")
+        # SECRET_KEY_FALLBACKS: former secrets whose cookies and storage ids are still accepted.
+        self._old_sign_keys = tuple(_derive(old, "cookie-signature") for old in fallbacks)
+        self._old_hash_keys = tuple(_derive(old, "storage-id") for old in fallbacks)
 
     def new_token(self) -> str:
         """A fresh 256-bit token."""
@@ -78,7 +84,10 @@ class TokenCodec:
                 raise InvalidTokenError("session cookie is malformed")
             if not _TOKEN_RE.fullmatch(token):
                 raise InvalidTokenError("session cookie is malformed")
-            if not hmac.compare_digest(sig, self._signature(token)):
+            if not hmac.compare_digest(sig, self._signature(token)) and not any(
+                hmac.compare_digest(sig, _b64(hmac.digest(key, token.encode(), "sha256")))
+                for key in self._old_sign_keys
+            ):
                 raise InvalidTokenError("session cookie signature does not match")
             return token
         if not _TOKEN_RE.fullmatch(value):
@@ -88,6 +97,15 @@ class TokenCodec:
     def storage_id(self, token: str) -> str:
         """The keyed hash of ``token`` that stores use as its id (128 bits, hex)."""
         return hmac.digest(self._hash_key, token.encode(), "sha256").hex()[:32]
+
+    @property
+    def has_fallbacks(self) -> bool:
+        """Whether former secrets are configured (``SECRET_KEY_FALLBACKS``)."""
+        return bool(self._old_hash_keys)
+
+    def fallback_storage_ids(self, token: str) -> list[str]:
+        """The storage ids ``token`` had under each former secret, newest first."""
+        return [hmac.digest(k, token.encode(), "sha256").hex()[:32] for k in self._old_hash_keys]
 
     def handle(self, sid: str) -> str:
         """An opaque public id for a session, safe to show users; it cannot be used as a cookie."""

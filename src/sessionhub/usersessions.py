@@ -29,6 +29,7 @@ from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
 from .timefmt import iso
 from .tokens import TokenCodec
+from .valuecodec import PLAIN, ValueCodec
 
 USER_ADD = LuaScript.load("user_add")
 FLUSH_BATCH = 1000
@@ -59,10 +60,13 @@ class SessionInfo:
 class UserSessionIndex:
     """The per-user session index over a :class:`ResilientCore` (I/O-free operations)."""
 
-    def __init__(self, core: ResilientCore, codec: TokenCodec, keys: UserKeys) -> None:
+    def __init__(
+        self, core: ResilientCore, codec: TokenCodec, keys: UserKeys, values: ValueCodec = PLAIN
+    ) -> None:
         self.core = core
         self.codec = codec
         self.keys = keys
+        self.values = values
         self._lock = threading.Lock()
         self._mirror: dict[str, dict[str, int]] = {}  # user -> sid -> hard expiry
         self._pending: dict[str, dict[str, int]] = {}  # additions Redis has not seen yet
@@ -115,11 +119,15 @@ class UserSessionIndex:
             args += [-(-hard // 1000), sid]
         return ScriptCall(USER_ADD, (self.keys.sessions(user_id),), tuple(args))
 
+    def remove_call(self, user_id: str, sid: str) -> CommandCall:
+        """Forget ``sid``; returns the call that drops it from Redis's index."""
+        self._forget(user_id, sid)
+        return CommandCall(("ZREM", self.keys.sessions(user_id), sid))
+
     def remove(self, user_id: str, sid: str) -> Op[None]:
         """Drop ``sid`` from the index (called by the manager on destroy)."""
-        self._forget(user_id, sid)
         # Not queued while degraded: the read-time pruning removes it after recovery.
-        yield from self.core.on_redis(send(CommandCall(("ZREM", self.keys.sessions(user_id), sid))))
+        yield from self.core.on_redis(send(self.remove_call(user_id, sid)))
 
     def live(self, user_id: str) -> Op[list[SessionInfo]]:
         """The user's live sessions, oldest first; prunes whatever is dead."""
@@ -150,7 +158,8 @@ class UserSessionIndex:
             fields = _as_dict(reply)
             record = None
             if fields:
-                record = SessionRecord.from_fields(sid, {**fields, F_EXPIRES: str(expires)})
+                stored = {**fields, F_EXPIRES: str(expires)}
+                record = SessionRecord.from_fields(sid, stored, self.values)
             if record is None or record.expires_ms <= now or record.user_id != user_id:
                 dead.append(sid)
                 self._forget(user_id, sid)
@@ -170,7 +179,7 @@ class UserSessionIndex:
             if fields is None:
                 self._forget(user_id, sid)
                 continue
-            record = SessionRecord.from_fields(sid, fields)
+            record = SessionRecord.from_fields(sid, fields, self.values)
             if record.user_id == user_id:
                 found.append(SessionInfo(sid, self.codec.handle(sid), record))
         return _oldest_first(found)

@@ -9,6 +9,7 @@ from typing import Any
 from ..exceptions import InvalidMessageError
 from ..jsontext import compact
 from ..timefmt import iso
+from ..valuecodec import PLAIN, ValueCodec, user_aad
 from ..views import JSON, MessageView
 
 
@@ -33,8 +34,9 @@ class Message:
             "read": self.read,
         }
 
-    def fields(self) -> list[str]:
-        """The stream entry's fields: ``f`` sender, ``k`` kind, ``t`` sent (ms), ``b`` body."""
+    def fields(self, user_id: str, values: ValueCodec = PLAIN) -> list[str]:
+        """The stream entry's fields: ``f`` sender, ``k`` kind, ``t`` sent (ms), ``b`` body
+        (sealed by ``values`` for the recipient ``user_id``)."""
         return [
             "f",
             self.sender or "",
@@ -42,16 +44,20 @@ class Message:
             self.kind,
             "t",
             str(self.sent_ms),
-            "b",
-            compact(self.body),
+            BODY,
+            values.seal(compact(self.body), user_aad(user_id, BODY)),
         ]
 
 
-def parse_entry(entry_id: str, raw: Any) -> Message:
-    """The message a stream entry holds (a body that no longer parses reads as ``None``)."""
+BODY = "b"
+
+
+def parse_entry(entry_id: str, raw: Any, user_id: str, values: ValueCodec = PLAIN) -> Message:
+    """The message a stream entry holds (a body that no longer parses or opens reads as
+    ``None``)."""
     fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
     try:
-        body = json.loads(fields.get("b", "null"))
+        body = json.loads(values.open(fields.get(BODY, "null"), user_aad(user_id, BODY)) or "")
     except ValueError:
         body = None
     return Message(

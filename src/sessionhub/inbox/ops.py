@@ -35,6 +35,7 @@ from ..stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, 
 from ..stores.redis import classify
 from ..stores.resilient import USE_MEMORY, ResilientCore
 from ..stores.userkeys import UserKeys
+from ..valuecodec import PLAIN, ValueCodec
 from ..views import JSON, Broadcast, MessagePage, MessageView, ReadMark
 from .ids import MAX_ID_PART, check_ids, id_key
 from .local import LocalInboxes
@@ -61,9 +62,11 @@ class InboxOps:
         send_rate: int = 30,
         send_rate_window_s: int = 60,
         online_window_s: int = 300,
+        values: ValueCodec = PLAIN,
     ) -> None:
         self.core = core
         self.keys = keys
+        self.values = values
         self.max_per_user = max_per_user
         self.retention_ms = retention_s * 1000
         self.max_body_bytes = max_body_bytes
@@ -91,10 +94,11 @@ class InboxOps:
     def _xadd_calls(self, user_id: str, message: Message, msg_id: str) -> list[CommandCall]:
         key = self.keys.inbox(user_id)
         minid = max(0, message.sent_ms - self.retention_ms)
+        fields = message.fields(user_id, self.values)
         return [
             # Exact trims: approximate ones ("~") only drop whole radix-tree nodes, so a small
             # inbox would keep messages past RETENTION indefinitely.
-            CommandCall(("XADD", key, "MAXLEN", self.max_per_user, msg_id, *message.fields())),
+            CommandCall(("XADD", key, "MAXLEN", self.max_per_user, msg_id, *fields)),
             CommandCall(("XTRIM", key, "MINID", minid)),
             CommandCall(("PEXPIRE", key, self.retention_ms)),
             CommandCall(("PUBLISH", self.keys.inbox_notify(), user_id)),
@@ -190,7 +194,7 @@ class InboxOps:
                 break
             for entry_id, raw in batch:
                 start = entry_id
-                message = parse_entry(entry_id, raw)
+                message = parse_entry(entry_id, raw, user_id, self.values)
                 message.read = id_key(entry_id) <= id_key(upto) or entry_id in read_ids
                 if not (unread and message.read):
                     out.append(message)

@@ -187,8 +187,10 @@ def commit(
     manager: SessionManager, rs: RequestSession, *, user_agent: str = "", ip: str = ""
 ) -> Op[CookieAction]:
     """Write what the request changed and say what to do with the cookie."""
+    # A session opened with a former SECRET_KEY's cookie moved: its client needs the new cookie.
+    moved = rs.session.reissued_cookie
     action = yield from _commit(manager, rs, user_agent=user_agent, ip=ip)
-    issued, rs.issued_cookie = rs.issued_cookie, None
+    issued, rs.issued_cookie = rs.issued_cookie or moved, None
     if issued and action == NO_COOKIE_CHANGE and rs.stored:
         return CookieAction(set_value=issued, max_age=cookie_max_age(rs.session, rs.permanent))
     return action

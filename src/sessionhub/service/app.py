@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings, load_settings
 from ..hub import AsyncSessionHub
@@ -25,6 +27,30 @@ from .routes_users import routes as user_routes
 log = logging.getLogger("sessionhub.service")
 
 CONNECTED_MESSAGE = "Redis connected, sessions stored in Redis"
+
+
+class ReissuedCookie:
+    """Sends the new cookie of a session that moved to the current ``SECRET_KEY`` while it was
+    opened (``current_session`` leaves it in the request state), whatever the route answers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                cookie = scope.get("state", {}).get("reissued_cookie")
+                if cookie is not None:
+                    headers = list(message.get("headers", ()))
+                    headers.append((b"set-cookie", cookie.encode("latin-1")))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -64,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
             *openapi_routes,
         ],
         lifespan=lifespan,
+        middleware=[Middleware(ReissuedCookie)],
         exception_handlers={
             ApiError: api_error_handler,
             HTTPException: http_error_handler,

@@ -59,6 +59,10 @@ async def current_session(request: Request, *, touch: bool = True, force: bool =
         raise ApiError(401, "invalid_session", f"{exc}; log in again") from exc
     if session is None or session.user_id is None:
         raise ApiError(401, "session_expired", "the session has expired or was logged out")
+    if session.reissued_cookie is not None:
+        carrier = Response()
+        set_session_cookie(request, carrier, session.reissued_cookie, session)
+        request.state.reissued_cookie = carrier.headers["set-cookie"]
     # Every authenticated request is activity (throttled per session, usually no I/O).
     await hub.presence.touch(session.user_id, session.sid)
     return session

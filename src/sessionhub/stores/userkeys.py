@@ -18,6 +18,11 @@ def escape_user(user_id: str) -> str:
     return user_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
+def unescape_user(escaped: str) -> str:
+    """The user id :func:`escape_user` escaped."""
+    return escaped.replace("%7B", "{").replace("%7D", "}").replace("%25", "%")
+
+
 def username_digest(username: str) -> str:
     """A fixed-length stand-in for a typed username: key names stay bounded and hide it."""
     return hashlib.sha256(username.encode()).hexdigest()[:32]
