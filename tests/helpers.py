@@ -16,6 +16,9 @@ from sessionhub.config import Settings
 
 T = TypeVar("T")
 
+MakeHub = Callable[..., Any]
+"""The ``make_hub`` fixture: ``make_hub(session={...})`` -> a blocking or an asyncio hub."""
+
 
 class LoopThread:
     """An event loop in a background thread, so sync test code can drive async APIs."""

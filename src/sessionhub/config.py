@@ -41,6 +41,7 @@ from sessionhub.exceptions import ConfigError
 __all__ = [
     "AdminSettings",
     "AuthSettings",
+    "EventsSettings",
     "MessagesSettings",
     "PreferencesSettings",
     "PresenceSettings",
@@ -339,6 +340,38 @@ class AuthSettings(BaseModel):
     max_attempts_per_ip: StrictInt = Field(default=50, ge=0)
 
 
+class EventsSettings(BaseModel):
+    """Session events: where expiries come from, the subscriber queue and the webhook."""
+
+    model_config = _MODEL_CONFIG
+
+    enable_keyspace_notifications: StrictBool = False
+    queue_size: StrictInt = Field(default=10000, ge=1)
+    webhook_url: StrictStr | None = None
+    webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    webhook_timeout: _Seconds = 5.0
+    webhook_max_attempts: StrictInt = Field(default=5, ge=1, le=20)
+    webhook_backoff: _Seconds = 0.5
+    webhook_queue_size: StrictInt = Field(default=1000, ge=1)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_webhook_secret(self) -> EventsSettings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise _FieldError(
+                ("WEBHOOK_SECRET",),
+                None,
+                "is required with WEBHOOK_URL (receivers check each body's signature with it)",
+            )
+        return self
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -387,6 +420,7 @@ class Settings(BaseModel):
     messages: MessagesSettings = Field(default_factory=MessagesSettings)
     preferences: PreferencesSettings = Field(default_factory=PreferencesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None

@@ -21,7 +21,9 @@ import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .config import RedisSettings, Settings
+from .config import EventsSettings, RedisSettings, Settings
+from .events import EventBus, EventTask, EventThread
+from .expiries import ExpiryFeed, claim_expiry, enable_notifications
 from .features import FeatureFronts, build_features
 from .frontends import Awaiting, Blocking, Front, M, operation
 from .manager import SessionManager
@@ -33,6 +35,7 @@ from .stores.memory import MemoryStore
 from .stores.redis import KeySpace, RedisOps, count_bucket_ms
 from .stores.resilient import Lifetimes, ResilientCore
 from .tokens import TokenCodec
+from .webhooks import WebhookConfig, WebhookSender
 
 log = logging.getLogger("sessionhub")
 
@@ -84,9 +87,28 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
             refresh_threshold_ms=ss.refresh_threshold * 1000,
         ),
         migrate_on_recovery=ss.migrate_on_recovery,
+        event_queue=settings.events.queue_size,
     )
     codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer)
     return SessionManager(core, codec, max_per_user=ss.max_per_user)
+
+
+def start_webhook(es: EventsSettings, bus: EventBus) -> WebhookSender | None:
+    """The webhook sender ``EVENTS.WEBHOOK_URL`` asks for, subscribed to ``bus``."""
+    if es.webhook_url is None or es.webhook_secret is None:
+        return None
+    sender = WebhookSender(
+        WebhookConfig(
+            url=es.webhook_url,
+            secret=es.webhook_secret.get_secret_value().encode(),
+            timeout_s=es.webhook_timeout,
+            max_attempts=es.webhook_max_attempts,
+            backoff_s=es.webhook_backoff,
+            queue_size=es.webhook_queue_size,
+        )
+    )
+    bus.subscribe(sender.submit)
+    return sender
 
 
 C = TypeVar("C", redis.Redis, aioredis.Redis)
@@ -121,6 +143,20 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
             )
         Front.__init__(self, self.manager, mode)
         FeatureFronts.__init__(self, self.features, mode)
+        self.events: EventBus = self.manager.core.events
+        """``hub.events.subscribe(callback)``: session events (see ``docs/EVENTS.md``)."""
+        self.webhook = start_webhook(settings.events, self.events)
+
+    def _expiry_feed(self) -> ExpiryFeed | None:
+        """The keyspace notification feed, once Redis was asked to send them (at start and after
+        every outage); ``None`` unless ``EVENTS.ENABLE_KEYSPACE_NOTIFICATIONS``."""
+        core = self.manager.core
+        if not self.settings.events.enable_keyspace_notifications or self.client is None:
+            return None
+        assert core.redis_ops is not None
+        core.recovery_hooks.append(lambda: enable_notifications(self.events))
+        db = int(self.client.connection_pool.connection_kwargs.get("db", 0))
+        return ExpiryFeed(self.events, core.redis_ops.keys, db)
 
     def _first_link_wait(self) -> float:
         """How long starting waits for the revocation subscription: not at all without Redis."""
@@ -148,12 +184,20 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
             target=self._maintain, name="sessionhub-maintenance", daemon=True
         )
         self._thread.start()
-        self.run(self.manager.core.verify())
+        core = self.manager.core
+        self._events = EventThread(self.events, lambda sid: self.run(claim_expiry(core, sid)))
+        self.run(core.verify())
         self._revocations: RevocationThread | None = None
+        self._expiries: RevocationThread | None = None
         if self.client is not None:
-            feed = RevocationFeed(self.manager.core, self._wake.set)
+            feed = RevocationFeed(core, self._wake.set)
             self._revocations = RevocationThread(feed, self.client)
             self._revocations.start(self._first_link_wait())
+            expiry_feed = self._expiry_feed()
+            if expiry_feed is not None:
+                self.run(core.on_redis(enable_notifications(self.events)))
+                self._expiries = RevocationThread(expiry_feed, self.client, "expiries")
+                self._expiries.start(self._first_link_wait())
 
     def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -182,12 +226,16 @@ class SessionHub(_Hub[redis.Redis, Blocking]):
                 next_sweep = time.monotonic() + cleanup
 
     def close(self) -> None:
-        """Stop the maintenance and revocation threads and close the connection pool."""
+        """Stop the maintenance, revocation and event threads and close the connection pool."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
-        if self._revocations is not None:
-            self._revocations.close()
+        for subscriber in (self._revocations, self._expiries):
+            if subscriber is not None:
+                subscriber.close()
+        self._events.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self.client is not None:
             self.client.close()
 
@@ -203,6 +251,8 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._revocations: RevocationTask | None = None
+        self._expiries: RevocationTask | None = None
+        self._events: EventTask | None = None
         self.manager.core.on_degraded = self._on_degraded
 
     def _on_degraded(self) -> None:
@@ -214,11 +264,18 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
-            await self.run(self.manager.core.verify())
+            core = self.manager.core
+            self._events = EventTask(self.events, lambda sid: self.run(claim_expiry(core, sid)))
+            await self.run(core.verify())
             if self.client is not None:
-                feed = RevocationFeed(self.manager.core, self._on_degraded)
+                feed = RevocationFeed(core, self._on_degraded)
                 self._revocations = RevocationTask(feed, self.client)
                 await self._revocations.start(self._first_link_wait())
+                expiry_feed = self._expiry_feed()
+                if expiry_feed is not None:
+                    await self.run(core.on_redis(enable_notifications(self.events)))
+                    self._expiries = RevocationTask(expiry_feed, self.client, "expiries")
+                    await self._expiries.start(self._first_link_wait())
 
     async def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -251,10 +308,16 @@ class AsyncSessionHub(_Hub[aioredis.Redis, Awaiting]):
                 next_sweep = time.monotonic() + cleanup
 
     async def aclose(self) -> None:
-        """Stop the maintenance and revocation tasks and close the connection pool."""
-        if self._revocations is not None:
-            await self._revocations.aclose()
-            self._revocations = None
+        """Stop the maintenance, revocation and event tasks and close the connection pool."""
+        for subscriber in (self._revocations, self._expiries):
+            if subscriber is not None:
+                await subscriber.aclose()
+        self._revocations = self._expiries = None
+        if self._events is not None:
+            await self._events.aclose()
+            self._events = None
+        if self.webhook is not None:
+            await asyncio.to_thread(self.webhook.close)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,12 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio as aioredis
 
 C = TypeVar("C", redis.Redis, aioredis.Redis)
+
+
+class Feed(Protocol):
+    """What a subscription does with its channel's messages (revocations, expiries)."""
+
+    channel: str
+    retry_s: float
+
+    def handle(self, message: dict[str, Any] | None) -> bool:
+        """Apply one message; ``True`` when it says the subscription is (re)established."""
+        ...
+
+    def lost(self, exc: Exception, *, redis_answers: bool) -> None:
+        """The subscription failed (``redis_answers``: Redis answered a PING right after)."""
+        ...
 
 
 def with_own_pool(client: C) -> C:

@@ -4,44 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 from redis.crc import key_slot
 
-from helpers import Blocking, Clock, LoopThread, build_settings, every_string_in_redis
+from helpers import Clock, MakeHub, build_settings, every_string_in_redis
 from redis_server import RedisServer
-from sessionhub.config import Settings
-from sessionhub.hub import AsyncSessionHub, SessionHub
-
-MakeHub = Callable[..., Any]
-
-
-@pytest.fixture(params=["sync", "async"])
-def make_hub(request: pytest.FixtureRequest, redis_url: str) -> Iterator[MakeHub]:
-    """Factory of hubs on the test Redis; the async one is driven from a loop thread."""
-
-    made: list[Any] = []
-    loop = LoopThread()
-
-    def make(**sections: dict[str, object]) -> Any:
-        settings: Settings = build_settings(redis_url, **sections)
-        if request.param == "sync":
-            hub: Any = SessionHub(settings)
-        else:
-            hub = Blocking(AsyncSessionHub(settings), loop)
-        made.append(hub)
-        return hub
-
-    yield make
-    for hub in made:
-        if isinstance(hub, SessionHub):
-            hub.close()
-        else:
-            hub.aclose()
-    loop.close()
+from sessionhub.hub import SessionHub
 
 
 def test_create_open_save_destroy(make_hub: MakeHub) -> None:
