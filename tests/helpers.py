@@ -18,6 +18,9 @@ from sessionhub.frontends import Front
 
 T = TypeVar("T")
 
+MakeHub = Callable[..., Any]
+"""The ``make_hub`` fixture: ``make_hub(session={...})`` -> a blocking or an asyncio hub."""
+
 
 class LoopThread:
     """An event loop in a background thread, so sync test code can drive async APIs."""

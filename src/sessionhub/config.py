@@ -45,6 +45,7 @@ __all__ = [
     "AuthSettings",
     "EncryptionKey",
     "EncryptionSettings",
+    "EventsSettings",
     "MessagesSettings",
     "PreferencesSettings",
     "PresenceSettings",
@@ -474,6 +475,38 @@ class EncryptionSettings(BaseModel):
         return keys
 
 
+class EventsSettings(BaseModel):
+    """Session events: where expiries come from, the subscriber queue and the webhook."""
+
+    model_config = _MODEL_CONFIG
+
+    enable_keyspace_notifications: StrictBool = False
+    queue_size: StrictInt = Field(default=10000, ge=1)
+    webhook_url: StrictStr | None = None
+    webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    webhook_timeout: _Seconds = 5.0
+    webhook_max_attempts: StrictInt = Field(default=5, ge=1, le=20)
+    webhook_backoff: _Seconds = 0.5
+    webhook_queue_size: StrictInt = Field(default=1000, ge=1)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_webhook_secret(self) -> EventsSettings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise _FieldError(
+                ("WEBHOOK_SECRET",),
+                None,
+                "is required with WEBHOOK_URL (receivers check each body's signature with it)",
+            )
+        return self
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -526,6 +559,7 @@ class Settings(BaseModel):
     preferences: PreferencesSettings = Field(default_factory=PreferencesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None

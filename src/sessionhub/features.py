@@ -33,13 +33,15 @@ class UserSessionsOps:
         """Live sessions of ``user_id``, oldest first."""
         return self.manager.user_sessions_list(user_id)
 
-    def revoke(self, user_id: str, handle: str) -> Op[bool]:
+    def revoke(self, user_id: str, handle: str, *, reason: str = "revoked") -> Op[bool]:
         """Destroy one session of ``user_id`` by its public handle."""
-        return self.manager.revoke_user_session(user_id, handle)
+        return self.manager.revoke_user_session(user_id, handle, reason=reason)
 
-    def revoke_all(self, user_id: str, *, keep_sid: str | None = None) -> Op[int]:
+    def revoke_all(
+        self, user_id: str, *, keep_sid: str | None = None, reason: str = "revoked"
+    ) -> Op[int]:
         """Destroy every session of ``user_id`` except ``keep_sid``."""
-        return self.manager.revoke_user_sessions(user_id, keep_sid=keep_sid)
+        return self.manager.revoke_user_sessions(user_id, keep_sid=keep_sid, reason=reason)
 
 
 @dataclass

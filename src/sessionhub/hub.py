@@ -22,7 +22,9 @@ import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
 
-from .config import RedisSettings, Settings
+from .config import EventsSettings, RedisSettings, Settings
+from .events import EventBus, EventTask, EventThread
+from .expiries import ExpiryFeed, claim_expiry, enable_notifications
 from .features import FeatureFronts, build_features
 from .frontends import Awaiting, Blocking, Front, M, operation
 from .manager import SessionManager
@@ -38,6 +40,7 @@ from .stores.topology import AsyncClient, SyncClient, async_client, sync_client
 from .stores.topology import redis_client_kwargs as redis_client_kwargs
 from .tokens import TokenCodec
 from .valuecodec import ValueCodec, parse_key
+from .webhooks import WebhookConfig, WebhookSender
 
 log = logging.getLogger("sessionhub")
 
@@ -77,6 +80,7 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
             refresh_threshold_ms=ss.refresh_threshold * 1000,
         ),
         migrate_on_recovery=ss.migrate_on_recovery,
+        event_queue=settings.events.queue_size,
     )
     fallbacks = [old.get_secret_value().encode() for old in settings.secret_key_fallbacks]
     codec = TokenCodec(resolve_secret(settings), use_signer=ss.use_signer, fallbacks=fallbacks)
@@ -87,6 +91,24 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
         values=build_values(settings),
         max_bytes=ss.max_bytes,
     )
+
+
+def start_webhook(es: EventsSettings, bus: EventBus) -> WebhookSender | None:
+    """The webhook sender ``EVENTS.WEBHOOK_URL`` asks for, subscribed to ``bus``."""
+    if es.webhook_url is None or es.webhook_secret is None:
+        return None
+    sender = WebhookSender(
+        WebhookConfig(
+            url=es.webhook_url,
+            secret=es.webhook_secret.get_secret_value().encode(),
+            timeout_s=es.webhook_timeout,
+            max_attempts=es.webhook_max_attempts,
+            backoff_s=es.webhook_backoff,
+            queue_size=es.webhook_queue_size,
+        )
+    )
+    bus.subscribe(sender.submit)
+    return sender
 
 
 C = TypeVar("C", SyncClient, AsyncClient)
@@ -123,6 +145,21 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
             self.client = client or build(settings.redis)
         Front.__init__(self, self.manager, mode)
         FeatureFronts.__init__(self, self.features, mode)
+        self.events: EventBus = self.manager.core.events
+        """``hub.events.subscribe(callback)``: session events (see ``docs/EVENTS.md``)."""
+        self.webhook = start_webhook(settings.events, self.events)
+
+    def _expiry_feed(self) -> ExpiryFeed | None:
+        """The keyspace notification feed, once Redis was asked to send them (at start and after
+        every outage); ``None`` unless ``EVENTS.ENABLE_KEYSPACE_NOTIFICATIONS``."""
+        core = self.manager.core
+        if not self.settings.events.enable_keyspace_notifications or self.client is None:
+            return None
+        assert core.redis_ops is not None
+        core.recovery_hooks.append(lambda: enable_notifications(self.events))
+        pool = getattr(self.client, "connection_pool", None)  # a cluster has only db 0
+        db = 0 if pool is None else int(pool.connection_kwargs.get("db", 0))
+        return ExpiryFeed(self.events, core.redis_ops.keys, db)
 
     def _first_link_wait(self) -> float:
         """How long starting waits for the revocation subscription: not at all without Redis."""
@@ -154,12 +191,20 @@ class SessionHub(_Hub[SyncClient, Blocking]):
             target=self._maintain, name="sessionhub-maintenance", daemon=True
         )
         self._thread.start()
-        self.run(self.manager.core.verify())
+        core = self.manager.core
+        self._events = EventThread(self.events, lambda sid: self.run(claim_expiry(core, sid)))
+        self.run(core.verify())
         self._revocations: RevocationThread | None = None
+        self._expiries: RevocationThread | None = None
         if self.client is not None:
-            feed = RevocationFeed(self.manager.core, self._wake.set)
+            feed = RevocationFeed(core, self._wake.set)
             self._revocations = RevocationThread(feed, self.client)
             self._revocations.start(self._first_link_wait())
+            expiry_feed = self._expiry_feed()
+            if expiry_feed is not None:
+                self.run(core.on_redis(enable_notifications(self.events)))
+                self._expiries = RevocationThread(expiry_feed, self.client, "expiries")
+                self._expiries.start(self._first_link_wait())
 
     def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -190,12 +235,16 @@ class SessionHub(_Hub[SyncClient, Blocking]):
                 next_sweep = time.monotonic() + cleanup
 
     def close(self) -> None:
-        """Stop the maintenance and revocation threads and close the connection pool."""
+        """Stop the maintenance, revocation and event threads and close the connection pool."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
-        if self._revocations is not None:
-            self._revocations.close()
+        for subscriber in (self._revocations, self._expiries):
+            if subscriber is not None:
+                subscriber.close()
+        self._events.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self.client is not None:
             self.client.close()
 
@@ -213,6 +262,8 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._revocations: RevocationTask | None = None
+        self._expiries: RevocationTask | None = None
+        self._events: EventTask | None = None
         self.manager.core.on_degraded = self._on_degraded
 
     def _on_degraded(self) -> None:
@@ -224,11 +275,18 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
-            await self.run(self.manager.core.verify())
+            core = self.manager.core
+            self._events = EventTask(self.events, lambda sid: self.run(claim_expiry(core, sid)))
+            await self.run(core.verify())
             if self.client is not None:
-                feed = RevocationFeed(self.manager.core, self._on_degraded)
+                feed = RevocationFeed(core, self._on_degraded)
                 self._revocations = RevocationTask(feed, self.client)
                 await self._revocations.start(self._first_link_wait())
+                expiry_feed = self._expiry_feed()
+                if expiry_feed is not None:
+                    await self.run(core.on_redis(enable_notifications(self.events)))
+                    self._expiries = RevocationTask(expiry_feed, self.client, "expiries")
+                    await self._expiries.start(self._first_link_wait())
 
     async def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
@@ -265,10 +323,16 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
                 next_sweep = time.monotonic() + cleanup
 
     async def aclose(self) -> None:
-        """Stop the maintenance and revocation tasks and close the connection pool."""
-        if self._revocations is not None:
-            await self._revocations.aclose()
-            self._revocations = None
+        """Stop the maintenance, revocation and event tasks and close the connection pool."""
+        for subscriber in (self._revocations, self._expiries):
+            if subscriber is not None:
+                await subscriber.aclose()
+        self._revocations = self._expiries = None
+        if self._events is not None:
+            await self._events.aclose()
+            self._events = None
+        if self.webhook is not None:
+            await asyncio.to_thread(self.webhook.close)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

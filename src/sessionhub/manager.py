@@ -84,6 +84,8 @@ class SessionManager:
             if self.codec.has_fallbacks:
                 return (yield from self._open_former(cookie, sid, touch=touch or force))
             return None
+        if force:
+            self.core.events.emit("refreshed", sid, user_id=fields.get(F_USER))
         return Session(SessionRecord.from_fields(sid, fields, self.values))
 
     def _open_former(self, cookie: str, sid: str, *, touch: bool) -> Op[Session | None]:
@@ -116,7 +118,7 @@ class SessionManager:
         if in_redis:
             self.core.memory.destroy(old_sid)
         else:
-            yield from self.destroy(old_sid, user_id=user_id)
+            yield from self.destroy(old_sid, user_id=user_id, reason="rekeyed")
             if user_id is not None:
                 self.user_sessions.queue(user_id, sid, record.hard_expires_ms)
         log.info("Session moved to the current SECRET_KEY: %s -> %s", short(old_sid), short(sid))
@@ -160,6 +162,7 @@ class SessionManager:
         index = () if user_id is None else (self.user_sessions.add_call(user_id, sid, hard),)
         in_redis = yield from self.core.create(sid, record.to_fields(), record.expires_ms, index)
         log.info("Session created in %s: %s", self._where(), short(sid))
+        self.core.events.emit("created", sid, user_id=user_id)
         if user_id is not None:
             if not in_redis:
                 self.user_sessions.queue(user_id, sid, hard)
@@ -179,7 +182,7 @@ class SessionManager:
         """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data."""
         data = dict(previous) if previous is not None else None
         if previous is not None:
-            yield from self.destroy(previous.sid)
+            yield from self.destroy(previous.sid, reason="login")
         return (yield from self.create(user_id, data=data, user_agent=user_agent, ip=ip))
 
     def bind_user(self, session: Session, user_id: str) -> Op[bool]:
@@ -214,7 +217,7 @@ class SessionManager:
             user_agent=session.record.user_agent,
             ip=session.record.ip,
         )
-        yield from self.destroy(session.sid)
+        yield from self.destroy(session.sid, reason="regenerated")
         return new, cookie
 
     def save(self, session: Session) -> Op[bool]:
@@ -236,10 +239,15 @@ class SessionManager:
         fields = yield from self.core.load(session.sid, touch=True, force=True)
         if fields is None:
             return None
+        self.core.events.emit("refreshed", session.sid, user_id=fields.get(F_USER))
         return Session(SessionRecord.from_fields(session.sid, fields, self.values))
 
-    def destroy(self, sid: str, *, user_id: str | None = None) -> Op[bool]:
+    def destroy(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> Op[bool]:
         """Delete a session by storage id; ``True`` when it existed.
+
+        ``reason`` goes into the ``destroyed`` event: ``logout``, ``revoked``, ``limit``,
+        ``admin``, ``login`` or ``regenerated`` (a new token replaced it), ``rekeyed`` (moved to
+        the current ``SECRET_KEY``).
 
         Its entry in the user's session index goes too when the user is known (given, or in this
         process's mirror); otherwise the index drops it on its next read.
@@ -250,6 +258,7 @@ class SessionManager:
         existed = yield from self.core.destroy(sid)
         if existed:
             log.info("Session deleted from %s: %s", self._where(), short(sid))
+            self.core.events.emit("destroyed", sid, user_id=user_id, reason=reason)
         if user_id is not None:
             yield from self.user_sessions.remove(user_id, sid)
         return existed
@@ -260,20 +269,24 @@ class SessionManager:
         """The live sessions of ``user_id``, oldest first (expired and destroyed ones pruned)."""
         return (yield from self.user_sessions.live(user_id))
 
-    def revoke_user_session(self, user_id: str, handle: str) -> Op[bool]:
+    def revoke_user_session(
+        self, user_id: str, handle: str, *, reason: str = "revoked"
+    ) -> Op[bool]:
         """Destroy the session of ``user_id`` with public handle ``handle``; ``False`` if none."""
         for info in (yield from self.user_sessions.live(user_id)):
             if info.handle == handle:
-                yield from self.destroy(info.sid, user_id=user_id)
+                yield from self.destroy(info.sid, user_id=user_id, reason=reason)
                 return True
         return False
 
-    def revoke_user_sessions(self, user_id: str, *, keep_sid: str | None = None) -> Op[int]:
+    def revoke_user_sessions(
+        self, user_id: str, *, keep_sid: str | None = None, reason: str = "revoked"
+    ) -> Op[int]:
         """Destroy every session of ``user_id`` but ``keep_sid``; returns how many went."""
         revoked = 0
         for info in (yield from self.user_sessions.live(user_id)):
             if info.sid != keep_sid:
-                yield from self.destroy(info.sid, user_id=user_id)
+                yield from self.destroy(info.sid, user_id=user_id, reason=reason)
                 revoked += 1
         return revoked
 
@@ -282,7 +295,7 @@ class SessionManager:
         excess = len(sessions) - self.max_per_user
         for info in [i for i in sessions if i.sid != keep][: max(0, excess)]:
             log.info("Session limit for a user reached: revoking %s", short(info.sid))
-            yield from self.destroy(info.sid, user_id=user_id)
+            yield from self.destroy(info.sid, user_id=user_id, reason="limit")
 
     def stats(self) -> Op[SessionStats]:
         """Session counts and where sessions are stored now."""

@@ -20,7 +20,7 @@ import redis
 
 from .stores.resilient import ResilientCore
 from .stores.topology import AsyncClient, SyncClient
-from .subscribers import cancel_subscriber, with_own_pool
+from .subscribers import Feed, cancel_subscriber, with_own_pool
 
 log = logging.getLogger("sessionhub.revocations")
 
@@ -75,16 +75,15 @@ class RevocationFeed:
 
 
 class RevocationThread:
-    """The blocking hub's subscriber: a daemon thread on a connection of its own."""
+    """The blocking hub's subscriber: a daemon thread on a connection of its own (for the
+    keyspace notifications too, with their feed)."""
 
-    def __init__(self, feed: RevocationFeed, client: SyncClient) -> None:
+    def __init__(self, feed: Feed, client: SyncClient, name: str = "revocations") -> None:
         self.feed = feed
         self.client = with_own_pool(client)
         self._stop = threading.Event()
         self._linked = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="sessionhub-revocations", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"sessionhub-{name}", daemon=True)
 
     def start(self, wait_s: float) -> None:
         """Start, and wait up to ``wait_s`` for the first subscription: sessions read before it
@@ -120,18 +119,20 @@ class RevocationThread:
 
 
 class RevocationTask:
-    """The asyncio hub's subscriber: a task on a connection of its own."""
+    """The asyncio hub's subscriber: a task on a connection of its own (for the keyspace
+    notifications too, with their feed)."""
 
-    def __init__(self, feed: RevocationFeed, client: AsyncClient) -> None:
+    def __init__(self, feed: Feed, client: AsyncClient, name: str = "revocations") -> None:
         self.feed = feed
         self.client = with_own_pool(client)
+        self.name = f"sessionhub-{name}"
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, wait_s: float) -> None:
         """Start, and wait up to ``wait_s`` for the first subscription (see
         :meth:`RevocationThread.start`)."""
         linked = asyncio.Event()
-        self._task = asyncio.create_task(self._run(linked), name="sessionhub-revocations")
+        self._task = asyncio.create_task(self._run(linked), name=self.name)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(linked.wait(), wait_s)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
@@ -15,6 +15,21 @@ from redis.sentinel import SentinelConnectionPool
 from .stores.topology import AsyncClient, SyncClient
 
 _SENTINEL_POOLS = (SentinelConnectionPool, AsyncSentinelConnectionPool)
+
+
+class Feed(Protocol):
+    """What a subscription does with its channel's messages (revocations, expiries)."""
+
+    channel: str
+    retry_s: float
+
+    def handle(self, message: dict[str, Any] | None) -> bool:
+        """Apply one message; ``True`` when it says the subscription is (re)established."""
+        ...
+
+    def lost(self, exc: Exception, *, redis_answers: bool) -> None:
+        """The subscription failed (``redis_answers``: Redis answered a PING right after)."""
+        ...
 
 
 @overload

@@ -138,37 +138,58 @@ class UserSessionIndex:
     def _list_redis(self, user_id: str, now: int) -> Op[list[SessionInfo]]:
         assert self.core.redis_ops is not None
         key = self.keys.sessions(user_id)
-        _, sids = yield PipelineCall(
-            (
-                CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({now // 1000}")),
-                CommandCall(("ZRANGE", key, 0, -1)),
-            )
-        )
-        if not sids:
-            return []
+        entries = _scored((yield CommandCall(("ZRANGE", key, 0, -1, "WITHSCORES"))))
+        # Past its absolute expiry (the score, in seconds) a session is gone: no need to look.
+        dead = [sid for sid, score in entries if score < now // 1000]
+        sids = [sid for sid, score in entries if score >= now // 1000]
         session_keys = self.core.redis_ops.keys
         calls: list[CommandCall] = []
         for sid in sids:
             hash_key = session_keys.session(sid)
             calls += (CommandCall(("HGETALL", hash_key)), CommandCall(("PEXPIRETIME", hash_key)))
-        replies = yield PipelineCall(tuple(calls))
+        replies = (yield PipelineCall(tuple(calls))) if calls else []
         found: list[SessionInfo] = []
-        dead: list[str] = []
+        foreign: set[str] = set()
         for sid, reply, expires in zip(sids, replies[::2], replies[1::2], strict=True):
             fields = _as_dict(reply)
             record = None
             if fields:
                 stored = {**fields, F_EXPIRES: str(expires)}
                 record = SessionRecord.from_fields(sid, stored, self.values)
-            if record is None or record.expires_ms <= now or record.user_id != user_id:
+            if record is None or record.expires_ms <= now:
                 dead.append(sid)
-                self._forget(user_id, sid)
-                continue
-            self._remember(user_id, sid, record.hard_expires_ms)
-            found.append(SessionInfo(sid, self.codec.handle(sid), record))
+            elif record.user_id != user_id:  # not this user's: drop the entry, nothing expired
+                dead.append(sid)
+                foreign.add(sid)
+            else:
+                self._remember(user_id, sid, record.hard_expires_ms)
+                found.append(SessionInfo(sid, self.codec.handle(sid), record))
         if dead:
-            yield CommandCall(("ZREM", key, *dead))
+            yield from self._prune(user_id, dead, foreign)
         return _oldest_first(found)
+
+    def _prune(self, user_id: str, dead: list[str], foreign: set[str]) -> Op[None]:
+        """Take dead sessions out of the index; emit ``expired`` for those that expired.
+
+        A session destroyed without its index entry (its user unknown to the destroying
+        process) left a tombstone, and its ``destroyed`` event went out already. Only the process
+        whose ``ZREM`` removed an entry reports it, so one expiry is one event however many
+        processes read the index at once.
+        """
+        assert self.core.redis_ops is not None
+        key = self.keys.sessions(user_id)
+        session_keys = self.core.redis_ops.keys
+        calls: list[CommandCall] = []
+        for sid in dead:
+            self._forget(user_id, sid)
+            tombstone = session_keys.session_counts_and_tombstone(sid)[2]
+            calls += (CommandCall(("ZREM", key, sid)), CommandCall(("EXISTS", tombstone)))
+        replies = yield PipelineCall(tuple(calls))
+        if self.core.events.keyspace:  # Redis reports expiries itself
+            return
+        for sid, removed, destroyed in zip(dead, replies[::2], replies[1::2], strict=True):
+            if removed and not destroyed and sid not in foreign:
+                self.core.events.emit("expired", sid, user_id=user_id)
 
     def _list_memory(self, user_id: str, now: int) -> list[SessionInfo]:
         with self._lock:
@@ -209,6 +230,15 @@ def _as_dict(reply: Any) -> dict[str, str]:
         return reply
     it = iter(reply or ())
     return dict(zip(it, it, strict=False))
+
+
+def _scored(reply: Any) -> list[tuple[str, float]]:
+    """``ZRANGE ... WITHSCORES`` as pairs, whether the client paired them or not."""
+    items = list(reply or ())
+    if items and isinstance(items[0], list | tuple):
+        return [(str(m), float(s)) for m, s in items]
+    it = iter(items)
+    return [(str(m), float(s)) for m, s in zip(it, it, strict=False)]
 
 
 def _oldest_first(found: list[SessionInfo]) -> list[SessionInfo]:

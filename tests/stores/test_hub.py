@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 from redis.crc import key_slot
 
-from helpers import Clock, build_settings, every_string_in_redis, hub_factory
+from helpers import Clock, MakeHub, build_settings, every_string_in_redis
 from redis_server import RedisServer
-from sessionhub.config import Settings
 from sessionhub.hub import SessionHub
-
-MakeHub = Callable[..., Any]
-
-
-@pytest.fixture(params=["sync", "async"])
-def make_hub(request: pytest.FixtureRequest, redis_url: str) -> Iterator[MakeHub]:
-    """Factory of hubs on the test Redis; the async one is driven from a loop thread."""
-
-    def settings(**sections: object) -> Settings:
-        return build_settings(redis_url, **sections)
-
-    with hub_factory(request.param, settings) as make:
-        yield make
 
 
 def test_unknown_but_well_formed_cookie_is_none(make_hub: MakeHub) -> None:

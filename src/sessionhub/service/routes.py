@@ -133,7 +133,7 @@ async def logout(request: Request) -> Response:
         try:
             sid = hub.manager.sid_for_cookie(cookie)
             leaving = await hub.open(cookie, touch=False)
-            logged_out = await hub.destroy(sid)
+            logged_out = await hub.destroy(sid, reason="logout")
         except InvalidTokenError:
             logged_out = False
         else:

@@ -38,11 +38,8 @@ class MemoryStore:
     ) -> Fields | None:
         with self._lock:
             entry = self._entries.get(sid)
-            if entry is None:
-                return None
-            if entry.expires_ms <= now_ms:
-                del self._entries[sid]
-                return None
+            if entry is None or entry.expires_ms <= now_ms:
+                return None  # an expired one stays for the sweep, which reports it
             self._entries.move_to_end(sid)
             fields = entry.fields
             if touch and now_ms - int(fields.get(F_LAST_SEEN, 0)) >= threshold_ms:
@@ -95,8 +92,12 @@ class MemoryStore:
 
     def sweep(self, now_ms: int) -> int:
         """Remove every expired session; returns how many went."""
+        return len(self.take_expired(now_ms))
+
+    def take_expired(self, now_ms: int) -> list[tuple[str, Fields]]:
+        """Remove every expired session; returns each one's id and fields."""
         with self._lock:
-            dead = [sid for sid, e in self._entries.items() if e.expires_ms <= now_ms]
-            for sid in dead:
+            dead = [(sid, e.fields) for sid, e in self._entries.items() if e.expires_ms <= now_ms]
+            for sid, _ in dead:
                 del self._entries[sid]
-            return len(dead)
+            return dead

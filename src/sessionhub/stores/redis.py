@@ -5,6 +5,7 @@ Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the sessio
     P{n}:s:<sid>   hash   one session (fields: see sessionhub.session but ``e``, which is the
                           key's own expiry time: PEXPIREAT to set it, PEXPIRETIME to read it)
     P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
+    P{n}:x:<sid>   string set for a minute by the process that reports the session's expiry
     Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua)
 
 A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
@@ -183,6 +184,11 @@ class KeySpace:
 
     def probe(self) -> str:
         return f"{self.prefix}probe"
+
+    def expiry_claim(self, sid: str) -> str:
+        """Set by the one process that reports a session's expiry (keyspace notifications reach
+        every subscriber)."""
+        return f"{self.prefix}{{{self.shard(sid)}}}:x:{sid}"
 
     def revoked(self) -> str:
         """Pub/Sub channel: every destroy publishes the storage id, so mirrors drop their copy."""

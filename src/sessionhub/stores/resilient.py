@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
+from ..events import DEFAULT_QUEUE_SIZE, EventBus
 from ..exceptions import RedisTooOldError
-from ..session import F_EXPIRES, Fields
+from ..session import F_EXPIRES, F_USER, Fields
 from ..tokens import short
 from .base import CommandCall, Op, ScriptCall
 from .coherence import MirrorCoherence
@@ -76,6 +77,7 @@ class ResilientCore:
         lifetimes: Lifetimes,
         migrate_on_recovery: bool = True,
         clock: Callable[[], int] = now_ms,
+        event_queue: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
         self.redis_ops = redis_ops
         self.memory = memory
@@ -98,6 +100,9 @@ class ResilientCore:
         """Run by :meth:`recover` before traffic returns to Redis: each flushes what its feature
         kept in memory during the outage and returns ``True`` once nothing is left to flush."""
         self.coherence = MirrorCoherence()
+        self.events = EventBus(max_queued=event_queue, clock=lambda: self.clock())
+        """Session events: emitted here (degraded, recovered, expiries memory finds) and by the
+        manager and the user index on top of this core."""
         self.restore_hooks: list[Callable[[str, Fields], None]] = []
         """Called by :meth:`recover` for each session it wrote back (Redis had lost it, or held an
         older copy), before the recovery hooks run: each queues what its feature keeps about the
@@ -130,6 +135,7 @@ class ResilientCore:
                 self.degraded_since = time.time()
         if not was_degraded:
             log.warning("%s: %s", DEGRADED_MESSAGE, self.last_error)
+            self.events.emit("degraded", reason=fault.name)
             if self.on_degraded is not None:
                 self.on_degraded()
         elif changed:
@@ -385,6 +391,7 @@ class ResilientCore:
             self._recovering = False
         outage = time.time() - (self.degraded_since or time.time())
         log.warning("%s (after %.1f s in degraded mode)", RECOVERED_MESSAGE, outage)
+        self.events.emit("recovered")
         return True
 
     def _copy_dirty(self) -> Op[None]:
@@ -412,9 +419,18 @@ class ResilientCore:
                         self._outage_born.discard(sid)
 
     def sweep(self) -> int:
-        """Drop expired sessions from memory and forget outage bookkeeping for them."""
+        """Drop expired sessions from memory and forget outage bookkeeping for them.
+
+        Emits ``expired`` for the sessions memory was the authority on (memory-only, or created
+        or changed during an outage); a mere mirror copy expiring says nothing about Redis's.
+        """
         now = self.clock()
-        removed = self.memory.sweep(now)
+        removed = self.memory.take_expired(now)
         with self._lock:
+            own = {s for s, _ in removed if self.redis_ops is None or s in self._outage_born}
+            own.update(s for s, _ in removed if s in self._dirty)
             self._outage_born = {s for s in self._outage_born if self.memory.peek(s, now)}
-        return removed
+        for sid, fields in removed:
+            if sid in own:
+                self.events.emit("expired", sid, user_id=fields.get(F_USER))
+        return len(removed)
