@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable
 
 import argon2
@@ -11,6 +12,9 @@ from starlette.requests import Request
 
 from ..config import UserEntry
 from .errors import ApiError
+
+ADMIN_COOKIE = "sessionhub_admin"
+ADMIN_COOKIE_SECONDS = 8 * 3600
 
 
 def hash_password(password: str) -> str:
@@ -49,14 +53,48 @@ def bearer_key(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-def require_admin(request: Request, keys: Iterable[str]) -> None:
-    """Raise 401/403 unless the request carries one of the operator keys."""
-    given = bearer_key(request)
-    if given is None:
-        raise ApiError(401, "admin_key_required", "this endpoint needs Authorization: Bearer <key>")
-    # Compare against every key without stopping early, so timing reveals nothing.
+def admin_key_valid(given: str, keys: Iterable[str]) -> bool:
+    """Whether ``given`` is one of ``keys``, compared with every key without stopping early, so
+    timing reveals nothing."""
     match = False
     for key in keys:
         match |= hmac.compare_digest(given.encode(), key.encode())
-    if not match:
+    return match
+
+
+def require_admin(request: Request, keys: Iterable[str]) -> None:
+    """Raise 401/403 unless the request carries one of the operator keys, as a bearer key or
+    as the admin page's cookie (:func:`admin_cookie`)."""
+    keys = list(keys)
+    given = bearer_key(request)
+    if given is None:
+        if admin_cookie_valid(request.cookies.get(ADMIN_COOKIE, ""), keys):
+            return
+        raise ApiError(401, "admin_key_required", "this endpoint needs Authorization: Bearer <key>")
+    if not admin_key_valid(given, keys):
         raise ApiError(403, "admin_key_invalid", "the admin key is not valid")
+
+
+def _cookie_signature(key: str, expires: str) -> str:
+    return hmac.new(key.encode(), f"sessionhub-admin:{expires}".encode(), "sha256").hexdigest()
+
+
+def admin_cookie(key: str, now: float | None = None) -> str:
+    """The admin page's cookie for a valid ``key``: its expiry, signed with that key.
+
+    Not the key itself, so the cookie stops working at its expiry, and signed with the key so
+    that removing a key from ``ADMIN.API_KEYS`` logs out the pages that used it, with no
+    server-side state to share between instances.
+    """
+    expires = str(int(now if now is not None else time.time()) + ADMIN_COOKIE_SECONDS)
+    return f"{expires}.{_cookie_signature(key, expires)}"
+
+
+def admin_cookie_valid(cookie: str, keys: Iterable[str], now: float | None = None) -> bool:
+    """Whether ``cookie`` was made by :func:`admin_cookie` under one of ``keys`` and is live."""
+    expires, _, signature = cookie.partition(".")
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+        return False
+    if int(expires) <= (now if now is not None else time.time()):
+        return False
+    return admin_key_valid(signature, (_cookie_signature(key, expires) for key in keys))
