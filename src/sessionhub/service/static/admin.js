@@ -144,7 +144,7 @@ function svg(name, attributes, text) {
 function drawChart(points) {
   const chart = $("chart");
   chart.replaceChildren();
-  const width = 640;
+  const width = 1000;
   const height = 180;
   const left = 36;
   const right = 44;
@@ -183,6 +183,11 @@ function drawChart(points) {
   });
   if (coords.length > 0) {
     chart.append(svg("polyline", { class: "line", points: coords.join(" ") }));
+  }
+  // A dot per sampled minute: a line of one point (the first minute after a start) draws nothing.
+  for (const xy of coords) {
+    const [cx, cy] = xy.split(",");
+    chart.append(svg("circle", { class: "dot", cx, cy, r: 3 }));
   }
 }
 
