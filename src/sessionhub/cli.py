@@ -14,12 +14,15 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .config import Settings, load_settings, redacted
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .hub import SessionHub
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVICE_EXTRA = "pip install 'sessionhub[service]'"
@@ -109,24 +112,30 @@ def _reason(exc: BaseException) -> str:
     return str(reason) or type(reason).__name__
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, method: str = "GET", key: str | None = None) -> tuple[int, bytes]:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - checked http(s)
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - checked http(s)
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def _ask_service(base_url: str, path: str) -> tuple[int, dict[str, Any]]:
-    """GET one endpoint of a running service: its HTTP status and the ``data`` of its answer.
+def _ask_service(
+    base_url: str, path: str, *, method: str = "GET", key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Call one endpoint of a running service (``key``: the admin key): its HTTP status and the
+    ``data`` of its answer.
 
-    Not getting that answer, for whatever reason, is a one-line :class:`CommandError`.
+    Not getting that answer, for whatever reason, is a one-line :class:`CommandError`; so is an
+    error answer, with exit code 2 when it is a 4xx (the user's mistake: a wrong id or key).
     """
     if not base_url.startswith(("http://", "https://")):
         raise CommandError(f"--url {base_url!r}: expected http://HOST:PORT or https://...", code=2)
     url = base_url.rstrip("/") + path
     try:
-        status, raw = _get(url)
+        status, raw = _get(url, method, key)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise CommandError(f"cannot reach {url}: {_reason(exc)}") from None
     try:
@@ -137,29 +146,38 @@ def _ask_service(base_url: str, path: str) -> tuple[int, dict[str, Any]]:
         return status, body["data"]
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and "message" in error:
-        raise CommandError(f"{url} answered HTTP {status}: {error['message']}")
+        code = 2 if key is not None and 400 <= status < 500 else 1
+        raise CommandError(f"{url} answered HTTP {status}: {error['message']}", code=code)
     raise CommandError(f"{url} answered HTTP {status}, not as a SessionHub service does")
+
+
+def local_hub(settings: Settings) -> SessionHub:
+    """A hub of our own on the configured Redis, quiet: this command reports problems itself."""
+    from .hub import SessionHub
+
+    _check_redis_url(settings)
+    # The hub logs for a long-running service (no SECRET_KEY, Redis down); this command says
+    # what matters here itself, in one line.
+    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
+    return SessionHub(settings)
+
+
+def redis_problem(hub: SessionHub) -> str | None:
+    """Why the hub's Redis is unavailable, or None when it is not."""
+    core = hub.manager.core
+    if not core.degraded:
+        return None
+    url = hub.settings.redis.masked_url()
+    return f"Redis at {url} is unavailable: {core.last_error or 'no answer'}"
 
 
 def _ask_local_hub(args: argparse.Namespace, what: str) -> tuple[dict[str, Any], str | None]:
     """Health or stats from a hub of our own on the configured Redis, and why Redis is
     unavailable (None when it is not)."""
-    from .hub import SessionHub
-
-    settings = _settings(args)
-    _check_redis_url(settings)
-    # The hub logs for a long-running service (no SECRET_KEY, Redis down); this command says
-    # what matters here itself, in one line.
-    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
-    hub = SessionHub(settings)
+    hub = local_hub(_settings(args))
     try:
         result = dict(hub.health() if what == "health" else hub.stats())
-        core = hub.manager.core
-        problem = None
-        if core.degraded:
-            url = settings.redis.masked_url()
-            problem = f"Redis at {url} is unavailable: {core.last_error or 'no answer'}"
-        return result, problem
+        return result, redis_problem(hub)
     finally:
         hub.close()
 
@@ -281,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     hp = sub.add_parser("hash-password", help="read a password, print its argon2id hash")
     hp.set_defaults(func=cmd_hash_password)
+
+    from . import cli_admin  # it uses this module's helpers
+
+    cli_admin.add_commands(sub, with_config)
     return parser
 
 
@@ -305,4 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m sessionhub.cli`, this file is __main__, a second copy of the module:
+    # the commands in cli_admin raise sessionhub.cli's CommandError, which only that copy's
+    # main() catches.
+    from sessionhub.cli import main as package_main
+
+    sys.exit(package_main())
