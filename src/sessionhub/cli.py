@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .config import Settings, load_settings, redacted
+from .embedded import redis_for
 from .exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -62,10 +63,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    with service_extra("serve"):
-        import uvicorn
+    with service_extra("serve"):  # a missing extra is reported before a Redis is started
+        import uvicorn  # noqa: F401
 
-        from .service.app import create_app
+        from .service.app import create_app  # noqa: F401
 
     if args.config:
         os.environ["SESSIONHUB_CONFIG"] = args.config  # worker processes load the same file
@@ -75,6 +76,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
+    with redis_for(settings) as served:
+        if served is not settings and served.redis.url is not None:
+            os.environ["REDIS_URL"] = served.redis.url  # worker processes use it too
+        _run_service(served, host, port, workers)
+    return 0
+
+
+def _run_service(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from .service.app import create_app
+
     if workers == 1:
         uvicorn.run(
             create_app(settings),
@@ -83,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level=settings.server.log_level,
             access_log=settings.server.access_log,
         )
-        return 0
+        return
     if settings.secret_key is None:
         # Workers must agree on the key, or a cookie set by one is rejected by another.
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
@@ -99,7 +112,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.server.log_level,
         access_log=settings.server.access_log,
     )
-    return 0
 
 
 def _reason(exc: BaseException) -> str:
