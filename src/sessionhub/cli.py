@@ -86,11 +86,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _run_service(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from .service.app import create_app
+    from .service.app import create_app, users_file
 
     if workers == 1:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, users_file(settings)),
             host=host,
             port=port,
             log_level=settings.server.log_level,
@@ -238,10 +238,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_hash_password(args: argparse.Namespace) -> int:
-    with service_extra("hash-password"):
-        from .service.auth import hash_password
-
+def read_password() -> str:
+    """A password from the terminal (asked twice) or one line of stdin; CommandError (exit 2)
+    when it is empty, mistyped or not UTF-8."""
     if sys.stdin.isatty():
         try:
             password = getpass.getpass("Password: ")
@@ -249,8 +248,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
         except EOFError:  # Ctrl-D at the prompt
             repeated = password = ""
         if repeated != password:
-            print("sessionhub: passwords do not match", file=sys.stderr)
-            return 2
+            raise CommandError("passwords do not match", code=2)
     else:
         line = sys.stdin.buffer.readline().rstrip(b"\r\n")
         try:
@@ -258,12 +256,17 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
             # UTF-8 into surrogates, which argon2 then fails to encode with a traceback.
             password = line.decode("utf-8")
         except UnicodeDecodeError:
-            print("sessionhub: the password is not UTF-8 text", file=sys.stderr)
-            return 2
+            raise CommandError("the password is not UTF-8 text", code=2) from None
     if not password:
-        print("sessionhub: empty password", file=sys.stderr)
-        return 2
-    print(hash_password(password))
+        raise CommandError("empty password", code=2)
+    return password
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    with service_extra("hash-password"):
+        from .service.auth import hash_password
+
+    print(hash_password(read_password()))
     return 0
 
 

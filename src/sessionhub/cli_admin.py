@@ -1,4 +1,4 @@
-"""The operator's commands: ``sessions list``, ``sessions revoke`` and ``top``.
+"""The operator's commands: ``sessions list``, ``sessions revoke``, ``top`` and ``users add``.
 
 Each works straight on the configured Redis, or with ``--url`` against a running service (with
 the first of ``ADMIN.API_KEYS`` / ``SESSIONHUB_ADMIN_API_KEYS`` as the bearer key).
@@ -13,10 +13,22 @@ import select
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .cli import CommandError, _ask_service, _settings, local_hub, redis_problem
+import yaml
+
+from .cli import (
+    CommandError,
+    _ask_service,
+    _settings,
+    local_hub,
+    read_password,
+    redis_problem,
+    service_extra,
+)
+from .config import load_settings
 
 if TYPE_CHECKING:
     from .hub import SessionHub
@@ -222,6 +234,46 @@ def cmd_top(args: argparse.Namespace) -> int:
             hub.close()
 
 
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("SESSIONHUB_CONFIG") or "config.yaml")
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    with service_extra("users add"):
+        from .service.auth import hash_password
+
+    path = _config_path(args)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    data = yaml.safe_load(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise CommandError(f"{path}: not a mapping of sections; fix it first", code=2)
+    listed = data.get("USERS") or []
+    if not isinstance(listed, list):
+        raise CommandError(f"{path}: USERS is not a list; fix it first", code=2)
+    users = [u for u in listed if not (isinstance(u, dict) and u.get("USERNAME") == args.name)]
+    replaced = len(users) < len(listed)
+    users.append({"USERNAME": args.name, "PASSWORD_HASH": hash_password(read_password())})
+    if "USERS" in data:
+        # Rewriting loses the file's comments; only done when a USERS list is already there.
+        data["USERS"] = users
+        new_text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    else:
+        entry = yaml.safe_dump({"USERS": users}, sort_keys=False, allow_unicode=True)
+        new_text = text + ("" if text.endswith("\n") or not text else "\n") + entry
+    # Checked as the service will read it, before the file is touched.
+    draft = path.with_name(f".{path.name}.new")
+    draft.write_text(new_text, encoding="utf-8")
+    try:
+        load_settings(draft, env={})
+    except BaseException:
+        draft.unlink()
+        raise
+    draft.replace(path)
+    verb = "updated" if replaced else "added"
+    print(f"{verb} user {args.name} in {path}; a running service picks it up at its next login")
+    return 0
+
+
 def add_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
@@ -248,3 +300,11 @@ def add_commands(
 
     top = with_url(sub.add_parser("top", help="live view of the dashboard's figures (q quits)"))
     top.set_defaults(func=cmd_top)
+
+    users = sub.add_parser("users", help="login accounts in the config file")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = with_config(
+        users_sub.add_parser("add", help="read a password, write the user's hash to the config")
+    )
+    add.add_argument("name", metavar="NAME")
+    add.set_defaults(func=cmd_users_add)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,8 +32,9 @@ log = logging.getLogger("sessionhub.service")
 CONNECTED_MESSAGE = "Redis connected, sessions stored in Redis"
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The SessionHub service for ``settings``."""
+def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
+    """The SessionHub service for ``settings``; users added to ``users_file`` (the config file
+    ``sessionhub serve`` reads) can log in without a restart."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -77,10 +80,17 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     app.state.settings = settings
-    app.state.passwords = PasswordChecker(settings.users)
+    app.state.passwords = PasswordChecker(settings.users, users_file)
     return app
 
 
 def app_from_environment() -> Starlette:
     """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(load_settings())
+    settings = load_settings()
+    return create_app(settings, users_file(settings))
+
+
+def users_file(settings: Settings) -> Path:
+    """The config file the service's users come from, whether or not it exists yet (a fresh
+    checkout has none until ``sessionhub users add`` writes ./config.yaml)."""
+    return Path(settings.source or os.environ.get("SESSIONHUB_CONFIG") or "config.yaml").resolve()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from starlette.requests import Request
 
-from ..config import UserEntry
+from ..config import UserEntry, load_settings
+from ..exceptions import ConfigError
 from .errors import ApiError
+
+log = logging.getLogger("sessionhub.service")
 
 ADMIN_COOKIE = "sessionhub_admin"
 ADMIN_COOKIE_SECONDS = 8 * 3600
@@ -23,10 +28,16 @@ def hash_password(password: str) -> str:
 
 
 class PasswordChecker:
-    """Checks credentials in the same time whether or not the user exists."""
+    """Checks credentials in the same time whether or not the user exists.
 
-    def __init__(self, users: Iterable[UserEntry]) -> None:
+    With ``users_file``, users added to that config file (``sessionhub users add``) can log in
+    without a restart: the file is read again when its modification time changes.
+    """
+
+    def __init__(self, users: Iterable[UserEntry], users_file: Path | None = None) -> None:
         self._hashes = {u.username: u.password_hash.get_secret_value() for u in users}
+        self._file = users_file
+        self._stamp = self._file_stamp()
         # An unknown user is checked against a hash with the same parameters as a real one, so
         # the response time does not tell whether a username exists.
         sample = next(iter(self._hashes.values()), None)
@@ -39,12 +50,33 @@ class PasswordChecker:
 
     def check(self, username: str, password: str) -> bool:
         """Whether ``password`` is right for ``username`` (blocking: argon2 is CPU-bound)."""
+        self.refresh()
         stored = self._hashes.get(username)
         try:
             self._verifier.verify(stored or self._dummy, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return stored is not None
+
+    def _file_stamp(self) -> int | None:
+        try:
+            return None if self._file is None else self._file.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def refresh(self) -> None:
+        """Read the users again if the config file changed; a broken file keeps the old ones."""
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            users = load_settings(self._file).users
+        except ConfigError as exc:
+            log.warning("Users not reloaded, the config file has a problem: %s", exc)
+            return
+        self._hashes = {u.username: u.password_hash.get_secret_value() for u in users}
+        log.info("Users reloaded from %s: %d user(s)", self._file, len(self._hashes))
 
 
 def bearer_key(request: Request) -> str | None:
