@@ -1,6 +1,7 @@
 """The seed's demo app on FastAPI with SessionHub sessions: ``python examples/fastapi_app.py``.
 
-Redis comes from ``REDIS_URL`` (or ``config.yaml``); the port from ``PORT`` (default 5000).
+Redis comes from ``REDIS_URL`` (or ``config.yaml``); the port from ``PORT`` (default 5002:
+the service itself is on 5000).
 Sessions are async all the way (redis.asyncio) through a pure ASGI middleware. It needs
 ``pip install 'sessionhub[fastapi]' uvicorn``: the fastapi extra brings no server.
 """
@@ -87,4 +88,4 @@ if __name__ == "__main__":
     print("Demo users (username / password):")
     for name, password in USERS.items():
         print(f"  {name} / {password}")
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "5002")))

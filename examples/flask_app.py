@@ -1,11 +1,11 @@
 """The seed's demo app on Flask with SessionHub sessions: ``python examples/flask_app.py``.
 
 Redis comes from ``REDIS_URL`` (or ``config.yaml``, see ``config.example.yaml``); the port from
-``PORT`` (default 5000). Try it::
+``PORT`` (default 5001: the service itself is on 5000). Try it::
 
     curl -c jar -H 'Content-Type: application/json' \\
-        -d '{"username": "alice", "password": "alice-pw"}' localhost:5000/login
-    curl -b jar -c jar localhost:5000/visits
+        -d '{"username": "alice", "password": "alice-pw"}' localhost:5001/login
+    curl -b jar -c jar localhost:5001/visits
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def health() -> Any:
 
 
 if __name__ == "__main__":
-    port = int(os.environ.get("PORT", "5000"))
+    port = int(os.environ.get("PORT", "5001"))
     print("Demo users (username / password):")
     for name, password in USERS.items():
         print(f"  {name} / {password}")

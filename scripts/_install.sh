@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared install steps; sourced by scripts/test.sh, scripts/serve.sh and scripts/bench.sh from
 # the repo root, each setting INSTALL_EXTRAS first. Creates .venv, installs the package with
-# those extras and makes sure a redis-server exists (Redis 7.0 or newer; the tests check it).
+# those extras and makes sure a redis-server exists (Redis 7.0 or newer; the tests check it),
+# and with the dev extra a chromium for the admin page's browser test.
 
 if [[ ! -x .venv/bin/python ]]; then
     echo "==> creating .venv"
@@ -30,10 +31,26 @@ _have_redis_server() {
     command -v redis-server >/dev/null 2>&1
 }
 
-if ! _have_redis_server && [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing redis-server with apt-get"
+_have_chromium() {
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
+
+# The dev extra's tests drive the admin page in the system's chromium (Playwright never
+# downloads a browser of its own here).
+_apt_packages=()
+_have_redis_server || _apt_packages+=(redis-server)
+if [[ ",${INSTALL_EXTRAS}," == *",dev,"* ]] && ! _have_chromium; then
+    _apt_packages+=(chromium)
+fi
+if [[ ${#_apt_packages[@]} -gt 0 && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing ${_apt_packages[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq redis-server
+    apt-get update -qq && apt-get install -y -qq "${_apt_packages[@]}"
+fi
+
+if [[ ",${INSTALL_EXTRAS}," == *",dev,"* ]] && ! _have_chromium; then
+    echo "warning: no chromium found; the admin page's browser test needs it" \
+        "(apt-get install chromium on Debian)." >&2
 fi
 
 if ! _have_redis_server; then
@@ -43,4 +60,5 @@ if ! _have_redis_server; then
         "SESSIONHUB_REDIS_SERVER=/path/to/redis-server." >&2
 fi
 
-unset -f _have_redis_server
+unset -f _have_redis_server _have_chromium
+unset _apt_packages

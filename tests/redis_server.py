@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 import redis
 
+from sessionhub.embedded import terminate
+
 ENV_VAR = "SESSIONHUB_REDIS_SERVER"
 FORBIDDEN_PORT = 6379
 HOST = "127.0.0.1"
@@ -201,12 +203,7 @@ class RedisServer:
             return
         if process.poll() is None:
             self.thaw()  # a stopped process would keep SIGTERM pending
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, STOP_TIMEOUT)
         self._release()
 
     def kill(self) -> None:

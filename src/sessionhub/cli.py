@@ -15,12 +15,16 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .config import Settings, load_settings, redacted
+from .embedded import redis_for
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .hub import SessionHub
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVICE_EXTRA = "pip install 'sessionhub[service]'"
@@ -60,10 +64,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    with service_extra("serve"):
-        import uvicorn
+    with service_extra("serve"):  # a missing extra is reported before a Redis is started
+        import uvicorn  # noqa: F401
 
-        from .service.app import create_app
+        from .service.app import create_app  # noqa: F401
 
     if args.config:
         os.environ["SESSIONHUB_CONFIG"] = args.config  # worker processes load the same file
@@ -73,15 +77,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
+    with redis_for(settings) as served:
+        if served is not settings and served.redis.url is not None:
+            os.environ["REDIS_URL"] = served.redis.url  # worker processes use it too
+        _run_service(served, host, port, workers)
+    return 0
+
+
+def _run_service(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from .service.app import create_app, users_file
+
     if workers == 1:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, users_file(settings)),
             host=host,
             port=port,
             log_level=settings.server.log_level,
             access_log=settings.server.access_log,
         )
-        return 0
+        return
     if settings.secret_key is None:
         # Workers must agree on the key, or a cookie set by one is rejected by another.
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
@@ -97,7 +113,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.server.log_level,
         access_log=settings.server.access_log,
     )
-    return 0
 
 
 def _reason(exc: BaseException) -> str:
@@ -110,24 +125,30 @@ def _reason(exc: BaseException) -> str:
     return str(reason) or type(reason).__name__
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, method: str = "GET", key: str | None = None) -> tuple[int, bytes]:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - checked http(s)
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - checked http(s)
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def _ask_service(base_url: str, path: str) -> tuple[int, dict[str, Any]]:
-    """GET one endpoint of a running service: its HTTP status and the ``data`` of its answer.
+def _ask_service(
+    base_url: str, path: str, *, method: str = "GET", key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Call one endpoint of a running service (``key``: the admin key): its HTTP status and the
+    ``data`` of its answer.
 
-    Not getting that answer, for whatever reason, is a one-line :class:`CommandError`.
+    Not getting that answer, for whatever reason, is a one-line :class:`CommandError`; so is an
+    error answer, with exit code 2 when it is a 4xx (the user's mistake: a wrong id or key).
     """
     if not base_url.startswith(("http://", "https://")):
         raise CommandError(f"--url {base_url!r}: expected http://HOST:PORT or https://...", code=2)
     url = base_url.rstrip("/") + path
     try:
-        status, raw = _get(url)
+        status, raw = _get(url, method, key)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise CommandError(f"cannot reach {url}: {_reason(exc)}") from None
     try:
@@ -138,29 +159,38 @@ def _ask_service(base_url: str, path: str) -> tuple[int, dict[str, Any]]:
         return status, body["data"]
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and "message" in error:
-        raise CommandError(f"{url} answered HTTP {status}: {error['message']}")
+        code = 2 if key is not None and 400 <= status < 500 else 1
+        raise CommandError(f"{url} answered HTTP {status}: {error['message']}", code=code)
     raise CommandError(f"{url} answered HTTP {status}, not as a SessionHub service does")
+
+
+def local_hub(settings: Settings) -> SessionHub:
+    """A hub of our own on the configured Redis, quiet: this command reports problems itself."""
+    from .hub import SessionHub
+
+    _check_redis_url(settings)
+    # The hub logs for a long-running service (no SECRET_KEY, Redis down); this command says
+    # what matters here itself, in one line.
+    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
+    return SessionHub(settings)
+
+
+def redis_problem(hub: SessionHub) -> str | None:
+    """Why the hub's Redis is unavailable, or None when it is not."""
+    core = hub.manager.core
+    if not core.degraded:
+        return None
+    url = hub.settings.redis.masked_url()
+    return f"Redis at {url} is unavailable: {core.last_error or 'no answer'}"
 
 
 def _ask_local_hub(args: argparse.Namespace, what: str) -> tuple[dict[str, Any], str | None]:
     """Health or stats from a hub of our own on the configured Redis, and why Redis is
     unavailable (None when it is not)."""
-    from .hub import SessionHub
-
-    settings = _settings(args)
-    _check_redis_url(settings)
-    # The hub logs for a long-running service (no SECRET_KEY, Redis down); this command says
-    # what matters here itself, in one line.
-    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
-    hub = SessionHub(settings)
+    hub = local_hub(_settings(args))
     try:
         result = dict(hub.health() if what == "health" else hub.stats())
-        core = hub.manager.core
-        problem = None
-        if core.degraded:
-            url = settings.redis.masked_url()
-            problem = f"Redis at {url} is unavailable: {core.last_error or 'no answer'}"
-        return result, problem
+        return result, redis_problem(hub)
     finally:
         hub.close()
 
@@ -209,10 +239,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_hash_password(args: argparse.Namespace) -> int:
-    with service_extra("hash-password"):
-        from .service.auth import hash_password
-
+def read_password() -> str:
+    """A password from the terminal (asked twice) or one line of stdin; CommandError (exit 2)
+    when it is empty, mistyped or not UTF-8."""
     if sys.stdin.isatty():
         try:
             password = getpass.getpass("Password: ")
@@ -220,8 +249,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
         except EOFError:  # Ctrl-D at the prompt
             repeated = password = ""
         if repeated != password:
-            print("sessionhub: passwords do not match", file=sys.stderr)
-            return 2
+            raise CommandError("passwords do not match", code=2)
     else:
         line = sys.stdin.buffer.readline().rstrip(b"\r\n")
         try:
@@ -229,12 +257,17 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
             # UTF-8 into surrogates, which argon2 then fails to encode with a traceback.
             password = line.decode("utf-8")
         except UnicodeDecodeError:
-            print("sessionhub: the password is not UTF-8 text", file=sys.stderr)
-            return 2
+            raise CommandError("the password is not UTF-8 text", code=2) from None
     if not password:
-        print("sessionhub: empty password", file=sys.stderr)
-        return 2
-    print(hash_password(password))
+        raise CommandError("empty password", code=2)
+    return password
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    with service_extra("hash-password"):
+        from .service.auth import hash_password
+
+    print(hash_password(read_password()))
     return 0
 
 
@@ -359,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", type=_int_from(1, 100_000), default=200, help="keys per SCAN (default 200)"
     )
     rotate.set_defaults(func=cmd_keys_rotate)
+    from . import cli_admin  # it uses this module's helpers
+
+    cli_admin.add_commands(sub, with_config)
     return parser
 
 
@@ -383,4 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m sessionhub.cli`, this file is __main__, a second copy of the module:
+    # the commands in cli_admin raise sessionhub.cli's CommandError, which only that copy's
+    # main() catches.
+    from sessionhub.cli import main as package_main
+
+    sys.exit(package_main())

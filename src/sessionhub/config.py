@@ -79,7 +79,7 @@ _SEED_ENV_VARS: dict[str, tuple[str, ...]] = {
 _PLAIN_ENV_VARS = ("SESSIONHUB_ENV", "SESSIONHUB_CONFIG", "SESSIONHUB_ADMIN_API_KEYS")
 # Not configuration: read by the test suite and scripts (path of a redis-server binary), and
 # commonly exported in developers' shells, so it must not make every command fail.
-_FOREIGN_ENV_VARS = ("SESSIONHUB_REDIS_SERVER",)
+_FOREIGN_ENV_VARS = ("SESSIONHUB_REDIS_SERVER", "SESSIONHUB_DEFAULT_REDIS_PORT")
 # KEY_PREFIX and its Flask-Session spelling are one setting.
 _KEY_PREFIX_PATHS = (("SESSION", "KEY_PREFIX"), ("SESSION", "REDIS_KEY_PREFIX"))
 _YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
@@ -168,6 +168,7 @@ class RedisSettings(BaseModel):
     retries: StrictInt = Field(default=1, ge=0, le=5)
     max_connections: StrictInt = Field(default=64, ge=1)
     probe_interval: _Seconds = 5.0
+    embedded: Literal["auto", "never"] = "auto"
     # Topology: one server, a master found through Sentinel, or a Redis Cluster.
     mode: _RedisMode = "standalone"
     sentinels: _HostPorts = ()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Generic
 
 from .config import Settings
+from .dashboard import DashboardOps
 from .frontends import Front, M, operation
 from .inbox import InboxOps
 from .manager import SessionManager
@@ -53,6 +54,7 @@ class Features:
     presence: PresenceOps
     inbox: InboxOps
     login_throttle: LoginThrottle
+    dashboard: DashboardOps
 
 
 def build_features(settings: Settings, manager: SessionManager) -> Features:
@@ -97,6 +99,7 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
             lockout_s=settings.auth.lockout_seconds,
             max_attempts_per_ip=settings.auth.max_attempts_per_ip,
         ),
+        dashboard=DashboardOps(manager, presence),
     )
 
 
@@ -149,6 +152,15 @@ class LoginAttempts(Front[LoginThrottle, M]):
     succeeded = operation(LoginThrottle.succeeded)
 
 
+class Dashboard(Front[DashboardOps, M]):
+    """The admin dashboard's figures and its per-minute activity counters."""
+
+    overview = operation(DashboardOps.overview)
+    record_login = operation(DashboardOps.record_login)
+    sample = operation(DashboardOps.sample)
+    activity = operation(DashboardOps.activity)
+
+
 class FeatureFronts(Generic[M]):
     """Every feature's front end in one mode: what a hub exposes as attributes."""
 
@@ -158,3 +170,4 @@ class FeatureFronts(Generic[M]):
         self.presence: Presence[M] = Presence(features.presence, mode)
         self.inbox: Inbox[M] = Inbox(features.inbox, mode)
         self.login_attempts: LoginAttempts[M] = LoginAttempts(features.login_throttle, mode)
+        self.dashboard: Dashboard[M] = Dashboard(features.dashboard, mode)

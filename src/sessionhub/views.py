@@ -101,3 +101,40 @@ class RedisHealth(TypedDict):
     latency_ms: float | None
     mode: str
     last_error: str | None
+
+
+class ActivityMinute(TypedDict):
+    """One minute of the dashboard's chart: logins in it and the session count sampled in it."""
+
+    minute: str
+    logins: int
+    sessions: int | None
+
+
+class MemoryStoreSize(TypedDict):
+    """Sessions held by this process's memory store (mirror and outage copies) and its cap."""
+
+    sessions: int
+    max_sessions: int
+
+
+class RedisMemory(TypedDict):
+    """Redis's own memory figures (``INFO memory``); ``max_bytes`` 0 means no limit."""
+
+    used_bytes: int
+    peak_bytes: int
+    max_bytes: int
+    used_human: str
+
+
+class Overview(TypedDict):
+    """Everything the admin dashboard and ``sessionhub top`` show."""
+
+    generated_at: str
+    health: RedisHealth
+    degraded_since: str | None
+    stats: SessionStats
+    online: OnlineCount
+    memory_store: MemoryStoreSize
+    redis_memory: RedisMemory | None
+    activity: list[ActivityMinute]

@@ -12,15 +12,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
+from liveserver import Server
 from sessioncookie import as_session
 from starlette.testclient import TestClient
 
-from helpers import ADMIN_KEY, PASSWORD, build_settings, device, login, service_settings, wait_for
-from redis_server import RedisServer, free_port
+from helpers import ADMIN_KEY, build_settings, device, login, wait_for
+from redis_server import RedisServer
 from sessionhub.exceptions import InvalidMessageError
 from sessionhub.hub import AsyncSessionHub, SessionHub
-from sessionhub.service.app import create_app
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -172,29 +171,6 @@ def test_library_sync_and_async(redis_url: str) -> None:
 
 
 # -- live stream over a real HTTP server -------------------------------------------------------
-
-
-class Server:
-    """The service under uvicorn in a thread, for streaming responses."""
-
-    def __init__(self, redis_url: str, **sections: Any) -> None:
-        self.port = free_port()
-        self.app = create_app(service_settings(redis_url, **sections))
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_for(lambda: self.server.started)
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def login(self, user: str) -> str:
-        r = httpx.post(f"{self.base}/api/auth/login", json={"username": user, "password": PASSWORD})
-        return r.cookies["session"]
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.server.force_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

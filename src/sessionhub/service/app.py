@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,10 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import Settings, load_settings
 from ..hub import AsyncSessionHub
 from ..inbox import InboxNotifier
+from . import admin_page
 from .auth import PasswordChecker
 from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from .openapi import routes as openapi_routes
 from .routes import routes
+from .routes_admin import routes as admin_routes
+from .routes_admin import sampling
 from .routes_messages import routes as message_routes
 from .routes_presence import routes as presence_routes
 from .routes_settings import routes as settings_routes
@@ -53,8 +58,9 @@ class ReissuedCookie:
         await self.app(scope, receive, sending)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The SessionHub service for ``settings``."""
+def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
+    """The SessionHub service for ``settings``; users added to ``users_file`` (the config file
+    ``sessionhub serve`` reads) can log in without a restart."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,7 +81,8 @@ def create_app(settings: Settings) -> Starlette:
         # milliseconds under load: 25-35 ms pauses at the 99th percentile, measured.
         gc.freeze()
         try:
-            yield
+            async with sampling(hub):
+                yield
         finally:
             await notifier.aclose()
             await hub.aclose()
@@ -88,6 +95,8 @@ def create_app(settings: Settings) -> Starlette:
             *presence_routes,
             *message_routes,
             *openapi_routes,
+            *admin_routes,
+            *admin_page.routes(),
         ],
         lifespan=lifespan,
         middleware=[Middleware(ReissuedCookie)],
@@ -98,10 +107,17 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     app.state.settings = settings
-    app.state.passwords = PasswordChecker(settings.users)
+    app.state.passwords = PasswordChecker(settings.users, users_file)
     return app
 
 
 def app_from_environment() -> Starlette:
     """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(load_settings())
+    settings = load_settings()
+    return create_app(settings, users_file(settings))
+
+
+def users_file(settings: Settings) -> Path:
+    """The config file the service's users come from, whether or not it exists yet (a fresh
+    checkout has none until ``sessionhub users add`` writes ./config.yaml)."""
+    return Path(settings.source or os.environ.get("SESSIONHUB_CONFIG") or "config.yaml").resolve()

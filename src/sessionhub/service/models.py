@@ -69,6 +69,12 @@ class LoginBody(Body):
     password: StrictStr = Field(min_length=1, max_length=MAX_PASSWORD)
 
 
+class AdminLoginBody(Body):
+    key: StrictStr = Field(
+        min_length=1, max_length=MAX_PASSWORD, description="An ADMIN.API_KEYS key"
+    )
+
+
 class MessageBody(Body):
     body: Any = Field(description="Any JSON value, at most MESSAGES.MAX_BODY_BYTES as JSON")
 

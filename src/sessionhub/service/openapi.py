@@ -15,9 +15,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
+from .auth import ADMIN_COOKIE
 from .errors import JSONResponse
 from .models import (
     MESSAGE_ID_PATTERN,
+    AdminLoginBody,
     DailyQuery,
     LoginBody,
     MarkReadBody,
@@ -44,6 +46,7 @@ class Op(NamedTuple):
     status: int = 200
     stream: bool = False  # Server-Sent Events, resumed from Last-Event-ID
     enveloped: bool = True  # False: the answer is the data itself, not {"success", "data"}
+    page: bool = False  # an HTML page for people, not JSON
 
 
 _GONE = {404: "No such session for this user (`session_not_found`)"}
@@ -116,12 +119,32 @@ SUMMARIES: dict[tuple[str, str], Op] = {
         "My messages, live (Server-Sent Events)", COOKIE, query=StreamQuery, stream=True
     ),
     ("GET", "/openapi.json"): Op("This document", NONE, enveloped=False),
+    ("GET", "/docs"): Op("This document, browsable (Swagger UI, served locally)", NONE, page=True),
+    ("GET", "/admin"): Op("The admin page: live figures, a user's sessions", NONE, page=True),
+    ("POST", "/api/admin/login"): Op(
+        "Trade an admin key for the admin page's cookie (HttpOnly, SameSite=Strict)",
+        NONE,
+        body=AdminLoginBody,
+        errors={
+            403: "Not one of ADMIN.API_KEYS (`admin_key_invalid`)",
+            429: "Too many wrong keys from this address (`too_many_attempts`, with Retry-After)",
+        },
+    ),
+    ("POST", "/api/admin/logout"): Op("Clear the admin page's cookie", NONE),
+    ("GET", "/api/admin/overview"): Op(
+        "Redis health, sessions by store, online users, memory, the last hour per minute", ADMIN
+    ),
+    ("GET", "/api/admin/users/{user_id}/sessions"): Op("A user's live sessions", ADMIN),
+    ("DELETE", "/api/admin/users/{user_id}/sessions"): Op("Revoke all of a user's sessions", ADMIN),
+    ("DELETE", "/api/admin/users/{user_id}/sessions/{handle}"): Op(
+        "Revoke one session of a user", ADMIN, errors=_GONE
+    ),
 }
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     COOKIE: [{"sessionCookie": []}],
-    ADMIN: [{"adminKey": []}],
-    EITHER: [{"sessionCookie": []}, {"adminKey": []}],
+    ADMIN: [{"adminKey": []}, {"adminCookie": []}],
+    EITHER: [{"sessionCookie": []}, {"adminKey": []}, {"adminCookie": []}],
     NONE: [],
 }
 _AUTH_ERRORS: dict[str, dict[int, str]] = {
@@ -211,6 +234,11 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
     success = _json('`{"success": true, "data": ...}`', "Success")
     if op.stream:
         success = {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
+    elif op.page:
+        success = {
+            "description": op.summary,
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
     elif not op.enveloped:
         success = {"description": op.summary, "content": {_JSON: {"schema": {"type": "object"}}}}
     operation["responses"] = {
@@ -275,6 +303,7 @@ def build_document(routes: list[BaseRoute], cookie_name: str) -> dict[str, Any]:
             "securitySchemes": {
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": cookie_name},
                 "adminKey": {"type": "http", "scheme": "bearer"},
+                "adminCookie": {"type": "apiKey", "in": "cookie", "name": ADMIN_COOKIE},
             },
         },
     }

@@ -89,18 +89,26 @@ def clear_session_cookie(request: Request, response: Response) -> None:
     )
 
 
+async def refused_attempt(hub: AsyncSessionHub, name: str, ip: str) -> Response | None:
+    """Count a login attempt under ``name`` from ``ip``; the 429 to answer if over the limit."""
+    try:
+        await hub.login_attempts.attempt(name, ip)
+    except TooManyAttemptsError as exc:
+        response = error_response(429, "too_many_attempts", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
+
+
 async def login(request: Request) -> Response:
     settings = _settings(request)
     body = await read_body(request, LoginBody)
     username, password = body.username, body.password
     hub = _hub(request)
     ip = client_ip(request)
-    try:
-        await hub.login_attempts.attempt(username, ip)
-    except TooManyAttemptsError as exc:
-        response = error_response(429, "too_many_attempts", str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+    refused = await refused_attempt(hub, username, ip)
+    if refused is not None:
+        return refused
     checker: PasswordChecker = request.app.state.passwords
     if not await run_in_threadpool(checker.check, username, password):
         raise ApiError(401, "invalid_credentials", "wrong username or password")
@@ -120,6 +128,7 @@ async def login(request: Request) -> Response:
         ip=ip,
     )
     await hub.presence.touch(username, session.sid, force=True)
+    await hub.dashboard.record_login()
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
     set_session_cookie(request, response, cookie, session)
     return response
