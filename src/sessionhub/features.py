@@ -37,9 +37,11 @@ class UserSessionsOps:
         """Destroy one session of ``user_id`` by its public handle."""
         return self.manager.revoke_user_session(user_id, handle)
 
-    def revoke_all(self, user_id: str, *, keep_sid: str | None = None) -> Op[int]:
+    def revoke_all(
+        self, user_id: str, *, keep_sid: str | None = None, reason: str = "revoked"
+    ) -> Op[int]:
         """Destroy every session of ``user_id`` except ``keep_sid``."""
-        return self.manager.revoke_user_sessions(user_id, keep_sid=keep_sid)
+        return self.manager.revoke_user_sessions(user_id, keep_sid=keep_sid, reason=reason)
 
 
 @dataclass
