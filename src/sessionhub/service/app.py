@@ -11,10 +11,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from ..config import Settings, load_settings
+from ..exceptions import ReauthRequiredError
 from ..hub import AsyncSessionHub
 from ..inbox import InboxNotifier
 from .auth import PasswordChecker
-from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from .errors import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    reauth_required_handler,
+    unexpected_error_handler,
+)
 from .openapi import routes as openapi_routes
 from .routes import routes
 from .routes_messages import routes as message_routes
@@ -66,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,
+            ReauthRequiredError: reauth_required_handler,
             HTTPException: http_error_handler,
             Exception: unexpected_error_handler,
         },
