@@ -253,7 +253,7 @@ class SessionSettings(BaseModel):
             "httponly": self.cookie_httponly,
             "samesite": self.cookie_samesite,
         }
-        if self.cookie_partitioned:  # only then: older Starlette and Werkzeug lack the argument
+        if self.cookie_partitioned:  # only then: Werkzeug before 3.0 lacks the argument
             attributes["partitioned"] = True
         return attributes
 

@@ -9,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..config import Settings
+from ..config import SessionSettings, Settings
 from ..config import redacted as redacted_config
 from ..exceptions import InvalidTokenError, TooManyAttemptsError
 from ..hub import AsyncSessionHub
+from ..integrations.asgi import cookie_header
+from ..integrations.base import CookieAction
 from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
@@ -73,20 +75,19 @@ def set_session_cookie(request: Request, response: Response, cookie: str, sessio
     # A remembered session's cookie outlives the browser, or remembering would mean nothing.
     if ss.permanent or session.record.remember:
         max_age = max(0, (session.record.hard_expires_ms - session.record.created_ms) // 1000)
-    response.set_cookie(
-        ss.cookie_name,
-        cookie,
-        max_age=max_age,
-        **ss.cookie_attributes(),
-    )
+    _write_cookie(response, ss, CookieAction(set_value=cookie, max_age=max_age))
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
-    ss = _settings(request).session
-    response.delete_cookie(
-        ss.cookie_name,
-        **ss.cookie_attributes(),
-    )
+    _write_cookie(response, _settings(request).session, CookieAction(clear=True))
+
+
+def _write_cookie(response: Response, ss: SessionSettings, action: CookieAction) -> None:
+    # Starlette's set_cookie refuses Partitioned before Python 3.14 (http.cookies lacks it): the
+    # ASGI adapter's header builder writes every attribute itself, the same way for both.
+    header = cookie_header(ss, action)
+    assert header is not None  # an action that sets or clears always has one
+    response.raw_headers.append((b"set-cookie", header))
 
 
 async def check_password(request: Request, username: str, password: str) -> Response | None:
