@@ -282,8 +282,11 @@ class SessionSettings(BaseModel):
     cookie_samesite: _SameSite = "lax"
     cookie_domain: StrictStr | None = Field(default=None, min_length=1)
     cookie_path: StrictStr = "/"
+    cookie_partitioned: StrictBool = False
     expires: StrictInt = Field(default=7200, ge=1)
     absolute_lifetime: StrictInt = Field(default=604800, ge=1)
+    remember_expires: StrictInt = Field(default=1209600, ge=1)
+    remember_absolute_lifetime: StrictInt = Field(default=2592000, ge=1)
     refresh_threshold: StrictInt = Field(default=0, ge=0)
     memory_cleanup_interval: _Seconds = 300.0
     memory_max_sessions: StrictInt = Field(default=100000, ge=1)
@@ -347,16 +350,35 @@ class SessionSettings(BaseModel):
 
     def cookie_attributes(self) -> dict[str, Any]:
         """Keyword arguments of Starlette's and Werkzeug's ``set_cookie``/``delete_cookie``."""
-        return {
+        attributes: dict[str, Any] = {
             "path": self.cookie_path,
             "domain": self.cookie_domain,
             "secure": self.cookie_secure,
             "httponly": self.cookie_httponly,
             "samesite": self.cookie_samesite,
         }
+        if self.cookie_partitioned:  # only then: Werkzeug before 3.0 lacks the argument
+            attributes["partitioned"] = True
+        return attributes
+
+    def _check_cookie_prefix(self) -> None:
+        """Browsers drop a ``__Host-`` or ``__Secure-`` cookie that breaks its prefix's rules,
+        which would log everyone out silently: refuse such settings at start instead."""
+        name = self.cookie_name
+        rules: list[tuple[bool, str, object, str]] = []
+        if name.startswith(("__Host-", "__Secure-")) or self.cookie_partitioned:
+            rules.append((self.cookie_secure, "COOKIE_SECURE", self.cookie_secure, "true"))
+        if name.startswith("__Host-"):
+            rules.append((self.cookie_path == "/", "COOKIE_PATH", self.cookie_path, "/"))
+            rules.append((self.cookie_domain is None, "COOKIE_DOMAIN", self.cookie_domain, "null"))
+        for ok, key, value, needed in rules:
+            if not ok:
+                why = "a Partitioned cookie" if not name.startswith("__") else f"the name {name!r}"
+                raise _FieldError((key,), value, f"must be {needed} for {why} (browsers refuse it)")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> SessionSettings:
+        self._check_cookie_prefix()
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise _FieldError(
                 ("COOKIE_SAMESITE",),
@@ -364,18 +386,28 @@ class SessionSettings(BaseModel):
                 "requires COOKIE_SECURE: true (browsers reject SameSite=None cookies that are "
                 "not Secure)",
             )
-        if self.absolute_lifetime < self.expires:
-            raise _FieldError(
-                ("ABSOLUTE_LIFETIME",),
-                self.absolute_lifetime,
-                f"must be >= EXPIRES ({self.expires})",
-            )
-        if self.refresh_threshold >= self.expires:
-            raise _FieldError(
-                ("REFRESH_THRESHOLD",),
+        # (key, its value, "must be" relation, the other key, its value)
+        orders = (
+            ("ABSOLUTE_LIFETIME", self.absolute_lifetime, ">=", "EXPIRES", self.expires),
+            ("REFRESH_THRESHOLD", self.refresh_threshold, "<", "EXPIRES", self.expires),
+            (
+                "REMEMBER_ABSOLUTE_LIFETIME",
+                self.remember_absolute_lifetime,
+                ">=",
+                "REMEMBER_EXPIRES",
+                self.remember_expires,
+            ),
+            (
+                "REFRESH_THRESHOLD",
                 self.refresh_threshold,
-                f"must be < EXPIRES ({self.expires})",
-            )
+                "<",
+                "REMEMBER_EXPIRES",
+                self.remember_expires,
+            ),
+        )
+        for key, value, relation, other, bound in orders:
+            if not (value >= bound if relation == ">=" else value < bound):
+                raise _FieldError((key,), value, f"must be {relation} {other} ({bound})")
         return self
 
 
@@ -434,13 +466,19 @@ class PreferencesSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """Login throttling: failed logins allowed per window, per (username, IP) and per IP."""
+    """Login throttling (failed logins allowed per window, per (username, IP) and per IP), and
+    re-authentication: the authentication levels, weakest first, and how recent a login the
+    service's session-ending endpoints need."""
 
     model_config = _MODEL_CONFIG
 
     max_attempts: StrictInt = Field(default=5, ge=0)
     lockout_seconds: StrictInt = Field(default=300, ge=1)
     max_attempts_per_ip: StrictInt = Field(default=50, ge=0)
+    levels: tuple[Annotated[StrictStr, Field(min_length=1, max_length=32)], ...] = Field(
+        default=("password", "mfa"), min_length=1
+    )
+    reauth_max_age: StrictInt = Field(default=900, ge=1)
 
 
 class EncryptionKey(BaseModel):

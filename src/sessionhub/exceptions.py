@@ -62,6 +62,23 @@ class TooManyAttemptsError(RateLimitedError):
         self.scope = scope
 
 
+class ReauthRequiredError(SessionHubError):
+    """The session's user must authenticate again: not logged in, logged in too long ago, or at
+    a weaker level than needed. ``body()`` is the machine-readable 401 every adapter answers."""
+
+    def __init__(self, reason: str, message: str, *, max_age: int, level: str | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """``not_authenticated``, ``stale`` or ``level``."""
+        self.max_age = max_age
+        self.level = level
+
+    def body(self) -> dict[str, object]:
+        """The JSON error envelope: code ``reauth_required`` and what a fresh login must meet."""
+        error = {"code": "reauth_required", "message": str(self), "reason": self.reason}
+        return {"success": False, "error": {**error, "max_age": self.max_age, "level": self.level}}
+
+
 class ConflictError(SessionHubError):
     """Concurrent writers kept changing the same value; the caller may try again."""
 

@@ -26,9 +26,11 @@ from .config import EventsSettings, RedisSettings, Settings
 from .events import EventBus, EventTask, EventThread
 from .expiries import ExpiryFeed, claim_expiry, enable_notifications
 from .features import FeatureFronts, build_features
+from .freshness import require_fresh
 from .frontends import Awaiting, Blocking, Front, M, operation
 from .manager import SessionManager
 from .revocations import RevocationFeed, RevocationTask, RevocationThread
+from .session import Session
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
 from .stores.cluster import AsyncClusterCalls, ClusterCalls
@@ -70,7 +72,10 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     """The session manager the settings describe."""
     ss = settings.session
     keys = KeySpace(ss.key_prefix, ss.index_shards)
-    ops = RedisOps(keys, count_bucket_ms(ss.expires * 1000)) if with_redis else None
+    ops = None
+    if with_redis:
+        widths = count_bucket_ms(ss.expires * 1000), count_bucket_ms(ss.remember_expires * 1000)
+        ops = RedisOps(keys, *widths)
     core = ResilientCore(
         ops,
         MemoryStore(ss.memory_max_sessions),
@@ -78,6 +83,8 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
             idle_ms=ss.expires * 1000,
             absolute_ms=ss.absolute_lifetime * 1000,
             refresh_threshold_ms=ss.refresh_threshold * 1000,
+            remember_idle_ms=ss.remember_expires * 1000,
+            remember_absolute_ms=ss.remember_absolute_lifetime * 1000,
         ),
         migrate_on_recovery=ss.migrate_on_recovery,
         event_queue=settings.events.queue_size,
@@ -123,6 +130,9 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
     login = operation(SessionManager.login)
     bind_user = operation(SessionManager.bind_user)
     regenerate = operation(SessionManager.regenerate)
+    reauthenticate = operation(SessionManager.reauthenticate)
+    revoke_all = operation(SessionManager.revoke_all)
+    credentials_changed = operation(SessionManager.credentials_changed)
     extend = operation(SessionManager.extend)
     save = operation(SessionManager.save)
     destroy = operation(SessionManager.destroy)
@@ -160,6 +170,18 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
         pool = getattr(self.client, "connection_pool", None)  # a cluster has only db 0
         db = 0 if pool is None else int(pool.connection_kwargs.get("db", 0))
         return ExpiryFeed(self.events, core.redis_ops.keys, db)
+
+    def require_fresh(self, session: Session, max_age: int, level: str | None = None) -> None:
+        """Raise :class:`~sessionhub.exceptions.ReauthRequiredError` unless the session's user
+        authenticated within ``max_age`` seconds, at ``level`` (of ``AUTH.LEVELS``) or stronger.
+        No I/O: the session already holds when and how."""
+        require_fresh(
+            session.record,
+            max_age,
+            level,
+            now_ms=self.manager.core.clock(),
+            levels=self.settings.auth.levels,
+        )
 
     def _first_link_wait(self) -> float:
         """How long starting waits for the revocation subscription: not at all without Redis."""

@@ -11,7 +11,15 @@ import logging
 from collections.abc import Mapping
 
 from .exceptions import DataError, InvalidInputError
-from .session import F_EXPIRES, F_USER, Fields, Session, SessionRecord
+from .session import (
+    F_AUTH_LEVEL,
+    F_AUTHENTICATED,
+    F_EXPIRES,
+    F_USER,
+    Fields,
+    Session,
+    SessionRecord,
+)
 from .stores.base import CommandCall, Op, ScriptCall
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
@@ -138,22 +146,38 @@ class SessionManager:
         data: Mapping[str, object] | None = None,
         user_agent: str = "",
         ip: str = "",
+        remember: bool = False,
+        auth_level: str = "",
+        authenticated_ms: int | None = None,
     ) -> Op[tuple[Session, str]]:
-        """A new session with a fresh token; returns it and the cookie value that carries it."""
+        """A new session with a fresh token; returns it and the cookie value that carries it.
+
+        ``remember`` gives it the "remember me" lifetimes (``SESSION.REMEMBER_EXPIRES`` and
+        ``REMEMBER_ABSOLUTE_LIFETIME``). A signed-in session counts as authenticated now, at
+        ``auth_level``, unless ``authenticated_ms`` carries an earlier login over.
+        """
         token = self.codec.new_token()
         sid = self.codec.storage_id(token)
         now = self.core.clock()
         lt = self.core.lifetimes
-        hard = now + lt.absolute_ms
+        idle = lt.remember_idle_ms if remember else lt.idle_ms
+        hard = now + (lt.remember_absolute_ms if remember else lt.absolute_ms)
+        if user_id is None:
+            authenticated_ms, auth_level = 0, ""
+        elif authenticated_ms is None:
+            authenticated_ms = now
         record = SessionRecord(
             sid=sid,
             user_id=user_id,
             created_ms=now,
             last_seen_ms=now,
-            expires_ms=min(now + lt.idle_ms, hard),
+            expires_ms=min(now + idle, hard),
             hard_expires_ms=hard,
             user_agent=user_agent,
             ip=ip,
+            authenticated_ms=authenticated_ms,
+            auth_level=auth_level,
+            idle_ms=idle if remember else 0,
             data=dict(data or {}),
             values=self.values,
         )
@@ -178,14 +202,26 @@ class SessionManager:
         previous: Session | None = None,
         user_agent: str = "",
         ip: str = "",
+        remember: bool = False,
+        auth_level: str = "",
     ) -> Op[tuple[Session, str]]:
-        """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data."""
+        """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data;
+        the session counts as authenticated now, at ``auth_level``."""
         data = dict(previous) if previous is not None else None
         if previous is not None:
             yield from self.destroy(previous.sid, reason="login")
-        return (yield from self.create(user_id, data=data, user_agent=user_agent, ip=ip))
+        return (
+            yield from self.create(
+                user_id,
+                data=data,
+                user_agent=user_agent,
+                ip=ip,
+                remember=remember,
+                auth_level=auth_level,
+            )
+        )
 
-    def bind_user(self, session: Session, user_id: str) -> Op[bool]:
+    def bind_user(self, session: Session, user_id: str, *, auth_level: str = "") -> Op[bool]:
         """Bind an anonymous session created in this request to ``user_id``, keeping its token.
 
         Only such a session may skip the new token that :meth:`login` issues: its token has not
@@ -197,11 +233,15 @@ class SessionManager:
             )
         delta = session.delta()
         self._check_size(delta.data_bytes)
-        ok = yield from self.core.update(session.sid, {**delta.set, F_USER: user_id}, delta.delete)
+        now = self.core.clock()
+        who = {F_USER: user_id, F_AUTHENTICATED: str(now)}
+        if auth_level:
+            who[F_AUTH_LEVEL] = auth_level
+        ok = yield from self.core.update(session.sid, {**delta.set, **who}, delta.delete)
         if not ok:
             return False
         record = session.record
-        record.user_id = user_id
+        record.user_id, record.authenticated_ms, record.auth_level = user_id, now, auth_level
         session.mark_saved()
         yield from self.user_sessions.add(user_id, session.sid, record.hard_expires_ms)
         log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
@@ -209,16 +249,35 @@ class SessionManager:
             yield from self._enforce_limit(user_id, keep=session.sid)
         return True
 
-    def regenerate(self, session: Session) -> Op[tuple[Session, str]]:
-        """Move a session to a new token, keeping its user, data and lifetime."""
+    def regenerate(
+        self, session: Session, *, reauthenticated: bool = False, level: str | None = None
+    ) -> Op[tuple[Session, str]]:
+        """Move a session to a new token, keeping its user, data, "remember me" and when (and
+        how) its user authenticated, unless ``reauthenticated`` says that was just now."""
+        record = session.record
+        authenticated = None if reauthenticated else record.authenticated_ms
         new, cookie = yield from self.create(
             session.user_id,
             data=dict(session),
-            user_agent=session.record.user_agent,
-            ip=session.record.ip,
+            user_agent=record.user_agent,
+            ip=record.ip,
+            remember=record.remember,
+            auth_level=record.auth_level if level is None else level,
+            authenticated_ms=authenticated,
         )
-        yield from self.destroy(session.sid, reason="regenerated")
+        yield from self.destroy(
+            session.sid, reason="reauthenticated" if reauthenticated else "regenerated"
+        )
         return new, cookie
+
+    def reauthenticate(
+        self, session: Session, *, level: str | None = None
+    ) -> Op[tuple[Session, str]]:
+        """The user of ``session`` just proved who they are again (V7.2.4, V7.5): a new token
+        with the same data, authenticated now at ``level`` (default: the level it had)."""
+        if session.user_id is None:
+            raise InvalidInputError("only a signed-in session can be re-authenticated")
+        return (yield from self.regenerate(session, reauthenticated=True, level=level))
 
     def save(self, session: Session) -> Op[bool]:
         """Persist what changed (or destroy an invalidated session); ``False`` if it is gone."""
@@ -243,10 +302,11 @@ class SessionManager:
         return Session(SessionRecord.from_fields(session.sid, fields, self.values))
 
     def destroy(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> Op[bool]:
-        """Delete a session by storage id; ``True`` when it existed.
+        """Delete a session by storage id; ``True`` when it existed. ``reason`` is logged.
 
         ``reason`` goes into the ``destroyed`` event: ``logout``, ``revoked``, ``limit``,
-        ``admin``, ``login`` or ``regenerated`` (a new token replaced it), ``rekeyed`` (moved to
+        ``admin``, ``login``, ``regenerated`` or ``reauthenticated`` (a new token replaced it),
+        ``rekeyed`` (moved to
         the current ``SECRET_KEY``).
 
         Its entry in the user's session index goes too when the user is known (given, or in this
@@ -257,7 +317,7 @@ class SessionManager:
             user_id = None if mirrored is None else mirrored.get(F_USER)
         existed = yield from self.core.destroy(sid)
         if existed:
-            log.info("Session deleted from %s: %s", self._where(), short(sid))
+            log.info("Session deleted from %s (%s): %s", self._where(), reason, short(sid))
             self.core.events.emit("destroyed", sid, user_id=user_id, reason=reason)
         if user_id is not None:
             yield from self.user_sessions.remove(user_id, sid)
@@ -282,13 +342,30 @@ class SessionManager:
     def revoke_user_sessions(
         self, user_id: str, *, keep_sid: str | None = None, reason: str = "revoked"
     ) -> Op[int]:
-        """Destroy every session of ``user_id`` but ``keep_sid``; returns how many went."""
+        """Destroy every session of ``user_id`` but ``keep_sid``; returns how many went.
+
+        Every instance drops them from its memory mirror too: each destroy publishes on the
+        revocation channel.
+        """
         revoked = 0
         for info in (yield from self.user_sessions.live(user_id)):
             if info.sid != keep_sid:
                 yield from self.destroy(info.sid, user_id=user_id, reason=reason)
                 revoked += 1
+        if revoked:
+            log.info("%d session(s) of a user revoked (%s)", revoked, reason)
         return revoked
+
+    def revoke_all(self, user_id: str, reason: str, *, keep: str | None = None) -> Op[int]:
+        """End every session of ``user_id`` (V7.4.2, V7.4.3), but the one with storage id
+        ``keep``: on an account disabled (``reason="account_disabled"``), a credential changed,
+        a suspected compromise. Returns how many ended."""
+        return (yield from self.revoke_user_sessions(user_id, keep_sid=keep, reason=reason))
+
+    def credentials_changed(self, user_id: str, *, keep: str | None = None) -> Op[int]:
+        """The hook to call when ``user_id``'s password or an authentication factor changed:
+        every other session ends (V7.4.3); ``keep`` is the session that made the change."""
+        return (yield from self.revoke_all(user_id, "credentials_changed", keep=keep))
 
     def _enforce_limit(self, user_id: str, *, keep: str) -> Op[None]:
         sessions = yield from self.user_sessions.live(user_id)

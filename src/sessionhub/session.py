@@ -27,6 +27,9 @@ F_EXPIRES = "e"
 F_HARD_EXPIRES = "x"
 F_USER_AGENT = "a"
 F_IP = "i"
+F_AUTHENTICATED = "t"
+F_AUTH_LEVEL = "v"
+F_IDLE = "w"
 DATA_PREFIX = "d:"
 
 MAX_USER_AGENT = 512
@@ -113,6 +116,12 @@ class SessionRecord:
     user_agent: str = ""
     ip: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    authenticated_ms: int = 0
+    """When the user last proved who they are (log in, re-authenticate); 0 when anonymous."""
+    auth_level: str = ""
+    """How they did (``password``, ``mfa``...), as the application named it; ``""``: unnamed."""
+    idle_ms: int = 0
+    """A remembered session's own idle timeout; 0 for the configured ``SESSION.EXPIRES``."""
     # The JSON each data key was read (or last saved) as: a save compares against it. Until
     # load_data(), a read record holds the stored values here, possibly sealed (valuecodec).
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -130,7 +139,13 @@ class SessionRecord:
 
     def _compared(self) -> tuple[Any, ...]:
         meta = (self.sid, self.user_id, self.created_ms, self.last_seen_ms, self.expires_ms)
-        return (*meta, self.hard_expires_ms, self.user_agent, self.ip, self.load_data())
+        auth = (self.authenticated_ms, self.auth_level, self.idle_ms)
+        return (*meta, self.hard_expires_ms, self.user_agent, self.ip, *auth, self.load_data())
+
+    @property
+    def remember(self) -> bool:
+        """Whether the session was made with "remember me" (it then has its own lifetimes)."""
+        return self.idle_ms > 0
 
     def load_data(self) -> dict[str, Any]:
         """``data``, decoded from ``raw`` on first use; a key that does not parse is dropped."""
@@ -161,6 +176,13 @@ class SessionRecord:
         }
         if self.user_id is not None:
             out[F_USER] = self.user_id
+        # Written only when set: every byte of a session hash is paid for by every session.
+        if self.authenticated_ms:
+            out[F_AUTHENTICATED] = str(self.authenticated_ms)
+        if self.auth_level:
+            out[F_AUTH_LEVEL] = self.auth_level
+        if self.idle_ms:
+            out[F_IDLE] = str(self.idle_ms)
         for key, value in self.load_data().items():
             out[DATA_PREFIX + key] = self.seal(DATA_PREFIX + key, _dumps(value))
         return out
@@ -186,6 +208,9 @@ class SessionRecord:
             hard_expires_ms=int(fields.get(F_HARD_EXPIRES, 0)),
             user_agent=agent,
             ip=ip,
+            authenticated_ms=int(fields.get(F_AUTHENTICATED, 0)),
+            auth_level=fields.get(F_AUTH_LEVEL, ""),
+            idle_ms=int(fields.get(F_IDLE, 0)),
             raw=raw,
             decoded=not raw,
             values=values,

@@ -53,6 +53,8 @@ class SessionInfo:
             "expires_at": iso(r.expires_ms),
             "user_agent": r.user_agent,
             "ip": r.ip,
+            "remember": r.remember,
+            "authenticated_at": iso(r.authenticated_ms) if r.authenticated_ms else None,
             "current": self.sid == current_sid,
         }
 

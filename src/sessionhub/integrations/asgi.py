@@ -24,9 +24,10 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request, cookie_parser
+from starlette.responses import JSONResponse
 
 from ..config import SessionSettings, Settings
-from ..exceptions import InvalidTokenError
+from ..exceptions import InvalidTokenError, ReauthRequiredError
 from ..hub import AsyncSessionHub
 from ..session import Session
 from .base import CookieAction, RequestSession, commit, merge_settings
@@ -36,6 +37,7 @@ __all__ = [
     "SessionMiddleware",
     "current_session",
     "current_user",
+    "require_fresh",
     "session_hub",
 ]
 
@@ -69,6 +71,8 @@ def cookie_header(ss: SessionSettings, action: CookieAction) -> bytes | None:
     if ss.cookie_httponly:
         parts.append("HttpOnly")
     parts.append("SameSite=" + ss.cookie_samesite.capitalize())
+    if ss.cookie_partitioned:
+        parts.append("Partitioned")
     return "; ".join(parts).encode("latin-1")
 
 
@@ -128,8 +132,12 @@ class SessionMiddleware:
         ip = str(client[0]) if client else ""
         user_agent = _header(scope, b"user-agent")
 
+        started = False
+
         async def send_with_cookie(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 action = await hub.run(commit(hub.manager, rs, user_agent=user_agent, ip=ip))
                 header = cookie_header(ss, action)
                 headers = list(message.get("headers", ()))
@@ -140,7 +148,13 @@ class SessionMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_cookie)
+        try:
+            await self.app(scope, receive, send_with_cookie)
+        except ReauthRequiredError as exc:
+            # Raised by require_fresh anywhere in the app: the same 401 body as every adapter.
+            if started:
+                raise
+            await JSONResponse(exc.body(), status_code=401)(scope, receive, send_with_cookie)
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -165,6 +179,21 @@ async def current_user(request: Request) -> str:
     if user_id is None:
         raise HTTPException(status_code=401, detail="not authenticated")
     return user_id
+
+
+def require_fresh(
+    max_age: int, level: str | None = None
+) -> Callable[[Request], Awaitable[RequestSession]]:
+    """Dependency factory: the session, or 401 ``reauth_required`` (JSON, answered by the
+    middleware) unless its user authenticated within ``max_age`` seconds, at ``level`` or
+    stronger: ``Depends(require_fresh(300, "mfa"))``."""
+
+    async def fresh_session(request: Request) -> RequestSession:
+        session = await current_session(request)
+        (await session_hub(request)).require_fresh(session.session, max_age, level)
+        return session
+
+    return fresh_session
 
 
 async def session_hub(request: Request) -> AsyncSessionHub:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
+from ..exceptions import InvalidInputError
 from ..manager import SessionManager
 from ..session import Session, SessionRecord
 from ..stores.base import Op
@@ -67,6 +68,9 @@ class RequestSession(MutableMapping[str, Any]):
         self._login_user: str | None = None
         self._logout = False
         self._regenerate = False
+        self._remember = False
+        self._level: str | None = None
+        self._reauthenticated = False
         self.issued_cookie: str | None = None
         """A cookie the adapter issued while opening (a carried-over session) to send back."""
 
@@ -119,6 +123,7 @@ class RequestSession(MutableMapping[str, Any]):
             or self._inner.modified
             or self._logout
             or self._regenerate
+            or self._reauthenticated
             or self._login_user is not None
         )
 
@@ -153,10 +158,19 @@ class RequestSession(MutableMapping[str, Any]):
 
     # -- actions -----------------------------------------------------------------------------
 
-    def login(self, user_id: str) -> None:
-        """Bind the session to ``user_id`` under a new token, keeping its data."""
+    def login(self, user_id: str, *, remember: bool = False, level: str | None = None) -> None:
+        """Bind the session to ``user_id`` under a new token, keeping its data; ``remember``
+        gives it the "remember me" lifetimes, ``level`` names how the user authenticated."""
         self._logout = False
         self._login_user = str(user_id)
+        self._remember, self._level = remember, level
+
+    def reauthenticate(self, level: str | None = None) -> None:
+        """The user proved who they are again: a new token at the end of the request, same
+        data, authenticated now (at ``level``, default the session's own)."""
+        if self.user_id is None:
+            raise InvalidInputError("only a signed-in session can be re-authenticated")
+        self._reauthenticated, self._level = True, level
 
     def logout(self) -> None:
         """Destroy the session and its cookie at the end of the request."""
@@ -176,8 +190,8 @@ class RequestSession(MutableMapping[str, Any]):
 
 
 def cookie_max_age(session: Session, permanent: bool) -> int | None:
-    """``Max-Age`` for a permanent session: the rest of its absolute lifetime."""
-    if not permanent:
+    """``Max-Age`` for a permanent or remembered session: the rest of its absolute lifetime."""
+    if not (permanent or session.record.remember):
         return None
     remaining = session.record.hard_expires_ms - session.record.last_seen_ms
     return max(0, remaining // 1000)
@@ -207,19 +221,32 @@ def _commit(
     new: Session | None = None
     cookie = ""
     if rs._login_user is not None:
+        remember, level = rs._remember, rs._level or ""
         if rs.stored:
             new, cookie = yield from manager.login(
-                rs._login_user, previous=inner, user_agent=user_agent, ip=ip
+                rs._login_user,
+                previous=inner,
+                user_agent=user_agent,
+                ip=ip,
+                remember=remember,
+                auth_level=level,
             )
         else:
             new, cookie = yield from manager.create(
-                rs._login_user, data=dict(inner), user_agent=user_agent, ip=ip
+                rs._login_user,
+                data=dict(inner),
+                user_agent=user_agent,
+                ip=ip,
+                remember=remember,
+                auth_level=level,
             )
     elif not rs.stored:
         if not len(inner):
             # Nothing to keep: no Redis key, and a stale or forged cookie is dropped.
             return CookieAction(clear=True) if rs.had_cookie else NO_COOKIE_CHANGE
         new, cookie = yield from manager.create(data=dict(inner), user_agent=user_agent, ip=ip)
+    elif rs._reauthenticated:
+        new, cookie = yield from manager.reauthenticate(inner, level=rs._level)
     elif rs._regenerate:
         new, cookie = yield from manager.regenerate(inner)
     elif inner.modified and not len(inner) and inner.user_id is None:
@@ -237,7 +264,7 @@ def _commit(
         )
     rs._inner = new
     rs._login_user = None
-    rs._regenerate = False
+    rs._regenerate = rs._reauthenticated = False
     rs._forced_modified = False
     return CookieAction(set_value=cookie, max_age=cookie_max_age(new, rs.permanent))
 

@@ -19,23 +19,26 @@ and keeps its key; a user id set on an older session without a new key still get
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.core.signals import setting_changed
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..config import Settings
-from ..exceptions import ConfigError, InvalidTokenError
+from ..exceptions import ConfigError, InvalidInputError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub
 from ..manager import SessionManager
 from ..session import Session
 from ..stores.base import Op
-from .base import merge_settings
+from .base import blank_session, merge_settings
 
 __all__ = [
     "SessionStore",
@@ -45,6 +48,8 @@ __all__ = [
     "get_hub",
     "login_user",
     "logout_user",
+    "reauthenticate",
+    "require_fresh",
 ]
 
 _lock = threading.Lock()
@@ -99,12 +104,24 @@ def _open(manager: SessionManager, cookie: str | None, *, touch: bool) -> Op[Ses
     return (yield from manager.open(cookie, touch=touch))
 
 
+@dataclass(frozen=True)
+class AuthMark:
+    """What :func:`login_user` or :func:`reauthenticate` asked of the next key and save."""
+
+    fresh: bool = True
+    """The user authenticated in this request (else a new key keeps the old login time)."""
+    remember: bool | None = None
+    """"Remember me" for the new key; ``None`` keeps the session's own."""
+    level: str | None = None
+
+
 class SessionStore(SessionBase):
     """Django ``SessionStore``; the session key is the (signed) SessionHub cookie value."""
 
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         self._hs: Session | None = None
+        self.auth_mark: AuthMark | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -130,6 +147,16 @@ class SessionStore(SessionBase):
         data: dict[str, Any] = await self._aget_session(no_load=no_load)  # type: ignore[attr-defined]
         return dict(data)
 
+    @property
+    def storage_id(self) -> str | None:
+        """The session's storage id (``hub.credentials_changed(user, keep=...)``), or ``None``."""
+        self._data()
+        return None if self._hs is None else self._hs.sid
+
+    async def aload_once(self) -> None:
+        """Load the session unless this request already did (:func:`require_fresh`)."""
+        await self._adata()
+
     def _loaded(self, session: Session | None) -> dict[str, Any]:
         self._hs = session
         if session is None:
@@ -139,8 +166,17 @@ class SessionStore(SessionBase):
 
     def _create_op(self, data: dict[str, Any]) -> Op[None]:
         user = data.get(USER_KEY)
+        old, mark = self._hs, self.auth_mark or AuthMark(fresh=False)
+        # A new key (cycle_key) for the same user keeps when and how they authenticated, and
+        # "remember me", unless login_user or reauthenticate says they just did.
+        same = old is not None and user is not None and old.user_id == str(user)
+        kept = old.record if old is not None and same else blank_session().record
         session, cookie = yield from self.hub.manager.create(
-            None if user is None else str(user), data=data
+            None if user is None else str(user),
+            data=data,
+            remember=kept.remember if mark.remember is None else mark.remember,
+            auth_level=kept.auth_level if mark.level is None else mark.level,
+            authenticated_ms=None if mark.fresh or not same else kept.authenticated_ms,
         )
         self._hs = session
         self._session_key = cookie
@@ -160,7 +196,8 @@ class SessionStore(SessionBase):
         if user is not None and str(user) != hs.user_id:
             if hs.new and hs.user_id is None:
                 # contrib.auth's login has just cycled the key: this token is already new.
-                if not (yield from manager.bind_user(hs, str(user))):
+                level = (self.auth_mark.level if self.auth_mark else None) or ""
+                if not (yield from manager.bind_user(hs, str(user), auth_level=level)):
                     raise UpdateError
                 return
             new, cookie = yield from manager.login(str(user), previous=hs)
@@ -246,10 +283,73 @@ USER_KEY = "_auth_user_id"
 """Where ``django.contrib.auth`` keeps the user id; SessionHub binds the session to it."""
 
 
-def login_user(request: HttpRequest, user_id: str) -> None:
-    """Log ``user_id`` in without ``django.contrib.auth``: new session key, user bound to it."""
-    request.session.cycle_key()
-    request.session[USER_KEY] = str(user_id)
+def _store(request: HttpRequest) -> SessionStore:
+    store = request.session
+    if not isinstance(store, SessionStore):
+        raise RuntimeError("request.session is not SessionHub's: set SESSION_ENGINE")
+    return store
+
+
+def login_user(
+    request: HttpRequest, user_id: str, *, remember: bool = False, level: str | None = None
+) -> None:
+    """Log ``user_id`` in: new session key, user bound to it, authenticated now at ``level``;
+    ``remember`` gives it the "remember me" lifetimes and a cookie that outlives the browser.
+    Also right after ``django.contrib.auth.login``, to record ``remember`` and ``level``."""
+    store = _store(request)
+    store.auth_mark = AuthMark(remember=remember, level=level)
+    if remember:
+        store.set_expiry(get_hub().settings.session.remember_absolute_lifetime)
+    store.cycle_key()
+    store[USER_KEY] = str(user_id)
+
+
+def reauthenticate(request: HttpRequest, level: str | None = None) -> None:
+    """The user proved who they are again: new key, same data, fresh for :func:`require_fresh`.
+
+    A plain ``cycle_key()`` (and ``contrib.auth.login`` of the same user) keeps the earlier
+    login time: it cannot tell a re-authentication from a key rotation.
+    """
+    store = _store(request)
+    if current_user_id(request) is None:
+        raise InvalidInputError("only a signed-in session can be re-authenticated")
+    store.auth_mark = AuthMark(level=level)
+    store.cycle_key()
+
+
+def _fresh_problem(store: SessionStore, max_age: int, level: str | None) -> HttpResponse | None:
+    try:
+        get_hub().require_fresh(store._hs or blank_session(), max_age, level)
+    except ReauthRequiredError as exc:
+        return JsonResponse(exc.body(), status=401)
+    return None
+
+
+def require_fresh(max_age: int, level: str | None = None) -> Callable[[Any], Any]:
+    """View decorator (sync or async views): 401 ``reauth_required`` (JSON) unless the user
+    authenticated within ``max_age`` seconds, at ``level`` or stronger."""
+
+    def decorate(view: Any) -> Any:
+        if asyncio.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def fresh_only_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                store = _store(request)
+                await store.aload_once()
+                problem = _fresh_problem(store, max_age, level)
+                return problem or await view(request, *args, **kwargs)
+
+            return fresh_only_async
+
+        @functools.wraps(view)
+        def fresh_only(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            store = _store(request)
+            store._data()  # loads the session once, as any read of request.session would
+            return _fresh_problem(store, max_age, level) or view(request, *args, **kwargs)
+
+        return fresh_only
+
+    return decorate
 
 
 def logout_user(request: HttpRequest) -> None:

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec
 from urllib.parse import quote
 
 import flask
 import redis
 from flask.sessions import SessionInterface, SessionMixin
+from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, Signer
 
 from ..config import Settings
-from ..exceptions import ConfigError, InvalidTokenError
+from ..exceptions import ConfigError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub as BlockingHub
 from ..hub import redis_client_kwargs
 from ..session import Session
@@ -45,7 +47,9 @@ __all__ = [
     "flask_settings",
     "login_user",
     "logout_user",
+    "reauthenticate",
     "regenerate",
+    "require_fresh",
 ]
 
 log = logging.getLogger("sessionhub.flask")
@@ -339,9 +343,40 @@ def _session() -> FlaskSession:
     return session
 
 
-def login_user(user_id: str) -> None:
-    """Bind ``flask.session`` to ``user_id`` under a new token (the old one stops working)."""
-    _session().login(user_id)
+def login_user(user_id: str, *, remember: bool = False, level: str | None = None) -> None:
+    """Bind ``flask.session`` to ``user_id`` under a new token (the old one stops working);
+    ``remember`` for "remember me", ``level`` for how the user authenticated (``AUTH.LEVELS``)."""
+    _session().login(user_id, remember=remember, level=level)
+
+
+def reauthenticate(level: str | None = None) -> None:
+    """The user just proved who they are again: new token, same data, fresh for
+    :func:`require_fresh`."""
+    _session().reauthenticate(level)
+
+
+P = ParamSpec("P")
+
+
+def require_fresh(
+    max_age: int, level: str | None = None
+) -> Callable[[Callable[P, ResponseReturnValue]], Callable[P, ResponseReturnValue]]:
+    """View decorator: 401 ``reauth_required`` (JSON) unless the user authenticated within
+    ``max_age`` seconds, at ``level`` or stronger."""
+
+    def decorate(view: Callable[P, ResponseReturnValue]) -> Callable[P, ResponseReturnValue]:
+        @functools.wraps(view)
+        def fresh_only(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
+            interface: HubSessionInterface = flask.current_app.extensions[EXTENSION_KEY]
+            try:
+                interface.hub.require_fresh(_session().session, max_age, level)
+            except ReauthRequiredError as exc:
+                return flask.jsonify(exc.body()), 401
+            return view(*args, **kwargs)
+
+        return fresh_only
+
+    return decorate
 
 
 def logout_user() -> None:

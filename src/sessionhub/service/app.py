@@ -15,11 +15,18 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings, load_settings
+from ..exceptions import ReauthRequiredError
 from ..hub import AsyncSessionHub
 from ..inbox import InboxNotifier
 from . import admin_page
 from .auth import PasswordChecker
-from .errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from .errors import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    reauth_required_handler,
+    unexpected_error_handler,
+)
 from .openapi import routes as openapi_routes
 from .routes import routes
 from .routes_admin import routes as admin_routes
@@ -102,6 +109,7 @@ def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
         middleware=[Middleware(ReissuedCookie)],
         exception_handlers={
             ApiError: api_error_handler,
+            ReauthRequiredError: reauth_required_handler,
             HTTPException: http_error_handler,
             Exception: unexpected_error_handler,
         },

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..exceptions import ReauthRequiredError
 from ..jsontext import dumps
 
 log = logging.getLogger("sessionhub.service")
@@ -57,6 +58,11 @@ _HTTP_CODES = {
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message)
+
+
+async def reauth_required_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReauthRequiredError)
+    return JSONResponse(exc.body(), status_code=401)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

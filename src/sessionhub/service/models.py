@@ -67,6 +67,23 @@ class Body(BaseModel):
 class LoginBody(Body):
     username: StrictStr = Field(min_length=1, max_length=MAX_USERNAME)
     password: StrictStr = Field(min_length=1, max_length=MAX_PASSWORD)
+    remember: StrictBool = Field(
+        False, description="Remember me: SESSION.REMEMBER_EXPIRES and REMEMBER_ABSOLUTE_LIFETIME"
+    )
+
+
+class ReauthBody(Body):
+    password: StrictStr = Field(min_length=1, max_length=MAX_PASSWORD)
+
+
+class RevokeBody(Body):
+    reason: StrictStr = Field(
+        "account_disabled",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9_]+$",
+        description="Why, for the log: account_disabled, credentials_changed, compromised...",
+    )
 
 
 class AdminLoginBody(Body):

@@ -26,6 +26,8 @@ from .models import (
     MessageBody,
     MessagesQuery,
     OnlineUsersQuery,
+    ReauthBody,
+    RevokeBody,
     SendBody,
     SettingsBody,
     StreamQuery,
@@ -50,6 +52,10 @@ class Op(NamedTuple):
 
 
 _GONE = {404: "No such session for this user (`session_not_found`)"}
+_FRESH = {
+    401: "No live session, or one logged in longer ago than AUTH.REAUTH_MAX_AGE "
+    "(`reauth_required`, with `reason`, `max_age` and `level`: POST /api/auth/reauthenticate)"
+}
 
 SUMMARIES: dict[tuple[str, str], Op] = {
     ("POST", "/api/auth/login"): Op(
@@ -63,6 +69,15 @@ SUMMARIES: dict[tuple[str, str], Op] = {
         },
     ),
     ("POST", "/api/auth/logout"): Op("Log out this session", NONE),
+    ("POST", "/api/auth/reauthenticate"): Op(
+        "Give the password again: a new token for this session, authenticated now",
+        COOKIE,
+        body=ReauthBody,
+        errors={
+            401: "No live session, or a wrong password (`invalid_credentials`)",
+            429: "Too many failed logins (`too_many_attempts`, with Retry-After)",
+        },
+    ),
     ("GET", "/api/auth/me"): Op("The current session", COOKIE),
     ("POST", "/api/session/extend"): Op("Extend the current session", COOKIE),
     ("GET", "/api/session/stats"): Op("Session counts and storage mode", NONE),
@@ -72,12 +87,21 @@ SUMMARIES: dict[tuple[str, str], Op] = {
     ("GET", "/healthz"): Op("Liveness", NONE),
     ("GET", "/api/admin/config"): Op("Effective configuration, secrets masked", ADMIN),
     ("GET", "/api/me/sessions"): Op("My live sessions (devices), the current one flagged", COOKIE),
-    ("POST", "/api/me/sessions/revoke-others"): Op("Revoke all my sessions but this one", COOKIE),
-    ("DELETE", "/api/me/sessions/{handle}"): Op("Revoke one of my sessions", COOKIE, errors=_GONE),
+    ("POST", "/api/me/sessions/revoke-others"): Op(
+        "Revoke all my sessions but this one (needs a recent login)", COOKIE, errors=_FRESH
+    ),
+    ("DELETE", "/api/me/sessions/{handle}"): Op(
+        "Revoke one of my sessions (needs a recent login)", COOKIE, errors={**_GONE, **_FRESH}
+    ),
     ("GET", "/api/users/{user_id}/sessions"): Op("A user's live sessions", ADMIN),
     ("DELETE", "/api/users/{user_id}/sessions"): Op("Revoke all of a user's sessions", ADMIN),
     ("DELETE", "/api/users/{user_id}/sessions/{handle}"): Op(
         "Revoke one session of a user", ADMIN, errors=_GONE
+    ),
+    ("POST", "/api/admin/users/{user_id}/revoke"): Op(
+        "End every session of a user at once, on every instance (account disabled)",
+        ADMIN,
+        body=RevokeBody,
     ),
     ("GET", "/api/me/settings"): Op("My settings (defaults filled in)", COOKIE),
     ("PUT", "/api/me/settings"): Op("Replace my settings", COOKIE, body=SettingsBody),

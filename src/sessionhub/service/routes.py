@@ -9,16 +9,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..config import Settings
+from ..config import SessionSettings, Settings
 from ..config import redacted as redacted_config
 from ..exceptions import InvalidTokenError, TooManyAttemptsError
 from ..hub import AsyncSessionHub
+from ..integrations.asgi import cookie_header
+from ..integrations.base import CookieAction
 from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_body
 from .errors import ApiError, JSONResponse, error_response, ok
-from .models import LoginBody
+from .models import LoginBody, ReauthBody
+
+PASSWORD_LEVEL = "password"  # noqa: S105 - a level's name, not a password
+"""The service checks passwords only: the level its logins record."""
 
 
 def session_view(session: Session) -> dict[str, Any]:
@@ -71,22 +76,22 @@ async def current_session(request: Request, *, touch: bool = True, force: bool =
 def set_session_cookie(request: Request, response: Response, cookie: str, session: Session) -> None:
     ss = _settings(request).session
     max_age = None
-    if ss.permanent:
+    # A remembered session's cookie outlives the browser, or remembering would mean nothing.
+    if ss.permanent or session.record.remember:
         max_age = max(0, (session.record.hard_expires_ms - session.record.created_ms) // 1000)
-    response.set_cookie(
-        ss.cookie_name,
-        cookie,
-        max_age=max_age,
-        **ss.cookie_attributes(),
-    )
+    _write_cookie(response, ss, CookieAction(set_value=cookie, max_age=max_age))
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
-    ss = _settings(request).session
-    response.delete_cookie(
-        ss.cookie_name,
-        **ss.cookie_attributes(),
-    )
+    _write_cookie(response, _settings(request).session, CookieAction(clear=True))
+
+
+def _write_cookie(response: Response, ss: SessionSettings, action: CookieAction) -> None:
+    # Starlette's set_cookie refuses Partitioned before Python 3.14 (http.cookies lacks it): the
+    # ASGI adapter's header builder writes every attribute itself, the same way for both.
+    header = cookie_header(ss, action)
+    assert header is not None  # an action that sets or clears always has one
+    response.raw_headers.append((b"set-cookie", header))
 
 
 async def refused_attempt(hub: AsyncSessionHub, name: str, ip: str) -> Response | None:
@@ -100,10 +105,9 @@ async def refused_attempt(hub: AsyncSessionHub, name: str, ip: str) -> Response 
     return None
 
 
-async def login(request: Request) -> Response:
-    settings = _settings(request)
-    body = await read_body(request, LoginBody)
-    username, password = body.username, body.password
+async def check_password(request: Request, username: str, password: str) -> Response | None:
+    """``None`` when the password is right; a 429 when the address is locked out. A wrong
+    password raises 401. Throttled like every login, so re-authentication is no side door."""
     hub = _hub(request)
     ip = client_ip(request)
     refused = await refused_attempt(hub, username, ip)
@@ -113,6 +117,18 @@ async def login(request: Request) -> Response:
     if not await run_in_threadpool(checker.check, username, password):
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     await hub.login_attempts.succeeded(username, ip)
+    return None
+
+
+async def login(request: Request) -> Response:
+    settings = _settings(request)
+    body = await read_body(request, LoginBody)
+    username = body.username
+    hub = _hub(request)
+    ip = client_ip(request)
+    refused = await check_password(request, username, body.password)
+    if refused is not None:
+        return refused
     previous = None
     old_cookie = request.cookies.get(settings.session.cookie_name)
     if old_cookie:
@@ -126,12 +142,36 @@ async def login(request: Request) -> Response:
         previous=previous,
         user_agent=request.headers.get("user-agent", ""),
         ip=ip,
+        remember=body.remember,
+        auth_level=PASSWORD_LEVEL,
     )
     await hub.presence.touch(username, session.sid, force=True)
     await hub.dashboard.record_login()
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
     set_session_cookie(request, response, cookie, session)
     return response
+
+
+async def reauthenticate(request: Request) -> Response:
+    """The password again: a new token for the same session and data, authenticated now."""
+    session = await current_session(request, touch=False)
+    assert session.user_id is not None
+    body = await read_body(request, ReauthBody)
+    refused = await check_password(request, session.user_id, body.password)
+    if refused is not None:
+        return refused
+    fresh, cookie = await _hub(request).reauthenticate(session, level=PASSWORD_LEVEL)
+    response = ok(session_view(fresh))
+    set_session_cookie(request, response, cookie, fresh)
+    return response
+
+
+async def fresh_session(request: Request) -> Session:
+    """:func:`current_session` whose login is within ``AUTH.REAUTH_MAX_AGE`` (V7.5); else 401
+    ``reauth_required`` (:class:`~sessionhub.exceptions.ReauthRequiredError`)."""
+    session = await current_session(request, touch=False)
+    _hub(request).require_fresh(session, _settings(request).auth.reauth_max_age)
+    return session
 
 
 async def logout(request: Request) -> Response:
@@ -191,6 +231,7 @@ async def admin_config(request: Request) -> Response:
 routes = [
     Route("/api/auth/login", login, methods=["POST"]),
     Route("/api/auth/logout", logout, methods=["POST"]),
+    Route("/api/auth/reauthenticate", reauthenticate, methods=["POST"]),
     Route("/api/auth/me", me, methods=["GET"]),
     Route("/api/session/extend", extend, methods=["POST"]),
     Route("/api/session/stats", stats, methods=["GET"]),

@@ -7,8 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth import require_admin
+from .bodies import read_body
 from .errors import ApiError, ok
-from .routes import _hub, _settings, current_session
+from .models import RevokeBody
+from .routes import _hub, _settings, current_session, fresh_session
 
 
 def admin_only(request: Request) -> None:
@@ -28,7 +30,7 @@ async def my_sessions(request: Request) -> Response:
 
 
 async def revoke_my_session(request: Request) -> Response:
-    session = await current_session(request, touch=False)
+    session = await fresh_session(request)
     assert session.user_id is not None
     hub = _hub(request)
     handle = request.path_params["handle"]
@@ -38,7 +40,7 @@ async def revoke_my_session(request: Request) -> Response:
 
 
 async def revoke_other_sessions(request: Request) -> Response:
-    session = await current_session(request, touch=False)
+    session = await fresh_session(request)
     assert session.user_id is not None
     hub = _hub(request)
     revoked = await hub.run(hub.manager.revoke_user_sessions(session.user_id, keep_sid=session.sid))
@@ -71,6 +73,15 @@ async def revoke_user_session(request: Request) -> Response:
     return ok({"revoked": 1})
 
 
+async def admin_revoke_user(request: Request) -> Response:
+    """Disable a user's sessions at once (V7.4.2, V7.4.5), on every instance."""
+    admin_only(request)
+    body = await read_body(request, RevokeBody)
+    hub = _hub(request)
+    revoked = await hub.revoke_all(request.path_params["user_id"], body.reason)
+    return ok({"revoked": revoked, "reason": body.reason})
+
+
 routes = [
     Route("/api/me/sessions", my_sessions, methods=["GET"]),
     Route("/api/me/sessions/revoke-others", revoke_other_sessions, methods=["POST"]),
@@ -78,4 +89,5 @@ routes = [
     Route("/api/users/{user_id}/sessions", user_sessions, methods=["GET"]),
     Route("/api/users/{user_id}/sessions", revoke_user_sessions, methods=["DELETE"]),
     Route("/api/users/{user_id}/sessions/{handle}", revoke_user_session, methods=["DELETE"]),
+    Route("/api/admin/users/{user_id}/revoke", admin_revoke_user, methods=["POST"]),
 ]

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..session import F_EXPIRES, F_HARD_EXPIRES, F_LAST_SEEN, Fields, slid_expiry
+from ..session import F_EXPIRES, F_HARD_EXPIRES, F_IDLE, F_LAST_SEEN, Fields, slid_expiry
 from .coherence import UNCONFIRMED
 
 DEFAULT_MAX_SESSIONS = 100_000
@@ -43,7 +43,8 @@ class MemoryStore:
             self._entries.move_to_end(sid)
             fields = entry.fields
             if touch and now_ms - int(fields.get(F_LAST_SEEN, 0)) >= threshold_ms:
-                entry.expires_ms = slid_expiry(now_ms, idle_ms, int(fields[F_HARD_EXPIRES]))
+                own_idle = int(fields.get(F_IDLE, idle_ms))  # a remembered session's, as load.lua
+                entry.expires_ms = slid_expiry(now_ms, own_idle, int(fields[F_HARD_EXPIRES]))
                 fields[F_EXPIRES] = str(entry.expires_ms)
                 fields[F_LAST_SEEN] = str(now_ms)
             return dict(fields)

@@ -32,7 +32,7 @@ from redis.exceptions import (
 )
 
 from ..exceptions import RedisTooOldError
-from ..session import F_EXPIRES, Fields
+from ..session import F_EXPIRES, F_IDLE, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
 REDIS_DOWN: tuple[type[Exception], ...] = (
@@ -226,20 +226,29 @@ def _as_fields(reply: Any) -> Fields:
 class RedisOps:
     """Operations on sessions in Redis, as I/O-free generators (see :mod:`.base`)."""
 
-    def __init__(self, keys: KeySpace, count_bucket_ms: int = MIN_COUNT_BUCKET_MS) -> None:
+    def __init__(
+        self,
+        keys: KeySpace,
+        count_bucket_ms: int = MIN_COUNT_BUCKET_MS,
+        remember_bucket_ms: int | None = None,
+    ) -> None:
         self.keys = keys
         self.bucket_ms = count_bucket_ms
+        self.remember_bucket_ms = remember_bucket_ms or count_bucket_ms
+        """The bucket width of remembered sessions (field ``w``), which idle out much later."""
         self.min_version = MIN_REDIS_VERSION
 
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
     ) -> Op[Fields | None]:
         args: tuple[Arg, ...] = (now_ms, idle_ms, 1 if touch else 0, threshold_ms, self.bucket_ms)
+        args += (self.remember_bucket_ms,)
         reply = yield ScriptCall(LOAD, self.keys.session_and_counts(sid), args)
         return None if reply is None else _as_fields(reply)
 
     def _put_call(self, sid: str, fields: Fields, expires_ms: int, mode: str) -> ScriptCall:
-        args: tuple[Arg, ...] = (expires_ms, mode, fields.get("l", "0"), self.bucket_ms)
+        width = self.remember_bucket_ms if F_IDLE in fields else self.bucket_ms
+        args: tuple[Arg, ...] = (expires_ms, mode, fields.get("l", "0"), width)
         args += tuple(_stored_pairs(fields))
         return ScriptCall(PUT, self.keys.session_counts_and_tombstone(sid), args)
 
@@ -273,7 +282,7 @@ class RedisOps:
         return bool(reply)
 
     def destroy_call(self, sid: str) -> ScriptCall:
-        args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid)
+        args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid, self.remember_bucket_ms)
         return ScriptCall(DESTROY, self.keys.session_counts_and_tombstone(sid), args)
 
     def destroy(self, sid: str) -> Op[bool]:

@@ -59,11 +59,14 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class Lifetimes:
-    """Idle timeout, absolute lifetime and refresh threshold, in milliseconds."""
+    """Idle timeout, absolute lifetime and refresh threshold, in milliseconds; and the idle
+    timeout and absolute lifetime of a session made with "remember me"."""
 
     idle_ms: int = 7_200_000
     absolute_ms: int = 604_800_000
     refresh_threshold_ms: int = 0
+    remember_idle_ms: int = 1_209_600_000
+    remember_absolute_ms: int = 2_592_000_000
 
 
 class ResilientCore:
