@@ -164,6 +164,8 @@ class SessionSettings(BaseModel):
     cookie_samesite: _SameSite = "lax"
     cookie_domain: StrictStr | None = Field(default=None, min_length=1)
     cookie_path: StrictStr = "/"
+    cookie_partitioned: StrictBool = False
+    cookie_max_age: StrictInt | None = Field(default=None, ge=1)
     expires: StrictInt = Field(default=7200, ge=1)
     absolute_lifetime: StrictInt = Field(default=604800, ge=1)
     refresh_threshold: StrictInt = Field(default=0, ge=0)
@@ -234,6 +236,7 @@ class SessionSettings(BaseModel):
             "secure": self.cookie_secure,
             "httponly": self.cookie_httponly,
             "samesite": self.cookie_samesite,
+            "partitioned": self.cookie_partitioned,
         }
 
     @model_validator(mode="after")

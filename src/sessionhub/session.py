@@ -64,6 +64,13 @@ def _dumps(value: Any) -> str:
         raise DataError(f"session values must be JSON-serialisable: {exc}") from exc
 
 
+def check_item(key: object, value: Any) -> None:
+    """Refuse what a store cannot keep: a key that is not a string, a value that is not JSON."""
+    if not isinstance(key, str):
+        raise DataError(f"session keys must be strings, not {type(key).__name__}")
+    _dumps(value)  # fail at assignment, where the bug is, not at save time
+
+
 def _decoded(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """The values of JSON-encoded data keys, and the encodings that parsed."""
     data: dict[str, Any] = {}
@@ -191,13 +198,31 @@ class Session(MutableMapping[str, Any]):
         self._data: dict[str, Any] | None = None
 
     def _values(self) -> dict[str, Any]:
-        if self._data is None:
+        data = self._data
+        if data is None:
+            data = {}
+            self.adopt(data)
+        return data
+
+    def adopt(self, view: dict[str, Any]) -> None:
+        """Make ``view`` (emptied, then filled with the stored data) the session's live data.
+
+        An adapter whose session must be a real ``dict`` passes itself: the values then live in
+        one place, and :meth:`delta` still finds what changed by comparing with the record.
+        """
+        if view is self._data:
+            return
+        if self._data is not None:
+            data = self._data
+        else:
             record = self.record
             data = record.load_data()
             if data and not record.raw:  # made in this process, never read from a store
                 record.raw = {k: _dumps(v) for k, v in data.items()}
-            self._data = dict(data)
-        return self._data
+        # dict's own methods: a subclass passed as ``view`` may count these calls as access.
+        dict.clear(view)
+        dict.update(view, data)
+        self._data = view
 
     @property
     def sid(self) -> str:
@@ -218,9 +243,7 @@ class Session(MutableMapping[str, Any]):
         return self._values()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise DataError(f"session keys must be strings, not {type(key).__name__}")
-        _dumps(value)  # fail at assignment, where the bug is, not at save time
+        check_item(key, value)
         self._values()[key] = value
 
     def __delitem__(self, key: str) -> None:
