@@ -76,19 +76,29 @@ class SessionManager:
         data: Mapping[str, Any] | None = None,
         user_agent: str = "",
         ip: str = "",
+        lifetime_ms: int | None = None,
     ) -> Op[tuple[Session, str]]:
-        """A new session with a fresh token; returns it and the cookie value that carries it."""
+        """A new session with a fresh token; returns it and the cookie value that carries it.
+
+        ``lifetime_ms`` replaces the idle timeout for this session's first expiry (Django's
+        ``set_expiry``); it is kept as given, even beyond the absolute lifetime or in the past.
+        """
         token = self.codec.new_token()
         sid = self.codec.storage_id(token)
         now = self.core.clock()
         lt = self.core.lifetimes
         hard = now + lt.absolute_ms
+        if lifetime_ms is None:
+            expires = min(now + lt.idle_ms, hard)
+        else:
+            expires = now + lifetime_ms
+            hard = max(hard, expires)
         record = SessionRecord(
             sid=sid,
             user_id=user_id,
             created_ms=now,
             last_seen_ms=now,
-            expires_ms=min(now + lt.idle_ms, hard),
+            expires_ms=expires,
             hard_expires_ms=hard,
             user_agent=user_agent,
             ip=ip,
@@ -112,14 +122,21 @@ class SessionManager:
         previous: Session | None = None,
         user_agent: str = "",
         ip: str = "",
+        lifetime_ms: int | None = None,
     ) -> Op[tuple[Session, str]]:
         """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data."""
         data = dict(previous) if previous is not None else None
         if previous is not None:
             yield from self.destroy(previous.sid)
-        return (yield from self.create(user_id, data=data, user_agent=user_agent, ip=ip))
+        return (
+            yield from self.create(
+                user_id, data=data, user_agent=user_agent, ip=ip, lifetime_ms=lifetime_ms
+            )
+        )
 
-    def bind_user(self, session: Session, user_id: str) -> Op[bool]:
+    def bind_user(
+        self, session: Session, user_id: str, *, expires_ms: int | None = None
+    ) -> Op[bool]:
         """Bind an anonymous session created in this request to ``user_id``, keeping its token.
 
         Only such a session may skip the new token that :meth:`login` issues: its token has not
@@ -130,11 +147,15 @@ class SessionManager:
                 "only an anonymous session created in this request can be bound"
             )
         delta = session.delta()
-        ok = yield from self.core.update(session.sid, {**delta.set, F_USER: user_id}, delta.delete)
+        ok = yield from self.core.update(
+            session.sid, {**delta.set, F_USER: user_id}, delta.delete, expires_ms
+        )
         if not ok:
             return False
         record = session.record
         record.user_id = user_id
+        if expires_ms is not None:
+            record.expires_ms = expires_ms
         session.mark_saved()
         yield from self.user_sessions.add(user_id, session.sid, record.hard_expires_ms)
         log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
@@ -153,17 +174,22 @@ class SessionManager:
         yield from self.destroy(session.sid)
         return new, cookie
 
-    def save(self, session: Session) -> Op[bool]:
-        """Persist what changed (or destroy an invalidated session); ``False`` if it is gone."""
+    def save(self, session: Session, *, expires_ms: int | None = None) -> Op[bool]:
+        """Persist what changed (or destroy an invalidated session); ``False`` if it is gone.
+
+        ``expires_ms`` sets the session's expiry as given (Django's ``set_expiry``), not slid.
+        """
         if session.invalidated:
             yield from self.destroy(session.sid)
             return True
         delta = session.delta()
-        if not delta:
+        if not delta and expires_ms is None:
             return True
-        ok = yield from self.core.update(session.sid, delta.set, delta.delete)
+        ok = yield from self.core.update(session.sid, delta.set, delta.delete, expires_ms)
         if ok:
             session.mark_saved()
+            if expires_ms is not None:
+                session.record.expires_ms = expires_ms
         return ok
 
     def extend(self, session: Session) -> Op[Session | None]:
