@@ -89,7 +89,7 @@ class RequestSession(dict[str, Any]):
         self.cookie_max_age = cookie_max_age
         """Cap on a permanent cookie's ``Max-Age`` (``SESSION.COOKIE_MAX_AGE``)."""
         self.accessed = False
-        self._forced_modified = False
+        self._touched = False
         self._login_user: str | None = None
         self._logout = False
         self._regenerate = False
@@ -116,11 +116,11 @@ class RequestSession(dict[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         check_item(key, value)
-        self.accessed = True
+        self.mark_modified()
         dict.__setitem__(self.load(), key, value)
 
     def __delitem__(self, key: str) -> None:
-        self.accessed = True
+        self.mark_modified()
         dict.__delitem__(self.load(), key)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
@@ -133,17 +133,18 @@ class RequestSession(dict[str, Any]):
     def pop(self, key: str, *default: Any) -> Any:
         """``dict.pop``; popping a missing key is no access (as in Starlette)."""
         if dict.__contains__(self.load(), key):
-            self.accessed = True
+            self.mark_modified()
         return dict.pop(self, key, *default)
 
     def popitem(self) -> tuple[str, Any]:
         """``dict.popitem``: the last key stored goes first."""
-        self.accessed = True
-        return dict.popitem(self.load())
+        item = dict.popitem(self.load())
+        self.mark_modified()
+        return item
 
     def clear(self) -> None:
         """Remove every key; an anonymous session left empty is then dropped from the store."""
-        self.accessed = True
+        self.mark_modified()
         dict.clear(self.load())
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -151,7 +152,7 @@ class RequestSession(dict[str, Any]):
         self.load()
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
-        self.accessed = True
+        self.mark_modified()
 
     def __ior__(self, other: Any) -> RequestSession:  # type: ignore[override]
         self.update(other)
@@ -213,9 +214,11 @@ class RequestSession(dict[str, Any]):
         self.load()  # before the handler can give the dict to json.dumps, which reads it raw
 
     def mark_modified(self) -> None:
-        """Starlette's hook: save (and send the cookie) even if no value changed."""
+        """Starlette's hook, called on every change made through the dict: ``modified`` is then
+        true, as in Flask and Starlette, even if the values end up as they were. What is
+        written is still only what differs from the store."""
         self.accessed = True
-        self._forced_modified = True
+        self._touched = True
 
     # -- state -------------------------------------------------------------------------------
 
@@ -235,10 +238,17 @@ class RequestSession(dict[str, Any]):
         return not self.stored
 
     @property
+    def sid(self) -> str:
+        """The storage id (a keyed hash of the cookie's token, never the token); ``""`` until
+        the session is stored. Flask-Session's ``session.sid``, safe to log."""
+        return self._inner.sid
+
+    @property
     def modified(self) -> bool:
-        """Whether the data changed in this request; in-place edits of nested values count."""
+        """Whether the data was changed through the dict in this request (as Flask and Starlette
+        count it), or differs from the store (in-place edits of nested values count)."""
         return (
-            self._forced_modified
+            self._touched
             or self._inner.modified
             or self._logout
             or self._regenerate
@@ -249,7 +259,7 @@ class RequestSession(dict[str, Any]):
     def modified(self, value: bool) -> None:
         # Flask code sets ``session.modified = True`` after in-place edits; changes are detected
         # anyway, so this only matters for forcing a save of an otherwise unchanged session.
-        self._forced_modified = value
+        self._touched = value
 
     @property
     def permanent(self) -> bool:
@@ -265,6 +275,7 @@ class RequestSession(dict[str, Any]):
     def permanent(self, value: bool) -> None:
         # Only a deviation from the default is data; otherwise it would make every session
         # non-empty and give each anonymous visitor a Redis key.
+        self.mark_modified()
         if bool(value) == self.permanent_default:
             dict.pop(self.load(), PERMANENT_KEY, None)
         else:
@@ -304,7 +315,7 @@ class RequestSession(dict[str, Any]):
         session.adopt(self)
         self._login_user = None
         self._regenerate = False
-        self._forced_modified = False
+        self._touched = False
 
 
 def cookie_max_age(rs: RequestSession) -> int | None:

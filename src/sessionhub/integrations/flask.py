@@ -34,7 +34,7 @@ from ..exceptions import ConfigError, InvalidTokenError
 from ..hub import SessionHub as BlockingHub
 from ..hub import redis_client_kwargs
 from ..session import Session
-from .base import PERMANENT_KEY, RequestSession, commit, merge_settings
+from .base import PERMANENT_KEY, RequestSession, commit, cookie_max_age, merge_settings
 
 __all__ = [
     "FlaskSession",
@@ -111,6 +111,7 @@ def flask_settings(config: Mapping[str, Any]) -> Settings:
         "SESSION_COOKIE_HTTPONLY": "COOKIE_HTTPONLY",
         "SESSION_COOKIE_SECURE": "COOKIE_SECURE",
         "SESSION_COOKIE_SAMESITE": "COOKIE_SAMESITE",
+        "SESSION_COOKIE_PARTITIONED": "COOKIE_PARTITIONED",
     }
     for flask_key, key in simple.items():
         value = _explicit(config, flask_key)
@@ -242,7 +243,14 @@ class HubSessionInterface(SessionInterface):
                     session, issued = self.hub.create(
                         data=data, user_agent=_user_agent(request), ip=_ip(request)
                     )
-        rs = FlaskSession(session, had_cookie=bool(cookie), permanent_default=ss.permanent)
+        rs = FlaskSession(
+            session,
+            had_cookie=bool(cookie),
+            permanent_default=ss.permanent,
+            # Flask-Session's cookie lives PERMANENT_SESSION_LIFETIME (EXPIRES here) from each
+            # request that sends it, as long as the session it names stays idle on the server.
+            cookie_max_age=ss.cookie_max_age or ss.expires,
+        )
         rs.issued_cookie = issued
         return rs
 
@@ -269,14 +277,16 @@ class HubSessionInterface(SessionInterface):
                 ss.cookie_name,
                 **ss.cookie_attributes(),
             )
-        elif action.set_value is not None:
+            return
+        value, max_age = action.set_value, action.max_age
+        if value is None and session.stored and self.should_set_cookie(app, session):
+            # Flask's rule: a permanent session's cookie is sent again on every request
+            # (SESSION_REFRESH_EACH_REQUEST), its lifetime counted from now as on the server.
+            value = request.cookies.get(ss.cookie_name)
+            max_age = cookie_max_age(session)
+        if value is not None:
             response.vary.add("Cookie")
-            response.set_cookie(
-                ss.cookie_name,
-                action.set_value,
-                max_age=action.max_age,
-                **ss.cookie_attributes(),
-            )
+            response.set_cookie(ss.cookie_name, value, max_age=max_age, **ss.cookie_attributes())
 
     def regenerate(self, session: SessionMixin) -> None:
         """Flask-Session's ``app.session_interface.regenerate(session)``."""
