@@ -142,6 +142,48 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+class LoopHub:
+    """An :class:`AsyncSessionHub` made on first use in the running event loop.
+
+    A hub made on a loop that has since ended is replaced (Starlette's and Litestar's
+    ``TestClient`` outside ``with`` run each request on a loop of their own): its maintenance
+    task ended with that loop. A hub passed in is the caller's, used as it is.
+    """
+
+    def __init__(self, settings: Settings, hub: AsyncSessionHub | None = None) -> None:
+        self.settings = settings
+        self.current = hub
+        self._owned = hub is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> AsyncSessionHub:
+        """The hub of the running loop."""
+        loop = asyncio.get_running_loop()
+        if self.current is not None and self._owned and self._loop is not loop:
+            self.current = None
+        if self.current is None:
+            self.current = AsyncSessionHub(self.settings)
+            self._loop = loop
+        return self.current
+
+    async def aclose(self) -> None:
+        """Close the hub made here (a hub passed in is the caller's to close)."""
+        if self.current is not None and self._owned:
+            hub, self.current = self.current, None
+            await hub.aclose()
+
+
+def _adopt_replaced(rs: RequestSession, current: Any) -> None:
+    # A framework that replaces scope["session"] (Litestar's set_session and clear_session)
+    # means "the session is now this": carried into the request session, changed keys only.
+    if current is rs:
+        return
+    values = dict(current) if isinstance(current, Mapping) else {}
+    for key in [k for k in rs if k not in values]:
+        del rs[key]
+    rs.update(values)
+
+
 class SessionMiddleware:
     """Gives every HTTP request ``scope["session"]`` (a :class:`RequestSession`).
 
@@ -150,6 +192,10 @@ class SessionMiddleware:
     0 or less, a cookie the browser drops at once, stores nothing: the response still carries
     the cookie with that ``Max-Age``, under a token that names no session.
     """
+
+    load_eagerly = False
+    """Decode the stored data before the handler runs, for frameworks whose ``request.session``
+    hands the dict over without a hook (Starlette calls :meth:`RequestSession.mark_accessed`)."""
 
     def __init__(
         self,
@@ -165,6 +211,7 @@ class SessionMiddleware:
         *,
         settings: Settings | Mapping[str, Any] | None = None,
         hub: AsyncSessionHub | None = None,
+        hubs: LoopHub | None = None,
     ) -> None:
         self.app = app
         secret = None if secret_key is None else str(secret_key)
@@ -178,35 +225,29 @@ class SessionMiddleware:
             domain=domain,
             partitioned=partitioned,
         )
-        if hub is not None:
+        if hubs is not None:
+            self.settings = hubs.settings
+        elif hub is not None:
             self.settings = hub.settings
         else:
             self.settings = merge_settings(settings, SECRET_KEY=secret, SESSION=section)
         self.discard_max_age: int | None = None
         if max_age is not UNSET and max_age is not None and max_age <= 0:
             self.discard_max_age = max_age
-        self._hub = hub
-        self._owns_hub = hub is None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.hubs = hubs if hubs is not None else LoopHub(self.settings, hub)
+
+    @property
+    def _hub(self) -> AsyncSessionHub | None:
+        return self.hubs.current
 
     @property
     def hub(self) -> AsyncSessionHub:
         """The hub, made on first use inside the server's event loop."""
-        loop = asyncio.get_running_loop()
-        if self._hub is not None and self._owns_hub and self._loop is not loop:
-            # Made on a loop that has ended (Starlette's TestClient outside ``with`` runs each
-            # request on a loop of its own): its maintenance task ended with it.
-            self._hub = None
-        if self._hub is None:
-            self._hub = AsyncSessionHub(self.settings)
-            self._loop = loop
-        return self._hub
+        return self.hubs.get()
 
     async def aclose(self) -> None:
         """Close the hub this middleware made (a hub passed in is the caller's to close)."""
-        if self._hub is not None and self._owns_hub:
-            hub, self._hub = self._hub, None
-            await hub.aclose()
+        await self.hubs.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -231,6 +272,8 @@ class SessionMiddleware:
             permanent_default=ss.permanent,
             cookie_max_age=ss.cookie_max_age,
         )
+        if self.load_eagerly:
+            rs.load()
         scope["session"] = rs
         scope[HUB_SCOPE_KEY] = hub
         client = scope.get("client")
@@ -239,6 +282,7 @@ class SessionMiddleware:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
+                _adopt_replaced(rs, scope.get("session"))
                 action = await hub.run(commit(hub.manager, rs, user_agent=user_agent, ip=ip))
                 _add_headers(message, cookie_header(ss, action), rs.accessed)
             await send(message)
