@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+import bench_adapters
 import bench_degraded
 import bench_http
 import bench_push
@@ -189,7 +190,9 @@ def write_doc(results: dict[str, Any], args: argparse.Namespace, elapsed: float)
         ("4. Scale", "scale", bench_scale, "bench_scale.py"),
         ("5. Degraded mode", "degraded", bench_degraded, "bench_degraded.py"),
         ("6. Push (SSE)", "push", bench_push, "bench_push.py"),
-    ]
+        ("7. Framework adapters vs the sessions they replace", "adapters", bench_adapters,
+         "bench_adapters.py"),
+    ]  # fmt: skip
     for title, key, module, script in sections:
         parts += [f"## {title}", "", f"Command: `python bench/{script}`", ""]
         doc = (module.__doc__ or "").strip().split("\n\n")
@@ -224,6 +227,8 @@ def main() -> None:
         ("degraded", lambda: bench_degraded.run(bench_degraded.parser().parse_args([])),
          bench_degraded),
         ("push", lambda: bench_push.run(bench_push.parser().parse_args([])), bench_push),
+        ("adapters", lambda: bench_adapters.run(bench_adapters.parser().parse_args([])),
+         bench_adapters),
     ]  # fmt: skip
     for name, fn, module in plan:
         if name in args.skip:

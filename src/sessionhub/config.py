@@ -283,6 +283,7 @@ class SessionSettings(BaseModel):
     cookie_domain: StrictStr | None = Field(default=None, min_length=1)
     cookie_path: StrictStr = "/"
     cookie_partitioned: StrictBool = False
+    cookie_max_age: StrictInt | None = Field(default=None, ge=1)
     expires: StrictInt = Field(default=7200, ge=1)
     absolute_lifetime: StrictInt = Field(default=604800, ge=1)
     remember_expires: StrictInt = Field(default=1209600, ge=1)
@@ -356,6 +357,7 @@ class SessionSettings(BaseModel):
             "secure": self.cookie_secure,
             "httponly": self.cookie_httponly,
             "samesite": self.cookie_samesite,
+            "partitioned": self.cookie_partitioned,
         }
         if self.cookie_partitioned:  # only then: Werkzeug before 3.0 lacks the argument
             attributes["partitioned"] = True

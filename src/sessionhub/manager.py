@@ -149,12 +149,15 @@ class SessionManager:
         remember: bool = False,
         auth_level: str = "",
         authenticated_ms: int | None = None,
+        lifetime_ms: int | None = None,
     ) -> Op[tuple[Session, str]]:
         """A new session with a fresh token; returns it and the cookie value that carries it.
 
         ``remember`` gives it the "remember me" lifetimes (``SESSION.REMEMBER_EXPIRES`` and
         ``REMEMBER_ABSOLUTE_LIFETIME``). A signed-in session counts as authenticated now, at
         ``auth_level``, unless ``authenticated_ms`` carries an earlier login over.
+        ``lifetime_ms`` replaces the idle timeout for this session's first expiry (Django's
+        ``set_expiry``); it is kept as given, even beyond the absolute lifetime or in the past.
         """
         token = self.codec.new_token()
         sid = self.codec.storage_id(token)
@@ -166,12 +169,17 @@ class SessionManager:
             authenticated_ms, auth_level = 0, ""
         elif authenticated_ms is None:
             authenticated_ms = now
+        if lifetime_ms is None:
+            expires = min(now + idle, hard)
+        else:
+            expires = now + lifetime_ms
+            hard = max(hard, expires)
         record = SessionRecord(
             sid=sid,
             user_id=user_id,
             created_ms=now,
             last_seen_ms=now,
-            expires_ms=min(now + idle, hard),
+            expires_ms=expires,
             hard_expires_ms=hard,
             user_agent=user_agent,
             ip=ip,
@@ -204,6 +212,7 @@ class SessionManager:
         ip: str = "",
         remember: bool = False,
         auth_level: str = "",
+        lifetime_ms: int | None = None,
     ) -> Op[tuple[Session, str]]:
         """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data;
         the session counts as authenticated now, at ``auth_level``."""
@@ -218,10 +227,18 @@ class SessionManager:
                 ip=ip,
                 remember=remember,
                 auth_level=auth_level,
+                lifetime_ms=lifetime_ms,
             )
         )
 
-    def bind_user(self, session: Session, user_id: str, *, auth_level: str = "") -> Op[bool]:
+    def bind_user(
+        self,
+        session: Session,
+        user_id: str,
+        *,
+        auth_level: str = "",
+        expires_ms: int | None = None,
+    ) -> Op[bool]:
         """Bind an anonymous session created in this request to ``user_id``, keeping its token.
 
         Only such a session may skip the new token that :meth:`login` issues: its token has not
@@ -237,11 +254,15 @@ class SessionManager:
         who = {F_USER: user_id, F_AUTHENTICATED: str(now)}
         if auth_level:
             who[F_AUTH_LEVEL] = auth_level
-        ok = yield from self.core.update(session.sid, {**delta.set, **who}, delta.delete)
+        ok = yield from self.core.update(
+            session.sid, {**delta.set, **who}, delta.delete, expires_ms
+        )
         if not ok:
             return False
         record = session.record
         record.user_id, record.authenticated_ms, record.auth_level = user_id, now, auth_level
+        if expires_ms is not None:
+            record.expires_ms = expires_ms
         session.mark_saved()
         yield from self.user_sessions.add(user_id, session.sid, record.hard_expires_ms)
         log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
@@ -279,18 +300,23 @@ class SessionManager:
             raise InvalidInputError("only a signed-in session can be re-authenticated")
         return (yield from self.regenerate(session, reauthenticated=True, level=level))
 
-    def save(self, session: Session) -> Op[bool]:
-        """Persist what changed (or destroy an invalidated session); ``False`` if it is gone."""
+    def save(self, session: Session, *, expires_ms: int | None = None) -> Op[bool]:
+        """Persist what changed (or destroy an invalidated session); ``False`` if it is gone.
+
+        ``expires_ms`` sets the session's expiry as given (Django's ``set_expiry``), not slid.
+        """
         if session.invalidated:
             yield from self.destroy(session.sid)
             return True
         delta = session.delta()
-        if not delta:
+        if not delta and expires_ms is None:
             return True
         self._check_size(delta.data_bytes)
-        ok = yield from self.core.update(session.sid, delta.set, delta.delete)
+        ok = yield from self.core.update(session.sid, delta.set, delta.delete, expires_ms)
         if ok:
             session.mark_saved()
+            if expires_ms is not None:
+                session.record.expires_ms = expires_ms
         return ok
 
     def extend(self, session: Session) -> Op[Session | None]:

@@ -75,6 +75,19 @@ def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
+def check_item(key: object, value: Any) -> None:
+    """Refuse what a store cannot keep: a key that is not a string (or not valid Unicode text),
+    a value that is not JSON."""
+    if not isinstance(key, str):
+        raise DataError(f"session keys must be strings, not {type(key).__name__}")
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError as exc:
+            raise DataError(f"session keys must be valid Unicode text: {exc}") from exc
+    _dumps(value)  # fail at assignment, where the bug is, not at save time
+
+
 def _decoded(
     raw: Mapping[str, str], sid: str, values: ValueCodec
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -258,13 +271,31 @@ class Session(MutableMapping[str, Any]):
         self._data: dict[str, Any] | None = None
 
     def _values(self) -> dict[str, Any]:
-        if self._data is None:
+        data = self._data
+        if data is None:
+            data = {}
+            self.adopt(data)
+        return data
+
+    def adopt(self, view: dict[str, Any]) -> None:
+        """Make ``view`` (emptied, then filled with the stored data) the session's live data.
+
+        An adapter whose session must be a real ``dict`` passes itself: the values then live in
+        one place, and :meth:`delta` still finds what changed by comparing with the record.
+        """
+        if view is self._data:
+            return
+        if self._data is not None:
+            data = self._data
+        else:
             record = self.record
             data = record.load_data()
             if data and not record.raw:  # made in this process, never read from a store
                 record.raw = {k: _dumps(v) for k, v in data.items()}
-            self._data = dict(data)
-        return self._data
+        # dict's own methods: a subclass passed as ``view`` may count these calls as access.
+        dict.clear(view)
+        dict.update(view, data)
+        self._data = view
 
     @property
     def sid(self) -> str:
@@ -285,14 +316,7 @@ class Session(MutableMapping[str, Any]):
         return self._values()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise DataError(f"session keys must be strings, not {type(key).__name__}")
-        if not key.isascii():
-            try:
-                key.encode()
-            except UnicodeEncodeError as exc:
-                raise DataError(f"session keys must be valid Unicode text: {exc}") from exc
-        _dumps(value)  # fail at assignment, where the bug is, not at save time
+        check_item(key, value)
         self._values()[key] = value
 
     def __delitem__(self, key: str) -> None:

@@ -215,6 +215,33 @@ def make_starlette_app(settings: Settings) -> Any:
     )
 
 
+def make_quart_app(settings: Settings) -> Any:
+    """The contract app on Quart with SessionHub's Quart extension."""
+    import quart
+
+    from sessionhub.integrations.quart import QuartSessionHub
+
+    app = quart.Quart("contract")
+    app.config["SESSIONHUB"] = settings
+    QuartSessionHub(app)
+
+    @app.route("/<route>", methods=["GET", "POST"])
+    async def view(route: str) -> Any:
+        payload = await quart.request.get_json(silent=True) or {}
+        if payload.get("delay"):
+            await asyncio.sleep(payload["delay"])
+        return apply_route(route, quart.session, payload)  # type: ignore[arg-type]
+
+    return app
+
+
+def make_litestar_app(settings: Settings) -> Any:
+    """The contract app on Litestar (its own module: Litestar needs evaluable annotations)."""
+    from litestar_contract_app import make_app
+
+    return make_app(settings)
+
+
 def make_fastapi_app(settings: Settings) -> Any:
     """The contract app on FastAPI (its own module: FastAPI needs evaluable annotations)."""
     from fastapi_contract_app import make_app
@@ -367,6 +394,8 @@ ADAPTERS: dict[str, Callable[[Settings], Client]] = {
     "starlette": lambda s: AsgiClient("starlette", make_starlette_app(s)),
     "fastapi": lambda s: AsgiClient("fastapi", make_fastapi_app(s)),
     "django": DjangoClient,
+    "quart": lambda s: AsgiClient("quart", make_quart_app(s)),
+    "litestar": lambda s: AsgiClient("litestar", make_litestar_app(s)),
 }
 
 

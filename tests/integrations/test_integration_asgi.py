@@ -61,11 +61,12 @@ def test_fastapi_current_user_is_401_without_login(redis_url: str) -> None:
 
 
 def test_cookie_header_flags() -> None:
-    """The Set-Cookie header carries the configured flags; clearing expires it at once."""
+    """The Set-Cookie header carries the configured flags, spelled and ordered as Starlette's own
+    SessionMiddleware writes them; clearing expires it at once."""
     ss = build_settings(None, session={"COOKIE_SECURE": True, "COOKIE_DOMAIN": "example.com"})
     header = cookie_header(ss.session, CookieAction(set_value="v", max_age=60))
     assert header == (
-        b"session=v; Path=/; Max-Age=60; Domain=example.com; Secure; HttpOnly; SameSite=Lax"
+        b"session=v; path=/; Max-Age=60; httponly; samesite=lax; secure; domain=example.com"
     )
     cleared = cookie_header(ss.session, CookieAction(clear=True))
     assert cleared is not None

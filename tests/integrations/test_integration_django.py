@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from contract_apps import configure_django
@@ -19,7 +21,9 @@ def store_class(redis_url: str) -> Iterator[type]:
 
     from sessionhub.integrations.django import SessionStore, close_hub
 
-    hub_settings = build_settings(redis_url).model_dump(by_alias=True, exclude={"secret_key"})
+    hub_settings = build_settings(redis_url).model_dump(
+        by_alias=True, exclude={"secret_key"}, exclude_unset=True
+    )
     with override_settings(SESSIONHUB=hub_settings):
         yield SessionStore
     close_hub()
@@ -129,3 +133,76 @@ def test_user_set_on_an_older_session_still_gets_a_new_key(store_class: type) ->
     session = get_hub().open(later.session_key)
     assert session is not None
     assert session.user_id == "7"
+
+
+def _ttl_ms(store: Any) -> int:
+    """The Redis expiry (PTTL) of the session a store holds."""
+    from sessionhub.integrations.django import get_hub
+
+    hub = get_hub()
+    sid = hub.manager.sid_for_cookie(store.session_key)
+    assert hub.client is not None
+    return int(hub.client.pttl(hub.manager.core.redis_ops.keys.session(sid)))
+
+
+def test_set_expiry_governs_the_expiry_in_redis(store_class: type) -> None:
+    """set_expiry() sets the server-side expiry as well as the cookie's: Redis holds what
+    get_expiry_age() says, for seconds, for a date, and back to SESSION_COOKIE_AGE."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    store = store_class()
+    store["a"] = 1
+    store.set_expiry(60)
+    store.save()
+    assert 59_000 <= _ttl_ms(store) <= 60_000
+    assert store.get_expiry_age() == 60
+    store.set_expiry(timezone.now() + datetime.timedelta(seconds=600))
+    store.save()
+    assert 590_000 <= _ttl_ms(store) <= 600_000
+    store.set_expiry(None)
+    store.save()
+    age = settings.SESSION_COOKIE_AGE * 1000
+    assert age - 10_000 <= _ttl_ms(store) <= age
+    # Loading does not slide it: as with Django's backends, a save sets it.
+    store.set_expiry(60)
+    store.save()
+    assert store_class(store.session_key)["a"] == 1
+    assert _ttl_ms(store) <= 60_000
+
+
+def test_clearsessions_runs_on_the_engine(store_class: type) -> None:
+    """Django's clearsessions command works with SessionHub's engine (Redis expires its own;
+    the memory fallback is swept)."""
+    from django.core.management import call_command
+
+    store = store_class()
+    store["a"] = 1
+    store.save()
+    call_command("clearsessions")
+    assert store_class(store.session_key)["a"] == 1
+
+
+def test_async_methods_use_redis_asyncio_on_the_running_loop(store_class: type) -> None:
+    """The a* methods run the same operations on a redis.asyncio client of the running loop
+    (no worker thread), and that client is closed when its loop shuts down."""
+    import redis.asyncio as aioredis
+
+    from sessionhub.integrations import django as adapter
+
+    seen: list[Any] = []
+
+    async def scenario() -> None:
+        store = store_class()
+        await store.aset("a", 1)
+        await store.asave()
+        loop = asyncio.get_running_loop()
+        held = adapter._loop_clients._by_loop[loop]
+        assert isinstance(held[1], aioredis.Redis)
+        seen.append(held[1])
+        assert await store_class(store.session_key).aget("a") == 1
+
+    asyncio.run(scenario())
+    [client] = seen
+    assert client.connection_pool._in_use_connections == set()
+    assert all(c._writer is None for c in client.connection_pool._available_connections)

@@ -5,12 +5,13 @@ In ``settings.py``::
     SESSION_ENGINE = "sessionhub.integrations.django"
     SESSIONHUB = {"REDIS": {"URL": "redis://localhost:6379/0"}}   # or a sessionhub Settings
 
-Django's own ``SECRET_KEY`` signs the tokens and ``SESSION_COOKIE_AGE`` is the idle timeout
-unless ``SESSIONHUB`` sets ``SESSION.EXPIRES``. Django's session middleware keeps owning the
-cookie (name, age, flags), so ``request.session``, ``cycle_key()``, ``flush()``,
-``django.contrib.auth.login``/``logout`` and the ``a*`` async methods all work as usual (the
-async ones run the blocking client in a worker thread); while
-Redis is down sessions live in memory and go back to Redis when it returns.
+Django's own ``SECRET_KEY`` signs the tokens unless ``SESSIONHUB`` sets one. Django's session
+middleware keeps owning the cookie (name, age, flags), so ``request.session``, ``cycle_key()``,
+``flush()``, ``set_expiry()``, ``django.contrib.auth.login``/``logout`` and the ``a*`` async
+methods all work as usual, with Django's semantics: each save sets the session's expiry in Redis
+to ``get_expiry_age()`` (what its cookie gets too), and loading does not extend it. The async
+methods run the same operations on ``redis.asyncio``. While Redis is down sessions live in
+memory and go back to Redis when it returns.
 
 A session logged in with ``django.contrib.auth`` is bound to the user id in the store as well.
 ``login()`` cycles the key first, so the save that follows binds that new session to the user
@@ -22,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
+import redis.asyncio as aioredis
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.core.signals import setting_changed
@@ -34,10 +36,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..config import Settings
 from ..exceptions import ConfigError, InvalidInputError, InvalidTokenError, ReauthRequiredError
-from ..hub import SessionHub
+from ..hub import SessionHub, redis_client_kwargs
 from ..manager import SessionManager
 from ..session import Session
 from ..stores.base import Op
+from ..stores.drivers import run_async
 from .base import blank_session, merge_settings
 
 __all__ = [
@@ -93,15 +96,56 @@ def _on_setting_changed(*, setting: str, **_: Any) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="sessionhub-django-settings")
 
 
-def _open(manager: SessionManager, cookie: str | None, *, touch: bool) -> Op[Session | None]:
+def _open(manager: SessionManager, cookie: str | None) -> Op[Session | None]:
+    # Never slid on load: as with Django's own backends, a session's expiry is what its last
+    # save set (get_expiry_age()), which is also the Max-Age its cookie got then.
     if not cookie:
         return None
     try:
-        sid = manager.sid_for_cookie(cookie)
+        manager.sid_for_cookie(cookie)
     except InvalidTokenError:
         return None
-    del sid
-    return (yield from manager.open(cookie, touch=touch))
+    return (yield from manager.open(cookie, touch=False))
+
+
+class _LoopClients:
+    """One ``redis.asyncio`` client per event loop, closed when that loop shuts down.
+
+    Django runs async views on a loop per request under WSGI and on one loop under ASGI. A
+    client is bound to the loop it was made on, so each loop gets its own; a suspended async
+    generator, which every loop closes in ``shutdown_asyncgens()`` (``asyncio.run`` and asgiref
+    both call it), closes the client there, inside its own loop.
+    """
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[SessionHub, aioredis.Redis, AsyncGenerator[None]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def client(self, hub: SessionHub) -> aioredis.Redis | None:
+        """The current loop's client for ``hub`` (``None`` for a memory-only hub)."""
+        if hub.client is None:
+            return None
+        loop = asyncio.get_running_loop()
+        held = self._by_loop.get(loop)
+        if held is not None and held[0] is hub:
+            return held[1]
+        rs = hub.settings.redis
+        client = aioredis.Redis.from_url(rs.connection_url(), **redis_client_kwargs(rs))
+        closer = _close_at_shutdown(client)
+        await closer.__anext__()
+        self._by_loop[loop] = (hub, client, closer)
+        return client
+
+
+async def _close_at_shutdown(client: aioredis.Redis) -> AsyncGenerator[None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+_loop_clients = _LoopClients()
 
 
 @dataclass(frozen=True)
@@ -134,10 +178,10 @@ class SessionStore(SessionBase):
         return self.hub.run(op)
 
     async def _arun(self, op: Op[Any]) -> Any:
-        # The blocking pool, in a worker thread: one store and one memory fallback for sync and
-        # async views alike, and no asyncio pool tied to the throwaway event loops Django makes
-        # for async views under WSGI (their connections would leak when each loop closes).
-        return await sync_to_async(self.hub.run, thread_sensitive=False)(op)
+        # The same operations on redis.asyncio, over the blocking hub's manager: sync and async
+        # views share one memory fallback and the hub's thread keeps it (probes, sweeps).
+        hub = self.hub
+        return await run_async(op, await _loop_clients.client(hub))
 
     def _data(self, *, no_load: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = self._get_session(no_load=no_load)  # type: ignore[attr-defined]
@@ -164,6 +208,14 @@ class SessionStore(SessionBase):
             return {}
         return dict(session)
 
+    def get_session_cookie_age(self) -> int:
+        """``SESSION_COOKIE_AGE``, unless ``SESSIONHUB`` sets ``SESSION.EXPIRES``."""
+        return self.hub.settings.session.expires
+
+    def _lifetime_ms(self, data: dict[str, Any]) -> int:
+        """What Django's cache backend gives the cache as a timeout: ``get_expiry_age()``."""
+        return int(self.get_expiry_age(expiry=data.get(EXPIRY_KEY))) * 1000
+
     def _create_op(self, data: dict[str, Any]) -> Op[None]:
         user = data.get(USER_KEY)
         old, mark = self._hs, self.auth_mark or AuthMark(fresh=False)
@@ -177,6 +229,7 @@ class SessionStore(SessionBase):
             remember=kept.remember if mark.remember is None else mark.remember,
             auth_level=kept.auth_level if mark.level is None else mark.level,
             authenticated_ms=None if mark.fresh or not same else kept.authenticated_ms,
+            lifetime_ms=self._lifetime_ms(data),
         )
         self._hs = session
         self._session_key = cookie
@@ -185,28 +238,34 @@ class SessionStore(SessionBase):
         manager = self.hub.manager
         hs = self._hs
         if hs is None:
-            hs = yield from _open(manager, self.session_key, touch=False)
+            hs = yield from _open(manager, self.session_key)
             if hs is None:
                 raise UpdateError
         for key in [k for k in hs if k not in data]:
             del hs[key]
         for key, value in data.items():
             hs[key] = value  # only keys whose value changed are written
+        lifetime = self._lifetime_ms(data)
+        expires = manager.core.clock() + lifetime
         user = data.get(USER_KEY)
         if user is not None and str(user) != hs.user_id:
             if hs.new and hs.user_id is None:
                 # contrib.auth's login has just cycled the key: this token is already new.
                 level = (self.auth_mark.level if self.auth_mark else None) or ""
-                if not (yield from manager.bind_user(hs, str(user), auth_level=level)):
+                bound = yield from manager.bind_user(
+                    hs, str(user), auth_level=level, expires_ms=expires
+                )
+                if not bound:
                     raise UpdateError
                 return
-            new, cookie = yield from manager.login(str(user), previous=hs)
+            new, cookie = yield from manager.login(str(user), previous=hs, lifetime_ms=lifetime)
             self._hs, self._session_key = new, cookie
             return
-        if not (yield from manager.save(hs)):
+        if not (yield from manager.save(hs, expires_ms=expires)):
             raise UpdateError
 
     def _delete_op(self, session_key: str | None) -> Op[None]:
+        # As Django's cache backend: the key is forgotten only by flush(), not by delete().
         key = session_key if session_key is not None else self.session_key
         if key is None:
             return
@@ -215,28 +274,26 @@ class SessionStore(SessionBase):
         except InvalidTokenError:
             return
         yield from self.hub.manager.destroy(sid)
-        if session_key is None or session_key == self.session_key:
-            self._session_key = None
+        if self._hs is not None and self._hs.sid == sid:
             self._hs = None
 
     # -- SessionBase -------------------------------------------------------------------------
 
     def load(self) -> dict[str, Any]:
         """The stored data for the session key; an unknown or forged key gives an empty one."""
-        return self._loaded(self._run(_open(self.hub.manager, self.session_key, touch=True)))
+        return self._loaded(self._run(_open(self.hub.manager, self.session_key)))
 
     async def aload(self) -> dict[str, Any]:
         """Async :meth:`load`."""
-        op = _open(self.hub.manager, self.session_key, touch=True)
-        return self._loaded(await self._arun(op))
+        return self._loaded(await self._arun(_open(self.hub.manager, self.session_key)))
 
     def exists(self, session_key: str) -> bool:
         """Whether a live session has this key."""
-        return self._run(_open(self.hub.manager, session_key, touch=False)) is not None
+        return self._run(_open(self.hub.manager, session_key)) is not None
 
     async def aexists(self, session_key: str) -> bool:
         """Async :meth:`exists`."""
-        return await self._arun(_open(self.hub.manager, session_key, touch=False)) is not None
+        return await self._arun(_open(self.hub.manager, session_key)) is not None
 
     def create(self) -> None:
         """Store the current data under a new key."""
@@ -249,7 +306,7 @@ class SessionStore(SessionBase):
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
-        """Write the keys that changed (a new session is created with all of them)."""
+        """Write the keys that changed and the expiry (a new session is created with all)."""
         if self.session_key is None or must_create:
             self.create()
             return
@@ -272,15 +329,19 @@ class SessionStore(SessionBase):
 
     @classmethod
     def clear_expired(cls) -> None:
-        """Nothing to do: Redis expires sessions itself and the memory store is swept."""
+        """Drop expired sessions from the memory fallback (Redis expires its own)."""
+        get_hub().manager.core.sweep()
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        """Nothing to do (see :meth:`clear_expired`)."""
+        """Async :meth:`clear_expired` (a sweep of memory: no I/O)."""
+        cls.clear_expired()
 
 
 USER_KEY = "_auth_user_id"
 """Where ``django.contrib.auth`` keeps the user id; SessionHub binds the session to it."""
+EXPIRY_KEY = "_session_expiry"
+"""Where Django's ``set_expiry()`` keeps a session's own expiry."""
 
 
 def _store(request: HttpRequest) -> SessionStore:

@@ -31,13 +31,21 @@ import redis
 from flask.sessions import SessionInterface, SessionMixin
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, Signer
+from werkzeug.sansio.response import Response as WerkzeugResponse
 
-from ..config import Settings
+from ..config import SessionSettings, Settings
 from ..exceptions import ConfigError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub as BlockingHub
 from ..hub import redis_client_kwargs
 from ..session import Session
-from .base import PERMANENT_KEY, RequestSession, commit, merge_settings
+from .base import (
+    PERMANENT_KEY,
+    CookieAction,
+    RequestSession,
+    commit,
+    cookie_max_age,
+    merge_settings,
+)
 
 __all__ = [
     "FlaskSession",
@@ -62,12 +70,13 @@ class FlaskSession(RequestSession, SessionMixin):  # type: ignore[override]
     """``flask.session``: a :class:`RequestSession` that Flask recognises as a session."""
 
 
-def _explicit(config: Mapping[str, Any], key: str) -> Any:
-    """The value of ``key`` if the app set it (differs from Flask's own default), else _MISSING."""
+def _explicit(config: Mapping[str, Any], key: str, defaults: Mapping[str, Any]) -> Any:
+    """The value of ``key`` if the app set it (differs from the framework's default), else
+    _MISSING."""
     if key not in config:
         return _MISSING
     value = config[key]
-    if key in flask.Flask.default_config and value == flask.Flask.default_config[key]:
+    if key in defaults and value == defaults[key]:
         return _MISSING
     return value
 
@@ -90,11 +99,16 @@ def _url_of(client: redis.Redis) -> str:
     return f"{scheme}://{auth}{host}:{int(kw.get('port') or 6379)}/{db}"
 
 
-def flask_settings(config: Mapping[str, Any]) -> Settings:
-    """SessionHub settings for a Flask app: ``SESSIONHUB`` first, then Flask(-Session) keys."""
+def flask_settings(
+    config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> Settings:
+    """SessionHub settings for a Flask (or Quart) app: ``SESSIONHUB`` first, then Flask(-Session)
+    keys; ``defaults`` is the framework's ``default_config`` (Flask's unless given)."""
+    if defaults is None:
+        defaults = flask.Flask.default_config
     session: dict[str, Any] = {}
     redis_section: dict[str, Any] = {}
-    kind = _explicit(config, "SESSION_TYPE")
+    kind = _explicit(config, "SESSION_TYPE", defaults)
     if kind is not _MISSING:
         kind = str(kind).lower()
         if kind not in ("redis", "memory"):
@@ -116,13 +130,14 @@ def flask_settings(config: Mapping[str, Any]) -> Settings:
         "SESSION_COOKIE_HTTPONLY": "COOKIE_HTTPONLY",
         "SESSION_COOKIE_SECURE": "COOKIE_SECURE",
         "SESSION_COOKIE_SAMESITE": "COOKIE_SAMESITE",
+        "SESSION_COOKIE_PARTITIONED": "COOKIE_PARTITIONED",
     }
     for flask_key, key in simple.items():
-        value = _explicit(config, flask_key)
+        value = _explicit(config, flask_key, defaults)
         if value is _MISSING or value is None or (key == "COOKIE_DOMAIN" and value is False):
             continue
         session[key] = value
-    lifetime = _explicit(config, "PERMANENT_SESSION_LIFETIME")
+    lifetime = _explicit(config, "PERMANENT_SESSION_LIFETIME", defaults)
     if lifetime is not _MISSING:
         seconds = (
             int(lifetime.total_seconds())
@@ -131,7 +146,7 @@ def flask_settings(config: Mapping[str, Any]) -> Settings:
         )
         session["EXPIRES"] = seconds
         session["ABSOLUTE_LIFETIME"] = max(seconds, 604800)
-    if _explicit(config, "SESSION_REFRESH_EACH_REQUEST") is False:
+    if _explicit(config, "SESSION_REFRESH_EACH_REQUEST", defaults) is False:
         # Not mapped: without a slide on reads, an active user would be logged out one idle
         # timeout after their last *change*. REFRESH_THRESHOLD saves the same writes safely.
         log.warning(
@@ -247,7 +262,7 @@ class HubSessionInterface(SessionInterface):
                     session, issued = self.hub.create(
                         data=data, user_agent=_user_agent(request), ip=_ip(request)
                     )
-        rs = FlaskSession(session, had_cookie=bool(cookie), permanent_default=ss.permanent)
+        rs = request_session(ss, session, cookie)
         rs.issued_cookie = issued
         return rs
 
@@ -266,27 +281,55 @@ class HubSessionInterface(SessionInterface):
             )
         )
         ss = self.hub.settings.session
-        if session.accessed:
-            response.vary.add("Cookie")
-        if action.clear:
-            response.vary.add("Cookie")
-            response.delete_cookie(
-                ss.cookie_name,
-                **ss.cookie_attributes(),
-            )
-        elif action.set_value is not None:
-            response.vary.add("Cookie")
-            response.set_cookie(
-                ss.cookie_name,
-                action.set_value,
-                max_age=action.max_age,
-                **ss.cookie_attributes(),
-            )
+        refresh = self.should_set_cookie(app, session)
+        send_cookie(ss, session, action, request.cookies.get(ss.cookie_name), refresh, response)
 
     def regenerate(self, session: SessionMixin) -> None:
         """Flask-Session's ``app.session_interface.regenerate(session)``."""
         if isinstance(session, RequestSession):
             session.regenerate()
+
+
+def request_session(
+    ss: SessionSettings, session: Session | None, cookie: str | None
+) -> FlaskSession:
+    """The session a Flask or Quart handler sees, opened from ``cookie``."""
+    return FlaskSession(
+        session,
+        had_cookie=bool(cookie),
+        permanent_default=ss.permanent,
+        # Flask-Session's cookie lives PERMANENT_SESSION_LIFETIME (EXPIRES here) from each
+        # request that sends it, as long as the session it names stays idle on the server.
+        cookie_max_age=ss.cookie_max_age or ss.expires,
+    )
+
+
+def send_cookie(
+    ss: SessionSettings,
+    session: RequestSession,
+    action: CookieAction,
+    request_cookie: str | None,
+    refresh: bool,
+    response: WerkzeugResponse,
+) -> None:
+    """Put what ``action`` says on a Flask or Quart response, by Flask's rules.
+
+    ``refresh`` is Flask's ``should_set_cookie``: a permanent session's cookie is sent again on
+    every request (``SESSION_REFRESH_EACH_REQUEST``), its lifetime counted from now, as the
+    server counts the session's.
+    """
+    if session.accessed:
+        response.vary.add("Cookie")
+    if action.clear:
+        response.vary.add("Cookie")
+        response.delete_cookie(ss.cookie_name, **ss.cookie_attributes())
+        return
+    value, max_age = action.set_value, action.max_age
+    if value is None and session.stored and refresh:
+        value, max_age = request_cookie, cookie_max_age(session)
+    if value is not None:
+        response.vary.add("Cookie")
+        response.set_cookie(ss.cookie_name, value, max_age=max_age, **ss.cookie_attributes())
 
 
 def _ip(request: flask.Request) -> str:

@@ -70,7 +70,14 @@ class MemoryStore:
                 self._entries.popitem(last=False)
                 self.evictions += 1
 
-    def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...], now_ms: int) -> bool:
+    def update(
+        self,
+        sid: str,
+        set_fields: Fields,
+        delete: tuple[str, ...],
+        now_ms: int,
+        expires_ms: int | None = None,
+    ) -> bool:
         with self._lock:
             entry = self._entries.get(sid)
             if entry is None or entry.expires_ms <= now_ms:
@@ -78,6 +85,9 @@ class MemoryStore:
             for name in delete:
                 entry.fields.pop(name, None)
             entry.fields.update(set_fields)
+            if expires_ms is not None:
+                entry.expires_ms = expires_ms
+                entry.fields[F_EXPIRES] = str(expires_ms)
             return True
 
     def destroy(self, sid: str) -> bool:

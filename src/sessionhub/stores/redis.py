@@ -137,7 +137,7 @@ def server_version(info: Any) -> tuple[int, ...]:
 
 LOAD = LuaScript.load("load", "counts")
 PUT = LuaScript.load("put", "counts")
-UPDATE = LuaScript.load("update")
+UPDATE = LuaScript.load("update", "counts")
 DESTROY = LuaScript.load("destroy", "counts")
 COUNT = LuaScript.load("count")
 
@@ -276,9 +276,17 @@ class RedisOps:
         )
         return [bool(r) for r in replies]
 
-    def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
-        args: tuple[Arg, ...] = (len(delete), *delete, *_pairs(set_fields))
-        reply = yield ScriptCall(UPDATE, (self.keys.session(sid),), args)
+    def update(
+        self,
+        sid: str,
+        set_fields: Fields,
+        delete: tuple[str, ...],
+        expires_ms: int | None = None,
+    ) -> Op[bool]:
+        expiry = "" if expires_ms is None else expires_ms
+        args: tuple[Arg, ...] = (expiry, self.bucket_ms, len(delete), *delete)
+        args += tuple(_pairs(set_fields))
+        reply = yield ScriptCall(UPDATE, self.keys.session_and_counts(sid), args)
         return bool(reply)
 
     def destroy_call(self, sid: str) -> ScriptCall:

@@ -263,19 +263,28 @@ class ResilientCore:
         self._mark_dirty(sid)
         return False
 
-    def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
-        """Write changed data fields; ``False`` when the session no longer exists."""
+    def update(
+        self,
+        sid: str,
+        set_fields: Fields,
+        delete: tuple[str, ...],
+        expires_ms: int | None = None,
+    ) -> Op[bool]:
+        """Write changed data fields, and a new expiry if given (set as is, not slid);
+        ``False`` when the session no longer exists."""
         now = self.clock()
         if self.redis_ops is not None:
-            ok = yield from self.on_redis(self.redis_ops.update(sid, set_fields, delete))
+            ok = yield from self.on_redis(
+                self.redis_ops.update(sid, set_fields, delete, expires_ms)
+            )
             if ok is True:
-                self.memory.update(sid, set_fields, delete, now)
+                self.memory.update(sid, set_fields, delete, now, expires_ms)
                 return True
             if ok is False and sid not in self._outage_born:
                 return False
         if sid in self._tombstones or not self._servable(sid):
             return False
-        ok = self.memory.update(sid, set_fields, delete, now)
+        ok = self.memory.update(sid, set_fields, delete, now, expires_ms)
         if ok and self.degraded:
             self._mark_dirty(sid)
         return ok
