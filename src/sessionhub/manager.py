@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from typing import Literal, Protocol
 
 from .exceptions import InvalidInputError
-from .session import F_USER, Session, SessionRecord
+from .session import F_CREATED, F_USER, Session, SessionRecord
 from .stores.base import Op
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
@@ -27,6 +28,21 @@ VERIFIED_COOKIES = 4096
 HEALTHY_MESSAGE = "Redis connection OK"
 DEGRADED_HEALTH_MESSAGE = "Redis unavailable; sessions are stored in memory (degraded mode)"
 MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
+
+DestroyReason = Literal["logout", "revoked", "limit", "admin", "replaced"]
+"""Why a session was destroyed: its user logged out, revoked it from another device, logged in
+beyond ``SESSION.MAX_PER_USER``, an operator revoked it, or a login or regeneration replaced it
+with a new token. (Sessions that idle out are not destroyed: Redis expires them.)"""
+
+
+class SessionObserver(Protocol):
+    """Watches sessions begin and end (metrics); the manager itself counts nothing."""
+
+    def created(self, session: Session) -> None:
+        """A session was created (in Redis or, while degraded, in memory)."""
+
+    def destroyed(self, sid: str, reason: DestroyReason, created_ms: int | None) -> None:
+        """A session that existed was destroyed; ``created_ms`` when this process knew it."""
 
 
 class SessionManager:
@@ -44,6 +60,7 @@ class SessionManager:
         # that verified, so a request pays a dict lookup instead of a regex and two HMACs. A
         # cookie that fails raises, and exceptions are never cached.
         self._sid_for_cookie = functools.lru_cache(maxsize=VERIFIED_COOKIES)(self._verified_sid)
+        self.observer: SessionObserver | None = None
 
     def _where(self) -> str:
         return "Redis" if self.core.mode == "redis" else "memory"
@@ -103,6 +120,8 @@ class SessionManager:
             if self.max_per_user:
                 yield from self._enforce_limit(user_id, keep=sid)
         session = Session(record, new=True)
+        if self.observer is not None:
+            self.observer.created(session)
         return session, self.codec.cookie_value(token)
 
     def login(
@@ -116,7 +135,7 @@ class SessionManager:
         """Bind a *new* token to ``user_id`` (fixation protection), carrying over prior data."""
         data = dict(previous) if previous is not None else None
         if previous is not None:
-            yield from self.destroy(previous.sid)
+            yield from self.destroy(previous.sid, reason="replaced")
         return (yield from self.create(user_id, data=data, user_agent=user_agent, ip=ip))
 
     def bind_user(self, session: Session, user_id: str) -> Op[bool]:
@@ -150,7 +169,7 @@ class SessionManager:
             user_agent=session.record.user_agent,
             ip=session.record.ip,
         )
-        yield from self.destroy(session.sid)
+        yield from self.destroy(session.sid, reason="replaced")
         return new, cookie
 
     def save(self, session: Session) -> Op[bool]:
@@ -173,18 +192,29 @@ class SessionManager:
             return None
         return Session(SessionRecord.from_fields(session.sid, fields))
 
-    def destroy(self, sid: str, *, user_id: str | None = None) -> Op[bool]:
+    def destroy(
+        self, sid: str, *, user_id: str | None = None, reason: DestroyReason = "logout"
+    ) -> Op[bool]:
         """Delete a session by storage id; ``True`` when it existed.
 
         Its entry in the user's session index goes too when the user is known (given, or in this
-        process's mirror); otherwise the index drops it on its next read.
+        process's mirror); otherwise the index drops it on its next read. ``reason`` is told to
+        the observer.
         """
-        if user_id is None:
-            mirrored = self.core.memory.peek(sid, self.core.clock())
-            user_id = None if mirrored is None else mirrored.get(F_USER)
+        return (yield from self._destroy(sid, user_id, reason, None))
+
+    def _destroy(
+        self, sid: str, user_id: str | None, reason: DestroyReason, created_ms: int | None
+    ) -> Op[bool]:
+        mirrored = self.core.memory.peek(sid, self.core.clock())
+        if mirrored is not None:
+            user_id = user_id or mirrored.get(F_USER)
+            created_ms = created_ms or int(mirrored.get(F_CREATED, 0)) or None
         existed = yield from self.core.destroy(sid)
         if existed:
             log.info("Session deleted from %s: %s", self._where(), short(sid))
+            if self.observer is not None:
+                self.observer.destroyed(sid, reason, created_ms)
         if user_id is not None:
             yield from self.user_sessions.remove(user_id, sid)
         return existed
@@ -195,20 +225,24 @@ class SessionManager:
         """The live sessions of ``user_id``, oldest first (expired and destroyed ones pruned)."""
         return (yield from self.user_sessions.live(user_id))
 
-    def revoke_user_session(self, user_id: str, handle: str) -> Op[bool]:
+    def revoke_user_session(
+        self, user_id: str, handle: str, *, reason: DestroyReason = "revoked"
+    ) -> Op[bool]:
         """Destroy the session of ``user_id`` with public handle ``handle``; ``False`` if none."""
         for info in (yield from self.user_sessions.live(user_id)):
             if info.handle == handle:
-                yield from self.destroy(info.sid, user_id=user_id)
+                yield from self._destroy(info.sid, user_id, reason, info.record.created_ms)
                 return True
         return False
 
-    def revoke_user_sessions(self, user_id: str, *, keep_sid: str | None = None) -> Op[int]:
+    def revoke_user_sessions(
+        self, user_id: str, *, keep_sid: str | None = None, reason: DestroyReason = "revoked"
+    ) -> Op[int]:
         """Destroy every session of ``user_id`` but ``keep_sid``; returns how many went."""
         revoked = 0
         for info in (yield from self.user_sessions.live(user_id)):
             if info.sid != keep_sid:
-                yield from self.destroy(info.sid, user_id=user_id)
+                yield from self._destroy(info.sid, user_id, reason, info.record.created_ms)
                 revoked += 1
         return revoked
 
@@ -217,7 +251,7 @@ class SessionManager:
         excess = len(sessions) - self.max_per_user
         for info in [i for i in sessions if i.sid != keep][: max(0, excess)]:
             log.info("Session limit for a user reached: revoking %s", short(info.sid))
-            yield from self.destroy(info.sid, user_id=user_id)
+            yield from self._destroy(info.sid, user_id, "limit", info.record.created_ms)
 
     def stats(self) -> Op[SessionStats]:
         """Session counts and where sessions are stored now."""
