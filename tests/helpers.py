@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -146,3 +147,9 @@ def device(client: TestClient, user: str, agent: str = "testclient") -> str:
     assert response.status_code == 200, response.text
     client.cookies.clear()
     return response.cookies["session"]
+
+
+def serve_command(config: Any, port: int, workers: int) -> list[str]:
+    """The command line of `sessionhub serve` on ``port`` with ``workers`` processes."""
+    command = [sys.executable, "-m", "sessionhub.cli", "serve", "--config", str(config)]
+    return [*command, "--port", str(port), "--workers", str(workers)]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import glob
 import http.client
 import json
 import logging
 import os
 import secrets
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -63,12 +65,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .service.app import create_app
+        from .service.logs import configure_service_logging
 
     if args.config:
         os.environ["SESSIONHUB_CONFIG"] = args.config  # worker processes load the same file
     settings = _settings(args)
     _check_redis_url(settings)
-    configure_logging(settings.server.log_level)
+    configure_service_logging(settings.server.log_level, settings.log.format)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
@@ -79,8 +82,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=port,
             log_level=settings.server.log_level,
             access_log=settings.server.access_log,
+            log_config=None,  # uvicorn's lines go through the handler configured above
         )
         return 0
+    if settings.metrics.enabled:
+        _metrics_directory()
     if settings.secret_key is None:
         # Workers must agree on the key, or a cookie set by one is rejected by another.
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
@@ -95,8 +101,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=workers,
         log_level=settings.server.log_level,
         access_log=settings.server.access_log,
+        log_config=None,
     )
     return 0
+
+
+def _metrics_directory() -> None:
+    """Give the workers one PROMETHEUS_MULTIPROC_DIR, emptied: files of an earlier run would
+    add its counts to this one's."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="sessionhub-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
 
 
 def _reason(exc: BaseException) -> str:

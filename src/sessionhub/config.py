@@ -41,13 +41,16 @@ from sessionhub.exceptions import ConfigError
 __all__ = [
     "AdminSettings",
     "AuthSettings",
+    "LogSettings",
     "MessagesSettings",
+    "MetricsSettings",
     "PreferencesSettings",
     "PresenceSettings",
     "RedisSettings",
     "ServerSettings",
     "SessionSettings",
     "Settings",
+    "TracingSettings",
     "UserEntry",
     "load_settings",
     "redacted",
@@ -339,6 +342,32 @@ class AuthSettings(BaseModel):
     max_attempts_per_ip: StrictInt = Field(default=50, ge=0)
 
 
+class MetricsSettings(BaseModel):
+    """``GET /metrics`` (Prometheus) and the background reading of Redis's own figures."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: StrictBool = True
+    require_auth: StrictBool = False
+    refresh_interval: _Seconds = 5.0
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans, exported over OTLP to the endpoint the ``OTEL_*`` variables name."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: StrictBool = False
+
+
+class LogSettings(BaseModel):
+    """How the service writes its log lines."""
+
+    model_config = _MODEL_CONFIG
+
+    format: Annotated[Literal["text", "json"], BeforeValidator(_lowercase)] = "text"
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -387,6 +416,9 @@ class Settings(BaseModel):
     messages: MessagesSettings = Field(default_factory=MessagesSettings)
     preferences: PreferencesSettings = Field(default_factory=PreferencesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None

@@ -30,6 +30,7 @@ from .models import (
 )
 
 COOKIE, ADMIN, EITHER, NONE = "cookie", "admin", "cookie-or-admin", "none"
+ADMIN_IF_REQUIRED = "admin-if-required"  # GET /metrics with METRICS.REQUIRE_AUTH
 
 
 class Op(NamedTuple):
@@ -44,6 +45,7 @@ class Op(NamedTuple):
     status: int = 200
     stream: bool = False  # Server-Sent Events, resumed from Last-Event-ID
     enveloped: bool = True  # False: the answer is the data itself, not {"success", "data"}
+    text: bool = False  # the answer is plain text, not JSON
 
 
 _GONE = {404: "No such session for this user (`session_not_found`)"}
@@ -116,6 +118,11 @@ SUMMARIES: dict[tuple[str, str], Op] = {
         "My messages, live (Server-Sent Events)", COOKIE, query=StreamQuery, stream=True
     ),
     ("GET", "/openapi.json"): Op("This document", NONE, enveloped=False),
+    ("GET", "/metrics"): Op(
+        "Metrics in the Prometheus text format (the admin key with METRICS.REQUIRE_AUTH)",
+        ADMIN_IF_REQUIRED,
+        text=True,
+    ),
 }
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
@@ -123,6 +130,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     ADMIN: [{"adminKey": []}],
     EITHER: [{"sessionCookie": []}, {"adminKey": []}],
     NONE: [],
+    ADMIN_IF_REQUIRED: [{}, {"adminKey": []}],
 }
 _AUTH_ERRORS: dict[str, dict[int, str]] = {
     COOKIE: {401: "No live session (`not_authenticated`, `invalid_session`, `session_expired`)"},
@@ -136,6 +144,7 @@ _AUTH_ERRORS: dict[str, dict[int, str]] = {
     },
     NONE: {},
 }
+_AUTH_ERRORS[ADMIN_IF_REQUIRED] = _AUTH_ERRORS[ADMIN]
 _BODY_ERRORS = {
     400: "Not JSON (`invalid_json`) or nested too deep (`json_too_deep`)",
     413: "Body over SERVER.MAX_BODY_BYTES (`body_too_large`)",
@@ -211,6 +220,8 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
     success = _json('`{"success": true, "data": ...}`', "Success")
     if op.stream:
         success = {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
+    elif op.text:
+        success = {"description": op.summary, "content": {"text/plain": {}}}
     elif not op.enveloped:
         success = {"description": op.summary, "content": {_JSON: {"schema": {"type": "object"}}}}
     operation["responses"] = {

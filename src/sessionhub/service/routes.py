@@ -17,8 +17,10 @@ from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_body
+from .counts import Counts
 from .errors import ApiError, JSONResponse, error_response, ok
 from .models import LoginBody
+from .monitor import Monitor, RedisInfo
 
 
 def session_view(session: Session) -> dict[str, Any]:
@@ -91,14 +93,17 @@ async def login(request: Request) -> Response:
     username, password = body.username, body.password
     hub = _hub(request)
     ip = client_ip(request)
+    counts: Counts = request.app.state.counts
     try:
         await hub.login_attempts.attempt(username, ip)
     except TooManyAttemptsError as exc:
+        counts.login("throttled")
         response = error_response(429, "too_many_attempts", str(exc))
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     checker: PasswordChecker = request.app.state.passwords
     if not await run_in_threadpool(checker.check, username, password):
+        counts.login("invalid")
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     await hub.login_attempts.succeeded(username, ip)
     previous = None
@@ -116,6 +121,7 @@ async def login(request: Request) -> Response:
         ip=ip,
     )
     await hub.presence.touch(username, session.sid, force=True)
+    counts.login("ok")
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
     set_session_cookie(request, response, cookie, session)
     return response
@@ -153,14 +159,19 @@ async def extend(request: Request) -> Response:
     return ok(session_view(await current_session(request, force=True)))
 
 
+def _redis_info(request: Request) -> RedisInfo | None:
+    monitor: Monitor = request.app.state.monitor
+    return monitor.redis_info
+
+
 async def stats(request: Request) -> Response:
-    return ok(await _hub(request).stats())
+    return ok({**await _hub(request).stats(), "redis_info": _redis_info(request)})
 
 
 async def redis_health(request: Request) -> Response:
     data = await _hub(request).health()
     return JSONResponse(
-        {"success": True, "data": data},
+        {"success": True, "data": {**data, "redis_info": _redis_info(request)}},
         status_code=200 if data["status"] == "healthy" else 503,
     )
 

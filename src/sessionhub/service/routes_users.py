@@ -55,7 +55,8 @@ async def user_sessions(request: Request) -> Response:
 async def revoke_user_sessions(request: Request) -> Response:
     admin_only(request)
     hub = _hub(request)
-    revoked = await hub.run(hub.manager.revoke_user_sessions(request.path_params["user_id"]))
+    op = hub.manager.revoke_user_sessions(request.path_params["user_id"], reason="admin")
+    revoked = await hub.run(op)
     return ok({"revoked": revoked})
 
 
@@ -63,7 +64,7 @@ async def revoke_user_session(request: Request) -> Response:
     admin_only(request)
     hub = _hub(request)
     op = hub.manager.revoke_user_session(
-        request.path_params["user_id"], request.path_params["handle"]
+        request.path_params["user_id"], request.path_params["handle"], reason="admin"
     )
     if not await hub.run(op):
         raise _not_found()
