@@ -13,6 +13,7 @@ import re
 import secrets
 import sys
 from contextvars import ContextVar
+from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,9 +89,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def log_handler(log_format: str) -> logging.Handler:
-    """A stderr handler writing ``text`` or ``json`` lines with request ids."""
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing ``text`` or ``json`` lines with request ids (to stderr by default)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RequestIdFilter())
     text = logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(JsonFormatter() if log_format == "json" else text)
