@@ -14,6 +14,7 @@ from typing import Any
 
 import bench_degraded
 import bench_http
+import bench_metrics
 import bench_push
 import bench_roundtrips
 import bench_scale
@@ -189,6 +190,7 @@ def write_doc(results: dict[str, Any], args: argparse.Namespace, elapsed: float)
         ("4. Scale", "scale", bench_scale, "bench_scale.py"),
         ("5. Degraded mode", "degraded", bench_degraded, "bench_degraded.py"),
         ("6. Push (SSE)", "push", bench_push, "bench_push.py"),
+        ("7. What metrics cost", "metrics", bench_metrics, "bench_metrics.py"),
     ]
     for title, key, module, script in sections:
         parts += [f"## {title}", "", f"Command: `python bench/{script}`", ""]
@@ -224,6 +226,8 @@ def main() -> None:
         ("degraded", lambda: bench_degraded.run(bench_degraded.parser().parse_args([])),
          bench_degraded),
         ("push", lambda: bench_push.run(bench_push.parser().parse_args([])), bench_push),
+        ("metrics", lambda: bench_metrics.run(bench_metrics.parser().parse_args([])),
+         bench_metrics),
     ]  # fmt: skip
     for name, fn, module in plan:
         if name in args.skip:
