@@ -214,3 +214,19 @@ def test_redis_figures_in_stats_and_health(client: TestClient) -> None:
         assert info["connected_clients"] >= 1
         assert info["maxmemory"] == 0
         assert info["evicted_keys"] == 0
+
+
+def test_the_grafana_dashboard_shows_every_metric() -> None:
+    """The provisioned dashboard queries every metric, and Prometheus scrapes /metrics."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    dashboard = json.loads((deploy / "grafana" / "dashboards" / "sessionhub.json").read_text())
+    queries = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for family in EXPECTED:
+        assert family in queries, family
+    scrape = yaml.safe_load((deploy / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["metrics_path"] == "/metrics"
