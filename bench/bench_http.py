@@ -5,7 +5,9 @@
 Load generator: wrk (Debian package), one thread, keep-alive connections. Servers:
 
 * SessionHub's service (``sessionhub serve``: Starlette + uvicorn), ``GET /api/auth/me`` (read,
-  slides the expiry) and ``POST /api/session/extend`` (read, then write the new expiry);
+  slides the expiry) and ``POST /api/session/extend`` (read, then write the new expiry); and the
+  same service with ``METRICS.ENABLED: false`` (``sessionhub-nometrics``), measured in the same
+  rounds, for what counting costs;
 * the peer: ``bench/flask_app.py`` with Flask-Session 0.8 (Redis interface) under gunicorn with
   the same worker count (default sync workers, as most deployments run it); ``/api/auth/me``
   reads the session (Flask-Session re-saves it: permanent sessions refresh on each request) and
@@ -54,10 +56,11 @@ def server(kind: str, workers: int, tmp: Path) -> Iterator[tuple[str, str | None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with redis_server() as redis:
-        if kind == "sessionhub":
+        if kind in ("sessionhub", "sessionhub-nometrics"):
             cfg_dir = Path(tempfile.mkdtemp(dir=tmp))
             cmd = sessionhub_cmd(write_config(cfg_dir, redis.url), port, workers)
-            env: dict[str, str] = {}
+            metrics = "false" if kind == "sessionhub-nometrics" else "true"
+            env: dict[str, str] = {"SESSIONHUB_METRICS__ENABLED": metrics}
         elif kind == "floor":
             cmd = [python(), "plain_app.py", "--port", str(port), "--workers", str(workers)]
             env = {}
@@ -80,6 +83,7 @@ COMPARISONS = [
     ("service vs framework floor", "sessionhub", "floor", 0.6),
     ("Flask + SessionHub vs Flask-Session", "flask-sessionhub", "flask-session", 1.3),
     ("Flask floor (no session) vs Flask-Session", "flask-floor", "flask-session", None),
+    ("service, metrics on vs off", "sessionhub", "sessionhub-nometrics", 0.95),
 ]
 
 
@@ -91,7 +95,7 @@ def _measure(base: str, cookie: str | None, kind: str, what: str, **wrk_args: An
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    kinds = ["sessionhub", "floor", "flask-session", "flask-floor"]
+    kinds = ["sessionhub", "sessionhub-nometrics", "floor", "flask-session", "flask-floor"]
     flask_integration = sessionhub_flask_extension() is not None
     if flask_integration:
         kinds.append("flask-sessionhub")

@@ -15,6 +15,7 @@ from typing import Any
 import bench_adapters
 import bench_degraded
 import bench_http
+import bench_metrics
 import bench_push
 import bench_roundtrips
 import bench_scale
@@ -192,6 +193,7 @@ def write_doc(results: dict[str, Any], args: argparse.Namespace, elapsed: float)
         ("6. Push (SSE)", "push", bench_push, "bench_push.py"),
         ("7. Framework adapters vs the sessions they replace", "adapters", bench_adapters,
          "bench_adapters.py"),
+        ("8. What metrics cost", "metrics", bench_metrics, "bench_metrics.py"),
     ]  # fmt: skip
     for title, key, module, script in sections:
         parts += [f"## {title}", "", f"Command: `python bench/{script}`", ""]
@@ -229,6 +231,8 @@ def main() -> None:
         ("push", lambda: bench_push.run(bench_push.parser().parse_args([])), bench_push),
         ("adapters", lambda: bench_adapters.run(bench_adapters.parser().parse_args([])),
          bench_adapters),
+        ("metrics", lambda: bench_metrics.run(bench_metrics.parser().parse_args([])),
+         bench_metrics),
     ]  # fmt: skip
     for name, fn, module in plan:
         if name in args.skip:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -181,3 +182,9 @@ def hub_factory(kind: str, settings_for: Callable[..., Settings]) -> Iterator[Ca
             else:
                 hub.aclose()
         loop.close()
+
+
+def serve_command(config: Any, port: int, workers: int) -> list[str]:
+    """The command line of `sessionhub serve` on ``port`` with ``workers`` processes."""
+    command = [sys.executable, "-m", "sessionhub.cli", "serve", "--config", str(config)]
+    return [*command, "--port", str(port), "--workers", str(workers)]

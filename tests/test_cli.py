@@ -17,7 +17,7 @@ from pathlib import Path
 import argon2
 import pytest
 
-from helpers import ADMIN_KEY, PASSWORD_HASH
+from helpers import ADMIN_KEY, PASSWORD_HASH, serve_command
 from redis_server import RedisServer, free_port
 
 SECRET = "cli-test-secret-0123456789"
@@ -160,18 +160,7 @@ def test_serve_starts_degraded_and_recovers(tmp_path: Path, workers: int) -> Non
     )
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sessionhub.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
+        serve_command(config, port, workers),
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,

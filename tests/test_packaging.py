@@ -23,7 +23,16 @@ import sessionhub
 import sessionhub.exceptions
 
 # Installed only with the `service` extra (or a framework's): the library must not need them.
-SERVICE_MODULES = ("starlette", "uvicorn", "argon2", "fastapi", "flask", "django")
+SERVICE_MODULES = (
+    "starlette",
+    "uvicorn",
+    "argon2",
+    "fastapi",
+    "flask",
+    "django",
+    "prometheus_client",
+)
+# Not opentelemetry: redis-py itself imports it whenever it is installed.
 REPO = Path(__file__).resolve().parents[1]
 
 

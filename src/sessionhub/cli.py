@@ -6,12 +6,14 @@ import argparse
 import base64
 import contextlib
 import getpass
+import glob
 import http.client
 import json
 import logging
 import os
 import secrets
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -68,12 +70,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401
 
         from .service.app import create_app  # noqa: F401
+        from .service.logs import configure_service_logging
 
     if args.config:
         os.environ["SESSIONHUB_CONFIG"] = args.config  # worker processes load the same file
     settings = _settings(args)
     _check_redis_url(settings)
-    configure_logging(settings.server.log_level)
+    configure_service_logging(settings.server.log_level, settings.log.format)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
@@ -96,8 +99,11 @@ def _run_service(settings: Settings, host: str, port: int, workers: int) -> None
             port=port,
             log_level=settings.server.log_level,
             access_log=settings.server.access_log,
+            log_config=None,  # uvicorn's lines go through the handler configured above
         )
         return
+    if settings.metrics.enabled:
+        _metrics_directory()
     if settings.secret_key is None:
         # Workers must agree on the key, or a cookie set by one is rejected by another.
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
@@ -112,7 +118,20 @@ def _run_service(settings: Settings, host: str, port: int, workers: int) -> None
         workers=workers,
         log_level=settings.server.log_level,
         access_log=settings.server.access_log,
+        log_config=None,
     )
+
+
+def _metrics_directory() -> None:
+    """Give the workers one PROMETHEUS_MULTIPROC_DIR, emptied: files of an earlier run would
+    add its counts to this one's."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="sessionhub-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
 
 
 def _reason(exc: BaseException) -> str:

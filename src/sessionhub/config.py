@@ -46,13 +46,16 @@ __all__ = [
     "EncryptionKey",
     "EncryptionSettings",
     "EventsSettings",
+    "LogSettings",
     "MessagesSettings",
+    "MetricsSettings",
     "PreferencesSettings",
     "PresenceSettings",
     "RedisSettings",
     "ServerSettings",
     "SessionSettings",
     "Settings",
+    "TracingSettings",
     "UserEntry",
     "load_settings",
     "redacted",
@@ -357,7 +360,6 @@ class SessionSettings(BaseModel):
             "secure": self.cookie_secure,
             "httponly": self.cookie_httponly,
             "samesite": self.cookie_samesite,
-            "partitioned": self.cookie_partitioned,
         }
         if self.cookie_partitioned:  # only then: Werkzeug before 3.0 lacks the argument
             attributes["partitioned"] = True
@@ -548,6 +550,32 @@ class EventsSettings(BaseModel):
         return self
 
 
+class MetricsSettings(BaseModel):
+    """``GET /metrics`` (Prometheus) and the background reading of Redis's own figures."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: StrictBool = True
+    require_auth: StrictBool = False
+    refresh_interval: _Seconds = 5.0
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans, exported over OTLP to the endpoint the ``OTEL_*`` variables name."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: StrictBool = False
+
+
+class LogSettings(BaseModel):
+    """How the service writes its log lines."""
+
+    model_config = _MODEL_CONFIG
+
+    format: Annotated[Literal["text", "json"], BeforeValidator(_lowercase)] = "text"
+
+
 class UserEntry(BaseModel):
     """One login account; the password is only ever stored as an argon2 hash."""
 
@@ -601,6 +629,9 @@ class Settings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     users: tuple[UserEntry, ...] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None

@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from typing import Literal, Protocol
 
 from .exceptions import DataError, InvalidInputError
 from .session import (
     F_AUTH_LEVEL,
     F_AUTHENTICATED,
+    F_CREATED,
     F_EXPIRES,
     F_USER,
     Fields,
@@ -36,6 +38,32 @@ VERIFIED_COOKIES = 4096
 HEALTHY_MESSAGE = "Redis connection OK"
 DEGRADED_HEALTH_MESSAGE = "Redis unavailable; sessions are stored in memory (degraded mode)"
 MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
+
+DestroyReason = Literal["logout", "revoked", "limit", "admin", "replaced"]
+"""Why a session was destroyed, in the metrics' words: its user logged out, revoked it from
+another device, logged in beyond ``SESSION.MAX_PER_USER``, an operator revoked it, or a new token
+replaced it. (Sessions that idle out are not destroyed: Redis expires them.)"""
+
+_REPLACED = frozenset({"login", "regenerated", "reauthenticated", "rekeyed", "replaced"})
+_KNOWN: frozenset[str] = frozenset({"logout", "revoked", "limit", "admin"})
+
+
+def destroy_reason(reason: str) -> DestroyReason:
+    """The metrics' name for ``reason``: a token rotation is ``replaced``; a reason of the
+    application's own (``revoke_all``) counts as ``revoked``."""
+    if reason in _REPLACED:
+        return "replaced"
+    return reason if reason in _KNOWN else "revoked"  # type: ignore[return-value]
+
+
+class SessionObserver(Protocol):
+    """Watches sessions begin and end (metrics); the manager itself counts nothing."""
+
+    def created(self, session: Session) -> None:
+        """A session was created (in Redis or, while degraded, in memory)."""
+
+    def destroyed(self, sid: str, reason: DestroyReason, created_ms: int | None) -> None:
+        """A session that existed was destroyed; ``created_ms`` when this process knew it."""
 
 
 class SessionManager:
@@ -65,6 +93,7 @@ class SessionManager:
         # that verified, so a request pays a dict lookup instead of a regex and two HMACs. A
         # cookie that fails raises, and exceptions are never cached.
         self._sid_for_cookie = functools.lru_cache(maxsize=VERIFIED_COOKIES)(self._verified_sid)
+        self.observer: SessionObserver | None = None
 
     def _where(self) -> str:
         return "Redis" if self.core.mode == "redis" else "memory"
@@ -201,6 +230,8 @@ class SessionManager:
             if self.max_per_user:
                 yield from self._enforce_limit(user_id, keep=sid)
         session = Session(record, new=True)
+        if self.observer is not None:
+            self.observer.created(session)
         return session, self.codec.cookie_value(token)
 
     def login(
@@ -330,21 +361,29 @@ class SessionManager:
     def destroy(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> Op[bool]:
         """Delete a session by storage id; ``True`` when it existed. ``reason`` is logged.
 
-        ``reason`` goes into the ``destroyed`` event: ``logout``, ``revoked``, ``limit``,
-        ``admin``, ``login``, ``regenerated`` or ``reauthenticated`` (a new token replaced it),
-        ``rekeyed`` (moved to
-        the current ``SECRET_KEY``).
+        ``reason`` goes into the ``destroyed`` event and the metrics: ``logout``, ``revoked``,
+        ``limit``, ``admin``, ``login``, ``regenerated`` or ``reauthenticated`` (a new token
+        replaced it), ``rekeyed`` (moved to the current ``SECRET_KEY``), or the application's own
+        (``revoke_all``).
 
         Its entry in the user's session index goes too when the user is known (given, or in this
         process's mirror); otherwise the index drops it on its next read.
         """
-        if user_id is None:
-            mirrored = self.core.memory.peek(sid, self.core.clock())
-            user_id = None if mirrored is None else mirrored.get(F_USER)
+        return (yield from self._destroy(sid, user_id, reason, None))
+
+    def _destroy(
+        self, sid: str, user_id: str | None, reason: str, created_ms: int | None
+    ) -> Op[bool]:
+        mirrored = self.core.memory.peek(sid, self.core.clock())
+        if mirrored is not None:
+            user_id = user_id or mirrored.get(F_USER)
+            created_ms = created_ms or int(mirrored.get(F_CREATED, 0)) or None
         existed = yield from self.core.destroy(sid)
         if existed:
             log.info("Session deleted from %s (%s): %s", self._where(), reason, short(sid))
             self.core.events.emit("destroyed", sid, user_id=user_id, reason=reason)
+            if self.observer is not None:
+                self.observer.destroyed(sid, destroy_reason(reason), created_ms)
         if user_id is not None:
             yield from self.user_sessions.remove(user_id, sid)
         return existed
@@ -361,7 +400,7 @@ class SessionManager:
         """Destroy the session of ``user_id`` with public handle ``handle``; ``False`` if none."""
         for info in (yield from self.user_sessions.live(user_id)):
             if info.handle == handle:
-                yield from self.destroy(info.sid, user_id=user_id, reason=reason)
+                yield from self._destroy(info.sid, user_id, reason, info.record.created_ms)
                 return True
         return False
 
@@ -376,7 +415,7 @@ class SessionManager:
         revoked = 0
         for info in (yield from self.user_sessions.live(user_id)):
             if info.sid != keep_sid:
-                yield from self.destroy(info.sid, user_id=user_id, reason=reason)
+                yield from self._destroy(info.sid, user_id, reason, info.record.created_ms)
                 revoked += 1
         if revoked:
             log.info("%d session(s) of a user revoked (%s)", revoked, reason)
@@ -398,7 +437,7 @@ class SessionManager:
         excess = len(sessions) - self.max_per_user
         for info in [i for i in sessions if i.sid != keep][: max(0, excess)]:
             log.info("Session limit for a user reached: revoking %s", short(info.sid))
-            yield from self.destroy(info.sid, user_id=user_id, reason="limit")
+            yield from self._destroy(info.sid, user_id, "limit", info.record.created_ms)
 
     def stats(self) -> Op[SessionStats]:
         """Session counts and where sessions are stored now."""

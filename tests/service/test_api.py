@@ -15,6 +15,15 @@ from redis_server import RedisServer
 from sessionhub.service.app import create_app
 from sessionhub.tokens import TokenCodec
 
+REDIS_INFO_FIELDS = {
+    "used_memory",
+    "maxmemory",
+    "evicted_keys",
+    "connected_clients",
+    "role",
+    "read_at",
+}
+
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
@@ -125,7 +134,9 @@ def test_stats_shape(client: TestClient) -> None:
     """/api/session/stats has exactly the documented fields."""
     login(client)
     login(client, "bob")
-    assert client.get("/api/session/stats").json() == {
+    body = client.get("/api/session/stats").json()
+    assert set(body["data"].pop("redis_info")) == REDIS_INFO_FIELDS
+    assert body == {
         "success": True,
         "data": {
             "total_sessions": 1,  # bob's login replaced alice's session on this client
@@ -144,6 +155,7 @@ def test_health_shape(client: TestClient) -> None:
     assert response.status_code == 200
     body = response.json()
     latency = body["data"].pop("latency_ms")
+    assert set(body["data"].pop("redis_info")) == REDIS_INFO_FIELDS
     assert isinstance(latency, float)
     assert latency >= 0
     assert body == {

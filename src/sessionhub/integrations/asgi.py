@@ -55,34 +55,44 @@ UNSET: Any = object()
 DEFAULT_ABSOLUTE_LIFETIME = SessionSettings.model_fields["absolute_lifetime"].default
 
 
-EXPIRED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
+EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 STARLETTE_MAX_AGE = 14 * 24 * 60 * 60
 """Starlette's ``SessionMiddleware`` default ``max_age``."""
 
 
-def cookie_header(ss: SessionSettings, action: CookieAction) -> bytes | None:
+def cookie_header(
+    ss: SessionSettings, action: CookieAction, *, starlette_spelling: bool = True
+) -> bytes | None:
     """The ``Set-Cookie`` header value for ``action``, or ``None`` when the cookie stays.
 
-    Spelled as Starlette's own ``SessionMiddleware`` spells it (lower-case attributes, the same
-    order), so switching middleware changes nothing a client or a proxy sees in the header.
+    The middleware spells it as Starlette's own ``SessionMiddleware`` does (lower-case
+    attributes, the same order), so switching middleware changes nothing a client or a proxy
+    sees; the HTTP service keeps RFC 6265's capitalised names (``starlette_spelling=False``).
+    Attribute names are case-insensitive to browsers either way.
     """
+
+    def name(attribute: str) -> str:
+        return attribute.lower() if starlette_spelling else attribute
+
+    path = f"{name('Path')}={ss.cookie_path}"
     if action.clear:
-        parts = [f"{ss.cookie_name}=", f"path={ss.cookie_path}", "Max-Age=0", EXPIRED]
+        parts = [f"{ss.cookie_name}=", path, "Max-Age=0", f"{name('Expires')}={EPOCH}"]
     elif action.set_value is not None:
-        parts = [f"{ss.cookie_name}={action.set_value}", f"path={ss.cookie_path}"]
+        parts = [f"{ss.cookie_name}={action.set_value}", path]
         if action.max_age is not None:
             parts.append(f"Max-Age={action.max_age}")
     else:
         return None
     if ss.cookie_httponly:
-        parts.append("httponly")
-    parts.append("samesite=" + ss.cookie_samesite)
+        parts.append(name("HttpOnly"))
+    samesite = ss.cookie_samesite if starlette_spelling else ss.cookie_samesite.capitalize()
+    parts.append(f"{name('SameSite')}={samesite}")
     if ss.cookie_secure:
-        parts.append("secure")
+        parts.append(name("Secure"))
     if ss.cookie_domain:
-        parts.append(f"domain={ss.cookie_domain}")
+        parts.append(f"{name('Domain')}={ss.cookie_domain}")
     if ss.cookie_partitioned:
-        parts.append("partitioned")
+        parts.append(name("Partitioned"))
     return "; ".join(parts).encode("latin-1")
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from ..exceptions import ReauthRequiredError
 from ..jsontext import dumps
+from .logs import HEADER, REQUEST_ID
 
 log = logging.getLogger("sessionhub.service")
 
@@ -78,4 +79,9 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal error; see the server log")
+    response = error_response(500, "internal_error", "internal error; see the server log")
+    # Answered outside the middleware that echoes the id, which matters most here.
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        response.headers[HEADER] = request_id
+    return response

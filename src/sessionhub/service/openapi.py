@@ -34,6 +34,7 @@ from .models import (
 )
 
 COOKIE, ADMIN, EITHER, NONE = "cookie", "admin", "cookie-or-admin", "none"
+ADMIN_IF_REQUIRED = "admin-if-required"  # GET /metrics with METRICS.REQUIRE_AUTH
 
 
 class Op(NamedTuple):
@@ -49,6 +50,7 @@ class Op(NamedTuple):
     stream: bool = False  # Server-Sent Events, resumed from Last-Event-ID
     enveloped: bool = True  # False: the answer is the data itself, not {"success", "data"}
     page: bool = False  # an HTML page for people, not JSON
+    text: bool = False  # the answer is plain text, not JSON
 
 
 _GONE = {404: "No such session for this user (`session_not_found`)"}
@@ -163,6 +165,11 @@ SUMMARIES: dict[tuple[str, str], Op] = {
     ("DELETE", "/api/admin/users/{user_id}/sessions/{handle}"): Op(
         "Revoke one session of a user", ADMIN, errors=_GONE
     ),
+    ("GET", "/metrics"): Op(
+        "Metrics in the Prometheus text format (the admin key with METRICS.REQUIRE_AUTH)",
+        ADMIN_IF_REQUIRED,
+        text=True,
+    ),
 }
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
@@ -170,6 +177,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     ADMIN: [{"adminKey": []}, {"adminCookie": []}],
     EITHER: [{"sessionCookie": []}, {"adminKey": []}, {"adminCookie": []}],
     NONE: [],
+    ADMIN_IF_REQUIRED: [{}, {"adminKey": []}],
 }
 _AUTH_ERRORS: dict[str, dict[int, str]] = {
     COOKIE: {401: "No live session (`not_authenticated`, `invalid_session`, `session_expired`)"},
@@ -183,6 +191,7 @@ _AUTH_ERRORS: dict[str, dict[int, str]] = {
     },
     NONE: {},
 }
+_AUTH_ERRORS[ADMIN_IF_REQUIRED] = _AUTH_ERRORS[ADMIN]
 _BODY_ERRORS = {
     400: "Not JSON (`invalid_json`) or nested too deep (`json_too_deep`)",
     413: "Body over SERVER.MAX_BODY_BYTES (`body_too_large`)",
@@ -263,6 +272,8 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
             "description": op.summary,
             "content": {"text/html": {"schema": {"type": "string"}}},
         }
+    elif op.text:
+        success = {"description": op.summary, "content": {"text/plain": {}}}
     elif not op.enveloped:
         success = {"description": op.summary, "content": {_JSON: {"schema": {"type": "object"}}}}
     operation["responses"] = {

@@ -19,8 +19,10 @@ from ..session import Session
 from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_body
+from .counts import Counts
 from .errors import ApiError, JSONResponse, error_response, ok
 from .models import LoginBody, ReauthBody
+from .monitor import Monitor, RedisInfo
 
 PASSWORD_LEVEL = "password"  # noqa: S105 - a level's name, not a password
 """The service checks passwords only: the level its logins record."""
@@ -89,7 +91,7 @@ def clear_session_cookie(request: Request, response: Response) -> None:
 def _write_cookie(response: Response, ss: SessionSettings, action: CookieAction) -> None:
     # Starlette's set_cookie refuses Partitioned before Python 3.14 (http.cookies lacks it): the
     # ASGI adapter's header builder writes every attribute itself, the same way for both.
-    header = cookie_header(ss, action)
+    header = cookie_header(ss, action, starlette_spelling=False)
     assert header is not None  # an action that sets or clears always has one
     response.raw_headers.append((b"set-cookie", header))
 
@@ -126,8 +128,14 @@ async def login(request: Request) -> Response:
     username = body.username
     hub = _hub(request)
     ip = client_ip(request)
-    refused = await check_password(request, username, body.password)
+    counts: Counts = request.app.state.counts
+    try:
+        refused = await check_password(request, username, body.password)
+    except ApiError:
+        counts.login("invalid")
+        raise
     if refused is not None:
+        counts.login("throttled")
         return refused
     previous = None
     old_cookie = request.cookies.get(settings.session.cookie_name)
@@ -147,6 +155,7 @@ async def login(request: Request) -> Response:
     )
     await hub.presence.touch(username, session.sid, force=True)
     await hub.dashboard.record_login()
+    counts.login("ok")
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
     set_session_cookie(request, response, cookie, session)
     return response
@@ -206,14 +215,19 @@ async def extend(request: Request) -> Response:
     return ok(session_view(await current_session(request, force=True)))
 
 
+def _redis_info(request: Request) -> RedisInfo | None:
+    monitor: Monitor = request.app.state.monitor
+    return monitor.redis_info
+
+
 async def stats(request: Request) -> Response:
-    return ok(await _hub(request).stats())
+    return ok({**await _hub(request).stats(), "redis_info": _redis_info(request)})
 
 
 async def redis_health(request: Request) -> Response:
     data = await _hub(request).health()
     return JSONResponse(
-        {"success": True, "data": data},
+        {"success": True, "data": {**data, "redis_info": _redis_info(request)}},
         status_code=200 if data["status"] == "healthy" else 503,
     )
 

@@ -15,6 +15,7 @@ from ..inbox import InboxNotifier
 from ..jsontext import dumps
 from ..views import MessageView
 from .bodies import message_id_header, read_body, read_query
+from .counts import Counts
 from .errors import ApiError, error_response, ok
 from .models import MAX_USER_ID, MarkReadBody, MessageBody, MessagesQuery, SendBody, StreamQuery
 from .routes import _hub, _settings, current_session
@@ -32,7 +33,13 @@ async def _send(request: Request, to: str, body: Any, **kwargs: Any) -> Response
         message = await _hub(request).inbox.send(to, body, **kwargs)
     except InvalidMessageError as exc:
         raise _invalid_body(exc) from exc
+    _counts(request).sent(1)
     return ok(message, status=201)
+
+
+def _counts(request: Request) -> Counts:
+    counts: Counts = request.app.state.counts
+    return counts
 
 
 async def admin_send(request: Request) -> Response:
@@ -51,6 +58,7 @@ async def broadcast(request: Request) -> Response:
         result = await _hub(request).inbox.broadcast(body)
     except InvalidMessageError as exc:
         raise _invalid_body(exc) from exc
+    _counts(request).sent(result["recipients"])
     return ok(result)
 
 
@@ -121,6 +129,7 @@ async def stream(request: Request) -> Response:
         last = await hub.inbox.read_cursor(user_id)
     keepalive = _settings(request).messages.stream_keepalive
     cookie = request.cookies.get(_settings(request).session.cookie_name)
+    counts = _counts(request)
 
     async def events() -> AsyncIterator[str]:
         after = last
@@ -131,6 +140,7 @@ async def stream(request: Request) -> Response:
                 messages = await hub.inbox.after(user_id, after, limit=STREAM_BATCH)
                 for m in messages:
                     yield _event(m.view())
+                    counts.delivered()
                     after = m.id
                 if len(messages) == STREAM_BATCH:
                     continue

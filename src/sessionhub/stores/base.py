@@ -68,6 +68,16 @@ Op = Generator[Call, Any, T]
 """An operation: yields calls, is sent their replies, returns a ``T``."""
 
 
+def call_name(call: Call) -> str:
+    """A short, bounded name for a call (metrics, traces): its script or command, and a
+    pipeline's distinct ones joined by ``+``. Never a key or an argument."""
+    if isinstance(call, PipelineCall):
+        return "+".join(dict.fromkeys(call_name(c) for c in call.calls))
+    if isinstance(call, ScriptCall):
+        return call.script.name
+    return str(call.args[0]).lower()
+
+
 def send(call: Call) -> Op[Any]:
     """An operation of one call, whose result is the call's reply."""
     return (yield call)

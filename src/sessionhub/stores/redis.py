@@ -237,6 +237,8 @@ class RedisOps:
         self.remember_bucket_ms = remember_bucket_ms or count_bucket_ms
         """The bucket width of remembered sessions (field ``w``), which idle out much later."""
         self.min_version = MIN_REDIS_VERSION
+        self.expired = 0
+        """Sessions that idled out, as :meth:`count` finds their ended buckets (each once)."""
 
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
@@ -307,7 +309,8 @@ class RedisOps:
             for shard in range(self.keys.shards)
         )
         replies = yield PipelineCall(calls)
-        return sum(int(r) for r in replies)
+        self.expired += sum(int(r[1]) for r in replies)
+        return sum(int(r[0]) for r in replies)
 
     def ping(self) -> Op[bool]:
         reply = yield CommandCall(("PING",))

@@ -22,13 +22,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, Protocol, TypeVar
 
 from ..events import DEFAULT_QUEUE_SIZE, EventBus
 from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, F_USER, Fields
 from ..tokens import short
-from .base import CommandCall, Op, ScriptCall
+from .base import Call, CommandCall, Op, ScriptCall
 from .coherence import MirrorCoherence
 from .memory import MemoryStore
 from .redis import TOO_OLD, Fault, RedisOps, classify
@@ -55,6 +55,35 @@ RECOVERY_BATCH = 500
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class CoreObserver(Protocol):
+    """Watches a core from outside it (metrics, tracing): the core itself counts nothing."""
+
+    def redis_call(self, call: Call, started: float, ended: float, error: Exception | None) -> None:
+        """One Redis round trip made through :meth:`ResilientCore.on_redis`, timed with
+        ``time.perf_counter``; ``error`` is what it raised, if anything."""
+
+    def mode_changed(self, degraded: bool) -> None:
+        """The circuit opened (``True``) or closed after a recovery (``False``)."""
+
+
+def observed(op: Op[T], observer: CoreObserver) -> Op[T]:
+    """``op``, reporting each of its calls to ``observer``."""
+    reply: object = None
+    error: Exception | None = None
+    while True:
+        try:
+            call = op.throw(error) if error is not None else op.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        started = time.perf_counter()
+        error = None
+        try:
+            reply = yield call
+        except Exception as exc:
+            error = exc
+        observer.redis_call(call, started, time.perf_counter(), error)
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,8 @@ class ResilientCore:
         """What keeps traffic off Redis while degraded (``None`` while healthy)."""
         self.on_degraded: Callable[[], None] | None = None
         """Called once each time the circuit opens; the front end starts its probe loop here."""
+        self.observer: CoreObserver | None = None
+        """Told of every Redis call and mode change; ``None`` (the default) costs nothing."""
         self._lock = threading.Lock()
         self._dirty: dict[str, int] = {}  # sid -> change counter, to spot writes during recovery
         self._outage_born: set[str] = set()  # created while degraded, not (yet) in Redis
@@ -141,6 +172,8 @@ class ResilientCore:
             self.events.emit("degraded", reason=fault.name)
             if self.on_degraded is not None:
                 self.on_degraded()
+            if self.observer is not None:
+                self.observer.mode_changed(True)
         elif changed:
             log.warning("Redis fault changed, still in degraded mode: %s", self.last_error)
 
@@ -178,6 +211,8 @@ class ResilientCore:
         """
         if not (self._use_redis() or (reads and self.reads_from_redis)):
             return USE_MEMORY
+        if self.observer is not None:
+            op = observed(op, self.observer)
         try:
             return (yield from op)
         except Exception as exc:
@@ -328,9 +363,15 @@ class ResilientCore:
         if self.redis_ops is not None:
             in_redis = yield from self.on_redis(self.redis_ops.count(now))
             if in_redis is not USE_MEMORY:
-                only_here = sum(1 for s in list(self._outage_born) if self.memory.peek(s, now))
-                return in_redis, only_here
+                return in_redis, self.memory_only_sessions(now)
         return None, self.memory.count(now)
+
+    def memory_only_sessions(self, now: int) -> int:
+        """Sessions served from memory that Redis does not hold: those created during an
+        outage and not copied yet; every live one in memory while degraded or memory-only."""
+        if self._use_redis():
+            return sum(1 for s in list(self._outage_born) if self.memory.peek(s, now))
+        return self.memory.count(now)
 
     def ping(self) -> Op[float | None]:
         """Round-trip latency to Redis in milliseconds, or ``None`` when degraded or memory-only.
@@ -404,6 +445,8 @@ class ResilientCore:
         outage = time.time() - (self.degraded_since or time.time())
         log.warning("%s (after %.1f s in degraded mode)", RECOVERED_MESSAGE, outage)
         self.events.emit("recovered")
+        if self.observer is not None:
+            self.observer.mode_changed(False)
         return True
 
     def _copy_dirty(self) -> Op[None]:

@@ -1,0 +1,232 @@
+"""GET /metrics in one process: every figure is there and moves with what happens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from metrics_scrape import Samples, moved, parse, value
+from sessioncookie import as_session
+from starlette.testclient import TestClient
+
+from helpers import ADMIN_KEY, PASSWORD, device, login, wait_for
+from redis_server import RedisServer
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+FAST = {"REFRESH_INTERVAL": 0.1}
+
+EXPECTED = {
+    "sessionhub_sessions_active",
+    "sessionhub_sessions_created",
+    "sessionhub_sessions_destroyed",
+    "sessionhub_session_duration_seconds",
+    "sessionhub_redis_up",
+    "sessionhub_degraded",
+    "sessionhub_degraded_transitions",
+    "sessionhub_redis_command_duration_seconds",
+    "sessionhub_memory_store_sessions",
+    "sessionhub_memory_store_evictions",
+    "sessionhub_online_users",
+    "sessionhub_messages_sent",
+    "sessionhub_messages_delivered",
+    "sessionhub_logins",
+    "sessionhub_http_requests",
+    "sessionhub_http_request_duration_seconds",
+}
+
+
+def scrape(client: TestClient) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+def test_every_metric_is_exported(client: TestClient) -> None:
+    """Each metric of the issue is in the exposition, under its Prometheus family name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert families >= EXPECTED
+
+
+def test_session_and_login_counters_move(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    """Logins by result, sessions created and destroyed by reason, and their durations."""
+    client = make_client(
+        redis_url, session={"MAX_PER_USER": 2}, auth={"MAX_ATTEMPTS": 1}, metrics=FAST
+    )
+    before = scrape(client)
+    device(client, "alice", "one")
+    two = device(client, "alice", "two")
+    device(client, "alice", "three")  # over MAX_PER_USER: the oldest goes ("limit")
+    assert client.post("/api/auth/logout", headers=as_session(two)).json()["data"]["logged_out"]
+    device(client, "bob", "one")
+    device(client, "bob", "two")
+    oldest = client.get("/api/users/bob/sessions", headers=ADMIN).json()["data"]["sessions"][0]
+    assert (
+        client.delete(f"/api/users/bob/sessions/{oldest['id']}", headers=ADMIN).status_code == 200
+    )
+    four = device(client, "alice", "four")
+    revoked = client.post("/api/me/sessions/revoke-others", headers=as_session(four))
+    assert revoked.json()["data"]["revoked"] == 1
+    client.post("/api/auth/login", json={"username": "carol", "password": "wrong"})
+    throttled = client.post("/api/auth/login", json={"username": "carol", "password": "wrong"})
+    assert throttled.status_code == 429
+    after = scrape(client)
+    delta = moved(before, after)
+    assert delta("sessionhub_logins_total", result="ok") == 6
+    assert delta("sessionhub_logins_total", result="invalid") == 1
+    assert delta("sessionhub_logins_total", result="throttled") == 1
+    assert delta("sessionhub_sessions_created_total") == 6
+    for reason in ("limit", "logout", "admin", "revoked"):
+        assert delta("sessionhub_sessions_destroyed_total", reason=reason) == 1, reason
+    assert delta("sessionhub_session_duration_seconds_count") == 4
+    wait_for(lambda: value(scrape(client), "sessionhub_sessions_active", store="redis") == 2)
+    assert value(after, "sessionhub_redis_up") == 1
+    assert value(after, "sessionhub_degraded") == 0
+
+
+def test_http_requests_are_labelled_by_route_template(client: TestClient) -> None:
+    """The route label is the template, never the path; an unknown path is ``unmatched``."""
+    before = scrape(client)
+    client.get("/api/users/someone/sessions", headers=ADMIN)
+    client.get("/api/users/other/sessions", headers=ADMIN)
+    client.get("/no/such/path")
+    after = scrape(client)
+    delta = moved(before, after)
+    route = "/api/users/{user_id}/sessions"
+    assert delta("sessionhub_http_requests_total", route=route, method="GET", status="200") == 2
+    assert delta("sessionhub_http_requests_total", route="unmatched", method="GET", status="404")
+    assert delta("sessionhub_http_request_duration_seconds_count", route=route, method="GET") == 2
+    assert not [key for key in after if ("route", "/api/users/someone/sessions") in key[1]]
+
+
+def test_messages_sent_and_delivered(client: TestClient) -> None:
+    """Messages stored (direct, admin, broadcast) and pushed on the live stream are counted."""
+    before = scrape(client)
+    bob = device(client, "bob")
+    for body in ("one", "two"):
+        sent = client.post("/api/users/bob/messages", json={"body": body}, headers=ADMIN)
+        assert sent.status_code == 201
+    broadcast = client.post("/api/messages/broadcast", json={"body": "all"}, headers=ADMIN)
+    recipients = broadcast.json()["data"]["recipients"]
+    with client.stream("GET", "/api/me/messages/stream", headers=as_session(bob)) as stream:
+        events = 0
+        for line in stream.iter_lines():
+            events += line.startswith("data: ")
+            if events == 3:
+                break
+    after = scrape(client)
+    delta = moved(before, after)
+    assert delta("sessionhub_messages_sent_total") == 2 + recipients
+    assert delta("sessionhub_messages_delivered_total") == 3
+    assert value(after, "sessionhub_online_users") >= 0
+    wait_for(lambda: value(scrape(client), "sessionhub_online_users") == 1)
+
+
+def test_redis_calls_are_timed_by_script_or_command(client: TestClient) -> None:
+    """Each Redis round trip lands in the histogram under its script or command name."""
+    before = scrape(client)
+    cookie = login(client)
+    client.get("/api/auth/me", headers=as_session(cookie))
+    delta = moved(before, scrape(client))
+    name = "sessionhub_redis_command_duration_seconds_count"
+    assert delta(name, operation="load") >= 1
+    assert delta(name, operation="put+user_add") == 1
+
+
+def test_sessions_that_idle_out_count_as_expired(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    """A session left to idle out in Redis is counted once, with reason ``expired``."""
+    client = make_client(redis_url, session={"EXPIRES": 1, "ABSOLUTE_LIFETIME": 60}, metrics=FAST)
+    before = scrape(client)
+    device(client, "alice")
+    wait_for(
+        lambda: (
+            moved(before, scrape(client))("sessionhub_sessions_destroyed_total", reason="expired")
+            == 1
+        )
+    )
+    assert value(scrape(client), "sessionhub_sessions_active", store="redis") == 0
+
+
+def test_memory_store_evictions(make_client: Callable[..., TestClient], redis_url: str) -> None:
+    """A mirror over MEMORY_MAX_SESSIONS evicts, and the evictions are counted."""
+    client = make_client(redis_url, session={"MEMORY_MAX_SESSIONS": 1})
+    before = scrape(client)
+    device(client, "alice")
+    device(client, "bob")
+    after = scrape(client)
+    assert moved(before, after)("sessionhub_memory_store_evictions_total") == 1
+    assert value(after, "sessionhub_memory_store_sessions") == 1
+
+
+def test_degraded_mode_is_visible(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """Redis killed: redis_up 0, degraded 1, a transition in; back: the reverse, and sessions
+    created meanwhile are counted as held in memory only until recovery copies them."""
+    client = make_client(fresh_redis_server.url, metrics=FAST)
+    before = scrape(client)
+    fresh_redis_server.kill()
+    device(client, "alice")
+    during = scrape(client)
+    assert value(during, "sessionhub_redis_up") == 0
+    assert value(during, "sessionhub_degraded") == 1
+    assert value(during, "sessionhub_sessions_active", store="memory") == 1
+    assert moved(before, during)("sessionhub_degraded_transitions_total", direction="entered") == 1
+    fresh_redis_server.start()
+    wait_for(lambda: value(scrape(client), "sessionhub_degraded") == 0)
+    after = scrape(client)
+    assert value(after, "sessionhub_redis_up") == 1
+    assert moved(before, after)("sessionhub_degraded_transitions_total", direction="left") == 1
+    assert value(after, "sessionhub_sessions_active", store="memory") == 0
+
+
+def test_metrics_behind_the_admin_key(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    """With METRICS.REQUIRE_AUTH the endpoint wants the admin key like the admin API."""
+    client = make_client(redis_url, metrics={"REQUIRE_AUTH": True})
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.get("/metrics", headers=ADMIN).status_code == 200
+
+
+def test_metrics_can_be_switched_off(
+    make_client: Callable[..., TestClient], redis_url: str
+) -> None:
+    """Without METRICS.ENABLED there is no /metrics, and logins still work."""
+    client = make_client(redis_url, metrics={"ENABLED": False})
+    assert client.get("/metrics").status_code == 404
+    response = client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 200
+
+
+def test_redis_figures_in_stats_and_health(client: TestClient) -> None:
+    """Stats and health show Redis's own figures, as the background read found them."""
+    for path in ("/api/session/stats", "/api/health/redis"):
+        info = client.get(path).json()["data"]["redis_info"]
+        assert info["role"] == "master"
+        assert info["used_memory"] > 0
+        assert info["connected_clients"] >= 1
+        assert info["maxmemory"] == 0
+        assert info["evicted_keys"] == 0
+
+
+def test_the_grafana_dashboard_shows_every_metric() -> None:
+    """The provisioned dashboard queries every metric, and Prometheus scrapes /metrics."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    dashboard = json.loads((deploy / "grafana" / "dashboards" / "sessionhub.json").read_text())
+    queries = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for family in EXPECTED:
+        assert family in queries, family
+    scrape = yaml.safe_load((deploy / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["metrics_path"] == "/metrics"
