@@ -25,8 +25,10 @@ import redis.cluster
 from .config import RedisSettings, Settings
 from .features import FeatureFronts, build_features
 from .frontends import Awaiting, Blocking, Front, M, operation
+from .locks import DEFAULT_BLOCK, DEFAULT_TTL, AsyncSessionLock, SessionLock
 from .manager import SessionManager
 from .revocations import RevocationFeed, RevocationTask, RevocationThread
+from .session import Session
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
 from .stores.cluster import AsyncClusterCalls, ClusterCalls
@@ -63,7 +65,7 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     ops = RedisOps(keys, count_bucket_ms(ss.expires * 1000)) if with_redis else None
     core = ResilientCore(
         ops,
-        MemoryStore(ss.memory_max_sessions),
+        MemoryStore(ss.memory_max_sessions, ss.local_cache_size),
         lifetimes=Lifetimes(
             idle_ms=ss.expires * 1000,
             absolute_ms=ss.absolute_lifetime * 1000,
@@ -89,6 +91,8 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
     regenerate = operation(SessionManager.regenerate)
     extend = operation(SessionManager.extend)
     save = operation(SessionManager.save)
+    increment = operation(SessionManager.increment)
+    append = operation(SessionManager.append)
     destroy = operation(SessionManager.destroy)
     stats = operation(SessionManager.stats)
     health = operation(SessionManager.health)
@@ -150,6 +154,12 @@ class SessionHub(_Hub[SyncClient, Blocking]):
     def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
         return run_sync(op, self._calls)
+
+    def lock(
+        self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
+    ) -> SessionLock:
+        """The session's lock, waiting up to ``block`` seconds for it (see :mod:`.locks`)."""
+        return SessionLock(self.run, self.manager, session, block, ttl)
 
     def _maintain(self) -> None:
         core = self.manager.core
@@ -224,6 +234,12 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
             return await run_async(op, self._calls)
         assert not isinstance(self.client, aiocluster.RedisCluster)  # it always has _calls
         return await run_async(op, self.client)
+
+    def lock(
+        self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
+    ) -> AsyncSessionLock:
+        """The session's lock, waiting up to ``block`` seconds for it (see :mod:`.locks`)."""
+        return AsyncSessionLock(self.run, self.manager, session, block, ttl)
 
     async def _maintain(self) -> None:
         assert self._wake is not None

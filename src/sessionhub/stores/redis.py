@@ -5,7 +5,9 @@ Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the sessio
     P{n}:s:<sid>   hash   one session (fields: see sessionhub.session but ``e``, which is the
                           key's own expiry time: PEXPIREAT to set it, PEXPIRETIME to read it)
     P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
-    Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua)
+    P{n}:k:<sid>   string a session's lock (``hub.lock``): the holder's token, until its ttl
+    Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua),
+                   and ``<sid>:<writer>`` for every data write (update.lua, modify.lua)
 
 A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
 the same layout runs on Redis Cluster. Counting sums the buckets that have not ended over the
@@ -30,7 +32,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ..exceptions import RedisTooOldError
+from ..exceptions import DataError, RedisTooOldError
 from ..session import F_EXPIRES, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
@@ -137,6 +139,8 @@ def server_version(info: Any) -> tuple[int, ...]:
 LOAD = LuaScript.load("load", "counts")
 PUT = LuaScript.load("put", "counts")
 UPDATE = LuaScript.load("update")
+MODIFY = LuaScript.load("modify")
+UNLOCK = LuaScript.load("unlock")
 DESTROY = LuaScript.load("destroy", "counts")
 COUNT = LuaScript.load("count")
 
@@ -183,6 +187,10 @@ class KeySpace:
 
     def probe(self) -> str:
         return f"{self.prefix}probe"
+
+    def lock(self, sid: str) -> str:
+        """A session's lock, in the session's slot."""
+        return f"{self.prefix}{{{self.shard(sid)}}}:k:{sid}"
 
     def revoked(self) -> str:
         """Pub/Sub channel: every destroy publishes the storage id, so mirrors drop their copy."""
@@ -259,12 +267,48 @@ class RedisOps:
         replies = yield PipelineCall(
             tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
         )
-        return [bool(r) for r in replies]
+        written = [bool(r) for r in replies]
+        # Other processes may cache what this copy replaced (it was cut off from Redis alone).
+        channel = self.keys.revoked()
+        changed = tuple(
+            CommandCall(("PUBLISH", channel, f"{sid}:"))
+            for (sid, _, _), wrote in zip(records, written, strict=True)
+            if wrote
+        )
+        if changed:
+            yield PipelineCall(changed)
+        return written
 
-    def update(self, sid: str, set_fields: Fields, delete: tuple[str, ...]) -> Op[bool]:
-        args: tuple[Arg, ...] = (len(delete), *delete, *_pairs(set_fields))
-        reply = yield ScriptCall(UPDATE, (self.keys.session(sid),), args)
+    def update(
+        self, sid: str, set_fields: Fields, delete: tuple[str, ...], writer: str = ""
+    ) -> Op[bool]:
+        """Write data fields and tell every cache but ``writer``'s to drop its copy."""
+        args: tuple[Arg, ...] = (self.keys.revoked(), f"{sid}:{writer}", len(delete), *delete)
+        reply = yield ScriptCall(UPDATE, (self.keys.session(sid),), (*args, *_pairs(set_fields)))
         return bool(reply)
+
+    def modify(self, sid: str, name: str, kind: str, argument: str, writer: str) -> Op[str | None]:
+        """Field ``name`` after adding ``argument`` to it (``kind`` ``incr``) or appending the JSON
+        element ``argument`` to it (``append``); ``None`` when the session is gone."""
+        args: tuple[Arg, ...] = (name, kind, argument, self.keys.revoked(), f"{sid}:{writer}")
+        try:
+            reply = yield ScriptCall(MODIFY, (self.keys.session(sid),), args)
+        except redis.ResponseError as exc:
+            if "session value is not" in str(exc):
+                raise DataError(f"cannot {kind} {name[2:]!r}: {exc}") from None
+            raise
+        if reply is None:
+            return None
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    def lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+        """Take the session's lock unless another holder has it."""
+        reply = yield CommandCall(("SET", self.keys.lock(sid), token, "NX", "PX", ttl_ms))
+        return bool(reply)
+
+    def unlock(self, sid: str, token: str) -> Op[bool]:
+        """Release the lock if ``token`` still holds it."""
+        return bool((yield ScriptCall(UNLOCK, (self.keys.lock(sid),), (token,))))
 
     def destroy_call(self, sid: str) -> ScriptCall:
         args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid)
