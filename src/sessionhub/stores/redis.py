@@ -256,7 +256,9 @@ class RedisOps:
         put = self._put_call(sid, fields, expires_ms, "new")
         yield PipelineCall((put, *also)) if also else put
 
-    def put_many_if_newer(self, records: list[tuple[str, Fields, int]]) -> Op[list[bool]]:
+    def put_many_if_newer(
+        self, records: list[tuple[str, Fields, int]], writer: str = ""
+    ) -> Op[list[bool]]:
         """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage).
 
         Says, per record, whether it was written: Redis had lost it (a restart without
@@ -268,10 +270,11 @@ class RedisOps:
             tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
         )
         written = [bool(r) for r in replies]
-        # Other processes may cache what this copy replaced (it was cut off from Redis alone).
+        # Other processes may cache what this copy replaced (it was cut off from Redis alone);
+        # this one still serves its own copy from memory until the recovery ends.
         channel = self.keys.revoked()
         changed = tuple(
-            CommandCall(("PUBLISH", channel, f"{sid}:"))
+            CommandCall(("PUBLISH", channel, f"{sid}:{writer}"))
             for (sid, _, _), wrote in zip(records, written, strict=True)
             if wrote
         )

@@ -517,7 +517,7 @@ class ResilientCore:
                 fields = self.memory.peek(sid, now)
                 if fields is not None:
                     records.append((sid, fields, int(fields[F_EXPIRES])))
-            written = yield from self.redis_ops.put_many_if_newer(records)
+            written = yield from self.redis_ops.put_many_if_newer(records, self.writer)
             for (sid, fields, _), restored in zip(records, written, strict=True):
                 log.info("Session copied from memory to Redis: %s", short(sid))
                 if restored:
