@@ -258,14 +258,29 @@ def wrk(
     threads: int = 1,
     cookie: str | None = None,
     method: str = "GET",
+    cookies_file: str | None = None,
 ) -> dict[str, float]:
-    """Run wrk and return requests/s, p50/p99 latency (ms) and error counts."""
+    """Run wrk and return requests/s, requests, p50/p99 latency (ms) and error counts.
+
+    ``cookies_file``: one Cookie header value per line, cycled through request after request.
+    """
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115
     with script:
         script.write(f'wrk.method = "{method}"\n')
         if cookie:
             script.write(f'wrk.headers["Cookie"] = "{cookie}"\n')
         script.write(f'wrk.headers["User-Agent"] = "{UA}"\n')
+        if cookies_file:
+            script.write(
+                f'cookies = {{}}\nfor line in io.lines("{cookies_file}") do '
+                "cookies[#cookies + 1] = line end\n"
+                "i = 0\n"
+                "request = function()\n"
+                "  i = i % #cookies + 1\n"
+                '  wrk.headers["Cookie"] = cookies[i]\n'
+                "  return wrk.format()\n"
+                "end\n"
+            )
         script.write(
             "errors = 0\n"
             "response = function(status, headers, body)\n"
@@ -290,8 +305,10 @@ def wrk(
     lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     return {
         "rps": rps,
+        "requests": float(done.group(1)) if done else 0.0,
         "p50_ms": _ms(lat.get("50", "nan")),
         "p99_ms": _ms(lat.get("99", "nan")),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,

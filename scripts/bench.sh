@@ -22,4 +22,10 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 cd bench
+# scripts/bench.sh cache: the local cache's figures (bench_cache.py), against starsessions too.
+if [[ "${1:-}" == "cache" ]]; then
+    shift
+    ../.venv/bin/python -m pip install -q starsessions
+    exec ../.venv/bin/python bench_cache.py "$@"
+fi
 exec ../.venv/bin/python run_all.py "$@"

@@ -92,7 +92,7 @@ def test_defaults_without_any_file() -> None:
     assert settings.session.cookie_samesite == "lax"
     assert settings.session.expires == 7200
     assert settings.session.absolute_lifetime == 604800
-    assert settings.session.refresh_threshold == 0
+    assert settings.session.refresh_threshold == 60
     assert settings.session.memory_cleanup_interval == 300
     assert settings.session.memory_max_sessions == 100000
     assert settings.session.index_shards == 16

@@ -264,6 +264,11 @@ class RedisSettings(BaseModel):
         return self.connection_url(masked=True)
 
 
+DEFAULT_REFRESH_THRESHOLD = 60
+"""Seconds: the idle timeout is extended at most once per minute, so reads in between need no
+Redis round trip (the local cache answers them)."""
+
+
 class SessionSettings(BaseModel):
     """How sessions are stored, keyed, expired and put in cookies."""
 
@@ -291,9 +296,10 @@ class SessionSettings(BaseModel):
     absolute_lifetime: StrictInt = Field(default=604800, ge=1)
     remember_expires: StrictInt = Field(default=1209600, ge=1)
     remember_absolute_lifetime: StrictInt = Field(default=2592000, ge=1)
-    refresh_threshold: StrictInt = Field(default=0, ge=0)
+    refresh_threshold: StrictInt = Field(default=DEFAULT_REFRESH_THRESHOLD, ge=0)
     memory_cleanup_interval: _Seconds = 300.0
     memory_max_sessions: StrictInt = Field(default=100000, ge=1)
+    local_cache_size: StrictInt = Field(default=100000, ge=0)
     migrate_on_recovery: StrictBool = True
     index_shards: StrictInt = Field(default=16, ge=1, le=1024)
     max_per_user: StrictInt = Field(default=0, ge=0)
@@ -390,6 +396,11 @@ class SessionSettings(BaseModel):
                 "requires COOKIE_SECURE: true (browsers reject SameSite=None cookies that are "
                 "not Secure)",
             )
+        if "refresh_threshold" not in self.model_fields_set:
+            # The default must not refuse a short EXPIRES: then the idle timeout is extended at
+            # most once per half of it.
+            default = min(DEFAULT_REFRESH_THRESHOLD, self.expires // 2)
+            object.__setattr__(self, "refresh_threshold", default)
         # (key, its value, "must be" relation, the other key, its value)
         orders = (
             ("ABSOLUTE_LIFETIME", self.absolute_lifetime, ">=", "EXPIRES", self.expires),

@@ -83,6 +83,11 @@ class ConflictError(SessionHubError):
     """Concurrent writers kept changing the same value; the caller may try again."""
 
 
+class LockTimeoutError(SessionHubError, TimeoutError):
+    """A session's lock was still held by another request when the wait limit (``block``) ran
+    out."""
+
+
 class StoreError(SessionHubError):
     """A session store could not complete an operation."""
 

@@ -28,6 +28,7 @@ from .expiries import ExpiryFeed, claim_expiry, enable_notifications
 from .features import FeatureFronts, build_features
 from .freshness import require_fresh
 from .frontends import Awaiting, Blocking, Front, M, operation
+from .locks import DEFAULT_BLOCK, DEFAULT_TTL, AsyncSessionLock, SessionLock
 from .manager import SessionManager
 from .revocations import RevocationFeed, RevocationTask, RevocationThread
 from .session import Session
@@ -78,7 +79,7 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
         ops = RedisOps(keys, *widths)
     core = ResilientCore(
         ops,
-        MemoryStore(ss.memory_max_sessions),
+        MemoryStore(ss.memory_max_sessions, ss.local_cache_size),
         lifetimes=Lifetimes(
             idle_ms=ss.expires * 1000,
             absolute_ms=ss.absolute_lifetime * 1000,
@@ -135,6 +136,8 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
     credentials_changed = operation(SessionManager.credentials_changed)
     extend = operation(SessionManager.extend)
     save = operation(SessionManager.save)
+    increment = operation(SessionManager.increment)
+    append = operation(SessionManager.append)
     destroy = operation(SessionManager.destroy)
     stats = operation(SessionManager.stats)
     health = operation(SessionManager.health)
@@ -232,6 +235,12 @@ class SessionHub(_Hub[SyncClient, Blocking]):
         """Run any operation (a generator from the manager or the core) to completion."""
         return run_sync(op, self._calls)
 
+    def lock(
+        self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
+    ) -> SessionLock:
+        """The session's lock, waiting up to ``block`` seconds for it (see :mod:`.locks`)."""
+        return SessionLock(self.run, self.manager, session, block, ttl)
+
     def _maintain(self) -> None:
         core = self.manager.core
         probe = self.settings.redis.probe_interval
@@ -318,6 +327,12 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
             return await run_async(op, self._calls)
         assert not isinstance(self.client, aiocluster.RedisCluster)  # it always has _calls
         return await run_async(op, self.client)
+
+    def lock(
+        self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
+    ) -> AsyncSessionLock:
+        """The session's lock, waiting up to ``block`` seconds for it (see :mod:`.locks`)."""
+        return AsyncSessionLock(self.run, self.manager, session, block, ttl)
 
     async def _maintain(self) -> None:
         assert self._wake is not None

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from .exceptions import DataError, InvalidInputError
 from .session import (
+    DATA_PREFIX,
     F_AUTH_LEVEL,
     F_AUTHENTICATED,
     F_CREATED,
@@ -21,6 +23,10 @@ from .session import (
     Fields,
     Session,
     SessionRecord,
+    appended,
+    check_key,
+    encoded,
+    incremented,
 )
 from .stores.base import CommandCall, Op, ScriptCall
 from .stores.resilient import ResilientCore
@@ -349,6 +355,60 @@ class SessionManager:
             if expires_ms is not None:
                 session.record.expires_ms = expires_ms
         return ok
+
+    def increment(self, session: Session, key: str, by: int | float = 1) -> Op[int | float | None]:
+        """Add ``by`` to the number under ``key`` (0 when absent) in one atomic step, so
+        concurrent requests lose no increment; the new value, ``None`` if the session is gone.
+
+        ``session`` sees the new value, and a later save does not write ``key`` again.
+        Integers stay exact up to 2**53.
+        """
+        check_key(key)
+        self._check_plain("increment")
+        if isinstance(by, bool) or not isinstance(by, int | float) or not math.isfinite(by):
+            raise DataError(f"increment by a finite int or float, not {by!r}")
+        amount = str(by) if isinstance(by, int) else repr(by)
+        text = yield from self.core.modify(
+            session.sid, DATA_PREFIX + key, "incr", amount, lambda old: incremented(old, by)
+        )
+        if text is None:
+            return None
+        value = session.stored(key, text)
+        return value if isinstance(value, int | float) else None
+
+    def append(self, session: Session, key: str, value: object) -> Op[list[object] | None]:
+        """Append ``value`` to the list under ``key`` (a new list when absent) in one atomic
+        step; the new list, ``None`` if the session is gone. ``session`` sees the new list."""
+        check_key(key)
+        self._check_plain("append")
+        element = encoded(value)
+        text = yield from self.core.modify(
+            session.sid, DATA_PREFIX + key, "append", element, lambda old: appended(old, element)
+        )
+        if text is None:
+            return None
+        stored = session.stored(key, text)
+        return list(stored) if isinstance(stored, list) else None
+
+    def _check_plain(self, what: str) -> None:
+        # modify.lua changes the stored JSON in place, which an encrypted value is not.
+        if self.values.key_ids:
+            raise DataError(
+                f"an atomic {what} works on plain stored values, and ENCRYPTION.KEYS encrypts "
+                "them: take hub.lock(session) around a read, change and save instead"
+            )
+
+    def try_lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+        """Take the session's lock for ``token`` unless another request holds it."""
+        return (yield from self.core.lock(sid, token, ttl_ms))
+
+    def unlock(self, sid: str, token: str) -> Op[None]:
+        yield from self.core.unlock(sid, token)
+
+    def reload(self, sid: str) -> Op[Session | None]:
+        """The session as Redis holds it now, bypassing the local cache (under its lock)."""
+        fields = yield from self.core.load(sid, touch=False, cached=False)
+        return None if fields is None else Session(SessionRecord.from_fields(sid, fields))
 
     def extend(self, session: Session) -> Op[Session | None]:
         """Slide the idle expiry now, within the absolute lifetime; ``None`` if it is gone."""

@@ -61,6 +61,11 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT = object()
 
 
+def encoded(value: Any) -> str:
+    """``value`` as a session field holds it; raises :class:`DataError` if it cannot be."""
+    return _dumps(value)
+
+
 def _dumps(value: Any) -> str:
     try:
         text = compact(value)
@@ -78,13 +83,7 @@ def _utf8_len(text: str) -> int:
 def check_item(key: object, value: Any) -> None:
     """Refuse what a store cannot keep: a key that is not a string (or not valid Unicode text),
     a value that is not JSON."""
-    if not isinstance(key, str):
-        raise DataError(f"session keys must be strings, not {type(key).__name__}")
-    if not key.isascii():
-        try:
-            key.encode()
-        except UnicodeEncodeError as exc:
-            raise DataError(f"session keys must be valid Unicode text: {exc}") from exc
+    check_key(key)
     _dumps(value)  # fail at assignment, where the bug is, not at save time
 
 
@@ -102,14 +101,19 @@ def _decoded(
                 continue  # under a key no longer listed: missing, as an unparsable key is
             text = opened
         try:
-            data[key] = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            try:  # what orjson refuses and json takes: integers beyond 64 bits, NaN, surrogates
-                data[key] = json.loads(text)
-            except ValueError:
-                continue  # one unreadable key must not cost the user their session
+            data[key] = _parsed(text)
+        except ValueError:
+            continue  # one unreadable key must not cost the user their session
         kept[key] = text
     return data, kept
+
+
+def _parsed(text: str) -> Any:
+    """``text`` as JSON; ``ValueError`` when it is none."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what json takes: integers beyond 64 bits, NaN, surrogates
+        return json.loads(text)
 
 
 @dataclass(eq=False)
@@ -230,6 +234,35 @@ class SessionRecord:
         )
 
 
+def check_key(key: object) -> None:
+    """Raise :class:`DataError` unless ``key`` can name a session value."""
+    if not isinstance(key, str):
+        raise DataError(f"session keys must be strings, not {type(key).__name__}")
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError as exc:
+            raise DataError(f"session keys must be valid Unicode text: {exc}") from exc
+
+
+def incremented(text: str | None, by: int | float) -> str:
+    """The JSON number ``text`` plus ``by`` (``modify.lua``'s ``incr``, for the memory store)."""
+    current: Any = 0 if text is None else _parsed(text)
+    if isinstance(current, bool) or not isinstance(current, int | float):
+        raise DataError("session value is not a number")
+    return _dumps(current + by)
+
+
+def appended(text: str | None, element: str) -> str:
+    """The JSON list ``text`` with the encoded ``element`` at its end (``modify.lua``'s
+    ``append``, for the memory store)."""
+    if text is None or text == "[]":
+        return f"[{element}]"
+    if text[:1] != "[" or text[-1:] != "]":
+        raise DataError("session value is not a list")
+    return f"{text[:-1]},{element}]"
+
+
 def slid_expiry(now_ms: int, idle_ms: int, hard_expires_ms: int) -> int:
     """The new idle expiry after activity at ``now_ms``: never past the absolute lifetime."""
     return min(now_ms + idle_ms, hard_expires_ms)
@@ -318,6 +351,18 @@ class Session(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         check_item(key, value)
         self._values()[key] = value
+
+    def stored(self, key: str, text: str) -> Any:
+        """Take ``text``, which the store now holds for ``key`` (an atomic change), as both the
+        value and what was saved: a later save writes nothing for ``key``."""
+        value = _parsed(text)
+        record = self.record
+        if record.decoded:
+            record.data[key] = value
+        record.raw[key] = _dumps(value)  # what a save compares with, in its own encoding
+        if self._data is not None:
+            self._data[key] = value
+        return value
 
     def __delitem__(self, key: str) -> None:
         del self._values()[key]

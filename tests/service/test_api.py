@@ -310,8 +310,12 @@ def test_admin_endpoint_needs_the_key(client: TestClient) -> None:
     assert ADMIN_KEY not in right.text
 
 
-def test_redis_type_errors_are_a_clean_500(client: TestClient, redis_server: RedisServer) -> None:
+def test_redis_type_errors_are_a_clean_500(
+    make_client: Callable[..., TestClient], redis_url: str, redis_server: RedisServer
+) -> None:
     """A corrupted key (wrong type) is reported as a JSON 500 without a stack trace."""
+    # The corruption goes around SessionHub, so no cache hears of it: every read goes to Redis.
+    client = make_client(redis_url, session={"REFRESH_THRESHOLD": 0})
     cookie = login(client)
     hub = client.app.state.hub  # type: ignore[attr-defined]
     sid = hub.manager.sid_for_cookie(cookie)

@@ -16,6 +16,8 @@ from redis_server import RedisServer
 from tcp_proxy import TcpProxy
 
 PROBE = 0.5
+SLIDES = {"REFRESH_THRESHOLD": 0}
+"""Every read reaches Redis, so a read is what finds an instance cut off from it."""
 ME = "/api/auth/me"
 
 
@@ -185,8 +187,8 @@ def test_a_session_destroyed_while_an_instance_was_cut_off_does_not_come_back(
     proxy = TcpProxy(server.port)
     try:
         quick = {"PROBE_INTERVAL": PROBE, "SOCKET_TIMEOUT": 0.3, "CONNECT_TIMEOUT": 0.3}
-        a = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
-        b = make_client(proxy.url, redis=quick)
+        a = make_client(server.url, redis={"PROBE_INTERVAL": PROBE}, session=SLIDES)
+        b = make_client(proxy.url, redis=quick, session=SLIDES)
         doomed = device(a, "alice", "doomed")
         assert status(b, doomed) == 200
         assert mirrored(b, doomed)

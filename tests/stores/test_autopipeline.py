@@ -30,7 +30,8 @@ class CountingPipeline(AutoPipeline):
 
 
 def _hub(redis_url: str) -> tuple[AsyncSessionHub, CountingPipeline]:
-    hub = AsyncSessionHub(build_settings(redis_url))
+    # Every open slides, so every open is a call to count (no read answered by the cache).
+    hub = AsyncSessionHub(build_settings(redis_url, session={"REFRESH_THRESHOLD": 0}))
     assert hub.client is not None
     counting = CountingPipeline(hub.client)
     hub._calls = counting

@@ -24,6 +24,9 @@ def hub_on(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     loop = LoopThread()
 
     def make(server: RedisServer, url: str | None = None, **sections: dict[str, object]) -> Any:
+        # These tests are about what a read does when Redis fails: every read must reach Redis,
+        # so none is answered by the local cache.
+        sections["session"] = {"REFRESH_THRESHOLD": 0, **sections.get("session", {})}
         settings = build_settings(url or server.url, redis={"PROBE_INTERVAL": PROBE}, **sections)
         hub: Any = (
             SessionHub(settings)

@@ -190,7 +190,7 @@ def test_the_idle_expiry_is_the_keys_own_expiry_time(
 ) -> None:
     """The hash keeps no copy of the idle expiry: the key's expiry time is it, and a read slides
     it; the user's session list reads it from there too."""
-    hub = make_hub(session={"EXPIRES": 60})
+    hub = make_hub(session={"EXPIRES": 60, "REFRESH_THRESHOLD": 0})  # every read slides
     clock = _clocked(hub)
     session, cookie = hub.create("alice")
     key = hub.manager.core.redis_ops.keys.session(session.sid)
@@ -310,7 +310,7 @@ def _commands_during(server: RedisServer, action: Callable[[], object]) -> list[
 def test_load_and_slide_is_one_round_trip(redis_server: RedisServer, redis_url: str) -> None:
     """Opening a session and sliding its expiry sends exactly one command (one EVALSHA)."""
 
-    hub = SessionHub(build_settings(redis_url))
+    hub = SessionHub(build_settings(redis_url, session={"REFRESH_THRESHOLD": 0}))  # slides
     try:
         session, cookie = hub.create("alice")
         hub.open(cookie)  # warm-up: every script used below is now cached in Redis
@@ -420,7 +420,7 @@ def test_values_round_trip_unicode_and_nesting(make_hub: MakeHub) -> None:
 
 def test_garbage_in_redis_does_not_crash(make_hub: MakeHub, redis_server: RedisServer) -> None:
     """A session hash missing its metadata is treated as gone, not as an error."""
-    hub = make_hub()
+    hub = make_hub(session={"REFRESH_THRESHOLD": 0})  # reads go to Redis, where it broke
     session, cookie = hub.create("alice")
     key = hub.manager.core.redis_ops.keys.session(session.sid)
     redis_server.client().hdel(key, "x")
@@ -432,7 +432,7 @@ def test_redis_errors_other_than_outages_propagate(
     make_hub: MakeHub, redis_server: RedisServer
 ) -> None:
     """A wrong-type key is a bug to report, not an outage: it raises rather than degrading."""
-    hub = make_hub()
+    hub = make_hub(session={"REFRESH_THRESHOLD": 0})  # reads go to Redis, where it broke
     session, cookie = hub.create("alice")
     key = hub.manager.core.redis_ops.keys.session(session.sid)
     client = redis_server.client()

@@ -18,6 +18,12 @@ therefore as good as the subscription that covered it since Redis last returned 
   unconfirmed, whatever happens next.
 * A revocation can overtake the reply of a load that read the session just before it was
   destroyed; the last revocations are remembered, so such a reply is not mirrored.
+
+The same subscription makes the mirror a read cache while Redis is healthy: data writes publish
+too (``update.lua``, ``modify.lua``), and a copy is served without a round trip only while the
+**link** that was up when Redis returned it is still up (:attr:`MirrorCoherence.links`). Unlike
+the epoch, the link number moves on every resubscription, whether or not Redis went down with
+it: after a restart Redis may have lost what the cache holds, so everything is read again.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class Stamp:
 
     epoch: int
     revocations: int
+    link: int
+    """The subscription that was up (:data:`UNCONFIRMED` when none was)."""
 
 
 class MirrorCoherence:
@@ -64,7 +72,14 @@ class MirrorCoherence:
 
     def stamp(self) -> Stamp:
         """Taken before a call to Redis whose reply will be mirrored."""
-        return Stamp(self.epoch if self._up else UNCONFIRMED, self.revocations)
+        if not self._up:
+            return Stamp(UNCONFIRMED, self.revocations, UNCONFIRMED)
+        return Stamp(self.epoch, self.revocations, self.links)
+
+    @property
+    def link(self) -> int:
+        """The subscription whose copies the cache may serve now (:data:`UNCONFIRMED`: none)."""
+        return self.links if self._up else UNCONFIRMED
 
     def confirmation(self, stamp: Stamp, sid: str) -> int | None:
         """The epoch to record for ``sid`` read by a call stamped ``stamp``; ``None`` when it was
@@ -79,6 +94,7 @@ class MirrorCoherence:
             return stamp.epoch
 
     def revoked(self, sid: str) -> None:
+        """``sid`` was destroyed or changed: a reply read before this must not be kept."""
         with self._lock:
             self.revocations += 1
             self._recent[sid] = self.revocations

@@ -3,12 +3,18 @@
 Safe under threads (one lock) and under asyncio (no method awaits). Expiry is checked on every
 read, a sweeper removes what expired, and a cap evicts the least recently used session so a long
 outage cannot exhaust memory.
+
+While Redis is healthy the same store is the read cache (:meth:`MemoryStore.cached`): a copy is
+served only while the subscription that vouched for it is up, and only the ``cache_size`` most
+recently read copies are. Fields are replaced, never changed in place, so a cached dict can be
+handed out without copying it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..session import F_EXPIRES, F_HARD_EXPIRES, F_IDLE, F_LAST_SEEN, Fields, slid_expiry
@@ -22,15 +28,22 @@ class _Entry:
     fields: Fields
     expires_ms: int
     confirmed: int  # link epoch in which Redis last returned it (see .coherence)
+    link: int = UNCONFIRMED  # the subscription that was up then: the cache serves it while it is
 
 
 class MemoryStore:
     """Sessions in a dict, with the same semantics as the Redis scripts."""
 
-    def __init__(self, max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+    def __init__(self, max_sessions: int = DEFAULT_MAX_SESSIONS, cache_size: int = 0) -> None:
         self.max_sessions = max_sessions
+        self.cache_size = min(cache_size, max_sessions)
         self.evictions = 0
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # The copies the cache may serve, most recently read last; not needed (None) when the
+        # cache may serve every copy the store holds.
+        self._hot: OrderedDict[str, None] | None = (
+            OrderedDict() if 0 < cache_size < max_sessions else None
+        )
         self._lock = threading.Lock()
 
     def load(
@@ -45,9 +58,31 @@ class MemoryStore:
             if touch and now_ms - int(fields.get(F_LAST_SEEN, 0)) >= threshold_ms:
                 own_idle = int(fields.get(F_IDLE, idle_ms))  # a remembered session's, as load.lua
                 entry.expires_ms = slid_expiry(now_ms, own_idle, int(fields[F_HARD_EXPIRES]))
-                fields[F_EXPIRES] = str(entry.expires_ms)
-                fields[F_LAST_SEEN] = str(now_ms)
-            return dict(fields)
+                slid = {F_EXPIRES: str(entry.expires_ms), F_LAST_SEEN: str(now_ms)}
+                entry.fields = {**fields, **slid}  # a new dict: cached() hands the old one out
+            return dict(entry.fields)
+
+    def cached(self, sid: str, now_ms: int, link: int, fresh_ms: int | None) -> Fields | None:
+        """The copy to serve without Redis, or ``None``; the caller must not change it.
+
+        Served only when the subscription ``link`` vouched for it, it has not expired and, with
+        ``fresh_ms``, it was slid less than that long ago (else the read must slide it in Redis).
+        """
+        entry = self._entries.get(sid)
+        if entry is None or entry.link != link or link < 0 or entry.expires_ms <= now_ms:
+            return None
+        fields = entry.fields
+        if fresh_ms is not None and now_ms - int(fields.get(F_LAST_SEEN, 0)) >= fresh_ms:
+            return None
+        hot = self._hot
+        with self._lock:
+            if hot is not None:
+                if sid not in hot:
+                    return None
+                hot.move_to_end(sid)
+            if sid in self._entries:
+                self._entries.move_to_end(sid)
+        return fields
 
     def peek(self, sid: str, now_ms: int) -> Fields | None:
         """The live record without touching it or its recency."""
@@ -62,13 +97,28 @@ class MemoryStore:
         entry = self._entries.get(sid)
         return UNCONFIRMED if entry is None else entry.confirmed
 
-    def put(self, sid: str, fields: Fields, expires_ms: int, confirmed: int = UNCONFIRMED) -> None:
+    def put(
+        self,
+        sid: str,
+        fields: Fields,
+        expires_ms: int,
+        confirmed: int = UNCONFIRMED,
+        link: int = UNCONFIRMED,
+    ) -> None:
         with self._lock:
-            self._entries[sid] = _Entry(dict(fields), expires_ms, confirmed)
+            self._entries[sid] = _Entry(dict(fields), expires_ms, confirmed, link)
             self._entries.move_to_end(sid)
             while len(self._entries) > self.max_sessions:
-                self._entries.popitem(last=False)
+                gone, _ = self._entries.popitem(last=False)
                 self.evictions += 1
+                if self._hot is not None:
+                    self._hot.pop(gone, None)
+            hot = self._hot
+            if hot is not None and link >= 0:
+                hot[sid] = None
+                hot.move_to_end(sid)
+                if len(hot) > self.cache_size:
+                    hot.popitem(last=False)
 
     def update(
         self,
@@ -82,16 +132,31 @@ class MemoryStore:
             entry = self._entries.get(sid)
             if entry is None or entry.expires_ms <= now_ms:
                 return False
-            for name in delete:
-                entry.fields.pop(name, None)
-            entry.fields.update(set_fields)
+            fields = {k: v for k, v in entry.fields.items() if k not in delete}
+            fields.update(set_fields)
             if expires_ms is not None:
                 entry.expires_ms = expires_ms
-                entry.fields[F_EXPIRES] = str(expires_ms)
+                fields[F_EXPIRES] = str(expires_ms)
+            entry.fields = fields
             return True
+
+    def modify(
+        self, sid: str, name: str, change: Callable[[str | None], str], now_ms: int
+    ) -> str | None:
+        """Replace field ``name`` by ``change`` of its value, atomically; ``None`` when the
+        session is gone."""
+        with self._lock:
+            entry = self._entries.get(sid)
+            if entry is None or entry.expires_ms <= now_ms:
+                return None
+            value = change(entry.fields.get(name))
+            entry.fields = {**entry.fields, name: value}
+            return value
 
     def destroy(self, sid: str) -> bool:
         with self._lock:
+            if self._hot is not None:
+                self._hot.pop(sid, None)
             return self._entries.pop(sid, None) is not None
 
     def count(self, now_ms: int) -> int:
@@ -111,4 +176,6 @@ class MemoryStore:
             dead = [(sid, e.fields) for sid, e in self._entries.items() if e.expires_ms <= now_ms]
             for sid, _ in dead:
                 del self._entries[sid]
+                if self._hot is not None:
+                    self._hot.pop(sid, None)
             return dead

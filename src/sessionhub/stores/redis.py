@@ -6,7 +6,9 @@ Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the sessio
                           key's own expiry time: PEXPIREAT to set it, PEXPIRETIME to read it)
     P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
     P{n}:x:<sid>   string set for a minute by the process that reports the session's expiry
-    Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua)
+    P{n}:k:<sid>   string a session's lock (``hub.lock``): the holder's token, until its ttl
+    Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua),
+                   and ``<sid>:<writer>`` for every data write (update.lua, modify.lua)
 
 A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
 the same layout runs on Redis Cluster. Counting sums the buckets that have not ended over the
@@ -31,7 +33,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ..exceptions import RedisTooOldError
+from ..exceptions import DataError, RedisTooOldError
 from ..session import F_EXPIRES, F_IDLE, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
 
@@ -138,6 +140,8 @@ def server_version(info: Any) -> tuple[int, ...]:
 LOAD = LuaScript.load("load", "counts")
 PUT = LuaScript.load("put", "counts")
 UPDATE = LuaScript.load("update", "counts")
+MODIFY = LuaScript.load("modify")
+UNLOCK = LuaScript.load("unlock")
 DESTROY = LuaScript.load("destroy", "counts")
 COUNT = LuaScript.load("count")
 
@@ -189,6 +193,10 @@ class KeySpace:
         """Set by the one process that reports a session's expiry (keyspace notifications reach
         every subscriber)."""
         return f"{self.prefix}{{{self.shard(sid)}}}:x:{sid}"
+
+    def lock(self, sid: str) -> str:
+        """A session's lock, in the session's slot."""
+        return f"{self.prefix}{{{self.shard(sid)}}}:k:{sid}"
 
     def revoked(self) -> str:
         """Pub/Sub channel: every destroy publishes the storage id, so mirrors drop their copy."""
@@ -265,7 +273,9 @@ class RedisOps:
         put = self._put_call(sid, fields, expires_ms, "new")
         yield PipelineCall((put, *also)) if also else put
 
-    def put_many_if_newer(self, records: list[tuple[str, Fields, int]]) -> Op[list[bool]]:
+    def put_many_if_newer(
+        self, records: list[tuple[str, Fields, int]], writer: str = ""
+    ) -> Op[list[bool]]:
         """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage).
 
         Says, per record, whether it was written: Redis had lost it (a restart without
@@ -276,7 +286,18 @@ class RedisOps:
         replies = yield PipelineCall(
             tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
         )
-        return [bool(r) for r in replies]
+        written = [bool(r) for r in replies]
+        # Other processes may cache what this copy replaced (it was cut off from Redis alone);
+        # this one still serves its own copy from memory until the recovery ends.
+        channel = self.keys.revoked()
+        changed = tuple(
+            CommandCall(("PUBLISH", channel, f"{sid}:{writer}"))
+            for (sid, _, _), wrote in zip(records, written, strict=True)
+            if wrote
+        )
+        if changed:
+            yield PipelineCall(changed)
+        return written
 
     def update(
         self,
@@ -284,12 +305,38 @@ class RedisOps:
         set_fields: Fields,
         delete: tuple[str, ...],
         expires_ms: int | None = None,
+        writer: str = "",
     ) -> Op[bool]:
+        """Write data fields (and the application's own expiry, if given), and tell every cache
+        but ``writer``'s to drop its copy."""
         expiry = "" if expires_ms is None else expires_ms
-        args: tuple[Arg, ...] = (expiry, self.bucket_ms, len(delete), *delete)
-        args += tuple(_pairs(set_fields))
+        args: tuple[Arg, ...] = (self.keys.revoked(), f"{sid}:{writer}", expiry, self.bucket_ms)
+        args += (len(delete), *delete, *_pairs(set_fields))
         reply = yield ScriptCall(UPDATE, self.keys.session_and_counts(sid), args)
         return bool(reply)
+
+    def modify(self, sid: str, name: str, kind: str, argument: str, writer: str) -> Op[str | None]:
+        """Field ``name`` after adding ``argument`` to it (``kind`` ``incr``) or appending the JSON
+        element ``argument`` to it (``append``); ``None`` when the session is gone."""
+        args: tuple[Arg, ...] = (name, kind, argument, self.keys.revoked(), f"{sid}:{writer}")
+        try:
+            reply = yield ScriptCall(MODIFY, (self.keys.session(sid),), args)
+        except redis.ResponseError as exc:
+            if "session value is not" in str(exc):
+                raise DataError(f"cannot {kind} {name[2:]!r}: {exc}") from None
+            raise
+        if reply is None:
+            return None
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    def lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+        """Take the session's lock unless another holder has it."""
+        reply = yield CommandCall(("SET", self.keys.lock(sid), token, "NX", "PX", ttl_ms))
+        return bool(reply)
+
+    def unlock(self, sid: str, token: str) -> Op[bool]:
+        """Release the lock if ``token`` still holds it."""
+        return bool((yield ScriptCall(UNLOCK, (self.keys.lock(sid),), (token,))))
 
     def destroy_call(self, sid: str) -> ScriptCall:
         args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid, self.remember_bucket_ms)

@@ -12,12 +12,17 @@
 * The mirror is kept coherent by the revocation channel (see :mod:`.coherence`): a session
   destroyed in Redis by any process is dropped here, and a copy the subscription did not cover
   is never served from memory.
+* The mirror is also the read cache while Redis is healthy: a read that need not slide the idle
+  expiry (it was slid within ``refresh_threshold_ms``) is answered from a copy the current
+  subscription vouches for, with no round trip. Data writes by other processes arrive on the
+  same channel and drop the copy; this process's own writes update it.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +34,7 @@ from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, F_USER, Fields
 from ..tokens import short
 from .base import Call, CommandCall, Op, ScriptCall
-from .coherence import MirrorCoherence
+from .coherence import UNCONFIRMED, MirrorCoherence, Stamp
 from .memory import MemoryStore
 from .redis import TOO_OLD, Fault, RedisOps, classify
 
@@ -137,6 +142,18 @@ class ResilientCore:
         self.events = EventBus(max_queued=event_queue, clock=lambda: self.clock())
         """Session events: emitted here (degraded, recovered, expiries memory finds) and by the
         manager and the user index on top of this core."""
+        self.writer = secrets.token_hex(8)
+        """Names this core's data writes on the channel, so it keeps its own updated copy."""
+        self.cache_hits = 0
+        self.cache_misses = 0
+        """Reads the cache answered, and reads it could have answered but did not hold."""
+        # Taken around "decide whether a reply may be kept" + "keep it", and around "invalidate"
+        # + "drop or update the copy", so that no reply read before a change is kept after it.
+        self._mirror_lock = threading.Lock()
+        # sid -> [own writes in flight, whether two overlapped]: an overlapping write's reply
+        # may be handled before an earlier one's, so neither applies its change to the copy.
+        self._writing: dict[str, list[int]] = {}
+        self._local_locks: dict[str, tuple[str, int]] = {}  # sid -> (token, until ms)
         self.restore_hooks: list[Callable[[str, Fields], None]] = []
         """Called by :meth:`recover` for each session it wrote back (Redis had lost it, or held an
         older copy), before the recovery hooks run: each queues what its feature keeps about the
@@ -224,14 +241,24 @@ class ResilientCore:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def load(self, sid: str, *, touch: bool = True, force: bool = False) -> Op[Fields | None]:
-        """The live session ``sid``, or ``None``.
+    def load(
+        self, sid: str, *, touch: bool = True, force: bool = False, cached: bool = True
+    ) -> Op[Fields | None]:
+        """The live session ``sid``, or ``None``; the caller must not change the fields.
 
         ``touch`` slides the idle expiry, unless the session was refreshed within the refresh
-        threshold; ``force`` slides it regardless (an explicit extend).
+        threshold; ``force`` slides it regardless (an explicit extend). A read that need not
+        slide is answered from the cache when it holds a vouched-for copy; ``cached=False``
+        asks Redis regardless (a read under the session's lock).
         """
         lt, now = self.lifetimes, self.clock()
         threshold = 0 if force else lt.refresh_threshold_ms
+        if cached and self.memory.cache_size and self._use_redis() and (threshold or not touch):
+            hit = self.memory.cached(sid, now, self.coherence.link, threshold if touch else None)
+            if hit is not None:
+                self.cache_hits += 1
+                return hit
+            self.cache_misses += 1
         if self.redis_ops is not None:
             was_up = self._use_redis()
             stamp = self.coherence.stamp()
@@ -241,11 +268,7 @@ class ResilientCore:
                 fields = yield from self._load_redis(sid, now, touch, threshold)
             if fields is not USE_MEMORY:
                 if fields is not None:
-                    confirmed = self.coherence.confirmation(stamp, sid)
-                    if confirmed is None:  # destroyed right after this read: do not mirror it
-                        self.memory.destroy(sid)
-                    else:
-                        self.memory.put(sid, fields, int(fields[F_EXPIRES]), confirmed)
+                    self._keep(sid, fields, stamp)
                     if self._use_redis():
                         return fields
                 elif sid not in self._outage_born:
@@ -260,6 +283,16 @@ class ResilientCore:
             # Redis keeps the expiry of its copy, at most the recovery's few round trips older.
             self._mark_dirty(sid)
         return fields
+
+    def _keep(self, sid: str, fields: Fields, stamp: Stamp) -> None:
+        """Mirror what Redis returned for a call stamped ``stamp``, unless it changed since."""
+        with self._mirror_lock:
+            confirmed = self.coherence.confirmation(stamp, sid)
+            if confirmed is None:  # destroyed or changed right after this read: do not keep it
+                self.memory.destroy(sid)
+                return
+            link = UNCONFIRMED if confirmed == UNCONFIRMED else stamp.link
+            self.memory.put(sid, fields, int(fields[F_EXPIRES]), confirmed, link)
 
     def _load_redis(
         self, sid: str, now: int, touch: bool, threshold: int
@@ -287,7 +320,8 @@ class ResilientCore:
     ) -> Op[bool]:
         """Store a new session; ``True`` when it went to Redis, with ``also`` in the same round
         trip (``False``: memory, and ``also`` was not sent)."""
-        self.memory.put(sid, fields, expires_ms, self.coherence.stamp().epoch)
+        stamp = self.coherence.stamp()
+        self.memory.put(sid, fields, expires_ms, stamp.epoch, stamp.link)
         if self.redis_ops is None:
             return False
         sent = yield from self.on_redis(self.redis_ops.create(sid, fields, expires_ms, also))
@@ -309,11 +343,13 @@ class ResilientCore:
         ``False`` when the session no longer exists."""
         now = self.clock()
         if self.redis_ops is not None:
-            ok = yield from self.on_redis(
-                self.redis_ops.update(sid, set_fields, delete, expires_ms)
+            write = self.redis_ops.update(sid, set_fields, delete, expires_ms, self.writer)
+            ok = yield from self._own_write(
+                sid,
+                write,
+                lambda done: done and self.memory.update(sid, set_fields, delete, now, expires_ms),
             )
             if ok is True:
-                self.memory.update(sid, set_fields, delete, now, expires_ms)
                 return True
             if ok is False and sid not in self._outage_born:
                 return False
@@ -323,6 +359,82 @@ class ResilientCore:
         if ok and self.degraded:
             self._mark_dirty(sid)
         return ok
+
+    def modify(
+        self, sid: str, name: str, kind: str, argument: str, change: Callable[[str | None], str]
+    ) -> Op[str | None]:
+        """Change one field atomically (``modify.lua``; ``change`` is the same in memory); its
+        new value, or ``None`` when the session is gone."""
+        now = self.clock()
+        if self.redis_ops is not None:
+            write = self.redis_ops.modify(sid, name, kind, argument, self.writer)
+            value = yield from self._own_write(
+                sid,
+                write,
+                lambda new: new is not None and self.memory.update(sid, {name: new}, (), now),
+            )
+            if value is not USE_MEMORY and (value is not None or sid not in self._outage_born):
+                return value
+        if sid in self._tombstones or not self._servable(sid):
+            return None
+        value = self.memory.modify(sid, name, change, now)
+        if value is not None and self.degraded:
+            self._mark_dirty(sid)
+        return value
+
+    def _own_write(
+        self, sid: str, op: Op[T], apply: Callable[[T], object]
+    ) -> Op[T | Literal[Fallback.MEMORY]]:
+        """``op`` on Redis; then this process's copy gets the change (``apply``), or is dropped
+        when another write of this process overlapped it (their replies may come in any order).
+
+        Other processes drop their copies on the write's message; this one ignores its own.
+        """
+        with self._lock:
+            flight = self._writing.get(sid)
+            if flight is None:
+                self._writing[sid] = [1, 0]
+            else:
+                flight[0] += 1
+                flight[1] = 1
+        try:
+            result = yield from self.on_redis(op)
+        finally:
+            with self._lock:
+                flight = self._writing[sid]
+                flight[0] -= 1
+                alone = not flight[1]
+                if not flight[0]:
+                    del self._writing[sid]
+        if result is not USE_MEMORY:
+            with self._mirror_lock:
+                self.coherence.revoked(sid)  # a load read before the write must not be kept
+                if not (alone and apply(result)):
+                    self.memory.destroy(sid)
+        return result
+
+    def lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+        """Take the session's lock for ``token`` unless someone else holds it."""
+        if self.redis_ops is not None:
+            taken = yield from self.on_redis(self.redis_ops.lock(sid, token, ttl_ms))
+            if taken is not USE_MEMORY:
+                return taken
+        # While degraded, requests of this process are all there is to exclude.
+        now = self.clock()
+        with self._lock:
+            held = self._local_locks.get(sid)
+            if held is not None and held[1] > now:
+                return False
+            self._local_locks[sid] = (token, now + ttl_ms)
+            return True
+
+    def unlock(self, sid: str, token: str) -> Op[None]:
+        """Release the lock ``token`` took, if it still holds it."""
+        with self._lock:
+            if self._local_locks.get(sid, ("",))[0] == token:
+                del self._local_locks[sid]
+        if self.redis_ops is not None:
+            yield from self.on_redis(self.redis_ops.unlock(sid, token))
 
     def destroy(self, sid: str) -> Op[bool]:
         """Delete a session everywhere; ``True`` when one existed."""
@@ -349,10 +461,17 @@ class ResilientCore:
         """The copy memory would serve for ``sid`` while degraded, without touching it."""
         return self.memory.peek(sid, now_ms) if self._servable(sid) else None
 
+    def changed(self, sid: str) -> None:
+        """Another process wrote ``sid``'s data in Redis (the channel): drop the copy here."""
+        with self._mirror_lock:
+            self.coherence.revoked(sid)
+            self.memory.destroy(sid)
+
     def revoked(self, sid: str) -> None:
         """A process destroyed ``sid`` in Redis (the revocation channel): drop every copy here."""
-        self.coherence.revoked(sid)
-        self.memory.destroy(sid)
+        with self._mirror_lock:
+            self.coherence.revoked(sid)
+            self.memory.destroy(sid)
         with self._lock:
             self._dirty.pop(sid, None)
             self._outage_born.discard(sid)
@@ -460,7 +579,7 @@ class ResilientCore:
                 fields = self.memory.peek(sid, now)
                 if fields is not None:
                     records.append((sid, fields, int(fields[F_EXPIRES])))
-            written = yield from self.redis_ops.put_many_if_newer(records)
+            written = yield from self.redis_ops.put_many_if_newer(records, self.writer)
             for (sid, fields, _), restored in zip(records, written, strict=True):
                 log.info("Session copied from memory to Redis: %s", short(sid))
                 if restored:
