@@ -14,12 +14,15 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .config import Settings, load_settings, redacted
-from .exceptions import ConfigError
+from .exceptions import ConfigError, RedisConfigError
+
+if TYPE_CHECKING:
+    from .hub import SessionHub
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVICE_EXTRA = "pip install 'sessionhub[service]'"
@@ -68,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["SESSIONHUB_CONFIG"] = args.config  # worker processes load the same file
     settings = _settings(args)
     _check_redis_url(settings)
+    _refuse_redis_mistakes(settings)
     configure_logging(settings.server.log_level)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
@@ -144,15 +148,9 @@ def _ask_service(base_url: str, path: str) -> tuple[int, dict[str, Any]]:
 def _ask_local_hub(args: argparse.Namespace, what: str) -> tuple[dict[str, Any], str | None]:
     """Health or stats from a hub of our own on the configured Redis, and why Redis is
     unavailable (None when it is not)."""
-    from .hub import SessionHub
-
     settings = _settings(args)
     _check_redis_url(settings)
-    # The hub logs for a long-running service (no SECRET_KEY, Redis down); this command says
-    # what matters here itself, in one line.
-    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
-    hub = SessionHub(settings)
-    try:
+    with _local_hub(settings) as hub:
         result = dict(hub.health() if what == "health" else hub.stats())
         core = hub.manager.core
         problem = None
@@ -160,8 +158,32 @@ def _ask_local_hub(args: argparse.Namespace, what: str) -> tuple[dict[str, Any],
             url = settings.redis.masked_url()
             problem = f"Redis at {url} is unavailable: {core.last_error or 'no answer'}"
         return result, problem
+
+
+@contextlib.contextmanager
+def _local_hub(settings: Settings) -> Iterator[SessionHub]:
+    """A blocking hub of this command's own on the configured Redis, closed on exit."""
+    from .hub import SessionHub
+
+    # The hub logs for a long-running service (no SECRET_KEY, Redis down); this command says
+    # what matters here itself, in one line.
+    logging.getLogger("sessionhub").addHandler(logging.NullHandler())
+    hub = SessionHub(settings)
+    try:
+        yield hub
     finally:
         hub.close()
+
+
+def _refuse_redis_mistakes(settings: Settings) -> None:
+    """Raise RedisConfigError when Redis refuses the configuration (password, ACL, TLS, master
+    name): the service would otherwise start and serve from memory as if Redis were down."""
+    if settings.session.type != "redis":
+        return
+    with _local_hub(settings) as hub:
+        mistake = hub.manager.core.config_error()
+    if mistake is not None:
+        raise mistake
 
 
 def _check_redis_url(settings: Settings) -> None:
@@ -288,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except RedisConfigError as exc:
+        print(f"sessionhub: Redis refuses the configuration: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"sessionhub: config error: {exc}", file=sys.stderr)
         return 2

@@ -232,7 +232,8 @@ class SessionManager:
         }
 
     def health(self) -> Op[RedisHealth]:
-        """Redis health for load balancers: ``status`` is ``healthy`` or ``degraded``."""
+        """Redis health for load balancers: ``status`` is ``healthy``, ``degraded`` (Redis cannot
+        serve) or ``misconfigured`` (Redis refuses the configuration; ``message`` names how)."""
         latency = yield from self.core.ping()
         in_redis, in_memory = yield from self.core.count()
         mode = self.core.mode
@@ -242,9 +243,14 @@ class SessionManager:
             message = MEMORY_MESSAGE
         else:
             message = self._degraded_message()
+        fault = self.core.fault if mode == "degraded" else None
+        status = "healthy"
+        if fault is not None and fault.config:
+            status = "misconfigured"  # not an outage: it will not pass by waiting
+        elif mode == "degraded":
+            status = "degraded"  # memory-only is the configured store working as configured
         return {
-            # Memory-only is the configured store working as configured, not an outage.
-            "status": "degraded" if mode == "degraded" else "healthy",
+            "status": status,
             "message": message,
             "session_count": (in_redis or 0) + in_memory,
             "latency_ms": None if latency is None else round(latency, 3),
@@ -257,4 +263,5 @@ class SessionManager:
         if fault is None:
             return DEGRADED_HEALTH_MESSAGE
         where = "read from Redis, changes kept" if fault.reads_work else "stored"
-        return f"{fault.message}; sessions are {where} in memory (degraded mode)"
+        until = " until the configuration is fixed" if fault.config else ""
+        return f"{fault.message}; sessions are {where} in memory{until} (degraded mode)"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from conftest import Topology, make_topology
 from helpers import hub_factory, wait_for
 from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, wait_replicated
+from topology_fixtures import Topology, make_topology
 
 SESSIONS = 20
 PACE = 0.002

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from conftest import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 from helpers import hub_factory
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.presence import day_of
+from topology_fixtures import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 
 MakeHub = Callable[..., Any]
 

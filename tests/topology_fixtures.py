@@ -2,7 +2,8 @@
 watched by three sentinels, and a three-master Redis Cluster with a replica each.
 
 The sentinel group and the cluster start once per test session, the first time a test asks for
-them, on free loopback ports in temp dirs, and are torn down at the end.
+them, on free loopback ports in temp dirs, and are torn down at the end. The fixtures are
+imported by the top conftest, so the service and adapter suites run over the topologies too.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import pytest
 import redis
 
 from helpers import build_settings
-from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup
+from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, TlsRedisServer
 from sessionhub.config import Settings
+from tls_certs import Certs, make_certs
 
 TOPOLOGIES = ("standalone", "sentinel", "cluster")
-DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "DEPLOYMENT.md"
+DEPLOYMENT = Path(__file__).resolve().parents[1] / "docs" / "DEPLOYMENT.md"
 ACL_USER = "sessionhub"
 ACL_PASSWORD = "acl-test-password-0123"
 
@@ -90,6 +92,24 @@ def cluster_group(pytestconfig: pytest.Config) -> Iterator[ClusterGroup]:
         group.close()
 
 
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA and a server certificate for 127.0.0.1, made for this session."""
+    return make_certs(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_server(certs: Certs, pytestconfig: pytest.Config) -> Iterator[TlsRedisServer]:
+    """A redis-server that only speaks TLS."""
+    server = TlsRedisServer(
+        certs.server_cert, certs.server_key, certs.ca_cert, binary=_binary(pytestconfig)
+    )
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
 def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
     if name == "sentinel":
         group: SentinelGroup = request.getfixturevalue("sentinel_group")
@@ -124,7 +144,9 @@ def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
         finally:
             client.close()
 
-    return Topology(name, {"URL": server.url}, flush, lambda: [server], [server])
+    # HOST and PORT, not URL: a URL would win over the ACL user's USERNAME and PASSWORD.
+    address = {"HOST": server.host, "PORT": server.port}
+    return Topology(name, address, flush, lambda: [server], [server])
 
 
 @pytest.fixture(params=TOPOLOGIES)
