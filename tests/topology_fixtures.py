@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
-from helpers import build_settings
+from helpers import build_settings, every_string_in_redis
 from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, TlsRedisServer
-from sessionhub.config import Settings
+from sessionhub.config import Settings, host_port
 from tls_certs import Certs, make_certs
 
 TOPOLOGIES = ("standalone", "sentinel", "cluster")
@@ -64,6 +65,35 @@ class Topology:
     def clients(self) -> list[redis.Redis]:
         """A plain client per master (for looking at what SessionHub stored)."""
         return [m.client(decode_responses=True) for m in self.masters()]
+
+    def keys(self, pattern: str = "*") -> list[bytes]:
+        """Every key matching ``pattern`` on every master, as bytes."""
+        found: list[bytes] = []
+        for master in self.masters():
+            client = master.client()
+            try:
+                found += client.scan_iter(match=pattern, count=1000)
+            finally:
+                client.close()
+        return found
+
+    def every_string(self) -> list[bytes]:
+        """:func:`helpers.every_string_in_redis` over every master."""
+        found: list[bytes] = []
+        for master in self.masters():
+            client = master.client()
+            try:
+                found += every_string_in_redis(client)
+            finally:
+                client.close()
+        return found
+
+    def router(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """A client that sends each command to the master of its key (writing in tests)."""
+        if self.name == "cluster":
+            nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in self.redis["CLUSTER_NODES"]]
+            return redis.cluster.RedisCluster(startup_nodes=nodes)
+        return self.masters()[0].client()
 
 
 def _binary(config: pytest.Config) -> str | None:
@@ -136,6 +166,11 @@ def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
     server: RedisServer = request.getfixturevalue("redis_server")
     if not server.is_running:
         server.start()
+    return standalone(server)
+
+
+def standalone(server: RedisServer) -> Topology:
+    """``server`` as a topology of its own."""
 
     def flush() -> None:
         client = server.client()
@@ -146,7 +181,7 @@ def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
 
     # HOST and PORT, not URL: a URL would win over the ACL user's USERNAME and PASSWORD.
     address = {"HOST": server.host, "PORT": server.port}
-    return Topology(name, address, flush, lambda: [server], [server])
+    return Topology("standalone", address, flush, lambda: [server], [server])
 
 
 @pytest.fixture(params=TOPOLOGIES)

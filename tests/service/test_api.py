@@ -6,16 +6,22 @@ import re
 from collections.abc import Callable
 
 import pytest
-import redis
 from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, PASSWORD, login, service_settings
-from redis_server import RedisServer
 from sessionhub.service.app import create_app
 from sessionhub.tokens import TokenCodec
+from topology_fixtures import Topology
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient], topology: Topology) -> TestClient:
+    """A client of a service on each topology in turn (standalone, Sentinel, Cluster), emptied:
+    the service's contract is the same on all three."""
+    return make_client(None, session={"TYPE": "redis"}, redis=topology.redis)
 
 
 def test_login_sets_a_safe_cookie_and_returns_the_user(client: TestClient) -> None:
@@ -179,17 +185,17 @@ def _other_codec_cookie() -> str:
     ],
 )
 def test_bad_cookies_get_401_and_change_nothing(
-    client: TestClient, redis_server: RedisServer, make_cookie: Callable[[str], str]
+    client: TestClient, topology: Topology, make_cookie: Callable[[str], str]
 ) -> None:
     """Tampered, truncated, foreign, garbage and huge cookies get 401; stored data is intact."""
     good = login(client)
-    before = sorted(redis_server.client().keys("*"))
+    before = sorted(topology.keys())
     client.cookies.clear()
     response = client.get("/api/auth/me", headers=as_session(make_cookie(good)))
     assert response.status_code == 401
     assert response.json()["success"] is False
     assert response.json()["error"]["message"]
-    assert sorted(redis_server.client().keys("*")) == before
+    assert sorted(topology.keys()) == before
     assert client.get("/api/auth/me", headers=as_session(good)).status_code == 200
 
 
@@ -298,13 +304,13 @@ def test_admin_endpoint_needs_the_key(client: TestClient) -> None:
     assert ADMIN_KEY not in right.text
 
 
-def test_redis_type_errors_are_a_clean_500(client: TestClient, redis_server: RedisServer) -> None:
+def test_redis_type_errors_are_a_clean_500(client: TestClient, topology: Topology) -> None:
     """A corrupted key (wrong type) is reported as a JSON 500 without a stack trace."""
     cookie = login(client)
     hub = client.app.state.hub  # type: ignore[attr-defined]
     sid = hub.manager.sid_for_cookie(cookie)
     key = hub.manager.core.redis_ops.keys.session(sid)
-    raw: redis.Redis = redis_server.client()
+    raw = topology.router()
     raw.delete(key)
     raw.set(key, "corrupt")
     response = client.get("/api/auth/me")
@@ -313,15 +319,13 @@ def test_redis_type_errors_are_a_clean_500(client: TestClient, redis_server: Red
     assert "Traceback" not in response.text
 
 
-def test_no_cookie_or_token_reaches_redis(client: TestClient, redis_server: RedisServer) -> None:
+def test_no_cookie_or_token_reaches_redis(client: TestClient, topology: Topology) -> None:
     """After logins over HTTP, neither a cookie nor its token appears anywhere in Redis."""
-    from helpers import every_string_in_redis
-
     cookies = []
     for user in ("alice", "bob", "alice"):
         cookies.append(login(client, user))
         client.cookies.clear()
-    stored = b"\n".join(every_string_in_redis(redis_server.client()))
+    stored = b"\n".join(topology.every_string())
     assert stored
     for cookie in cookies:
         token = cookie.split(".")[0]
