@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from .exceptions import InvalidInputError
 from .session import F_USER, Session, SessionRecord
 from .stores.base import Op
+from .stores.redis import KeySpace
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
 from .tokens import TokenCodec, short
@@ -37,8 +38,8 @@ class SessionManager:
         self.codec = codec
         self.max_per_user = max_per_user
         """``SESSION.MAX_PER_USER``: a login beyond it revokes the oldest session (0: no cap)."""
-        prefix = core.redis_ops.keys.prefix if core.redis_ops is not None else "session:"
-        self.user_keys = UserKeys(prefix)
+        keys = core.redis_ops.keys if core.redis_ops is not None else KeySpace()
+        self.user_keys = UserKeys(keys.prefix, keys.shards)
         self.user_sessions = UserSessionIndex(core, codec, self.user_keys)
         # A browser sends the same cookie on every request: remember the storage ids of cookies
         # that verified, so a request pays a dict lookup instead of a regex and two HMACs. A

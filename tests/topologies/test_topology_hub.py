@@ -110,6 +110,32 @@ def test_presence_online_and_daily_users(make_hub: MakeHub) -> None:
     _on_redis(hub)
 
 
+def test_presence_is_spread_over_every_master_and_summed(
+    make_hub: MakeHub, topology: Topology
+) -> None:
+    """Presence of many users lands on every master (no key takes every write), and the online
+    count, the paged list and the day's unique users sum all of it."""
+    hub = make_hub()
+    users = [f"user-{i}" for i in range(60)]
+    for user in users:
+        hub.presence.touch(user, force=True)
+    for client in topology.clients():
+        assert client.keys("session:*:presence:online"), "a master without presence"
+    assert hub.presence.online_count()["online_users"] == len(users)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = hub.presence.online_users(cursor=cursor, limit=7)
+        seen += [u["user_id"] for u in page["users"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(users)
+    today = day_of(hub.manager.core.clock())
+    assert hub.presence.daily(today)["active_users"] == len(users)
+    _on_redis(hub)
+
+
 def test_inbox_send_page_and_read(make_hub: MakeHub) -> None:
     """Messages sent to a user page back in order and are marked read up to a cursor."""
     hub = make_hub()
