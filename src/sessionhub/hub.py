@@ -60,7 +60,16 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     """The session manager the settings describe."""
     ss = settings.session
     keys = KeySpace(ss.key_prefix, ss.index_shards)
-    ops = RedisOps(keys, count_bucket_ms(ss.expires * 1000)) if with_redis else None
+    ops = None
+    if with_redis:
+        rs = settings.redis
+        ops = RedisOps(
+            keys,
+            count_bucket_ms(ss.expires * 1000),
+            wait_replicas=rs.wait_replicas,
+            # Half the socket timeout: WAIT's own answer must arrive before the client gives up.
+            wait_timeout_ms=max(1, int(rs.socket_timeout * 500)),
+        )
     core = ResilientCore(
         ops,
         MemoryStore(ss.memory_max_sessions),

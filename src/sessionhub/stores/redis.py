@@ -15,6 +15,7 @@ out is counted until its bucket ends, at most ``count_bucket_ms`` late.
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from redis.exceptions import (
 from ..exceptions import RedisTooOldError
 from ..session import F_EXPIRES, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
+
+log = logging.getLogger("sessionhub.store")
 
 REDIS_DOWN: tuple[type[Exception], ...] = (
     redis.ConnectionError,
@@ -292,10 +295,42 @@ def _as_fields(reply: Any) -> Fields:
 class RedisOps:
     """Operations on sessions in Redis, as I/O-free generators (see :mod:`.base`)."""
 
-    def __init__(self, keys: KeySpace, count_bucket_ms: int = MIN_COUNT_BUCKET_MS) -> None:
+    def __init__(
+        self,
+        keys: KeySpace,
+        count_bucket_ms: int = MIN_COUNT_BUCKET_MS,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 0,
+    ) -> None:
         self.keys = keys
         self.bucket_ms = count_bucket_ms
         self.min_version = MIN_REDIS_VERSION
+        self.wait_replicas = wait_replicas
+        """``REDIS.WAIT_REPLICAS``: creates and destroys return once this many replicas have
+        them, so a failover cannot lose a login or bring a revoked session back."""
+        self.wait_timeout_ms = wait_timeout_ms
+
+    def _acknowledged(self, call: ScriptCall | PipelineCall) -> Op[list[Any]]:
+        """Send ``call`` and, with ``wait_replicas``, ``WAIT`` right behind it in the same round
+        trip and on the same connection (on Cluster, on each node written): the replies of
+        ``call``'s calls, in order."""
+        calls = call.calls if isinstance(call, PipelineCall) else (call,)
+        if not self.wait_replicas:
+            reply = yield call
+            return list(reply) if isinstance(call, PipelineCall) else [reply]
+        wait = CommandCall(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+        replies: list[Any] = list((yield PipelineCall((*calls, wait))))
+        acked = replies.pop()
+        if int(acked) < self.wait_replicas:
+            log.warning(
+                "%d of REDIS.WAIT_REPLICAS=%d replicas acknowledged within %d ms: a failover now "
+                "could lose this write",
+                int(acked),
+                self.wait_replicas,
+                self.wait_timeout_ms,
+            )
+        return replies
 
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
@@ -318,7 +353,7 @@ class RedisOps:
     ) -> Op[None]:
         """Write a new session; ``also`` rides in the same round trip (the user's index)."""
         put = self._put_call(sid, fields, expires_ms, "new")
-        yield PipelineCall((put, *also)) if also else put
+        yield from self._acknowledged(PipelineCall((put, *also)) if also else put)
 
     def put_many_if_newer(self, records: list[tuple[str, Fields, int]]) -> Op[list[bool]]:
         """Copy records into Redis unless Redis holds a fresher copy (recovery after an outage).
@@ -343,7 +378,8 @@ class RedisOps:
         return ScriptCall(DESTROY, self.keys.session_counts_and_tombstone(sid), args)
 
     def destroy(self, sid: str) -> Op[bool]:
-        return bool((yield self.destroy_call(sid)))
+        [existed] = yield from self._acknowledged(self.destroy_call(sid))
+        return bool(existed)
 
     def destroy_many(self, sids: list[str]) -> Op[None]:
         if sids:
