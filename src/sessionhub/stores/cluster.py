@@ -75,6 +75,11 @@ def _moved(replies: list[Any]) -> list[int]:
     return [i for i, reply in enumerate(replies) if isinstance(reply, AskError)]
 
 
+def _put_back(replies: list[Any], positions: list[int], sent: Sequence[Any]) -> None:
+    for i, reply in zip(positions, sent, strict=True):
+        replies[i] = reply
+
+
 def _result(call: Call, replies: list[Any]) -> Any:
     error = next((r for r in replies if isinstance(r, Exception)), None)
     if error is not None:
@@ -95,8 +100,7 @@ class ClusterCalls:
         again = _retried(calls, _missing_scripts(calls, replies))
         if again:
             resent = self._send([calls[i] for i in again], eval_source=True)
-            for i, reply in zip(again, resent, strict=True):
-                replies[i] = reply
+            _put_back(replies, again, resent)
         return _result(call, replies)
 
     def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
@@ -125,15 +129,13 @@ class ClusterCalls:
                 pipe.execute_command(*call_args(calls[i], eval_source=eval_source))
             pipe.execute_command(*call_args(wait))
             *written, acked = pipe.execute(raise_on_error=False)
-            for i, reply in zip(positions, written, strict=True):
-                replies[i] = reply
+            _put_back(replies, positions, written)
             acks.append(acked)
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
             resent = self._send([calls[i] for i in moved], eval_source=eval_source)
-            for i, reply in zip(moved, resent, strict=True):
-                replies[i] = reply
+            _put_back(replies, moved, resent)
         return replies
 
 
@@ -149,8 +151,7 @@ class AsyncClusterCalls:
         again = _retried(calls, _missing_scripts(calls, replies))
         if again:
             resent = await self._send([calls[i] for i in again], eval_source=True)
-            for i, reply in zip(again, resent, strict=True):
-                replies[i] = reply
+            _put_back(replies, again, resent)
         return _result(call, replies)
 
     async def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
@@ -183,13 +184,11 @@ class AsyncClusterCalls:
             ]
             await node.execute_pipeline(commands)
             *written, acked = [command.result for command in commands]
-            for i, reply in zip(positions, written, strict=True):
-                replies[i] = reply
+            _put_back(replies, positions, written)
             acks.append(acked)
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
             resent = await self._send([calls[i] for i in moved], eval_source=eval_source)
-            for i, reply in zip(moved, resent, strict=True):
-                replies[i] = reply
+            _put_back(replies, moved, resent)
         return replies
