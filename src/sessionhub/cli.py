@@ -226,6 +226,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(f"# configuration OK (source: {settings.source or 'defaults'})")
+    if settings.session.type == "redis":
+        from .stores.topology import describe
+
+        print(f"# Redis {describe(settings.redis)}")
     print(yaml.safe_dump(redacted(settings), sort_keys=False), end="")
     return 0
 
