@@ -18,6 +18,7 @@ import bench_push
 import bench_roundtrips
 import bench_scale
 import bench_store
+import bench_topologies
 from _common import ROOT, machine
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -189,6 +190,7 @@ def write_doc(results: dict[str, Any], args: argparse.Namespace, elapsed: float)
         ("4. Scale", "scale", bench_scale, "bench_scale.py"),
         ("5. Degraded mode", "degraded", bench_degraded, "bench_degraded.py"),
         ("6. Push (SSE)", "push", bench_push, "bench_push.py"),
+        ("7. Topologies", "topologies", bench_topologies, "bench_topologies.py"),
     ]
     for title, key, module, script in sections:
         parts += [f"## {title}", "", f"Command: `python bench/{script}`", ""]
@@ -224,6 +226,8 @@ def main() -> None:
         ("degraded", lambda: bench_degraded.run(bench_degraded.parser().parse_args([])),
          bench_degraded),
         ("push", lambda: bench_push.run(bench_push.parser().parse_args([])), bench_push),
+        ("topologies", lambda: bench_topologies.run(bench_topologies.parser().parse_args(
+            ["--duration", str(min(args.duration, 4.0))])), bench_topologies),
     ]  # fmt: skip
     for name, fn, module in plan:
         if name in args.skip:
