@@ -20,6 +20,7 @@ import bench_push
 import bench_roundtrips
 import bench_scale
 import bench_store
+import bench_topologies
 from _common import ROOT, machine
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -194,6 +195,7 @@ def write_doc(results: dict[str, Any], args: argparse.Namespace, elapsed: float)
         ("7. Framework adapters vs the sessions they replace", "adapters", bench_adapters,
          "bench_adapters.py"),
         ("8. What metrics cost", "metrics", bench_metrics, "bench_metrics.py"),
+        ("9. Topologies", "topologies", bench_topologies, "bench_topologies.py"),
     ]  # fmt: skip
     for title, key, module, script in sections:
         parts += [f"## {title}", "", f"Command: `python bench/{script}`", ""]
@@ -233,6 +235,8 @@ def main() -> None:
          bench_adapters),
         ("metrics", lambda: bench_metrics.run(bench_metrics.parser().parse_args([])),
          bench_metrics),
+        ("topologies", lambda: bench_topologies.run(bench_topologies.parser().parse_args(
+            ["--duration", str(min(args.duration, 4.0))])), bench_topologies),
     ]  # fmt: skip
     for name, fn, module in plan:
         if name in args.skip:

@@ -5,14 +5,24 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from starlette.testclient import TestClient
 
-from helpers import build_settings
+from helpers import build_settings, service_settings
 from redis_server import RedisServer
 from sessionhub.config import Settings
 from sessionhub.hub import SessionHub
+from sessionhub.service.app import create_app
+from topology_fixtures import (  # noqa: F401 - fixtures for every directory
+    certs,
+    cluster_group,
+    sentinel_group,
+    tls_server,
+    topology,
+)
 
 # Property tests run inside the normal suite, so their example counts stay small; a separate
 # command raises them: HYPOTHESIS_PROFILE=long bash scripts/test.sh tests/test_properties*.py
@@ -110,3 +120,20 @@ def module_hub(redis_server: RedisServer) -> Iterator[SessionHub]:
         yield hub
     finally:
         hub.close()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., TestClient]]:
+    """Factory of started TestClients (lifespan run) for an app on the given Redis URL."""
+    clients: list[TestClient] = []
+
+    def make(redis_url: str | None, **sections: Any) -> TestClient:
+        app = create_app(service_settings(redis_url, **sections))
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -551,6 +551,9 @@ class ClusterGroup:
             # A failover must not wait for a replica's data age: these replicas are in sync.
             "--cluster-replica-validity-factor",
             "0",
+            # A replica's first sync starts at once, not after the default 5 s diskless delay.
+            "--repl-diskless-sync-delay",
+            "0",
             *extra_args,
         )
         self.nodes = [
@@ -610,7 +613,7 @@ class ClusterGroup:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every running node says the cluster is ok, with three masters that each
-        have a replica linked."""
+        have a replica linked and in sync."""
 
         def whole() -> bool:
             running = [n for n in self.nodes if n.is_running]
@@ -624,6 +627,9 @@ class ClusterGroup:
             for master in masters:
                 replication = master.client(decode_responses=True).info("replication")
                 if int(replication["connected_slaves"]) < 1:
+                    return False
+                # Connected is not yet in sync: WAIT and failovers need the first sync done.
+                if replication["slave0"].get("state") != "online":
                     return False
             return True
 

@@ -23,7 +23,7 @@ import yaml
 
 from .config import Settings, load_settings, redacted
 from .embedded import redis_for
-from .exceptions import ConfigError
+from .exceptions import ConfigError, RedisConfigError
 
 if TYPE_CHECKING:
     from .hub import SessionHub
@@ -81,6 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
     with redis_for(settings) as served:
+        _refuse_redis_mistakes(served)  # the Redis it will use: configured, or its own
         if served is not settings and served.redis.url is not None:
             os.environ["REDIS_URL"] = served.redis.url  # worker processes use it too
         _run_service(served, host, port, workers)
@@ -214,6 +215,26 @@ def _ask_local_hub(args: argparse.Namespace, what: str) -> tuple[dict[str, Any],
         hub.close()
 
 
+def _refuse_redis_mistakes(settings: Settings) -> None:
+    """Raise RedisConfigError when Redis refuses the configuration (password, ACL, TLS, master
+    name): the service would otherwise start and serve from memory as if Redis were down."""
+    if settings.session.type != "redis":
+        return
+    quiet = logging.getLogger("sessionhub")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)  # the one line the caller prints says it all
+    try:
+        hub = local_hub(settings)
+        try:
+            mistake = hub.manager.core.config_error()
+        finally:
+            hub.close()
+    finally:
+        quiet.setLevel(level)
+    if mistake is not None:
+        raise mistake
+
+
 def _check_redis_url(settings: Settings) -> None:
     """Raise ConfigError for a Redis URL that redis-py cannot parse, before a client needs it."""
     if settings.session.type != "redis":
@@ -254,6 +275,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(f"# configuration OK (source: {settings.source or 'defaults'})")
+    if settings.session.type == "redis":
+        from .stores.topology import describe
+
+        print(f"# Redis {describe(settings.redis)}")
     print(yaml.safe_dump(redacted(settings), sort_keys=False), end="")
     return 0
 
@@ -421,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except RedisConfigError as exc:
+        print(f"sessionhub: Redis refuses the configuration: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"sessionhub: config error: {exc}", file=sys.stderr)
         return 2

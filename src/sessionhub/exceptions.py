@@ -15,6 +15,11 @@ class ConfigError(SessionHubError, ValueError):
     """The configuration is invalid; the message names the key, the value and what is allowed."""
 
 
+class RedisConfigError(ConfigError):
+    """Redis refuses what the configuration says (credentials, ACL permissions, TLS, the
+    Sentinel master name): a mistake to fix, not an outage to wait out."""
+
+
 class InvalidInputError(SessionHubError, ValueError):
     """A caller passed a value SessionHub does not accept; the message says which and why."""
 

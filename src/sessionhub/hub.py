@@ -75,8 +75,15 @@ def build_manager(settings: Settings, *, with_redis: bool) -> SessionManager:
     keys = KeySpace(ss.key_prefix, ss.index_shards)
     ops = None
     if with_redis:
-        widths = count_bucket_ms(ss.expires * 1000), count_bucket_ms(ss.remember_expires * 1000)
-        ops = RedisOps(keys, *widths)
+        rs = settings.redis
+        ops = RedisOps(
+            keys,
+            count_bucket_ms(ss.expires * 1000),
+            count_bucket_ms(ss.remember_expires * 1000),
+            wait_replicas=rs.wait_replicas,
+            # Half the socket timeout: WAIT's own answer must arrive before the client gives up.
+            wait_timeout_ms=max(1, int(rs.socket_timeout * 500)),
+        )
     core = ResilientCore(
         ops,
         MemoryStore(ss.memory_max_sessions, ss.local_cache_size),

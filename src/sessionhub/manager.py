@@ -29,6 +29,7 @@ from .session import (
     incremented,
 )
 from .stores.base import CommandCall, Op, ScriptCall
+from .stores.redis import KeySpace
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
 from .tokens import TokenCodec, short
@@ -92,8 +93,8 @@ class SessionManager:
         """Compression and encryption of stored values (``ENCRYPTION``, ``COMPRESS_THRESHOLD``)."""
         self.max_bytes = max_bytes
         """``SESSION.MAX_BYTES``: the most session data a save may leave, as JSON (0: no cap)."""
-        prefix = core.redis_ops.keys.prefix if core.redis_ops is not None else "session:"
-        self.user_keys = UserKeys(prefix)
+        keys = core.redis_ops.keys if core.redis_ops is not None else KeySpace()
+        self.user_keys = UserKeys(keys.prefix, keys.shards)
         self.user_sessions = UserSessionIndex(core, codec, self.user_keys, values)
         # A browser sends the same cookie on every request: remember the storage ids of cookies
         # that verified, so a request pays a dict lookup instead of a regex and two HMACs. A
@@ -512,7 +513,8 @@ class SessionManager:
         }
 
     def health(self) -> Op[RedisHealth]:
-        """Redis health for load balancers: ``status`` is ``healthy`` or ``degraded``."""
+        """Redis health for load balancers: ``status`` is ``healthy``, ``degraded`` (Redis cannot
+        serve) or ``misconfigured`` (Redis refuses the configuration; ``message`` names how)."""
         latency = yield from self.core.ping()
         in_redis, in_memory = yield from self.core.count()
         mode = self.core.mode
@@ -527,9 +529,14 @@ class SessionManager:
                 f"; {self.values.unlisted} stored values are under an encryption key that "
                 "ENCRYPTION.KEYS no longer lists (treated as missing)"
             )
+        fault = self.core.fault if mode == "degraded" else None
+        status = "healthy"
+        if fault is not None and fault.config:
+            status = "misconfigured"  # not an outage: it will not pass by waiting
+        elif mode == "degraded":
+            status = "degraded"  # memory-only is the configured store working as configured
         return {
-            # Memory-only is the configured store working as configured, not an outage.
-            "status": "degraded" if mode == "degraded" else "healthy",
+            "status": status,
             "message": message,
             "session_count": (in_redis or 0) + in_memory,
             "latency_ms": None if latency is None else round(latency, 3),
@@ -542,4 +549,5 @@ class SessionManager:
         if fault is None:
             return DEGRADED_HEALTH_MESSAGE
         where = "read from Redis, changes kept" if fault.reads_work else "stored"
-        return f"{fault.message}; sessions are {where} in memory (degraded mode)"
+        until = " until the configuration is fixed" if fault.config else ""
+        return f"{fault.message}; sessions are {where} in memory{until} (degraded mode)"

@@ -1,13 +1,18 @@
 """Online presence: who was active within ``PRESENCE.WINDOW``, and unique users per day.
 
-Redis keys (global, not per user):
+Redis keys, split over ``SESSION.INDEX_SHARDS`` shards by a hash of the user id (see
+:class:`~.stores.userkeys.UserKeys`), so that no single key, and on Cluster no single master,
+takes every presence write:
 
-* ``P presence:online`` sorted set ``user -> last activity (ms)``. ``ZADD GT`` keeps the newest
-  time whichever instance or device wrote it, so a user is online while *any* of their sessions
-  was active within the window; counting prunes older members (``ZREMRANGEBYSCORE``) and takes
-  ``ZCARD``: O(log N + pruned), never a keyspace scan.
-* ``P presence:day:<YYYY-MM-DD>`` HyperLogLog of the users active that day (UTC), kept
-  ``PRESENCE.DAILY_RETENTION_DAYS``.
+* ``P{n}:presence:online`` sorted set ``user -> last activity (ms)`` of shard ``n``'s users.
+  ``ZADD GT`` keeps the newest time whichever instance or device wrote it, so a user is online
+  while *any* of their sessions was active within the window; counting prunes older members
+  (``ZREMRANGEBYSCORE``) and takes ``ZCARD`` of every shard in one pipeline: O(log N + pruned)
+  per shard, never a keyspace scan.
+* ``P{n}:presence:day:<YYYY-MM-DD>`` HyperLogLog of shard ``n``'s users active that day (UTC),
+  kept ``PRESENCE.DAILY_RETENTION_DAYS``. A user is always in the same shard, so the shards
+  count disjoint sets and the day's figure is the sum of their ``PFCOUNT`` (no ``PFMERGE``,
+  which Cluster would refuse across slots); each part keeps HyperLogLog's ~0.8% error.
 
 Writes are throttled per session in this process (one per ``PRESENCE.THROTTLE`` seconds).
 
@@ -98,15 +103,21 @@ class PresenceOps:
             return True
 
     def _write_calls(self, entries: dict[str, int], days: dict[str, set[str]]) -> PipelineCall:
-        zadd: list[str | int] = []
+        shard = self.keys.presence_shard
+        zadd: dict[int, list[str | int]] = {}
         for user, ms in entries.items():
-            zadd += [ms, user]
-        calls: list[CommandCall] = []
-        if zadd:
-            calls.append(CommandCall(("ZADD", self.keys.online(), "GT", *zadd)))
+            zadd.setdefault(shard(user), []).extend((ms, user))
+        calls = [CommandCall(("ZADD", self.keys.online(n), "GT", *m)) for n, m in zadd.items()]
         for day, users in days.items():
-            calls.append(CommandCall(("PFADD", self.keys.daily(day), *sorted(users))))
-            calls.append(CommandCall(("EXPIRE", self.keys.daily(day), self.daily_ttl_s)))
+            by_shard: dict[int, list[str]] = {}
+            for user in sorted(users):
+                by_shard.setdefault(shard(user), []).append(user)
+            for n, members in by_shard.items():
+                key = self.keys.daily(day, n)
+                calls += [
+                    CommandCall(("PFADD", key, *members)),
+                    CommandCall(("EXPIRE", key, self.daily_ttl_s)),
+                ]
         return PipelineCall(tuple(calls))
 
     def touch(
@@ -128,7 +139,9 @@ class PresenceOps:
             self._local.pop(user_id, None)
             self._pending.pop(user_id, None)
             self._throttle.pop(f"user:{user_id}", None)
-        yield from self.core.on_redis(send(CommandCall(("ZREM", self.keys.online(), user_id))))
+        yield from self.core.on_redis(
+            send(CommandCall(("ZREM", self.keys.online_of(user_id), user_id)))
+        )
 
     def forget_session(self, session_id: str) -> None:
         """Drop a session's throttle entry (it logged out)."""
@@ -139,19 +152,11 @@ class PresenceOps:
         """``{"online_users": N, "window_seconds": W, "mode": ...}``."""
         now = self.core.clock()
         cutoff = now - self.window_ms
-        key = self.keys.online()
-        replies = yield from self.core.on_redis(
-            send(
-                PipelineCall(
-                    (
-                        CommandCall(("ZREMRANGEBYSCORE", key, "-inf", f"({cutoff}")),
-                        CommandCall(("ZCARD", key)),
-                    )
-                )
-            )
-        )
+        prune = on_every_shard(self.keys, "ZREMRANGEBYSCORE", "{}", "-inf", f"({cutoff}")
+        count = on_every_shard(self.keys, "ZCARD", "{}")
+        replies = yield from self.core.on_redis(send(PipelineCall(prune.calls + count.calls)))
         if replies is not USE_MEMORY:
-            return self._counted(int(replies[1]))
+            return self._counted(sum(int(r) for r in replies[self.keys.shards :]))
         with self._lock:
             local = sum(1 for ms in self._local.values() if ms >= cutoff)
         return self._counted(local)
@@ -172,11 +177,18 @@ class PresenceOps:
         now = self.core.clock()
         after_ms, after_user = _parse_cursor(cursor)
         start = max(after_ms, now - self.window_ms)
-        query = ("ZRANGE", self.keys.online(), start, "+inf", "BYSCORE")
-        reply = yield from self.core.on_redis(
-            send(CommandCall((*query, "LIMIT", 0, limit + PAGE_SLACK, "WITHSCORES")))
+        # Each shard's first rows from the cursor on, merged: the page is in the first of them.
+        query = ("ZRANGE", "{}", start, "+inf", "BYSCORE", "LIMIT", 0, limit + PAGE_SLACK)
+        replies = yield from self.core.on_redis(
+            send(on_every_shard(self.keys, *query, "WITHSCORES"))
         )
-        rows = self._local_rows(start) if reply is USE_MEMORY else _score_pairs(reply)
+        if replies is USE_MEMORY:
+            rows = self._local_rows(start)
+        else:
+            rows = sorted(
+                (row for reply in replies for row in _score_pairs(reply)),
+                key=lambda r: (r[1], r[0]),
+            )
         page = [(u, ms) for u, ms in rows if (ms, u) > (after_ms, after_user)][:limit]
         nxt = f"{page[-1][1]}:{page[-1][0]}" if len(page) == limit else None
         return {
@@ -199,7 +211,7 @@ class PresenceOps:
         """``{"user_id", "online", "last_seen_at"}`` (``None`` when never seen)."""
         now = self.core.clock()
         score = yield from self.core.on_redis(
-            send(CommandCall(("ZSCORE", self.keys.online(), user_id)))
+            send(CommandCall(("ZSCORE", self.keys.online_of(user_id), user_id)))
         )
         last: int | None
         if score is USE_MEMORY:
@@ -217,11 +229,16 @@ class PresenceOps:
 
     def daily(self, day: str) -> Op[DailyUsers]:
         """Unique active users on ``day`` (YYYY-MM-DD, UTC; HyperLogLog, ~0.8% error)."""
-        n = yield from self.core.on_redis(send(CommandCall(("PFCOUNT", self.keys.daily(day)))))
-        if n is USE_MEMORY:
+        calls = tuple(
+            CommandCall(("PFCOUNT", self.keys.daily(day, n))) for n in range(self.keys.shards)
+        )
+        counts = yield from self.core.on_redis(send(PipelineCall(calls)))
+        if counts is USE_MEMORY:
             with self._lock:
-                n = len(self._days.get(day, ()))
-        return {"date": day, "active_users": int(n), "mode": self.core.mode}
+                total = len(self._days.get(day, ()))
+        else:
+            total = sum(int(c) for c in counts)
+        return {"date": day, "active_users": total, "mode": self.core.mode}
 
     def flush(self) -> Op[bool]:
         """Recovery hook: write the activity recorded while Redis was down."""
@@ -240,6 +257,22 @@ class PresenceOps:
                 else:
                     self._pending_days.pop(day, None)
             return not self._pending and not self._pending_days
+
+
+def on_every_shard(keys: UserKeys, *command: str | int) -> PipelineCall:
+    """``command`` once per presence shard, ``{}`` in it standing for the shard's online key."""
+    return PipelineCall(
+        tuple(
+            CommandCall(tuple(keys.online(n) if a == "{}" else a for a in command))
+            for n in range(keys.shards)
+        )
+    )
+
+
+def online_since(keys: UserKeys, since_ms: int) -> Op[list[str]]:
+    """Every user active since ``since_ms``, from every shard."""
+    replies = yield on_every_shard(keys, "ZRANGE", "{}", since_ms, "+inf", "BYSCORE")
+    return [str(user) for reply in replies for user in reply]
 
 
 def _parse_cursor(cursor: str | None) -> tuple[int, str]:

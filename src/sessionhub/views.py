@@ -93,7 +93,8 @@ class SessionStats(TypedDict):
 
 
 class RedisHealth(TypedDict):
-    """Redis health for load balancers: ``status`` is ``healthy`` or ``degraded``."""
+    """Redis health for load balancers: ``status`` is ``healthy``, ``degraded`` or
+    ``misconfigured``."""
 
     status: str
     message: str

@@ -1,4 +1,5 @@
-"""One behavioural contract, run against every adapter and against the library directly."""
+"""One behavioural contract, run against every adapter and against the library directly, on
+standalone Redis, Sentinel and Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,22 +8,18 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from contract_apps import ADAPTERS, Client, open_client
 
 from helpers import build_settings, wait_for
 from redis_server import RedisServer
+from topology_fixtures import Topology, standalone
 
 ADAPTER_NAMES = sorted(ADAPTERS)
 
 
-def session_keys(url: str) -> list[bytes]:
-    """Every session hash in Redis (the index zsets are not sessions)."""
-    client = redis.Redis.from_url(url)
-    try:
-        return list(client.scan_iter(match="session:*:s:*"))
-    finally:
-        client.close()
+def session_keys(topology: Topology) -> list[bytes]:
+    """Every session hash in Redis, on every master (the index zsets are not sessions)."""
+    return topology.keys("session:*:s:*")
 
 
 @pytest.fixture(params=ADAPTER_NAMES)
@@ -32,43 +29,43 @@ def adapter(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def client(adapter: str, redis_url: str) -> Iterator[Client]:
-    """A client of the contract app for ``adapter`` on the shared test Redis."""
-    with open_client(adapter, build_settings(redis_url)) as c:
+def client(adapter: str, topology: Topology) -> Iterator[Client]:
+    """A client of the contract app for ``adapter`` on each topology in turn."""
+    with open_client(adapter, topology.settings()) as c:
         yield c
 
 
-def test_empty_session_creates_nothing(client: Client, redis_url: str) -> None:
+def test_empty_session_creates_nothing(client: Client, topology: Topology) -> None:
     """A request that stores nothing (a health check) gets no cookie and leaves no Redis key."""
     for route in ("ping", "read"):
         reply = client.call(route)
         assert reply.status == 200
         assert reply.set_cookies == []
     assert client.cookie is None
-    assert session_keys(redis_url) == []
+    assert session_keys(topology) == []
 
 
-def test_create_and_read(client: Client, redis_url: str) -> None:
+def test_create_and_read(client: Client, topology: Topology) -> None:
     """The first value stored creates the session; later requests read it back."""
     assert client.call("visits").body == {"visits": 1}
     assert client.cookie
     assert client.call("visits").body == {"visits": 2}
     assert client.call("read").body["data"]["visits"] == 2
-    assert len(session_keys(redis_url)) == 1
+    assert len(session_keys(topology)) == 1
 
 
-def test_modify_one_key_writes_only_that_key(adapter: str, redis_url: str) -> None:
+def test_modify_one_key_writes_only_that_key(adapter: str, topology: Topology) -> None:
     """Changing one key leaves the others as the store has them, even if changed meanwhile."""
     # The other writer goes around SessionHub, so no cache would hear of it: read Redis each time.
-    with open_client(adapter, build_settings(redis_url, session={"LOCAL_CACHE_SIZE": 0})) as c:
-        _modify_one_key_writes_only_that_key(c, redis_url)
+    with open_client(adapter, topology.settings(session={"LOCAL_CACHE_SIZE": 0})) as client:
+        _modify_one_key_writes_only_that_key(client, topology)
 
 
-def _modify_one_key_writes_only_that_key(client: Client, redis_url: str) -> None:
+def _modify_one_key_writes_only_that_key(client: Client, topology: Topology) -> None:
     client.call("set", {"key": "a", "value": 1})
     client.call("set", {"key": "b", "value": 2})
-    [key] = session_keys(redis_url)
-    r = redis.Redis.from_url(redis_url)
+    [key] = session_keys(topology)
+    r = topology.router()
     try:
         r.hset(key, "d:b", "99")  # another writer changed b after this client read it
     finally:
@@ -125,21 +122,21 @@ def test_login_binds_user_and_rotates_token(client: Client) -> None:
     assert body["data"]["cart"] == ["book"]
 
 
-def test_logout_destroys_session_and_cookie(client: Client, redis_url: str) -> None:
+def test_logout_destroys_session_and_cookie(client: Client, topology: Topology) -> None:
     """Logging out deletes the session from Redis and clears the cookie."""
     client.call("login", {"username": "alice"})
     client.call("set", {"key": "x", "value": 1})
     cookie = client.cookie
     client.call("logout", {})
     assert client.cookie is None
-    assert session_keys(redis_url) == []
+    assert session_keys(topology) == []
     client.cookie = cookie
     assert client.call("read").body == {"data": {}, "user": None}
 
 
-def test_expiry(adapter: str, redis_url: str) -> None:
+def test_expiry(adapter: str, topology: Topology) -> None:
     """A session idle for longer than EXPIRES is gone; the next visit starts again at 1."""
-    settings = build_settings(redis_url, session={"EXPIRES": 1})
+    settings = topology.settings(session={"EXPIRES": 1})
     with open_client(adapter, settings) as client:
         assert client.call("visits").body == {"visits": 1}
         time.sleep(1.3)
@@ -171,6 +168,7 @@ def test_redis_killed_and_restarted(adapter: str, fresh_redis_server: RedisServe
         newcomer.cookie = None
         assert newcomer.call("visits").body == {"visits": 1}
         fresh_redis_server.restart()
-        wait_for(lambda: client.call("visits").status == 200 and len(session_keys(url)) == 2)
+        stored = standalone(fresh_redis_server)
+        wait_for(lambda: client.call("visits").status == 200 and len(session_keys(stored)) == 2)
         assert client.call("read").body["data"]["visits"] >= 3
         assert newcomer.call("visits").body == {"visits": 2}

@@ -6,14 +6,13 @@ import re
 from collections.abc import Callable
 
 import pytest
-import redis
 from sessioncookie import as_session
 from starlette.testclient import TestClient
 
 from helpers import ADMIN_KEY, PASSWORD, login, service_settings
-from redis_server import RedisServer
 from sessionhub.service.app import create_app
 from sessionhub.tokens import TokenCodec
+from topology_fixtures import Topology
 
 REDIS_INFO_FIELDS = {
     "used_memory",
@@ -25,6 +24,13 @@ REDIS_INFO_FIELDS = {
 }
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient], topology: Topology) -> TestClient:
+    """A client of a service on each topology in turn (standalone, Sentinel, Cluster), emptied:
+    the service's contract is the same on all three."""
+    return make_client(None, session={"TYPE": "redis"}, redis=topology.redis)
 
 
 def test_login_sets_a_safe_cookie_and_returns_the_user(client: TestClient) -> None:
@@ -191,17 +197,17 @@ def _other_codec_cookie() -> str:
     ],
 )
 def test_bad_cookies_get_401_and_change_nothing(
-    client: TestClient, redis_server: RedisServer, make_cookie: Callable[[str], str]
+    client: TestClient, topology: Topology, make_cookie: Callable[[str], str]
 ) -> None:
     """Tampered, truncated, foreign, garbage and huge cookies get 401; stored data is intact."""
     good = login(client)
-    before = sorted(redis_server.client().keys("*"))
+    before = sorted(topology.keys())
     client.cookies.clear()
     response = client.get("/api/auth/me", headers=as_session(make_cookie(good)))
     assert response.status_code == 401
     assert response.json()["success"] is False
     assert response.json()["error"]["message"]
-    assert sorted(redis_server.client().keys("*")) == before
+    assert sorted(topology.keys()) == before
     assert client.get("/api/auth/me", headers=as_session(good)).status_code == 200
 
 
@@ -311,16 +317,17 @@ def test_admin_endpoint_needs_the_key(client: TestClient) -> None:
 
 
 def test_redis_type_errors_are_a_clean_500(
-    make_client: Callable[..., TestClient], redis_url: str, redis_server: RedisServer
+    make_client: Callable[..., TestClient], topology: Topology
 ) -> None:
     """A corrupted key (wrong type) is reported as a JSON 500 without a stack trace."""
     # The corruption goes around SessionHub, so no cache hears of it: every read goes to Redis.
-    client = make_client(redis_url, session={"REFRESH_THRESHOLD": 0})
+    session = {"TYPE": "redis", "REFRESH_THRESHOLD": 0}
+    client = make_client(None, session=session, redis=topology.redis)
     cookie = login(client)
     hub = client.app.state.hub  # type: ignore[attr-defined]
     sid = hub.manager.sid_for_cookie(cookie)
     key = hub.manager.core.redis_ops.keys.session(sid)
-    raw: redis.Redis = redis_server.client()
+    raw = topology.router()
     raw.delete(key)
     raw.set(key, "corrupt")
     response = client.get("/api/auth/me")
@@ -329,15 +336,13 @@ def test_redis_type_errors_are_a_clean_500(
     assert "Traceback" not in response.text
 
 
-def test_no_cookie_or_token_reaches_redis(client: TestClient, redis_server: RedisServer) -> None:
+def test_no_cookie_or_token_reaches_redis(client: TestClient, topology: Topology) -> None:
     """After logins over HTTP, neither a cookie nor its token appears anywhere in Redis."""
-    from helpers import every_string_in_redis
-
     cookies = []
     for user in ("alice", "bob", "alice"):
         cookies.append(login(client, user))
         client.cookies.clear()
-    stored = b"\n".join(every_string_in_redis(redis_server.client()))
+    stored = b"\n".join(topology.every_string())
     assert stored
     for cookie in cookies:
         token = cookie.split(".")[0]

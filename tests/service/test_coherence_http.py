@@ -165,7 +165,7 @@ def test_sessions_served_through_an_empty_restart_are_listed_counted_and_revocab
         listed = client.get("/api/me/sessions", headers=as_session(cookie)).json()["data"]
         assert sorted(s["user_agent"] for s in listed["sessions"]) == ["one", "two"]
         assert client.get("/api/session/stats").json()["data"]["redis_sessions"] == 2
-    online = core_of(a).redis_ops.keys.prefix + "presence:online"
+    online = a.app.state.hub.manager.user_keys.online_of("alice")  # type: ignore[attr-defined]
     assert server.client().zscore(online, "alice") is not None
 
     handle = handle_of(a, one, "two")

@@ -136,8 +136,10 @@ def test_degraded_counts_locally_and_flushes(
     server.restart()
     wait_for(lambda: hub.manager.core.mode == "redis")
     r = server.client()
-    assert r.zscore(hub.manager.user_keys.online(), "alice") is not None
-    assert r.pfcount(hub.manager.user_keys.daily(day_of(hub.manager.core.clock()))) == 1
+    keys = hub.manager.user_keys
+    assert r.zscore(keys.online_of("alice"), "alice") is not None
+    today = day_of(hub.manager.core.clock())
+    assert r.pfcount(keys.daily(today, keys.presence_shard("alice"))) == 1
     assert login(client, "bob")
     count = client.get("/api/presence/online").json()["data"]
     assert count["online_users"] == 2

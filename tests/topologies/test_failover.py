@@ -1,21 +1,24 @@
-"""Failovers under steady requests: no exception reaches the caller, requests are served
-(from memory while no master answers), traffic returns to Redis once the new master is there,
-and every session made before the failover is still valid, in Redis."""
+"""Failovers and a live reshard under steady requests: no exception reaches the caller,
+requests are served (from memory while no master answers), traffic returns to Redis once the
+new master is there, and every session made before is still valid, in Redis."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from conftest import Topology, make_topology
 from helpers import hub_factory, wait_for
 from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, wait_replicated
+from topology_fixtures import Topology, make_topology
 
 SESSIONS = 20
 PACE = 0.002
@@ -189,3 +192,59 @@ def test_cluster_master_killed_costs_no_request(
             wait_replicated(master)
 
     _ride(topology, "sync", victim.kill, lambda: len(group.masters()) == 3, all_replicated)
+
+
+RESHARDED_SLOTS = 2000
+
+
+def _node_id(node: RedisServer) -> str:
+    client = node.client(decode_responses=True)
+    try:
+        return str(client.execute_command("CLUSTER", "MYID"))
+    finally:
+        client.close()
+
+
+def test_cluster_live_reshard_costs_no_request(cluster: tuple[Topology, ClusterGroup]) -> None:
+    """redis-cli --cluster reshard moves a few thousand slots, keys and all, between two masters
+    under load: nothing escapes a call, the sessions made before are valid, and the session
+    count is right afterwards."""
+    topology, group = cluster
+    source, target = group.masters()[:2]
+    ids = [
+        node.client(decode_responses=True).execute_command("CLUSTER", "MYID")
+        for node in (source, target)
+    ]
+    cli = shutil.which("redis-cli", path=str(Path(source.binary).parent)) or "redis-cli"
+    with hub_factory("sync", topology.settings) as make:
+        hub = make()
+        cookies, keys = _prepared(hub)
+        with SteadyLoad(hub, cookies) as load:
+            wait_for(lambda: load.requests > 20)
+            subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "reshard",
+                    f"{source.host}:{source.port}",
+                    "--cluster-from",
+                    ids[0],
+                    "--cluster-to",
+                    ids[1],
+                    "--cluster-slots",
+                    str(RESHARDED_SLOTS),
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            served = load.requests
+            wait_for(lambda: load.requests > served + 20)
+        group.settle()
+        wait_for(lambda: _back_on_redis(hub, cookies[0]), timeout=30)
+        assert load.errors == []
+        assert load.lost == []
+        _all_valid(hub, cookies)
+        assert _stored(topology, keys) == SESSIONS
+        assert hub.stats()["total_sessions"] == SESSIONS + load.requests

@@ -3,7 +3,6 @@ certificate another CA signed, saying so."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,6 @@ import pytest
 from helpers import build_settings, hub_factory
 from redis_server import TlsRedisServer
 from tls_certs import Certs, make_certs
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    """A CA and a server certificate for 127.0.0.1, made for this module."""
-    return make_certs(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs: Certs, pytestconfig: pytest.Config) -> Iterator[TlsRedisServer]:
-    """A redis-server that only speaks TLS."""
-    binary = pytestconfig.getoption("redis_server_bin")
-    server = TlsRedisServer(certs.server_cert, certs.server_key, certs.ca_cert, binary=binary)
-    try:
-        yield server.start()
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from conftest import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 from helpers import hub_factory
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.presence import day_of
+from topology_fixtures import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 
 MakeHub = Callable[..., Any]
 
@@ -107,6 +107,32 @@ def test_presence_online_and_daily_users(make_hub: MakeHub) -> None:
     assert hub.presence.daily(today)["active_users"] == 3
     hub.presence.offline("bob")
     assert hub.presence.online_count()["online_users"] == 2
+    _on_redis(hub)
+
+
+def test_presence_is_spread_over_every_master_and_summed(
+    make_hub: MakeHub, topology: Topology
+) -> None:
+    """Presence of many users is spread over the masters (no key takes every write), and the
+    online count, the paged list and the day's unique users sum all of it."""
+    hub = make_hub()
+    users = [f"user-{i}" for i in range(60)]
+    for user in users:
+        hub.presence.touch(user, force=True)
+    holding = [c for c in topology.clients() if c.keys("session:*:presence:online")]
+    assert len(holding) >= min(2, len(topology.masters()))
+    assert hub.presence.online_count()["online_users"] == len(users)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = hub.presence.online_users(cursor=cursor, limit=7)
+        seen += [u["user_id"] for u in page["users"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(users)
+    today = day_of(hub.manager.core.clock())
+    assert hub.presence.daily(today)["active_users"] == len(users)
     _on_redis(hub)
 
 

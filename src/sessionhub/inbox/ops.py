@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable
 
 from ..exceptions import RateLimitedError
+from ..presence import online_since
 from ..ratelimit import WindowCounter
 from ..stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, send
 from ..stores.redis import classify
@@ -135,8 +136,7 @@ class InboxOps:
         """Send ``body`` to every user online now; returns how many received it."""
         body = self.check_body(body)
         now = self.core.clock()
-        online = ("ZRANGE", self.keys.online(), now - self.online_window_ms, "+inf", "BYSCORE")
-        users = yield from self.core.on_redis(send(CommandCall(online)))
+        users = yield from self.core.on_redis(online_since(self.keys, now - self.online_window_ms))
         if users is USE_MEMORY:
             users = self.online_here(now)
         sent = 0

@@ -152,6 +152,10 @@ def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
         app.state.monitor = monitor
         _observe(app, hub, monitor)
         await hub.start()
+        mistake = hub.manager.core.config_error()
+        if mistake is not None:  # not an outage to ride out from memory: refuse to start
+            await hub.aclose()
+            raise mistake
         if settings.session.type == "memory":
             log.warning("SESSION.TYPE is memory: sessions live in this process only")
         else:

@@ -7,6 +7,10 @@ node, the nodes in turn) and follows ``MOVED`` and ``ASK`` while a slot moves. `
 ``CLUSTERDOWN`` are retried by the client; what is still failing after that reaches the
 resilient core, which serves from memory (see :data:`~.redis.REDIS_DOWN`).
 
+With ``REDIS.WAIT_REPLICAS``, a call ending in ``WAIT`` is sent to each node it writes on one
+connection of that node, the node's calls then ``WAIT``: ``WAIT`` covers only what its own
+connection wrote, so it cannot go through the cluster client, which would send it to any node.
+
 This path does not use the hand-written wire path of :mod:`.drivers` (hiredis packing on a held
 connection): correctness first. Replies are already shaped by the cluster client's callbacks.
 """
@@ -18,9 +22,9 @@ from typing import Any
 
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, NoScriptError
 
-from .base import Call, PipelineCall, ScriptCall
+from .base import Call, CommandCall, PipelineCall, ScriptCall
 from .wire import Single, call_args
 
 
@@ -30,6 +34,50 @@ def _missing_scripts(calls: Sequence[Single], replies: list[Any]) -> list[int]:
         for i, (call, reply) in enumerate(zip(calls, replies, strict=True))
         if isinstance(call, ScriptCall) and isinstance(reply, NoScriptError)
     ]
+
+
+def _is_wait(call: Single) -> bool:
+    return isinstance(call, CommandCall) and call.args[0] == "WAIT"
+
+
+def _key_of(call: Single) -> str:
+    return call.keys[0] if isinstance(call, ScriptCall) else str(call.args[1])
+
+
+def _retried(calls: Sequence[Single], missing: list[int]) -> list[int]:
+    """The calls to send again after NOSCRIPT: the missing scripts and any WAIT, which must
+    follow them on the same connection to cover them."""
+    return missing + [i for i, c in enumerate(calls) if _is_wait(c)] if missing else []
+
+
+def _by_node(calls: Sequence[Single], node_of: Any) -> dict[str, tuple[Any, list[int]]]:
+    """The positions of the calls other than WAIT, grouped by the node of their key's slot."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, call in enumerate(calls):
+        if not _is_wait(call):
+            node = node_of(_key_of(call))
+            groups.setdefault(node.name, (node, []))[1].append(i)
+    return groups
+
+
+def _fill_waits(calls: Sequence[Single], replies: list[Any], acks: list[Any]) -> None:
+    """WAIT's reply: the fewest replicas any node written reports (or its error)."""
+    error = next((a for a in acks if isinstance(a, Exception)), None)
+    fewest = error if error is not None else min((int(a) for a in acks), default=0)
+    for i, call in enumerate(calls):
+        if _is_wait(call):
+            replies[i] = fewest
+
+
+def _moved(replies: list[Any]) -> list[int]:
+    """Calls a node refused because their slot moved (MOVED, ASK): nothing was written, and the
+    cluster client sends them again where the slot is now (without WAIT)."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, AskError)]
+
+
+def _put_back(replies: list[Any], positions: list[int], sent: Sequence[Any]) -> None:
+    for i, reply in zip(positions, sent, strict=True):
+        replies[i] = reply
 
 
 def _result(call: Call, replies: list[Any]) -> Any:
@@ -48,14 +96,16 @@ class ClusterCalls:
     def execute(self, call: Call) -> Any:
         calls = call.calls if isinstance(call, PipelineCall) else (call,)
         replies = self._send(calls)
-        missing = _missing_scripts(calls, replies)
-        if missing:  # a node restarted or failed over: its script cache is empty
-            again = self._send([calls[i] for i in missing], eval_source=True)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
+        # A node restarted or failed over: its script cache is empty.
+        again = _retried(calls, _missing_scripts(calls, replies))
+        if again:
+            resent = self._send([calls[i] for i in again], eval_source=True)
+            _put_back(replies, again, resent)
         return _result(call, replies)
 
     def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
+        if any(_is_wait(c) for c in calls):
+            return self._send_waiting(calls, eval_source)
         if len(calls) == 1:
             try:
                 return [self.client.execute_command(*call_args(calls[0], eval_source=eval_source))]
@@ -65,6 +115,27 @@ class ClusterCalls:
         for c in calls:
             pipe.execute_command(*call_args(c, eval_source=eval_source))
         replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
+
+    def _send_waiting(self, calls: Sequence[Single], eval_source: bool) -> list[Any]:
+        """Each node's calls and a WAIT on one of its connections: WAIT counts the replicas that
+        have what was written on its own connection."""
+        replies: list[Any] = [None] * len(calls)
+        acks: list[Any] = []
+        wait = next(c for c in calls if _is_wait(c))
+        for node, positions in _by_node(calls, self.client.get_node_from_key).values():
+            pipe = node.redis_connection.pipeline(transaction=False)
+            for i in positions:
+                pipe.execute_command(*call_args(calls[i], eval_source=eval_source))
+            pipe.execute_command(*call_args(wait))
+            *written, acked = pipe.execute(raise_on_error=False)
+            _put_back(replies, positions, written)
+            acks.append(acked)
+        _fill_waits(calls, replies, acks)
+        moved = _moved(replies)
+        if moved:
+            resent = self._send([calls[i] for i in moved], eval_source=eval_source)
+            _put_back(replies, moved, resent)
         return replies
 
 
@@ -77,14 +148,15 @@ class AsyncClusterCalls:
     async def execute(self, call: Call) -> Any:
         calls = call.calls if isinstance(call, PipelineCall) else (call,)
         replies = await self._send(calls)
-        missing = _missing_scripts(calls, replies)
-        if missing:
-            again = await self._send([calls[i] for i in missing], eval_source=True)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
+        again = _retried(calls, _missing_scripts(calls, replies))
+        if again:
+            resent = await self._send([calls[i] for i in again], eval_source=True)
+            _put_back(replies, again, resent)
         return _result(call, replies)
 
     async def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
+        if any(_is_wait(c) for c in calls):
+            return await self._send_waiting(calls, eval_source)
         if len(calls) == 1:
             try:
                 reply = await self.client.execute_command(
@@ -97,4 +169,26 @@ class AsyncClusterCalls:
         for c in calls:
             pipe.execute_command(*call_args(c, eval_source=eval_source))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _send_waiting(self, calls: Sequence[Single], eval_source: bool) -> list[Any]:
+        """The mirror image of :meth:`ClusterCalls._send_waiting`."""
+        replies: list[Any] = [None] * len(calls)
+        acks: list[Any] = []
+        wait = next(c for c in calls if _is_wait(c))
+        for node, positions in _by_node(calls, self.client.get_node_from_key).values():
+            sent = [calls[i] for i in positions]
+            commands = [
+                aiocluster.PipelineCommand(n, *call_args(c, eval_source=eval_source))
+                for n, c in enumerate([*sent, wait])
+            ]
+            await node.execute_pipeline(commands)
+            *written, acked = [command.result for command in commands]
+            _put_back(replies, positions, written)
+            acks.append(acked)
+        _fill_waits(calls, replies, acks)
+        moved = _moved(replies)
+        if moved:
+            resent = await self._send([calls[i] for i in moved], eval_source=eval_source)
+            _put_back(replies, moved, resent)
         return replies

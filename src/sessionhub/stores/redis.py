@@ -18,15 +18,20 @@ out is counted until its bucket ends, at most ``count_bucket_ms`` late.
 
 from __future__ import annotations
 
+import logging
 import re
+import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.exceptions import (
+    AuthenticationError,
     ClusterDownError,
     ClusterError,
     MasterDownError,
+    NoPermissionError,
     NoScriptError,
     ReadOnlyError,
     RedisClusterException,
@@ -36,6 +41,8 @@ from redis.exceptions import (
 from ..exceptions import DataError, RedisTooOldError
 from ..session import F_EXPIRES, F_IDLE, Fields
 from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
+
+log = logging.getLogger("sessionhub.store")
 
 REDIS_DOWN: tuple[type[Exception], ...] = (
     redis.ConnectionError,
@@ -63,6 +70,9 @@ class Fault:
     reads_work: bool = False
     """Redis still answers reads and refuses only writes: sessions are read from it while what
     changes is kept in memory, so a session this process never saw is not logged out."""
+    config: bool = False
+    """A mistake in the configuration (credentials, permissions, TLS, master name): waiting does
+    not fix it, so starting the service refuses it and health names it instead of an outage."""
 
 
 UNREACHABLE = Fault("unreachable", "Redis is unreachable")
@@ -85,6 +95,35 @@ OUT_OF_MEMORY = Fault(
 MASTER_DOWN = Fault("master down", "Redis is a replica that lost its master (MASTERDOWN)")
 NO_SCRIPT = Fault("scripts refused", "Redis refused SessionHub's scripts even by EVAL (NOSCRIPT)")
 TOO_OLD = Fault("too old", "Redis is too old for SessionHub (7.0 or newer needed)")
+WRONG_CREDENTIALS = Fault(
+    "wrong credentials",
+    "Redis refused the credentials (wrong or missing REDIS.USERNAME / REDIS.PASSWORD, or "
+    "SENTINEL_USERNAME / SENTINEL_PASSWORD)",
+    config=True,
+)
+NO_PERMISSION = Fault(
+    "missing permission",
+    "Redis's ACL refuses a command or key SessionHub needs (NOPERM; the user's rules are in "
+    "docs/DEPLOYMENT.md)",
+    config=True,
+)
+TLS_FAILED = Fault(
+    "TLS handshake failed",
+    "the TLS handshake with Redis failed (check REDIS.TLS_CA_CERT, the server's certificate and "
+    "host name, TLS_CERT / TLS_KEY)",
+    config=True,
+)
+UNKNOWN_MASTER = Fault(
+    "unknown master",
+    "no sentinel knows the master REDIS.SENTINEL_MASTER names",
+    config=True,
+)
+
+
+class UnknownMasterError(redis.ConnectionError):
+    """Every sentinel answered and none monitors the master asked for: a wrong
+    ``SENTINEL_MASTER``, not a master that is down."""
+
 
 _REFUSALS: tuple[tuple[type[Exception], str, Fault], ...] = (
     # redis-py names most refusals by their error code; a script relays the code of the call
@@ -96,11 +135,47 @@ _REFUSALS: tuple[tuple[type[Exception], str, Fault], ...] = (
 )
 
 
+_SCRIPT_NOPERM = "user executing the script can't run this command"
+"""What Redis 7.0 says when a script calls a command the ACL refuses (no NOPERM code)."""
+
+_TLS_TRANSPORT_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+"""TLS errors of a connection that was cut, not of a handshake that was refused."""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from: redis-py wraps the error that matters (a TLS
+    failure in a ConnectionError, a refused node in the cluster client's own exception)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _config_fault(exc: BaseException) -> Fault | None:
+    for cause in _causes(exc):
+        if isinstance(cause, AuthenticationError):
+            return WRONG_CREDENTIALS
+        if isinstance(cause, NoPermissionError) or _SCRIPT_NOPERM in str(cause):
+            return NO_PERMISSION
+        if isinstance(cause, UnknownMasterError):
+            return UNKNOWN_MASTER
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, _TLS_TRANSPORT_ERRORS):
+            return TLS_FAILED
+    return None
+
+
 def classify(exc: BaseException) -> Fault | None:
     """The fault ``exc`` shows, or ``None`` when it is a bug to raise (wrong type, script error).
 
-    NOSCRIPT reaches here only when the driver's EVAL fallback did not help.
+    Configuration mistakes come first: redis-py makes a refused password a ``ConnectionError``,
+    which would otherwise read as an outage. NOSCRIPT reaches here only when the driver's EVAL
+    fallback did not help.
     """
+    config = _config_fault(exc)
+    if config is not None:
+        return config
     if isinstance(exc, redis.BusyLoadingError):
         return LOADING
     if isinstance(exc, redis.ResponseError):
@@ -239,6 +314,9 @@ class RedisOps:
         keys: KeySpace,
         count_bucket_ms: int = MIN_COUNT_BUCKET_MS,
         remember_bucket_ms: int | None = None,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 0,
     ) -> None:
         self.keys = keys
         self.bucket_ms = count_bucket_ms
@@ -247,6 +325,31 @@ class RedisOps:
         self.min_version = MIN_REDIS_VERSION
         self.expired = 0
         """Sessions that idled out, as :meth:`count` finds their ended buckets (each once)."""
+        self.wait_replicas = wait_replicas
+        """``REDIS.WAIT_REPLICAS``: creates and destroys return once this many replicas have
+        them, so a failover cannot lose a login or bring a revoked session back."""
+        self.wait_timeout_ms = wait_timeout_ms
+
+    def _acknowledged(self, call: ScriptCall | PipelineCall) -> Op[list[Any]]:
+        """Send ``call`` and, with ``wait_replicas``, ``WAIT`` right behind it in the same round
+        trip and on the same connection (on Cluster, on each node written): the replies of
+        ``call``'s calls, in order."""
+        calls = call.calls if isinstance(call, PipelineCall) else (call,)
+        if not self.wait_replicas:
+            reply = yield call
+            return list(reply) if isinstance(call, PipelineCall) else [reply]
+        wait = CommandCall(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+        replies: list[Any] = list((yield PipelineCall((*calls, wait))))
+        acked = replies.pop()
+        if int(acked) < self.wait_replicas:
+            log.warning(
+                "%d of REDIS.WAIT_REPLICAS=%d replicas acknowledged within %d ms: a failover now "
+                "could lose this write",
+                int(acked),
+                self.wait_replicas,
+                self.wait_timeout_ms,
+            )
+        return replies
 
     def load(
         self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
@@ -271,7 +374,7 @@ class RedisOps:
     ) -> Op[None]:
         """Write a new session; ``also`` rides in the same round trip (the user's index)."""
         put = self._put_call(sid, fields, expires_ms, "new")
-        yield PipelineCall((put, *also)) if also else put
+        yield from self._acknowledged(PipelineCall((put, *also)) if also else put)
 
     def put_many_if_newer(
         self, records: list[tuple[str, Fields, int]], writer: str = ""
@@ -343,7 +446,8 @@ class RedisOps:
         return ScriptCall(DESTROY, self.keys.session_counts_and_tombstone(sid), args)
 
     def destroy(self, sid: str) -> Op[bool]:
-        return bool((yield self.destroy_call(sid)))
+        [existed] = yield from self._acknowledged(self.destroy_call(sid))
+        return bool(existed)
 
     def destroy_many(self, sids: list[str]) -> Op[None]:
         if sids:
@@ -387,8 +491,11 @@ class RedisOps:
         """:meth:`check_server`, then a tiny write that proves Redis accepts writes.
 
         A read-only replica, a Redis out of memory or one loading its dataset still answers
-        ``INFO``: the write is what keeps such a Redis from being taken back too early.
+        ``INFO``: the write is what keeps such a Redis from being taken back too early. A count
+        of one shard that drops nothing (prune limit 0) then proves the scripts may run.
         """
         version = yield from self.check_server()
         yield CommandCall(("SET", self.keys.probe(), "1", "PX", PROBE_TTL_MS))
+        # Every request runs a script: an ACL without EVALSHA must show here, at start.
+        yield ScriptCall(COUNT, (self.keys.counts(0),), (0, 0))
         return version

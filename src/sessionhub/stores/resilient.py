@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol, TypeVar
 
 from ..events import DEFAULT_QUEUE_SIZE, EventBus
-from ..exceptions import RedisTooOldError
+from ..exceptions import RedisConfigError, RedisTooOldError
 from ..session import F_EXPIRES, F_USER, Fields
 from ..tokens import short
 from .base import Call, CommandCall, Op, ScriptCall
@@ -184,19 +184,29 @@ class ResilientCore:
             self.degraded = True
             if not was_degraded:
                 self.degraded_since = time.time()
+        # A configuration mistake will not pass by itself: it is an error, not a warning.
+        level = logging.ERROR if fault.config else logging.WARNING
         if not was_degraded:
-            log.warning("%s: %s", DEGRADED_MESSAGE, self.last_error)
+            log.log(level, "%s: %s", DEGRADED_MESSAGE, self.last_error)
             self.events.emit("degraded", reason=fault.name)
             if self.on_degraded is not None:
                 self.on_degraded()
             if self.observer is not None:
                 self.observer.mode_changed(True)
         elif changed:
-            log.warning("Redis fault changed, still in degraded mode: %s", self.last_error)
+            log.log(level, "Redis fault changed, still in degraded mode: %s", self.last_error)
 
     def _note(self, exc: BaseException, fault: Fault) -> None:
         self.fault = fault
         self.last_error = f"{fault.message}: {type(exc).__name__}: {exc}"
+
+    def config_error(self) -> RedisConfigError | None:
+        """The configuration mistake keeping traffic off Redis (wrong password, ACL, TLS,
+        master name), or ``None`` when there is none."""
+        fault = self.fault
+        if not (self.degraded and fault is not None and fault.config):
+            return None
+        return RedisConfigError(" ".join((self.last_error or fault.message).split()))
 
     @property
     def reads_from_redis(self) -> bool:
@@ -504,10 +514,13 @@ class ResilientCore:
         return None if answered is USE_MEMORY else (time.perf_counter() - start) * 1000
 
     def verify(self) -> Op[bool]:
-        """Check, at start, that Redis answers and is new enough; opens the circuit if not.
+        """Check, at start, that Redis answers, accepts writes and scripts and is new enough;
+        opens the circuit if not.
 
         An unusable Redis is treated like an unreachable one: sessions are served from memory,
-        the reason is in ``last_error`` (health) and the log, and the probe keeps checking.
+        the reason is in ``last_error`` (health) and the log, and the probe keeps checking. A
+        configuration mistake is told apart (:meth:`config_error`): the service refuses to start
+        on one, and health names it.
         """
         if self.redis_ops is None:
             return True
@@ -557,7 +570,10 @@ class ResilientCore:
             if fault is None:
                 raise
             with self._lock:
+                changed = fault != self.fault
                 self._note(exc, fault)
+            if changed and fault.config:
+                log.error("Redis fault changed, still in degraded mode: %s", self.last_error)
             return False
         finally:
             self._recovering = False

@@ -13,6 +13,7 @@ mode; there is no switch to turn that off.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import redis
@@ -25,6 +26,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ..config import RedisSettings, host_port
+from .redis import UnknownMasterError
 
 RETRY_BACKOFF_CAP = 0.05
 RETRY_BACKOFF_BASE = 0.01
@@ -87,6 +89,59 @@ def _sentinel_options(rs: RedisSettings) -> tuple[list[tuple[str, int]], dict[st
     return [host_port(a) for a in rs.sentinels], options
 
 
+def _why_no_master(name: str, answers: list[Any]) -> Exception | None:
+    """Why no sentinel gave the master ``name``, when it is a configuration mistake: a sentinel
+    refused the credentials (redis-py files that under "no master found"), or every sentinel
+    answered and none monitors ``name``. ``None`` when the master may merely be down."""
+    refused = next((a for a in answers if isinstance(a, redis.AuthenticationError)), None)
+    if refused is not None:
+        return refused
+    if answers and all(isinstance(a, dict) and name not in a for a in answers):
+        return UnknownMasterError(f"no sentinel monitors a master named {name!r}")
+    return None
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """redis-py's Sentinel, telling a wrong master name or sentinel password from a master
+    that is down (it reports all three as "no master found")."""
+
+    def discover_master(self, service_name: str) -> Any:
+        try:
+            return super().discover_master(service_name)
+        except redis.sentinel.MasterNotFoundError as exc:
+            answers: list[Any] = []
+            for sentinel in self.sentinels:
+                try:
+                    answers.append(sentinel.sentinel_masters())
+                except redis.RedisError as error:
+                    answers.append(error)
+            mistake = _why_no_master(service_name, answers)
+            if mistake is None:
+                raise
+            raise mistake from exc
+
+
+async def _answer(pending: Awaitable[Any]) -> Any:
+    try:
+        return await pending
+    except redis.RedisError as error:
+        return error
+
+
+class _AsyncSentinel(aiosentinel.Sentinel):
+    """The asyncio mirror image of :class:`_Sentinel`."""
+
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except aiosentinel.MasterNotFoundError as exc:
+            answers = [await _answer(sentinel.sentinel_masters()) for sentinel in self.sentinels]
+            mistake = _why_no_master(service_name, answers)
+            if mistake is None:
+                raise
+            raise mistake from exc
+
+
 def _data_node_options(rs: RedisSettings) -> dict[str, Any]:
     options = {**redis_client_kwargs(rs), **_auth(rs), **tls_kwargs(rs)}
     if rs.uses_tls:
@@ -106,7 +161,7 @@ def sync_client(rs: RedisSettings) -> SyncClient:
     if rs.mode == "sentinel":
         sentinels, sentinel_options = _sentinel_options(rs)
         options = _data_node_options(rs) | {"db": rs.db}
-        manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
+        manager = _Sentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
         master: redis.Redis = manager.master_for(rs.sentinel_master or "", redis_class=redis.Redis)
         return master
     if rs.mode == "cluster":
@@ -120,7 +175,7 @@ def async_client(rs: RedisSettings) -> AsyncClient:
     if rs.mode == "sentinel":
         sentinels, sentinel_options = _sentinel_options(rs)
         options = _data_node_options(rs) | {"db": rs.db}
-        manager = aiosentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
+        manager = _AsyncSentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
         master: aioredis.Redis = manager.master_for(
             rs.sentinel_master or "", redis_class=aioredis.Redis
         )

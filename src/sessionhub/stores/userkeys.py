@@ -1,8 +1,13 @@
-"""Key names for per-user data (session index, settings, inbox) and the global presence keys.
+"""Key names for per-user data (session index, settings, inbox) and the presence keys.
 
 Every per-user key carries the hash tag ``{u:<escaped user id>}``, so all of one user's keys live
 in one cluster slot. ``{`` and ``}`` in a user id would end the tag early, so they (and ``%``)
 are percent-escaped inside it.
+
+Presence is split into shards so that no single key takes every write: a user's shard is a
+hash of the user id, and each shard's keys carry the tag ``{<shard>}`` (the slots of the session
+shards). A user is always in the same shard, so the shards hold disjoint sets of users and global
+figures are sums over the shards.
 
 The login throttle's keys carry ``{ip:<escaped client address>}`` instead: one script updates
 an address's counter and its (username, address) counter together, so both must share a slot.
@@ -11,6 +16,7 @@ an address's counter and its (username, address) counter together, so both must 
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 
 def escape_user(user_id: str) -> str:
@@ -29,10 +35,12 @@ def username_digest(username: str) -> str:
 
 
 class UserKeys:
-    """``P{u:<user>}:<what>`` per user, ``P<what>`` for the global presence keys."""
+    """``P{u:<user>}:<what>`` per user, ``P{<shard>}:presence:<what>`` for presence."""
 
-    def __init__(self, prefix: str = "session:") -> None:
+    def __init__(self, prefix: str = "session:", shards: int = 16) -> None:
         self.prefix = prefix
+        self.shards = shards
+        """Presence shards (``SESSION.INDEX_SHARDS``)."""
 
     def _user(self, user_id: str, what: str) -> str:
         return f"{self.prefix}{{u:{escape_user(user_id)}}}:{what}"
@@ -65,13 +73,20 @@ class UserKeys:
         """string counter: messages sent by the user in the current rate window."""
         return self._user(user_id, "sendrate")
 
-    def online(self) -> str:
-        """zset: user id -> last activity in ms (global; one member per user)."""
-        return f"{self.prefix}presence:online"
+    def presence_shard(self, user_id: str) -> int:
+        """The presence shard of ``user_id``: stable across processes and restarts."""
+        return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) % self.shards
 
-    def daily(self, day: str) -> str:
-        """HyperLogLog of the user ids active on ``day`` (YYYY-MM-DD, UTC)."""
-        return f"{self.prefix}presence:day:{day}"
+    def online(self, shard: int) -> str:
+        """zset: user id -> last activity in ms, of the shard's users (one member per user)."""
+        return f"{self.prefix}{{{shard}}}:presence:online"
+
+    def online_of(self, user_id: str) -> str:
+        return self.online(self.presence_shard(user_id))
+
+    def daily(self, day: str, shard: int) -> str:
+        """HyperLogLog of the shard's user ids active on ``day`` (YYYY-MM-DD, UTC)."""
+        return f"{self.prefix}{{{shard}}}:presence:day:{day}"
 
     def login_ip(self, ip: str) -> str:
         """hash ``n``, ``e``, ``l``: failed logins from the address in the window ending at ``e``.

@@ -2,7 +2,8 @@
 watched by three sentinels, and a three-master Redis Cluster with a replica each.
 
 The sentinel group and the cluster start once per test session, the first time a test asks for
-them, on free loopback ports in temp dirs, and are torn down at the end.
+them, on free loopback ports in temp dirs, and are torn down at the end. The fixtures are
+imported by the top conftest, so the service and adapter suites run over the topologies too.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
-from helpers import build_settings
-from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup
-from sessionhub.config import Settings
+from helpers import build_settings, every_string_in_redis
+from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, TlsRedisServer
+from sessionhub.config import Settings, host_port
+from tls_certs import Certs, make_certs
 
 TOPOLOGIES = ("standalone", "sentinel", "cluster")
-DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "DEPLOYMENT.md"
+DEPLOYMENT = Path(__file__).resolve().parents[1] / "docs" / "DEPLOYMENT.md"
 ACL_USER = "sessionhub"
 ACL_PASSWORD = "acl-test-password-0123"
 
@@ -63,6 +66,35 @@ class Topology:
         """A plain client per master (for looking at what SessionHub stored)."""
         return [m.client(decode_responses=True) for m in self.masters()]
 
+    def keys(self, pattern: str = "*") -> list[bytes]:
+        """Every key matching ``pattern`` on every master, as bytes."""
+        found: list[bytes] = []
+        for master in self.masters():
+            client = master.client()
+            try:
+                found += client.scan_iter(match=pattern, count=1000)
+            finally:
+                client.close()
+        return found
+
+    def every_string(self) -> list[bytes]:
+        """:func:`helpers.every_string_in_redis` over every master."""
+        found: list[bytes] = []
+        for master in self.masters():
+            client = master.client()
+            try:
+                found += every_string_in_redis(client)
+            finally:
+                client.close()
+        return found
+
+    def router(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """A client that sends each command to the master of its key (writing in tests)."""
+        if self.name == "cluster":
+            nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in self.redis["CLUSTER_NODES"]]
+            return redis.cluster.RedisCluster(startup_nodes=nodes)
+        return self.masters()[0].client()
+
 
 def _binary(config: pytest.Config) -> str | None:
     value = config.getoption("redis_server_bin")
@@ -88,6 +120,24 @@ def cluster_group(pytestconfig: pytest.Config) -> Iterator[ClusterGroup]:
         yield group.start()
     finally:
         group.close()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA and a server certificate for 127.0.0.1, made for this session."""
+    return make_certs(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_server(certs: Certs, pytestconfig: pytest.Config) -> Iterator[TlsRedisServer]:
+    """A redis-server that only speaks TLS."""
+    server = TlsRedisServer(
+        certs.server_cert, certs.server_key, certs.ca_cert, binary=_binary(pytestconfig)
+    )
+    try:
+        yield server.start()
+    finally:
+        server.close()
 
 
 def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
@@ -116,6 +166,11 @@ def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
     server: RedisServer = request.getfixturevalue("redis_server")
     if not server.is_running:
         server.start()
+    return standalone(server)
+
+
+def standalone(server: RedisServer) -> Topology:
+    """``server`` as a topology of its own."""
 
     def flush() -> None:
         client = server.client()
@@ -124,7 +179,9 @@ def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
         finally:
             client.close()
 
-    return Topology(name, {"URL": server.url}, flush, lambda: [server], [server])
+    # HOST and PORT, not URL: a URL would win over the ACL user's USERNAME and PASSWORD.
+    address = {"HOST": server.host, "PORT": server.port}
+    return Topology("standalone", address, flush, lambda: [server], [server])
 
 
 @pytest.fixture(params=TOPOLOGIES)

@@ -1,0 +1,100 @@
+"""REDIS.WAIT_REPLICAS: a login, a logout and a revoke return only once the replicas have them,
+so a failover right after cannot lose a login or bring a revoked session back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from helpers import build_settings, hub_factory
+from redis_server import RedisServer
+from topology_fixtures import Topology, make_topology
+
+MakeHub = Any
+
+
+@pytest.fixture(params=["sentinel", "cluster"])
+def replicated(request: pytest.FixtureRequest) -> Topology:
+    """Sentinel's master and replica, or the cluster's masters with a replica each, emptied."""
+    made = make_topology(request.param, request)
+    made.flush()
+    return made
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_hub(request: pytest.FixtureRequest, replicated: Topology) -> Iterator[MakeHub]:
+    """Hubs on the replicated topology with WAIT_REPLICAS 1."""
+
+    def settings(**sections: dict[str, Any]) -> Any:
+        return replicated.settings(redis={"WAIT_REPLICAS": 1}, **sections)
+
+    with hub_factory(request.param, settings) as make:
+        yield make
+
+
+def replicas_holding(topology: Topology, key: str) -> int:
+    """How many replicas of ``topology`` hold ``key`` now (READONLY lets a cluster replica
+    answer for its master's slots; the others answer MOVED)."""
+    masters = {m.port for m in topology.masters()}
+    held = 0
+    for node in topology.data_nodes:
+        if node.port in masters or not node.is_running:
+            continue
+        client = node.client()
+        try:
+            if topology.name == "cluster":
+                client.execute_command("READONLY")
+            held += int(client.exists(key))
+        except redis.ResponseError:
+            pass
+        finally:
+            client.close()
+    return held
+
+
+def waits_sent(topology: Topology) -> int:
+    """WAIT commands the masters have run."""
+    total = 0
+    for client in topology.clients():
+        stats = client.info("commandstats").get("cmdstat_wait", {"calls": 0})
+        total += int(stats["calls"])
+    return total
+
+
+def test_a_login_is_on_the_replica_when_it_returns(make_hub: MakeHub, replicated: Topology) -> None:
+    """After a login returns, a replica has the session and the user's index; after a logout
+    and a revoke return, no replica has the session any more."""
+    hub = make_hub()
+    before = waits_sent(replicated)
+    session, cookie = hub.login("alice")
+    keys = hub.manager.core.redis_ops.keys
+    assert replicas_holding(replicated, keys.session(session.sid)) == 1
+    assert replicas_holding(replicated, hub.manager.user_keys.sessions("alice")) == 1
+    assert waits_sent(replicated) > before
+    hub.destroy(session.sid)
+    assert replicas_holding(replicated, keys.session(session.sid)) == 0
+    other, _ = hub.login("alice")
+    [listed] = hub.user_sessions.list("alice")
+    assert hub.user_sessions.revoke("alice", listed.handle)
+    assert replicas_holding(replicated, keys.session(other.sid)) == 0
+    assert hub.open(cookie) is None
+    assert hub.manager.core.mode == "redis", hub.manager.core.last_error
+
+
+def test_too_few_replicas_still_log_in_and_say_so(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no replica to wait for, WAIT gives up after half the socket timeout: the login is
+    kept on the master and the log says a failover could lose it."""
+    settings = build_settings(
+        fresh_redis_server.url, redis={"WAIT_REPLICAS": 1, "SOCKET_TIMEOUT": 0.2}
+    )
+    with hub_factory("sync", lambda **_: settings) as make:
+        hub = make()
+        _, cookie = hub.login("alice")
+        assert hub.open(cookie) is not None
+        assert hub.manager.core.mode == "redis"
+    assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
