@@ -32,7 +32,7 @@ def test_signed_cookie_round_trips() -> None:
 BAD_COOKIES = [
     lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),  # tampered signature
     lambda c: c[:10],  # truncated
-    lambda c: "x" + c[1:],  # tampered token
+    lambda c: ("y" if c[0] == "x" else "x") + c[1:],  # tampered token (never the same one)
     lambda c: c.split(".")[0],  # signature stripped
     lambda c: "",
     lambda c: "a" * 5000,  # huge
