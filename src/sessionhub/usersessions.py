@@ -144,6 +144,12 @@ class UserSessionIndex:
         # Past its absolute expiry (the score, in seconds) a session is gone: no need to look.
         dead = [sid for sid, score in entries if score < now // 1000]
         sids = [sid for sid, score in entries if score >= now // 1000]
+        # Sessions this process knows for the user but the index lacks (Redis evicted or lost
+        # the index key): looked up too and indexed again, so whatever is served is listed.
+        indexed = {sid for sid, _ in entries}
+        with self._lock:
+            missing = [sid for sid in self._mirror.get(user_id, {}) if sid not in indexed]
+        sids += missing
         session_keys = self.core.redis_ops.keys
         calls: list[CommandCall] = []
         for sid in sids:
@@ -166,6 +172,13 @@ class UserSessionIndex:
             else:
                 self._remember(user_id, sid, record.hard_expires_ms)
                 found.append(SessionInfo(sid, self.codec.handle(sid), record))
+        lost = {info.sid: info.record.hard_expires_ms for info in found if info.sid in missing}
+        if lost:
+            yield self._add_call(user_id, lost, now)
+        for sid in dead:
+            if sid not in indexed:
+                self._forget(user_id, sid)  # gone, and no index entry to prune either
+        dead = [sid for sid in dead if sid in indexed]
         if dead:
             yield from self._prune(user_id, dead, foreign)
         return _oldest_first(found)

@@ -148,3 +148,25 @@ def test_degraded_listing_and_recovery(
     assert r.zrange(index, 0, -1) == [hub.manager.sid_for_cookie(during)]
     assert [s["user_agent"] for s in _mine(client, during)] == ["during"]
     assert before
+
+
+def test_sessions_stay_listed_after_redis_loses_the_users_index(
+    client: TestClient, redis_server: RedisServer
+) -> None:
+    """When Redis evicts or loses a user's index key, the sessions the service still serves are
+    listed (and indexed again) on the next read of the list, so they can still be revoked."""
+    phone = device(client, "alice", "phone")
+    laptop = device(client, "alice", "laptop")
+    hub = client.app.state.hub  # type: ignore[attr-defined]
+    index = hub.manager.user_keys.sessions("alice")
+    raw = redis_server.client()
+    assert raw.zcard(index) == 2
+    raw.delete(index)  # what allkeys-lru eviction does to it
+
+    listed = client.get("/api/me/sessions", headers=as_session(laptop)).json()["data"]
+    assert sorted(s["user_agent"] for s in listed["sessions"]) == ["laptop", "phone"]
+    assert raw.zcard(index) == 2
+    handle = next(s["id"] for s in listed["sessions"] if s["user_agent"] == "phone")
+    revoked = client.delete(f"/api/me/sessions/{handle}", headers=as_session(laptop))
+    assert revoked.status_code == 200
+    assert client.get("/api/auth/me", headers=as_session(phone)).status_code == 401
