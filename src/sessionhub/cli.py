@@ -23,7 +23,7 @@ import yaml
 
 from .config import Settings, load_settings, redacted
 from .embedded import redis_for
-from .exceptions import ConfigError, RedisConfigError
+from .exceptions import ConfigError, RedisConfigError, SessionHubError
 
 if TYPE_CHECKING:
     from .hub import SessionHub
@@ -32,7 +32,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVICE_EXTRA = "pip install 'sessionhub[service]'"
 
 
-class CommandError(Exception):
+class CommandError(SessionHubError):
     """A problem the user can fix, reported as one line on stderr with the given exit code."""
 
     def __init__(self, message: str, code: int = 1) -> None:

@@ -10,14 +10,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..exceptions import ReauthRequiredError
+from ..exceptions import ReauthRequiredError, SessionHubError
 from ..jsontext import dumps
 from .logs import HEADER, REQUEST_ID
 
 log = logging.getLogger("sessionhub.service")
 
 
-class ApiError(Exception):
+class ApiError(SessionHubError):
     """An error answered with its status, a stable code and a message for people."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
