@@ -104,7 +104,9 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
                     sid, user, now, now, now + LIFETIME_MS, now + 7 * 86_400_000,
                     p["user_agent"], p["ip"], data,
                 )  # fmt: skip
-                index = (users._add_call(user, {sid: record.hard_expires_ms}, now),) if user else ()
+                index = (
+                    (users._add_call(user, {sid: record.absolute_expires_ms}, now),) if user else ()
+                )
                 call = next(ops.create(sid, record.to_fields(), record.expires_ms, index))
                 calls += call.calls if isinstance(call, PipelineCall) else [call]
 

@@ -153,7 +153,7 @@ class SessionManager:
         user_id = record.user_id
         also: list[ScriptCall | CommandCall] = []
         if user_id is not None:
-            also.append(self.user_sessions.add_call(user_id, sid, record.hard_expires_ms))
+            also.append(self.user_sessions.add_call(user_id, sid, record.absolute_expires_ms))
             also.append(self.user_sessions.remove_call(user_id, old_sid))
         if self.core.redis_ops is not None:
             also.append(self.core.redis_ops.destroy_call(old_sid))
@@ -164,7 +164,7 @@ class SessionManager:
         else:
             yield from self.destroy(old_sid, user_id=user_id, reason="rekeyed")
             if user_id is not None:
-                self.user_sessions.queue(user_id, sid, record.hard_expires_ms)
+                self.user_sessions.queue(user_id, sid, record.absolute_expires_ms)
         log.info("Session moved to the current SECRET_KEY: %s -> %s", short(old_sid), short(sid))
         return Session(record)
 
@@ -216,7 +216,7 @@ class SessionManager:
             created_ms=now,
             last_seen_ms=now,
             expires_ms=expires,
-            hard_expires_ms=hard,
+            absolute_expires_ms=hard,
             user_agent=user_agent,
             ip=ip,
             authenticated_ms=authenticated_ms,
@@ -302,7 +302,7 @@ class SessionManager:
         if expires_ms is not None:
             record.expires_ms = expires_ms
         session.mark_saved()
-        yield from self.user_sessions.add(user_id, session.sid, record.hard_expires_ms)
+        yield from self.user_sessions.add(user_id, session.sid, record.absolute_expires_ms)
         log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
         if self.max_per_user:
             yield from self._enforce_limit(user_id, keep=session.sid)

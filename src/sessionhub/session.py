@@ -24,7 +24,7 @@ F_USER = "u"
 F_CREATED = "c"
 F_LAST_SEEN = "l"
 F_EXPIRES = "e"
-F_HARD_EXPIRES = "x"
+F_ABSOLUTE_EXPIRES = "x"
 F_USER_AGENT = "a"
 F_IP = "i"
 F_AUTHENTICATED = "t"
@@ -129,7 +129,7 @@ class SessionRecord:
     created_ms: int
     last_seen_ms: int
     expires_ms: int
-    hard_expires_ms: int
+    absolute_expires_ms: int
     user_agent: str = ""
     ip: str = ""
     data: dict[str, Any] = field(default_factory=dict)
@@ -157,7 +157,7 @@ class SessionRecord:
     def _compared(self) -> tuple[Any, ...]:
         meta = (self.sid, self.user_id, self.created_ms, self.last_seen_ms, self.expires_ms)
         auth = (self.authenticated_ms, self.auth_level, self.idle_ms)
-        return (*meta, self.hard_expires_ms, self.user_agent, self.ip, *auth, self.load_data())
+        return (*meta, self.absolute_expires_ms, self.user_agent, self.ip, *auth, self.load_data())
 
     @property
     def remember(self) -> bool:
@@ -187,7 +187,7 @@ class SessionRecord:
             F_CREATED: str(self.created_ms),
             F_LAST_SEEN: str(self.last_seen_ms),
             F_EXPIRES: str(self.expires_ms),
-            F_HARD_EXPIRES: str(self.hard_expires_ms),
+            F_ABSOLUTE_EXPIRES: str(self.absolute_expires_ms),
             **split(F_USER_AGENT, agent),
             F_IP: self.seal(F_IP, self.ip, compress=False),
         }
@@ -222,7 +222,7 @@ class SessionRecord:
             created_ms=int(fields.get(F_CREATED, 0)),
             last_seen_ms=int(fields.get(F_LAST_SEEN, 0)),
             expires_ms=int(fields.get(F_EXPIRES, 0)),
-            hard_expires_ms=int(fields.get(F_HARD_EXPIRES, 0)),
+            absolute_expires_ms=int(fields.get(F_ABSOLUTE_EXPIRES, 0)),
             user_agent=agent,
             ip=ip,
             authenticated_ms=int(fields.get(F_AUTHENTICATED, 0)),
@@ -263,9 +263,9 @@ def appended(text: str | None, element: str) -> str:
     return f"{text[:-1]},{element}]"
 
 
-def slid_expiry(now_ms: int, idle_ms: int, hard_expires_ms: int) -> int:
+def slid_expiry(now_ms: int, idle_ms: int, absolute_expires_ms: int) -> int:
     """The new idle expiry after activity at ``now_ms``: never past the absolute lifetime."""
-    return min(now_ms + idle_ms, hard_expires_ms)
+    return min(now_ms + idle_ms, absolute_expires_ms)
 
 
 @dataclass(frozen=True)

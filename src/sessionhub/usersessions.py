@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .session import F_EXPIRES, F_HARD_EXPIRES, F_USER, Fields, SessionRecord
+from .session import F_ABSOLUTE_EXPIRES, F_EXPIRES, F_USER, Fields, SessionRecord
 from .stores.base import CommandCall, LuaScript, Op, PipelineCall, ScriptCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
@@ -75,17 +75,17 @@ class UserSessionIndex:
         core.recovery_hooks.append(self.flush)
         core.restore_hooks.append(self._restored)
 
-    def _remember(self, user_id: str, sid: str, hard_ms: int) -> None:
+    def _remember(self, user_id: str, sid: str, absolute_expires_ms: int) -> None:
         with self._lock:
-            self._mirror.setdefault(user_id, {})[sid] = hard_ms
+            self._mirror.setdefault(user_id, {})[sid] = absolute_expires_ms
 
     def _restored(self, sid: str, fields: Fields) -> None:
         # Redis may have come back empty: its copy of the index went with the session.
         user_id = fields.get(F_USER)
         if user_id is not None:
-            hard_ms = int(fields[F_HARD_EXPIRES])
-            self._remember(user_id, sid, hard_ms)
-            self.queue(user_id, sid, hard_ms)
+            absolute_expires_ms = int(fields[F_ABSOLUTE_EXPIRES])
+            self._remember(user_id, sid, absolute_expires_ms)
+            self.queue(user_id, sid, absolute_expires_ms)
 
     def _forget(self, user_id: str, sid: str) -> None:
         with self._lock:
@@ -96,23 +96,23 @@ class UserSessionIndex:
                     if not entries:
                         del table[user_id]
 
-    def add_call(self, user_id: str, sid: str, hard_ms: int) -> ScriptCall:
+    def add_call(self, user_id: str, sid: str, absolute_expires_ms: int) -> ScriptCall:
         """Remember a new session of ``user_id``; returns the call that adds it to Redis's
         index, which the manager sends in the session's own create round trip."""
-        self._remember(user_id, sid, hard_ms)
-        return self._add_call(user_id, {sid: hard_ms}, self.core.clock())
+        self._remember(user_id, sid, absolute_expires_ms)
+        return self._add_call(user_id, {sid: absolute_expires_ms}, self.core.clock())
 
-    def add(self, user_id: str, sid: str, hard_ms: int) -> Op[None]:
+    def add(self, user_id: str, sid: str, absolute_expires_ms: int) -> Op[None]:
         """Index a session bound to ``user_id`` after it was created (queued while degraded)."""
-        sent = yield from self.core.on_redis(send(self.add_call(user_id, sid, hard_ms)))
+        sent = yield from self.core.on_redis(send(self.add_call(user_id, sid, absolute_expires_ms)))
         if sent is USE_MEMORY:
-            self.queue(user_id, sid, hard_ms)
+            self.queue(user_id, sid, absolute_expires_ms)
 
-    def queue(self, user_id: str, sid: str, hard_ms: int) -> None:
+    def queue(self, user_id: str, sid: str, absolute_expires_ms: int) -> None:
         """Hold the entry for the recovery hook: its session was created in memory."""
         if self.core.has_redis:
             with self._lock:
-                self._pending.setdefault(user_id, {})[sid] = hard_ms
+                self._pending.setdefault(user_id, {})[sid] = absolute_expires_ms
 
     def _add_call(self, user_id: str, entries: dict[str, int], now_ms: int) -> ScriptCall:
         # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
@@ -170,9 +170,9 @@ class UserSessionIndex:
                 dead.append(sid)
                 foreign.add(sid)
             else:
-                self._remember(user_id, sid, record.hard_expires_ms)
+                self._remember(user_id, sid, record.absolute_expires_ms)
                 found.append(SessionInfo(sid, self.codec.handle(sid), record))
-        lost = {info.sid: info.record.hard_expires_ms for info in found if info.sid in missing}
+        lost = {info.sid: info.record.absolute_expires_ms for info in found if info.sid in missing}
         if lost:
             yield self._add_call(user_id, lost, now)
         for sid in dead:

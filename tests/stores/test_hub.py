@@ -76,7 +76,7 @@ def test_extend_moves_expiry_within_absolute(make_hub: MakeHub) -> None:
     extended = hub.extend(session)
     assert extended is not None
     assert extended.record.expires_ms >= session.record.expires_ms
-    assert extended.record.expires_ms <= session.record.hard_expires_ms
+    assert extended.record.expires_ms <= session.record.absolute_expires_ms
 
 
 def test_redis_ttl_follows_the_slide(make_hub: MakeHub, redis_server: RedisServer) -> None:
@@ -215,7 +215,7 @@ def test_the_user_index_scores_in_seconds_and_prunes_by_them(
     ended, _ = hub.create("alice")
     key = hub.manager.user_keys.sessions("alice")
     client = redis_server.client()
-    assert client.zscore(key, kept.sid) == -(-kept.record.hard_expires_ms // 1000)
+    assert client.zscore(key, kept.sid) == -(-kept.record.absolute_expires_ms // 1000)
     client.zadd(key, {ended.sid: int(time.time()) - 2}, xx=True)  # its hash is still there
     listed = hub.run(hub.manager.user_sessions_list("alice"))
     assert [info.sid for info in listed] == [kept.sid]

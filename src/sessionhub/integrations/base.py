@@ -30,7 +30,7 @@ def blank_session(data: Mapping[str, Any] | None = None) -> Session:
         created_ms=0,
         last_seen_ms=0,
         expires_ms=0,
-        hard_expires_ms=0,
+        absolute_expires_ms=0,
         data=dict(data or {}),
     )
     return Session(record, new=True)
@@ -338,7 +338,7 @@ def cookie_max_age(rs: RequestSession) -> int | None:
     if not (rs.permanent or rs.session.record.remember):
         return None
     record = rs.session.record
-    remaining = max(0, (record.hard_expires_ms - record.last_seen_ms) // 1000)
+    remaining = max(0, (record.absolute_expires_ms - record.last_seen_ms) // 1000)
     return remaining if rs.cookie_max_age is None else min(remaining, rs.cookie_max_age)
 
 

@@ -36,7 +36,7 @@ def session_view(session: Session) -> dict[str, Any]:
         "created_at": iso(r.created_ms),
         "last_seen_at": iso(r.last_seen_ms),
         "expires_at": iso(r.expires_ms),
-        "absolute_expires_at": iso(r.hard_expires_ms),
+        "absolute_expires_at": iso(r.absolute_expires_ms),
     }
 
 
@@ -80,7 +80,7 @@ def set_session_cookie(request: Request, response: Response, cookie: str, sessio
     max_age = None
     # A remembered session's cookie outlives the browser, or remembering would mean nothing.
     if ss.permanent or session.record.remember:
-        max_age = max(0, (session.record.hard_expires_ms - session.record.created_ms) // 1000)
+        max_age = max(0, (session.record.absolute_expires_ms - session.record.created_ms) // 1000)
     _write_cookie(response, ss, CookieAction(set_value=cookie, max_age=max_age))
 
 

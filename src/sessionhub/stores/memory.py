@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..session import F_EXPIRES, F_HARD_EXPIRES, F_IDLE, F_LAST_SEEN, Fields, slid_expiry
+from ..session import F_ABSOLUTE_EXPIRES, F_EXPIRES, F_IDLE, F_LAST_SEEN, Fields, slid_expiry
 from .coherence import UNCONFIRMED
 
 DEFAULT_MAX_SESSIONS = 100_000
@@ -57,7 +57,7 @@ class MemoryStore:
             fields = entry.fields
             if touch and now_ms - int(fields.get(F_LAST_SEEN, 0)) >= threshold_ms:
                 own_idle = int(fields.get(F_IDLE, idle_ms))  # a remembered session's, as load.lua
-                entry.expires_ms = slid_expiry(now_ms, own_idle, int(fields[F_HARD_EXPIRES]))
+                entry.expires_ms = slid_expiry(now_ms, own_idle, int(fields[F_ABSOLUTE_EXPIRES]))
                 slid = {F_EXPIRES: str(entry.expires_ms), F_LAST_SEEN: str(now_ms)}
                 entry.fields = {**fields, **slid}  # a new dict: cached() hands the old one out
             return dict(entry.fields)
