@@ -206,3 +206,36 @@ def test_async_methods_use_redis_asyncio_on_the_running_loop(store_class: type) 
     [client] = seen
     assert client.connection_pool._in_use_connections == set()
     assert all(c._writer is None for c in client.connection_pool._available_connections)
+
+
+def test_a_session_from_a_former_secret_key_moves_to_the_new_key(redis_url: str) -> None:
+    """With Django's SECRET_KEY rotated and the old key in SECRET_KEY_FALLBACKS, a session made
+    under the old key still loads, is given a key signed with the new one, and saves under it."""
+    configure_django()
+    from django.test import override_settings
+
+    from sessionhub.integrations.django import SessionStore, close_hub
+
+    hub_settings = build_settings(redis_url).model_dump(
+        by_alias=True, exclude={"secret_key"}, exclude_unset=True
+    )
+    old, new = "an-old-django-secret-key-0123456789", "a-new-django-secret-key-9876543210"
+    with override_settings(SESSIONHUB=hub_settings, SECRET_KEY=old):
+        store = SessionStore()
+        store["cart"] = [1, 2]
+        store.save()
+        old_key = store.session_key
+        close_hub()
+    try:
+        with override_settings(SESSIONHUB=hub_settings, SECRET_KEY=new, SECRET_KEY_FALLBACKS=[old]):
+            moved = SessionStore(old_key)
+            assert moved["cart"] == [1, 2]
+            assert moved.session_key != old_key  # the middleware sends this key as the cookie
+            assert moved.modified
+            moved.save()
+            new_key = moved.session_key
+            close_hub()
+        with override_settings(SESSIONHUB=hub_settings, SECRET_KEY=new):
+            assert SessionStore(new_key)["cart"] == [1, 2]  # no fallback needed any more
+    finally:
+        close_hub()

@@ -61,13 +61,20 @@ WATCHED_SETTINGS = frozenset({"SESSIONHUB", "SECRET_KEY", "SESSION_COOKIE_AGE"})
 
 
 def django_settings_for_hub() -> Settings:
-    """``settings.SESSIONHUB`` first, then Django's ``SECRET_KEY`` and ``SESSION_COOKIE_AGE``."""
+    """``settings.SESSIONHUB`` first, then Django's ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``
+    and ``SESSION_COOKIE_AGE``."""
     base = getattr(django_settings, "SESSIONHUB", None)
     if base is not None and not isinstance(base, (Settings, Mapping)):
         raise ConfigError("SESSIONHUB must be a sessionhub Settings or a mapping of UPPERCASE keys")
     age = int(django_settings.SESSION_COOKIE_AGE)
     session = {"EXPIRES": age, "ABSOLUTE_LIFETIME": max(age, 604800)}
-    return merge_settings(base, SECRET_KEY=django_settings.SECRET_KEY or None, SESSION=session)
+    fallbacks = [str(key) for key in getattr(django_settings, "SECRET_KEY_FALLBACKS", ()) or ()]
+    return merge_settings(
+        base,
+        SECRET_KEY=django_settings.SECRET_KEY or None,
+        SECRET_KEY_FALLBACKS=fallbacks,
+        SESSION=session,
+    )
 
 
 def get_hub() -> SessionHub:
@@ -206,6 +213,11 @@ class SessionStore(SessionBase):
         if session is None:
             self._session_key = None
             return {}
+        if session.reissued_cookie is not None:
+            # Opened with a former SECRET_KEY's cookie and moved to the current one: Django's
+            # middleware sends the new key as the cookie when the session is modified.
+            self._session_key = session.reissued_cookie
+            self.modified = True
         return dict(session)
 
     def get_session_cookie_age(self) -> int:
