@@ -15,6 +15,7 @@ resilient core both mean "Redis is down". The next call reconnects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -303,5 +304,12 @@ class AutoPipeline:
 
     async def disconnect(self) -> None:
         """Close the connection (the next call reconnects); calls in flight fail."""
+        # A connect still under way is cancelled and waited for: left pending when its loop
+        # closes, it is torn down by the garbage collector later, mid-connect, and complains.
+        task = self._connecting
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._drop(redis.ConnectionError(f"Connection to {self._address()} closed"))
         self._fail_queue(redis.ConnectionError(f"Connection to {self._address()} closed"))
