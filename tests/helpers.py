@@ -32,7 +32,14 @@ class LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout=30)
+        except TimeoutError:  # say where the loop is stuck: the failure alone does not
+            for task in asyncio.all_tasks(self.loop):
+                print(f"pending task {task.get_name()}:", file=sys.stderr)
+                task.print_stack(file=sys.stderr)
+            raise
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

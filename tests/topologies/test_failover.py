@@ -137,7 +137,8 @@ def _ride(
             wait_for(lambda: load.requests > 20)
             fail()
             wait_for(failed_over, timeout=30)
-            wait_for(lambda: _back_on_redis(hub, cookies[0]), timeout=30)
+            # A failover plus the recovery that follows it: generous on a loaded 2-core machine.
+            wait_for(lambda: _back_on_redis(hub, cookies[0]), timeout=60)
             served = load.requests
             wait_for(lambda: load.requests > served + 20)
         assert load.errors == []
