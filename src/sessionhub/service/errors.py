@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..exceptions import ReauthRequiredError, SessionHubError
+from ..exceptions import RateLimitedError, ReauthRequiredError, SessionHubError
 from ..jsontext import dumps
 from .logs import HEADER, REQUEST_ID
 
@@ -43,6 +43,13 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     """An error envelope."""
     body = {"success": False, "error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status)
+
+
+def too_many(code: str, exc: RateLimitedError) -> JSONResponse:
+    """The 429 for a limit reached, with ``Retry-After`` saying when it resets."""
+    response = error_response(429, code, str(exc))
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 _HTTP_CODES = {

@@ -20,7 +20,7 @@ from ..timefmt import iso
 from .auth import PasswordChecker, require_admin
 from .bodies import read_body
 from .counts import Counts
-from .errors import ApiError, JSONResponse, error_response, ok
+from .errors import ApiError, JSONResponse, ok, too_many
 from .models import LoginBody, ReauthBody
 from .monitor import Monitor, RedisInfo
 
@@ -101,9 +101,7 @@ async def refused_attempt(hub: AsyncSessionHub, name: str, ip: str) -> Response 
     try:
         await hub.login_attempts.attempt(name, ip)
     except TooManyAttemptsError as exc:
-        response = error_response(429, "too_many_attempts", str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return too_many("too_many_attempts", exc)
     return None
 
 

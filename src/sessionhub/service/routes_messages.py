@@ -16,7 +16,7 @@ from ..jsontext import dumps
 from ..views import MessageView
 from .bodies import message_id_header, read_body, read_query
 from .counts import Counts
-from .errors import ApiError, error_response, ok
+from .errors import ApiError, ok, too_many
 from .models import MAX_USER_ID, MarkReadBody, MessageBody, MessagesQuery, SendBody, StreamQuery
 from .routes import _hub, _settings, current_session
 from .routes_users import admin_only
@@ -76,9 +76,7 @@ async def user_send(request: Request) -> Response:
     except InvalidMessageError as exc:
         raise _invalid_body(exc) from exc
     except RateLimitedError as exc:
-        response = error_response(429, "rate_limited", str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return too_many("rate_limited", exc)
     return await _send(request, to, body, sender=session.user_id, kind="direct")
 
 
