@@ -10,7 +10,7 @@ import functools
 import logging
 import math
 from collections.abc import Mapping
-from typing import Literal, Protocol
+from typing import Protocol
 
 from .exceptions import DataError, InvalidInputError
 from .session import (
@@ -46,22 +46,6 @@ HEALTHY_MESSAGE = "Redis connection OK"
 DEGRADED_HEALTH_MESSAGE = "Redis unavailable; sessions are stored in memory (degraded mode)"
 MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
 
-DestroyReason = Literal["logout", "revoked", "limit", "admin", "replaced"]
-"""Why a session was destroyed, in the metrics' words: its user logged out, revoked it from
-another device, logged in beyond ``SESSION.MAX_PER_USER``, an operator revoked it, or a new token
-replaced it. (Sessions that idle out are not destroyed: Redis expires them.)"""
-
-_REPLACED = frozenset({"login", "regenerated", "reauthenticated", "rekeyed", "replaced"})
-_KNOWN: frozenset[str] = frozenset({"logout", "revoked", "limit", "admin"})
-
-
-def destroy_reason(reason: str) -> DestroyReason:
-    """The metrics' name for ``reason``: a token rotation is ``replaced``; a reason of the
-    application's own (``revoke_all``) counts as ``revoked``."""
-    if reason in _REPLACED:
-        return "replaced"
-    return reason if reason in _KNOWN else "revoked"  # type: ignore[return-value]
-
 
 class SessionObserver(Protocol):
     """Watches sessions begin and end (metrics); the manager itself counts nothing."""
@@ -69,7 +53,7 @@ class SessionObserver(Protocol):
     def created(self, session: Session) -> None:
         """A session was created (in Redis or, while degraded, in memory)."""
 
-    def destroyed(self, sid: str, reason: DestroyReason, created_ms: int | None) -> None:
+    def destroyed(self, sid: str, reason: str, created_ms: int | None) -> None:
         """A session that existed was destroyed; ``created_ms`` when this process knew it."""
 
 
@@ -444,7 +428,7 @@ class SessionManager:
             log.info("Session deleted from %s (%s): %s", self._where(), reason, short(sid))
             self.core.events.emit("destroyed", sid, user_id=user_id, reason=reason)
             if self.observer is not None:
-                self.observer.destroyed(sid, destroy_reason(reason), created_ms)
+                self.observer.destroyed(sid, reason, created_ms)
         if user_id is not None:
             yield from self.user_sessions.remove(user_id, sid)
         return existed

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,7 +37,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..hub import AsyncSessionHub
-from ..manager import DestroyReason
 from ..session import Session
 from ..stores.base import Call, call_name
 from .auth import require_admin
@@ -141,6 +140,23 @@ _SHARED = (
 )
 
 
+DestroyReason = Literal["logout", "revoked", "limit", "admin", "replaced"]
+"""Why a session was destroyed, in the metrics' words: its user logged out, revoked it from
+another device, logged in beyond ``SESSION.MAX_PER_USER``, an operator revoked it, or a new token
+replaced it. (Sessions that idle out are not destroyed: Redis expires them.)"""
+
+_REPLACED = frozenset({"login", "regenerated", "reauthenticated", "rekeyed", "replaced"})
+_KNOWN: frozenset[str] = frozenset({"logout", "revoked", "limit", "admin"})
+
+
+def destroy_reason(reason: str) -> DestroyReason:
+    """The metrics' name for ``reason``: a token rotation is ``replaced``; a reason of the
+    application's own (``revoke_all``) counts as ``revoked``."""
+    if reason in _REPLACED:
+        return "replaced"
+    return reason if reason in _KNOWN else "revoked"  # type: ignore[return-value]
+
+
 class HubMetrics:
     """Counts one hub's sessions and Redis calls and keeps its per-worker gauges."""
 
@@ -157,8 +173,8 @@ class HubMetrics:
     def created(self, session: Session) -> None:
         CREATED.inc()
 
-    def destroyed(self, sid: str, reason: DestroyReason, created_ms: int | None) -> None:
-        DESTROYED.labels(reason).inc()
+    def destroyed(self, sid: str, reason: str, created_ms: int | None) -> None:
+        DESTROYED.labels(destroy_reason(reason)).inc()
         if created_ms is not None:
             DURATION.observe(max(0.0, time.time() - created_ms / 1000))
 
