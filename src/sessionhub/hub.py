@@ -299,6 +299,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
             self._calls = AutoPipeline(self.client)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._revocations: RevocationTask | None = None
         self._expiries: RevocationTask | None = None
         self._events: EventTask | None = None
@@ -347,7 +348,10 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         probe = self.settings.redis.probe_interval
         cleanup = self.settings.session.memory_cleanup_interval
         next_sweep = time.monotonic() + cleanup
-        while True:
+        # A flag as well as cancel(): a cancel that lands as a probe's socket timeout fires can
+        # surface as a Redis TimeoutError (seen with Sentinel), which the probe's `except
+        # Exception` swallows; without the flag the loop went on and aclose() waited forever.
+        while not self._closing:
             timeout = probe if core.degraded else max(0.0, next_sweep - time.monotonic())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -378,10 +382,14 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         if self.webhook is not None:
             await asyncio.to_thread(self.webhook.close)
         if self._task is not None:
+            self._closing = True
+            if self._wake is not None:
+                self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._closing = False
         if isinstance(self._calls, AutoPipeline):
             await self._calls.disconnect()
         if self.client is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -343,3 +344,33 @@ def test_recovery_writes_a_large_user_index_made_during_the_outage(
         assert server.client().zcard(key) == len(made)
     finally:
         hub.close()
+
+
+def test_aclose_ends_maintenance_even_when_a_probe_swallows_the_cancel() -> None:
+    """A cancel lost inside a probe (a library turning it into a timeout) still ends aclose()."""
+    server = RedisServer()
+    loop = LoopThread()
+    try:
+        server.start()
+        server.stop()  # a known-free port with nothing listening: the hub probes it
+        hub = AsyncSessionHub(build_settings(server.url, redis={"PROBE_INTERVAL": 0.05}))
+        loop.run(hub.start())
+        probing = threading.Event()
+        real_run = hub.run
+
+        async def run_swallowing_cancel(op: Any) -> Any:
+            probing.set()
+            try:
+                await asyncio.sleep(0.2)
+            except asyncio.CancelledError:  # what a socket timeout firing at cancel time does
+                raise ConnectionError("timed out") from None
+            return await real_run(op)
+
+        hub.run = run_swallowing_cancel  # type: ignore[method-assign]
+        assert probing.wait(5)
+        started = time.monotonic()
+        loop.run(hub.aclose())
+        assert time.monotonic() - started < 5
+    finally:
+        loop.close()
+        server.close()
