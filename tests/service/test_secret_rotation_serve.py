@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,9 @@ class Service:
                 stderr=subprocess.STDOUT,
             )
         self.statuses: list[int] = []
-        wait_for(self._up, timeout=30, step=0.2)
 
-    def _up(self) -> bool:
+    def up(self) -> bool:
+        """Whether it answers, healthy on Redis; fails the test if the process ended."""
         assert self.process.poll() is None, self.log_path.read_text()
         try:
             return httpx.get(f"{self.base}/api/health/redis").status_code == 200
@@ -77,11 +77,22 @@ class Service:
         return log
 
 
+StartService = Callable[..., Service]
+
+
 @pytest.fixture
-def services() -> Iterator[list[Service]]:
-    """Services started by the test, killed at its end if it left one running."""
+def start(tmp_path: Path, redis_url: str) -> Iterator[StartService]:
+    """``start(name, **config)``: a service on the test Redis, answering; every one started is
+    killed at the end of the test if it is still running."""
     started: list[Service] = []
-    yield started
+
+    def make(name: str, **config: Any) -> Service:
+        service = Service(tmp_path, redis_url, name, **config)
+        started.append(service)
+        wait_for(service.up, timeout=30, step=0.2)
+        return service
+
+    yield make
     for service in started:
         if service.process.poll() is None:
             service.process.kill()
@@ -97,24 +108,20 @@ def _session_keys(redis_url: str) -> set[bytes]:
 
 
 def test_secret_key_rotation_across_real_service_restarts(
-    tmp_path: Path, redis_url: str, services: list[Service]
+    start: StartService, redis_url: str
 ) -> None:
     """Restarted with a new SECRET_KEY and the old one as a fallback, the service accepts an old
     cookie and moves its session to the new key (new storage id, cookie re-issued); restarted
     without the fallback, the session moved in between still works and one never used in
     between is refused with 401. No request gets a 5xx, no log a traceback."""
-    before = Service(tmp_path, redis_url, "before", SECRET_KEY=OLD_SECRET)
-    services.append(before)
+    before = start("before", SECRET_KEY=OLD_SECRET)
     used, idle = before.login("alice"), before.login("bob")
     assert before.request("GET", "/api/auth/me", used).status_code == 200
     before.stop()
     stored_before = _session_keys(redis_url)
     assert len(stored_before) == 2
 
-    during = Service(
-        tmp_path, redis_url, "during", SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[OLD_SECRET]
-    )
-    services.append(during)
+    during = start("during", SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[OLD_SECRET])
     me = during.request("GET", "/api/auth/me", used)
     assert me.status_code == 200, me.text
     assert me.json()["data"]["user_id"] == "alice"
@@ -130,8 +137,7 @@ def test_secret_key_rotation_across_real_service_restarts(
     assert len(stored_during - stored_before) == 1  # alice's, under its new storage id
     during.stop()
 
-    after = Service(tmp_path, redis_url, "after", SECRET_KEY=NEW_SECRET)
-    services.append(after)
+    after = start("after", SECRET_KEY=NEW_SECRET)
     me = after.request("GET", "/api/auth/me", moved)
     assert me.status_code == 200, me.text
     assert me.json()["data"]["user_id"] == "alice"

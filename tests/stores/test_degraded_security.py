@@ -64,7 +64,7 @@ def _recovered(hub: Any) -> None:
     """Wait for traffic back on Redis and the revocation channel back: only copies read under it
     are served in the next outage."""
     core = hub.manager.core
-    wait_for(lambda: core.mode == "redis" and core.coherence.up, timeout=PROBE * 8)
+    wait_for(lambda: core.mode == "redis" and core.coherence.up, timeout=30)
 
 
 def _fill(hub: Any, user: str) -> tuple[Any, str]:
