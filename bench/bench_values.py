@@ -5,7 +5,9 @@
 Per configuration (plain; encrypted; compressed; both) and per session size (a typical small
 session, a large 40 kB cart): the time of an open (load + slide + decode of the data) and of a
 save of one changed key, with the blocking hub on a local redis-server, and the bytes the
-session takes in Redis (``MEMORY USAGE``). Configurations run in turn, round after round, and each
+session takes in Redis (``MEMORY USAGE``). Then where a small session's bytes go with encryption
+on: each field's stored length, and the hash's bytes and encoding at Redis's default
+``hash-max-listpack-value`` (64) and at 128. Configurations run in turn, round after round, and each
 figure is the median round, so a slow spell of the shared machine cannot land on one only.
 """
 
@@ -60,6 +62,54 @@ def _measure(hub: SessionHub, data: dict[str, Any], ops: int) -> dict[str, float
     return {"open_us": open_us, "save_us": save_us, "bytes": size}
 
 
+LISTPACK_VALUE = "128"
+"""The ``hash-max-listpack-value`` the breakdown also measures (Redis's default is 64)."""
+
+
+def _stored(hub: SessionHub, **fields: Any) -> tuple[int, str, dict[str, int]]:
+    """A session created with ``fields``: its ``MEMORY USAGE``, encoding and field lengths."""
+    session, _ = hub.create("alice", **fields)
+    assert hub.client is not None
+    name = hub.manager.core.redis_ops.keys.session(session.sid)  # type: ignore[union-attr]
+    size = int(hub.client.memory_usage(name, samples=0) or 0)
+    encoding = str(hub.client.object("encoding", name))
+    lengths = {k: len(v.encode()) for k, v in hub.client.hgetall(name).items()}
+    hub.destroy(session.sid)
+    return size, encoding, lengths
+
+
+def breakdown() -> list[list[Any]]:
+    """Where an encrypted small session's bytes go: each field's length, plain and sealed, and
+    the hash's memory and encoding at Redis's default and a larger ``hash-max-listpack-value``."""
+    shapes = {
+        "signed-in": {"data": SMALL, "user_agent": UA, "ip": "127.0.0.1"},
+        "bare": {},
+    }
+    rows: list[list[Any]] = []
+    for listpack in ("64", LISTPACK_VALUE):
+        with redis_server("--hash-max-listpack-value", listpack) as server:
+            hubs = {name: _hub(server.url, CONFIGS[name]) for name in ("plain", "encrypted")}
+            try:
+                for shape, fields in shapes.items():
+                    plain = _stored(hubs["plain"], **fields)
+                    sealed = _stored(hubs["encrypted"], **fields)
+                    grown = {k: v for k, v in sealed[2].items() if v != plain[2].get(k)}
+                    rows.append(
+                        [
+                            listpack,
+                            shape,
+                            f"{plain[0]} ({plain[1]})",
+                            f"{sealed[0]} ({sealed[1]})",
+                            f"{sealed[0] / plain[0]:.2f}x",
+                            ", ".join(f"{k} {plain[2].get(k, 0)}->{v}" for k, v in grown.items()),
+                        ]
+                    )
+            finally:
+                for hub in hubs.values():
+                    hub.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -109,7 +159,15 @@ def main() -> None:
         "vs plain",
     ]
     print(table(headers, rows))
-    save_result("values", summary)
+    where = breakdown()
+    print()
+    print(
+        table(
+            ["hash-max-listpack-value", "session", "plain B", "encrypted B", "x", "fields"],
+            where,
+        )
+    )
+    save_result("values", {**summary, "breakdown": where})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sys
 import threading
@@ -109,6 +110,34 @@ def every_string_in_redis(client: redis.Redis) -> list[bytes]:
             for _, entry in client.xrange(key):
                 for field, value in entry.items():
                     out += [field, value]
+    return out
+
+
+def strings_held(root: object) -> list[str]:
+    """Every text reachable from ``root`` through SessionHub's own objects and the containers
+    they hold: what a dump of the process's memory would show of its stores and mirrors."""
+    out: list[str] = []
+    seen: set[int] = set()
+    stack: list[object] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        if isinstance(item, bytes):
+            out.append(item.decode(errors="replace"))
+            continue
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset | collections.deque):
+            stack += list(item)
+        elif type(item).__module__.startswith("sessionhub"):
+            stack += list(getattr(item, "__dict__", {}).values())
+            slots = [n for c in type(item).__mro__ for n in getattr(c, "__slots__", ())]
+            stack += [getattr(item, n) for n in slots if hasattr(item, n)]
     return out
 
 

@@ -63,7 +63,7 @@ def test_keys_rotate_reencrypts_everything_and_resumes_to_completion(
         assert not client.exists("session:rotate")
         for key in client.scan_iter(match="session:*:s:*"):
             for name, value in client.hgetall(key).items():
-                if name.startswith((b"d:", b"i")):
+                if name.startswith((b"d:", b"i")) and value:  # an empty IP stays empty
                     assert value.startswith(b"\x1eek2:")
     finally:
         client.close()

@@ -59,3 +59,13 @@ def test_every_listed_key_decrypts_and_an_unlisted_one_is_missing() -> None:
     assert only_new.open(old, "aad") is None
     assert only_new.unlisted == 1
     assert only_new.open("plain old value", "aad") == "plain old value"
+
+
+def test_the_empty_text_is_stored_as_it_is() -> None:
+    """An empty user agent or IP is stored empty even with encryption on (a ciphertext of it
+    only took space), reads back empty, and counts as current for a rotation."""
+    codec = ValueCodec([K1], compress_threshold=1)
+    assert codec.seal("", "aad") == ""
+    assert codec.open("", "aad") == ""
+    assert codec.is_current("")
+    assert codec.seal("x", "aad").startswith(MARK + "ek1:")

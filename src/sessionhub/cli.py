@@ -331,10 +331,10 @@ def _progress_line(scanned: int, total: int, rewritten: int) -> str:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    import redis
-
     from .hub import SessionHub
     from .rotation import KeyRotation
+    from .stores.redis import classify
+    from .stores.topology import describe, masters
 
     settings = _settings(args)
     if settings.session.type != "redis":
@@ -345,14 +345,23 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     logging.getLogger("sessionhub").addHandler(logging.NullHandler())
     hub = SessionHub(settings)
     try:
-        rotation = KeyRotation(hub.manager.values, settings.session.key_prefix, batch=args.batch)
+        rotation = KeyRotation(
+            hub.manager.values,
+            settings.session.key_prefix,
+            batch=args.batch,
+            masters=lambda: masters(hub.client),
+        )
         to = settings.encryption.keys[0].id
         while True:
             try:
                 progress = hub.run(rotation.step())
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is None and not isinstance(exc, OSError):
+                    raise
+                why = "Redis is unavailable" if fault is None else fault.message
                 raise CommandError(
-                    f"Redis at {settings.redis.masked_url()} is unavailable ({exc}); run "
+                    f"{why} ({describe(settings.redis)}: {exc}); run "
                     "`sessionhub keys rotate` again to resume"
                 ) from None
             line = _progress_line(progress.scanned, progress.total, progress.rewritten)

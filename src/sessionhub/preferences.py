@@ -7,10 +7,11 @@ a built-in key to its default). Each write is a read, a merge, a validation of t
 compare-and-set, retried if another writer got in between, so concurrent patches never lose keys
 and an invalid request changes nothing.
 
-Degraded mode: every document this process reads or writes is mirrored in memory. While Redis is
-down, reads are served from the mirror (defaults for a user this process has never seen) and
-writes go to the mirror and are queued; on recovery the queued documents are written to Redis
-(last writer wins) before traffic returns to Redis.
+Degraded mode: every document this process reads or writes is mirrored in memory, as Redis holds
+it (sealed by the value codec: encrypted under ``ENCRYPTION.KEYS``). While Redis is down, reads
+are served from the mirror (defaults for a user this process has never seen) and writes go to
+the mirror and are queued; on recovery the queued documents are written to Redis (last writer
+wins) before traffic returns to Redis.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class PreferencesOps:
         self.max_custom_bytes = max_custom_bytes
         self.max_custom_keys = max_custom_keys
         self._lock = threading.Lock()
-        self._mirror: dict[str, dict[str, Any]] = {}
+        self._mirror: dict[str, str] = {}  # user -> the document as stored (sealed)
         self._pending: dict[str, int] = {}  # user -> change counter, written on recovery
         core.recovery_hooks.append(self.flush)
 
@@ -219,32 +220,36 @@ class PreferencesOps:
         raw = yield from self.core.on_redis(send(CommandCall(("GET", self.keys.settings(user_id)))))
         if raw is USE_MEMORY:
             with self._lock:
-                return None, dict(self._mirror.get(user_id, {}))
-        stored = _loads(raw and self.values.open(raw, user_aad(user_id, FIELD)))
+                kept = self._mirror.get(user_id, "")
+            return None, self._open(user_id, kept)
+        kept = raw or ""
+        stored = self._open(user_id, kept)
+        if kept and not self.values.is_current(kept):  # else kept as Redis holds it, no re-seal
+            kept = self._seal(user_id, stored)
         with self._lock:
             if user_id not in self._pending:
-                self._mirror[user_id] = stored
+                self._mirror[user_id] = kept
         return raw, stored
 
     def _write(self, user_id: str, change: Any) -> Op[Settings]:
         for _ in range(CAS_ATTEMPTS):
             raw, stored = yield from self._read(user_id)
             new = self.validate(change(stored))
-            cas = (raw or "", self._seal(user_id, new))
+            sealed = self._seal(user_id, new)
             written = yield from self.core.on_redis(
-                send(ScriptCall(CAS, (self.keys.settings(user_id),), cas))
+                send(ScriptCall(CAS, (self.keys.settings(user_id),), (raw or "", sealed)))
             )
             if written is USE_MEMORY:
-                self._keep(user_id, new, pending=self.core.has_redis)
+                self._keep(user_id, sealed, pending=self.core.has_redis)
                 return self.view(new)
             if written:
-                self._keep(user_id, new, pending=False)
+                self._keep(user_id, sealed, pending=False)
                 return self.view(new)
         raise ConflictError("settings changed concurrently too often; try again")
 
-    def _keep(self, user_id: str, doc: dict[str, Any], *, pending: bool) -> None:
+    def _keep(self, user_id: str, sealed: str, *, pending: bool) -> None:
         with self._lock:
-            self._mirror[user_id] = doc
+            self._mirror[user_id] = sealed
             if pending:
                 self._pending[user_id] = self._pending.get(user_id, 0) + 1
             else:
@@ -253,12 +258,15 @@ class PreferencesOps:
     def _seal(self, user_id: str, doc: dict[str, Any]) -> str:
         return self.values.seal(_dumps(doc), user_aad(user_id, FIELD), compress=False)
 
+    def _open(self, user_id: str, stored: str) -> dict[str, Any]:
+        return _loads(stored and self.values.open(stored, user_aad(user_id, FIELD)))
+
     def flush(self) -> Op[bool]:
         """Recovery hook: write the documents changed while Redis was down."""
         with self._lock:
-            batch = {u: (v, dict(self._mirror.get(u, {}))) for u, v in self._pending.items()}
-        for user_id, (version, doc) in batch.items():
-            yield CommandCall(("SET", self.keys.settings(user_id), self._seal(user_id, doc)))
+            batch = {u: (v, self._mirror.get(u, "")) for u, v in self._pending.items()}
+        for user_id, (version, sealed) in batch.items():
+            yield CommandCall(("SET", self.keys.settings(user_id), sealed))
             with self._lock:
                 if self._pending.get(user_id) == version:
                     del self._pending[user_id]

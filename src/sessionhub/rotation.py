@@ -1,8 +1,10 @@
 """``sessionhub keys rotate``: re-encrypt every stored value under the first ``ENCRYPTION.KEYS``
 key, in batches, while the service runs.
 
-Each batch is one ``SCAN`` of the key prefix; the cursor and the counts are kept in the hash
-``P rotate``, so a rotation that stops (Ctrl-C, a lost connection) resumes where it was. Every
+Each batch is one ``SCAN`` of the key prefix on one master (on Redis Cluster, every master in
+turn: a ``SCAN`` sees only its own node's keys); the master, its cursor, the masters finished and
+the counts are kept in the hash ``P rotate``, so a rotation that stops (Ctrl-C, a lost
+connection) resumes where it was. Every
 rewrite is a compare-and-set on what was read (``rekey.lua`` for a session's fields, ``cas.lua``
 for settings, ``restream.lua`` for an inbox): a value the service wrote meanwhile is already
 under the first key, and is never replaced by an older one. Values under a key that is no
@@ -12,6 +14,7 @@ longer listed cannot be read, so they are counted and left as they are.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,34 +57,64 @@ def _glob_escape(text: str) -> str:
 class KeyRotation:
     """One batch at a time (:meth:`step`), each an I/O-free operation."""
 
-    def __init__(self, values: ValueCodec, prefix: str, *, batch: int = 200) -> None:
+    def __init__(
+        self,
+        values: ValueCodec,
+        prefix: str,
+        *,
+        batch: int = 200,
+        masters: Callable[[], Sequence[str]] = lambda: ("",),
+    ) -> None:
         if not values.key_ids:
             raise ValueError("ENCRYPTION.KEYS is empty: there is no key to rotate to")
         self.values = values
         self.prefix = prefix
         self.batch = batch
+        self.masters = masters
+        """The masters to scan, asked anew each batch: :func:`~.stores.topology.masters`, every
+        master of a cluster (a ``SCAN`` sees one node's keys only); ``""``, the one server,
+        elsewhere. A master listed since the rotation began (after a failover) is scanned from
+        its start."""
         self.state_key = f"{prefix}rotate"
 
     def step(self) -> Op[Progress]:
-        """Rewrite the keys of the next ``SCAN`` batch; ``done`` once the scan is complete."""
-        state = yield CommandCall(("HGETALL", self.state_key))
-        state = dict(state or {})
+        """Rewrite the keys of the next ``SCAN`` batch; ``done`` once every master was scanned
+        to its end."""
+        state = dict(_pairs((yield CommandCall(("HGETALL", self.state_key)))))
         progress = Progress()
         for name in COUNTS:
             setattr(progress, name, int(state.get(name, 0)))
         progress.total = int((yield CommandCall(("DBSIZE",))))
-        match = _glob_escape(self.prefix) + "*"
-        cursor, names = yield CommandCall(
-            ("SCAN", state.get("cursor", "0"), "MATCH", match, "COUNT", self.batch)
-        )
-        for name in names:
-            yield from self._rotate(name[len(self.prefix) :], name, progress)
-        progress.scanned += len(names)
-        progress.done = str(cursor) == "0"
+        finished = state.get("done", "").split()
+        # Asked after a round trip: an asyncio cluster client knows its nodes once connected.
+        todo = [m for m in sorted(self.masters()) if m not in finished]
+        if todo:
+            node, cursor = state.get("node", ""), state.get("cursor", "0")
+            if node not in todo:
+                node, cursor = todo[0], "0"
+            match = _glob_escape(self.prefix) + "*"
+            cursor, names = yield CommandCall(
+                ("SCAN", cursor, "MATCH", match, "COUNT", self.batch), node
+            )
+            for name in names:
+                yield from self._rotate(name[len(self.prefix) :], name, progress)
+            progress.scanned += len(names)
+            if str(cursor) == "0":
+                finished.append(node)
+                todo.remove(node)
+                node = todo[0] if todo else ""
+        progress.done = not todo
         if progress.done:
             yield CommandCall(("DEL", self.state_key))
         else:
-            flat: list[str | int] = ["cursor", str(cursor)]
+            flat: list[str | int] = [
+                "node",
+                node,
+                "cursor",
+                str(cursor),
+                "done",
+                " ".join(finished),
+            ]
             for name in COUNTS:
                 flat += (name, getattr(progress, name))
             yield CommandCall(("HSET", self.state_key, *flat))

@@ -136,8 +136,12 @@ class ValueCodec:
     # -- writing -------------------------------------------------------------------------------
 
     def seal(self, text: str, aad: str, *, compress: bool = True) -> str:
-        """``text`` as it is stored; ``aad`` names its owner and field (see the module)."""
-        if not self.active:
+        """``text`` as it is stored; ``aad`` names its owner and field (see the module).
+
+        The empty text is stored as it is: sealed, it cost 45 bytes in every session without a
+        user agent or IP and hid nothing a ciphertext's length does not tell.
+        """
+        if not self.active or not text:
             return text if text[:1] != MARK else MARK + "j" + text
         data = text.encode()
         kind = "j"
@@ -202,7 +206,7 @@ class ValueCodec:
 
     def is_current(self, stored: str) -> bool:
         """Whether ``stored`` is already as :meth:`seal` writes it now (key-wise)."""
-        if self._current_prefix is None:
+        if self._current_prefix is None or not stored:
             return self.key_id(stored) is None
         return stored.startswith(self._current_prefix)
 

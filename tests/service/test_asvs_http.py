@@ -34,6 +34,20 @@ def remembered_login(client: TestClient, user: str) -> tuple[str, str]:
     return response.cookies["session"], response.headers["set-cookie"]
 
 
+def reauthenticated(client: TestClient, cookie: str) -> str:
+    """Re-authenticate the session ``cookie`` names with the password; the new cookie, after
+    checking that the old one is dead."""
+    again = client.post(
+        "/api/auth/reauthenticate", json={"password": PASSWORD}, headers=as_session(cookie)
+    )
+    assert again.status_code == 200, again.text
+    fresh = str(again.cookies["session"])
+    client.cookies.clear()
+    assert fresh != cookie
+    assert status(client, cookie) == 401
+    return fresh
+
+
 def test_remember_me_outlives_the_idle_timeout_and_is_listed(client: TestClient) -> None:
     """A remembered login gets a lasting cookie and REMEMBER_EXPIRES; an ordinary one idles out
     after EXPIRES; the session list tells them apart."""
@@ -63,14 +77,7 @@ def test_ending_sessions_needs_a_recent_login(client: TestClient) -> None:
         "/api/auth/reauthenticate", json={"password": "nope"}, headers=as_session(cookie)
     )
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "invalid_credentials")
-    again = client.post(
-        "/api/auth/reauthenticate", json={"password": PASSWORD}, headers=as_session(cookie)
-    )
-    assert again.status_code == 200, again.text
-    fresh = again.cookies["session"]
-    client.cookies.clear()
-    assert fresh != cookie
-    assert status(client, cookie) == 401
+    fresh = reauthenticated(client, cookie)
     done = client.post(REVOKE_OTHERS, headers=as_session(fresh))
     assert done.json()["data"] == {"revoked": 1}
 

@@ -1,7 +1,9 @@
 """What one process knows of inboxes: its recent messages per user, and what Redis has not seen.
 
 Used while Redis is down: reads are answered from here (what this process sent or last read),
-read marks are applied here, and messages and marks are queued for the recovery flush.
+read marks are applied here, and messages and marks are queued for the recovery flush. A
+message is kept as its stream entry, as Redis holds it (the body sealed by the value codec:
+encrypted under ``ENCRYPTION.KEYS``), and opened only when read.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ..valuecodec import PLAIN, ValueCodec
 from .ids import id_key
-from .message import Message
+from .message import Entry, Message, parse_entry
 
 
 @dataclass
 class _Box:
-    messages: OrderedDict[str, Message] = field(default_factory=OrderedDict)
+    entries: OrderedDict[str, Entry] = field(default_factory=OrderedDict)
     upto: str = "0-0"
     read_ids: set[str] = field(default_factory=set)
 
@@ -24,51 +27,58 @@ class _Box:
 class LocalInboxes:
     """This process's copy of recent messages and read marks, and the outage's queues."""
 
-    def __init__(self, max_per_user: int) -> None:
+    def __init__(self, max_per_user: int, values: ValueCodec = PLAIN) -> None:
         self.max_per_user = max_per_user
+        self.values = values
         self._lock = threading.Lock()
         self._boxes: dict[str, _Box] = {}
         self._seq = 0
-        self.pending_messages: list[tuple[str, Message]] = []
+        self.pending_messages: list[tuple[str, str, Entry]] = []
+        """``(recipient, local id, entry)`` of each message Redis has not taken yet."""
         self.pending_reads: dict[str, tuple[str, set[str]]] = {}
 
     def _box(self, user_id: str) -> _Box:
         with self._lock:
             return self._boxes.setdefault(user_id, _Box())
 
-    def keep(self, user_id: str, messages: list[Message]) -> None:
-        """Remember messages of ``user_id`` (newest ``max_per_user`` kept)."""
+    def keep(self, user_id: str, entries: list[tuple[str, Entry]]) -> None:
+        """Remember ``(id, entry)`` messages of ``user_id`` (newest ``max_per_user`` kept)."""
         box = self._box(user_id)
         with self._lock:
-            for m in messages:
-                box.messages[m.id] = m
-            ordered = sorted(box.messages.items(), key=lambda kv: id_key(kv[0]))
-            box.messages = OrderedDict(ordered[-self.max_per_user :])
+            for entry_id, entry in entries:
+                box.entries[entry_id] = entry
+            ordered = sorted(box.entries.items(), key=lambda kv: id_key(kv[0]))
+            box.entries = OrderedDict(ordered[-self.max_per_user :])
 
-    def add_unsent(self, to: str, message: Message, *, queue: bool) -> None:
-        """Give a message Redis did not take a local id, keep it, and queue it for recovery."""
+    def add_unsent(self, to: str, entry: Entry, *, queue: bool) -> str:
+        """A local id for a message Redis did not take, which is queued for recovery."""
         with self._lock:
             self._seq += 1
-            message.id = f"{message.sent_ms}-{self._seq}"
+            entry_id = f"{entry['t']}-{self._seq}"
             if queue:
-                self.pending_messages.append((to, message))
-        self.keep(to, [message])
+                self.pending_messages.append((to, entry_id, entry))
+        return entry_id
 
     def after(self, user_id: str, after_id: str, limit: int, unread: bool) -> list[Message]:
         """Messages after ``after_id`` that this process knows, oldest first."""
         box = self._box(user_id)
         with self._lock:
-            out = []
-            for m in box.messages.values():
-                if id_key(m.id) <= id_key(after_id):
+            found = []
+            for entry_id, entry in box.entries.items():
+                if id_key(entry_id) <= id_key(after_id):
                     continue
-                m.read = id_key(m.id) <= id_key(box.upto) or m.id in box.read_ids
-                if unread and m.read:
+                read = id_key(entry_id) <= id_key(box.upto) or entry_id in box.read_ids
+                if unread and read:
                     continue
-                out.append(m)
-                if len(out) >= limit:
+                found.append((entry_id, entry, read))
+                if len(found) >= limit:
                     break
-            return out
+        out = []
+        for entry_id, entry, read in found:
+            message = parse_entry(entry_id, entry, user_id, self.values)
+            message.read = read
+            out.append(message)
+        return out
 
     def mark(self, user_id: str, up_to: str | None, ids: tuple[str, ...] | list[str]) -> str:
         """Apply read marks here; returns the id everything is read up to."""
@@ -91,15 +101,15 @@ class LocalInboxes:
         """The id up to which this process saw everything of ``user_id`` read."""
         return self._box(user_id).upto
 
-    def queued(self) -> tuple[list[tuple[str, Message]], dict[str, tuple[str, set[str]]]]:
+    def queued(self) -> tuple[list[tuple[str, str, Entry]], dict[str, tuple[str, set[str]]]]:
         """A copy of what waits for Redis: messages and read marks."""
         with self._lock:
             return list(self.pending_messages), dict(self.pending_reads)
 
-    def sent(self, user_id: str, message: Message) -> None:
-        """A queued message reached Redis."""
+    def sent(self, pending: tuple[str, str, Entry]) -> None:
+        """A queued message (as :meth:`queued` listed it) reached Redis."""
         with self._lock:
-            self.pending_messages.remove((user_id, message))
+            self.pending_messages.remove(pending)
 
     def marked(self, user_id: str, marks: tuple[str, set[str]]) -> None:
         """Queued read marks reached Redis (unless newer ones were queued meanwhile)."""

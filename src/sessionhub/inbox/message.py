@@ -34,28 +34,34 @@ class Message:
             "read": self.read,
         }
 
-    def fields(self, user_id: str, values: ValueCodec = PLAIN) -> list[str]:
+    def entry(self, user_id: str, values: ValueCodec = PLAIN) -> Entry:
         """The stream entry's fields: ``f`` sender, ``k`` kind, ``t`` sent (ms), ``b`` body
         (sealed by ``values`` for the recipient ``user_id``)."""
-        return [
-            "f",
-            self.sender or "",
-            "k",
-            self.kind,
-            "t",
-            str(self.sent_ms),
-            BODY,
-            values.seal(compact(self.body), user_aad(user_id, BODY)),
-        ]
+        return {
+            "f": self.sender or "",
+            "k": self.kind,
+            "t": str(self.sent_ms),
+            BODY: values.seal(compact(self.body), user_aad(user_id, BODY)),
+        }
 
 
 BODY = "b"
 
 
+Entry = dict[str, str]
+"""A message as a stream entry holds it (see :meth:`Message.entry`): what Redis stores, and what
+a process keeps of a message while Redis is down."""
+
+
+def entry_fields(raw: Any) -> Entry:
+    """A stream entry's fields as redis-py returned them (a dict, or a flat list)."""
+    return raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
+
+
 def parse_entry(entry_id: str, raw: Any, user_id: str, values: ValueCodec = PLAIN) -> Message:
     """The message a stream entry holds (a body that no longer parses or opens reads as
     ``None``)."""
-    fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
+    fields = entry_fields(raw)
     try:
         body = json.loads(values.open(fields.get(BODY, "null"), user_aad(user_id, BODY)) or "")
     except ValueError:

@@ -16,12 +16,12 @@ Redis keys, all in the recipient's slot ``{u:<user>}``:
 Delivery is at least once: a message stays in the stream until trimmed, whatever happens to the
 reader, and a reconnecting reader resumes after the last id it saw (``Last-Event-ID``).
 
-Degraded mode: messages sent while Redis is down are kept in memory (in the recipient's local
-inbox, and queued), live streams on this process get them at once, reads are answered from the
-local inbox (what this process sent or last read), and read marks are applied locally and
-queued. On recovery the queued messages are appended to Redis (with their ids when still
-possible, else new ones, so a reader may see such a message twice) and the read marks are
-written, before traffic returns to Redis.
+Degraded mode: messages sent while Redis is down are kept in memory as their stream entries
+(the body sealed as in Redis) in the recipient's local inbox, and queued; live streams on this
+process get them at once, reads are answered from the local inbox (what this process sent or
+last read), and read marks are applied locally and queued. On recovery the queued messages are
+appended to Redis (with their ids when still possible, else new ones, so a reader may see such
+a message twice) and the read marks are written, before traffic returns to Redis.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ..valuecodec import PLAIN, ValueCodec
 from ..views import JSON, Broadcast, MessagePage, MessageView, ReadMark
 from .ids import MAX_ID_PART, check_ids, id_key
 from .local import LocalInboxes
-from .message import Message, check_body, parse_entry
+from .message import Entry, Message, check_body, entry_fields, parse_entry
 
 log = logging.getLogger("sessionhub.inbox")
 
@@ -77,7 +77,7 @@ class InboxOps:
         """Callables ``f(user_id)`` told of each delivery made by this process (live streams)."""
         self.online_here: Callable[[int], list[str]] = lambda _now: []
         """Set by the hub: users online on this process at ``now`` (ms): a degraded broadcast."""
-        self.local = LocalInboxes(max_per_user)
+        self.local = LocalInboxes(max_per_user, values)
         self._sends = WindowCounter(core, send_rate_window_s)
         core.recovery_hooks.append(self.flush)
 
@@ -92,10 +92,10 @@ class InboxOps:
             except Exception:  # a listener must never fail a send
                 log.debug("inbox listener failed", exc_info=True)
 
-    def _xadd_calls(self, user_id: str, message: Message, msg_id: str) -> list[CommandCall]:
+    def _xadd_calls(self, user_id: str, entry: Entry, msg_id: str) -> list[CommandCall]:
         key = self.keys.inbox(user_id)
-        minid = max(0, message.sent_ms - self.retention_ms)
-        fields = message.fields(user_id, self.values)
+        minid = max(0, int(entry["t"]) - self.retention_ms)
+        fields = [text for pair in entry.items() for text in pair]
         return [
             # Exact trims: approximate ones ("~") only drop whole radix-tree nodes, so a small
             # inbox would keep messages past RETENTION indefinitely.
@@ -105,8 +105,8 @@ class InboxOps:
             CommandCall(("PUBLISH", self.keys.inbox_notify(), user_id)),
         ]
 
-    def _delivered(self, user_id: str, message: Message) -> None:
-        self.local.keep(user_id, [message])
+    def _delivered(self, user_id: str, msg_id: str, entry: Entry) -> None:
+        self.local.keep(user_id, [(msg_id, entry)])
         self._notify(user_id)
 
     # -- sending -------------------------------------------------------------------------------
@@ -122,14 +122,15 @@ class InboxOps:
     ) -> Op[MessageView]:
         """Append a message to ``to``'s inbox; returns it (with its id)."""
         message = Message("", sender, kind, self.core.clock(), self.check_body(body))
+        entry = message.entry(to, self.values)
         replies = yield from self.core.on_redis(
-            send(PipelineCall(tuple(self._xadd_calls(to, message, "*"))))
+            send(PipelineCall(tuple(self._xadd_calls(to, entry, "*"))))
         )
         if replies is USE_MEMORY:
-            self.local.add_unsent(to, message, queue=self.core.has_redis)
+            message.id = self.local.add_unsent(to, entry, queue=self.core.has_redis)
         else:
             message.id = str(replies[0])
-        self._delivered(to, message)
+        self._delivered(to, message.id, entry)
         return message.view()
 
     def broadcast(self, body: object, *, sender: str | None = None) -> Op[Broadcast]:
@@ -142,14 +143,14 @@ class InboxOps:
         sent = 0
         while sent < len(users):
             batch = users[sent : sent + BROADCAST_BATCH]
-            messages = [(u, Message("", sender, "broadcast", now, body)) for u in batch]
-            calls = [c for u, m in messages for c in self._xadd_calls(u, m, "*")]
+            message = Message("", sender, "broadcast", now, body)
+            entries = [(u, message.entry(u, self.values)) for u in batch]
+            calls = [c for u, e in entries for c in self._xadd_calls(u, e, "*")]
             replies = yield from self.core.on_redis(send(PipelineCall(tuple(calls))))
             if replies is USE_MEMORY:
                 break  # Redis went away (or was never there): the rest are kept in memory
-            for i, (user, message) in enumerate(messages):
-                message.id = str(replies[4 * i])
-                self._delivered(user, message)
+            for i, (user, entry) in enumerate(entries):
+                self._delivered(user, str(replies[4 * i]), entry)
             sent += len(batch)
         for user in users[sent:]:
             yield from self.send(user, body, sender=sender, kind="broadcast")
@@ -185,7 +186,7 @@ class InboxOps:
         start = max(after_id, f"{max(0, self.core.clock() - self.retention_ms)}-0", key=id_key)
         if unread and id_key(upto) > id_key(start):
             start = upto
-        out: list[Message] = []
+        out: list[tuple[Message, Entry]] = []
         while len(out) < limit:
             batch = yield CommandCall(
                 ("XRANGE", self.keys.inbox(user_id), f"({start}", "+", "COUNT", limit)
@@ -194,15 +195,16 @@ class InboxOps:
                 break
             for entry_id, raw in batch:
                 start = entry_id
-                message = parse_entry(entry_id, raw, user_id, self.values)
+                entry = entry_fields(raw)
+                message = parse_entry(entry_id, entry, user_id, self.values)
                 message.read = id_key(entry_id) <= id_key(upto) or entry_id in read_ids
                 if not (unread and message.read):
-                    out.append(message)
+                    out.append((message, entry))
             if len(batch) < limit:
                 break
         out = out[:limit]
-        self.local.keep(user_id, out)
-        return out
+        self.local.keep(user_id, [(m.id, entry) for m, entry in out])
+        return [m for m, _ in out]
 
     def page(
         self, user_id: str, *, cursor: str | None = None, limit: int = 50, unread: bool = False
@@ -242,15 +244,16 @@ class InboxOps:
     def flush(self) -> Op[bool]:
         """Recovery hook: append the messages and write the read marks kept during the outage."""
         messages, reads = self.local.queued()
-        for user_id, message in messages:
+        for pending in messages:
+            user_id, msg_id, entry = pending
             try:
-                yield PipelineCall(tuple(self._xadd_calls(user_id, message, message.id)))
+                yield PipelineCall(tuple(self._xadd_calls(user_id, entry, msg_id)))
             except Exception as exc:
                 if classify(exc) is not None:  # Redis cannot serve: the probe tries again later
                     raise
                 # The id is no longer the newest in that stream: take a new one.
-                yield PipelineCall(tuple(self._xadd_calls(user_id, message, "*")))
-            self.local.sent(user_id, message)
+                yield PipelineCall(tuple(self._xadd_calls(user_id, entry, "*")))
+            self.local.sent(pending)
         for user_id, (upto, ids) in reads.items():
             yield self._mark_call(user_id, None if upto == "0-0" else upto, ids)
             self.local.marked(user_id, (upto, ids))

@@ -54,6 +54,9 @@ class CommandCall:
     """Send one Redis command."""
 
     args: tuple[Arg, ...]
+    node: str = ""
+    """On Redis Cluster, the master (``host:port``) to send a keyless command to (``SCAN``),
+    as :func:`~.topology.masters` names it; ignored where there is one server."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ node, the nodes in turn) and follows ``MOVED`` and ``ASK`` while a slot moves. `
 ``CLUSTERDOWN`` are retried by the client; what is still failing after that reaches the
 resilient core, which serves from memory (see :data:`~.redis.REDIS_DOWN`).
 
+A keyless command that addresses one node's keyspace (``SCAN``, for ``sessionhub keys rotate``)
+names its master (:attr:`~.base.CommandCall.node`) and goes to that node's own client, so its
+reply has the shape a single server gives (the cluster client would send it to every master
+and merge the replies).
+
 With ``REDIS.WAIT_REPLICAS``, a call ending in ``WAIT`` is sent to each node it writes on one
 connection of that node, the node's calls then ``WAIT``: ``WAIT`` covers only what its own
 connection wrote, so it cannot go through the cluster client, which would send it to any node.
@@ -22,7 +27,7 @@ from typing import Any
 
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
-from redis.exceptions import AskError, NoScriptError
+from redis.exceptions import AskError, NoScriptError, RedisClusterException
 
 from .base import Call, CommandCall, PipelineCall, ScriptCall
 from .wire import Single, call_args
@@ -80,6 +85,20 @@ def _put_back(replies: list[Any], positions: list[int], sent: Sequence[Any]) -> 
         replies[i] = reply
 
 
+def _one_node(call: Call) -> str:
+    """The master a call must go to whole, or ``""`` when its keys decide."""
+    return call.node if isinstance(call, CommandCall) else ""
+
+
+def _node(client: Any, name: str) -> Any:
+    node = client.get_node(node_name=name)
+    if node is None:  # failed over or removed since the caller listed the masters
+        raise RedisClusterException(
+            f"cluster node {name} is no longer known; list the masters again"
+        )
+    return node
+
+
 def _result(call: Call, replies: list[Any]) -> Any:
     error = next((r for r in replies if isinstance(r, Exception)), None)
     if error is not None:
@@ -94,6 +113,9 @@ class ClusterCalls:
         self.client = client
 
     def execute(self, call: Call) -> Any:
+        if node := _one_node(call):
+            assert isinstance(call, CommandCall)
+            return _node(self.client, node).redis_connection.execute_command(*call.args)
         calls = call.calls if isinstance(call, PipelineCall) else (call,)
         replies = self._send(calls)
         # A node restarted or failed over: its script cache is empty.
@@ -146,6 +168,9 @@ class AsyncClusterCalls:
         self.client = client
 
     async def execute(self, call: Call) -> Any:
+        if node := _one_node(call):
+            assert isinstance(call, CommandCall)
+            return await _node(self.client, node).execute_command(*call.args)
         calls = call.calls if isinstance(call, PipelineCall) else (call,)
         replies = await self._send(calls)
         again = _retried(calls, _missing_scripts(calls, replies))

@@ -23,6 +23,7 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.cluster
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ..config import RedisSettings, host_port
@@ -194,3 +195,15 @@ def describe(rs: RedisSettings) -> str:
     if rs.mode == "cluster":
         return f"cluster: startup nodes {', '.join(rs.cluster_nodes)}{tls}"
     return f"standalone: {_standalone_url(rs, masked=True)}"
+
+
+def masters(client: SyncClient | AsyncClient | None) -> list[str]:
+    """The masters a keyspace-wide walk (``SCAN``) must visit one by one, as
+    :attr:`~.base.CommandCall.node` names them: every master of a cluster, as the client knows
+    them now; elsewhere the one server, ``""``."""
+    if isinstance(client, redis.cluster.RedisCluster | aiocluster.RedisCluster):
+        names = sorted(str(node.name) for node in client.get_primaries())
+        if not names:  # not connected yet: "no master" must not read as "nothing to visit"
+            raise RedisClusterException("the cluster client knows no master yet")
+        return names
+    return [""]
