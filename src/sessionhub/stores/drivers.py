@@ -135,6 +135,10 @@ def _calls_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list
 
 def _roundtrip_sync(conn: Any, data: bytes, n: int) -> list[Any]:
     def attempt() -> list[Any]:
+        # connect() itself, not the send's own reconnect, which redials the last address: a
+        # Sentinel connection asks the sentinels for the master in connect().
+        if not conn.is_connected:
+            conn.connect()
         conn.send_packed_command([data], check_health=False)
         return [_read_sync(conn) for _ in range(n)]
 
@@ -207,6 +211,8 @@ async def _calls_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single
 
 async def _roundtrip_async(conn: Any, data: bytes, n: int) -> list[Any]:
     async def attempt() -> list[Any]:
+        if not conn.is_connected:  # see _roundtrip_sync
+            await conn.connect()
         await conn.send_packed_command([data], check_health=False)
         return [await _read_async(conn) for _ in range(n)]
 
