@@ -34,6 +34,7 @@ from .revocations import RevocationFeed, RevocationTask, RevocationThread
 from .session import Session
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
+from .stores.busy import CallSlots
 from .stores.cluster import AsyncClusterCalls, ClusterCalls
 from .stores.drivers import HeldConnections, run_async, run_sync
 from .stores.memory import MemoryStore
@@ -126,6 +127,11 @@ def start_webhook(es: EventsSettings, bus: EventBus) -> WebhookSender | None:
     return sender
 
 
+def call_slots(rs: RedisSettings) -> CallSlots:
+    """How many cluster calls may be in flight, and how long more wait (see :mod:`.stores.busy`)."""
+    return CallSlots(rs.max_connections, rs.socket_timeout)
+
+
 C = TypeVar("C", SyncClient, AsyncClient)
 
 
@@ -213,7 +219,7 @@ class SessionHub(_Hub[SyncClient, Blocking]):
         super().__init__(settings, client, sync_client, Blocking(self.run))
         self._calls: HeldConnections | ClusterCalls | None = None
         if isinstance(self.client, redis.cluster.RedisCluster):
-            self._calls = ClusterCalls(self.client)
+            self._calls = ClusterCalls(self.client, call_slots(settings.redis))
         elif self.client is not None:
             self._calls = HeldConnections(self.client)
         self._wake = threading.Event()
@@ -294,7 +300,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         super().__init__(settings, client, async_client, Awaiting(self.run))
         self._calls: AutoPipeline | AsyncClusterCalls | None = None
         if isinstance(self.client, aiocluster.RedisCluster):
-            self._calls = AsyncClusterCalls(self.client)
+            self._calls = AsyncClusterCalls(self.client, call_slots(settings.redis))
         elif self.client is not None and AutoPipeline.supports(self.client):
             self._calls = AutoPipeline(self.client)
         self._wake: asyncio.Event | None = None
