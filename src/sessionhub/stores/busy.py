@@ -22,9 +22,9 @@ from contextlib import asynccontextmanager, contextmanager
 
 import redis
 
-CLUSTER_RESERVE = 3
-"""Connections of each cluster node beyond ``REDIS.MAX_CONNECTIONS``: the revocation and expiry
-subscriptions and a slot-map refresh borrow them from the node's pool, outside the calls."""
+CLUSTER_RESERVE = 4
+"""Connections of each cluster node beyond ``REDIS.MAX_CONNECTIONS``: the revocation, expiry and
+inbox subscriptions and a slot-map refresh borrow them from the node's pool, outside the calls."""
 
 
 def no_connection_free(limit: int, timeout: float | None) -> redis.TimeoutError:
