@@ -5,11 +5,15 @@
 One ``sessionhub serve`` (one worker) per topology, side by side: a standalone redis-server; a
 master with a replica and three sentinels (``MODE: sentinel``); three masters with a replica
 each (``MODE: cluster``), all started here on free loopback ports. wrk measures
-``GET /api/auth/me`` (read, slides the expiry) and ``POST /api/session/extend`` (read, then
+``GET /api/auth/me`` (read, slides the expiry: ``SESSION.REFRESH_THRESHOLD`` is 0 here, so the
+local cache does not answer it) and ``POST /api/session/extend`` (read, then
 write the new expiry) on each service in turn, round after round after a warm-up, so a slow spell
 of the shared machine hits every topology alike. Requests/s is the median over the rounds; each
 ratio (topology over standalone) is the median of the per-round ratios. Each service's health is
 checked after the run: a figure served from memory would not measure the topology.
+
+Each run also reads ``INFO`` of every master before and after: the Redis CPU (user + system) and
+the commands each request cost, summed over the masters (what docs/SCALING.md sizes shards from).
 """
 
 from __future__ import annotations
@@ -21,23 +25,27 @@ import statistics
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import _common as bench
-from redis_server import SENTINEL_MASTER, ClusterGroup, SentinelGroup
+from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup
 
 ENDPOINTS = {"read": ("GET", "/api/auth/me"), "read-modify": ("POST", "/api/session/extend")}
 TOPOLOGIES = ("standalone", "sentinel", "cluster")
 
 
+Masters = Callable[[], list[RedisServer]]
+
+
 @contextlib.contextmanager
-def redis_for(topology: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Start ``topology``; yield a URL for the config and the REDIS keys that pick the mode."""
+def redis_for(topology: str) -> Iterator[tuple[str, dict[str, Any], Masters]]:
+    """Start ``topology``; yield a URL for the config, the REDIS keys that pick the mode and
+    where its masters are."""
     if topology == "standalone":
         with bench.redis_server() as server:
-            yield server.url, {}
+            yield server.url, {}, lambda: [server]
         return
     group: SentinelGroup | ClusterGroup = (
         SentinelGroup() if topology == "sentinel" else ClusterGroup()
@@ -45,6 +53,7 @@ def redis_for(topology: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         group.start()
         if isinstance(group, SentinelGroup):
+            sentinel = group  # narrowed, for the lambda
             yield (
                 "",
                 {
@@ -53,23 +62,43 @@ def redis_for(topology: str) -> Iterator[tuple[str, dict[str, Any]]]:
                     "SENTINELS": group.sentinel_addresses,
                     "SENTINEL_MASTER": SENTINEL_MASTER,
                 },
+                lambda: [sentinel.master()],
             )
         else:
-            yield "", {"URL": None, "MODE": "cluster", "CLUSTER_NODES": group.startup_nodes}
+            extra = {"URL": None, "MODE": "cluster", "CLUSTER_NODES": group.startup_nodes}
+            yield "", extra, group.masters
     finally:
         group.close()
 
 
 @contextlib.contextmanager
-def service(topology: str, tmp: Path) -> Iterator[tuple[str, str]]:
-    """A service on ``topology``; its base URL and a logged-in Cookie header."""
+def service(topology: str, tmp: Path) -> Iterator[tuple[str, str, Masters]]:
+    """A service on ``topology``; its base URL, a logged-in Cookie header and its masters."""
     port = bench.free_port()
     base = f"http://127.0.0.1:{port}"
-    with redis_for(topology) as (url, redis_extra):
+    with redis_for(topology) as (url, redis_extra, masters):
         directory = Path(tempfile.mkdtemp(dir=tmp))
-        config = bench.write_config(directory, url or "redis://unused", redis_extra)
+        # No refresh threshold: every read slides in Redis. With one, the local cache answers
+        # wrk's reads of one session and the read would not measure the topology at all.
+        config = bench.write_config(
+            directory, url or "redis://unused", redis_extra, refresh_threshold=0
+        )
         with bench.process(bench.sessionhub_cmd(config, port, 1), base + "/healthz"):
-            yield base, bench.login(base)
+            yield base, bench.login(base), masters
+
+
+def redis_work(masters: Masters) -> tuple[float, int]:
+    """CPU seconds (user + system) and commands the masters have used so far, summed."""
+    cpu, commands = 0.0, 0
+    for master in masters():
+        client = master.client(decode_responses=True)
+        try:
+            info = client.info("cpu") | client.info("stats")
+        finally:
+            client.close()
+        cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        commands += int(info["total_commands_processed"])
+    return cpu, commands
 
 
 def health(base: str) -> str:
@@ -85,12 +114,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     healthy: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         up = {t: stack.enter_context(service(t, Path(tmp))) for t in TOPOLOGIES}
-        for base, cookie in up.values():
+        for base, cookie, _ in up.values():
             for method, path in ENDPOINTS.values():  # warm-up: imports, caches, connections
                 bench.wrk(base + path, cookie=cookie, method=method, duration=1, connections=8)
         for _ in range(args.rounds):
-            for topology, (base, cookie) in up.items():
+            for topology, (base, cookie, masters) in up.items():
                 for what, (method, path) in ENDPOINTS.items():
+                    cpu, commands = redis_work(masters)
                     r = bench.wrk(
                         base + path,
                         cookie=cookie,
@@ -98,9 +128,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         duration=args.duration,
                         connections=args.connections,
                     )
+                    cpu_after, commands_after = redis_work(masters)
+                    served = max(r["requests"], 1.0)
+                    r["redis_cpu_us"] = (cpu_after - cpu) * 1e6 / served
+                    r["redis_commands"] = (commands_after - commands) / served
                     print({"topology": topology, "request": what, **r})
                     runs.setdefault((topology, what), []).append(r)
-        healthy = {t: health(base) for t, (base, _) in up.items()}
+        healthy = {t: health(base) for t, (base, _, _) in up.items()}
     rows = []
     for (topology, what), each in runs.items():
         median = sorted(each, key=lambda r: r["rps"])[len(each) // 2]
@@ -112,6 +146,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "request": what,
                 **median,
                 "rounds_rps": [r["rps"] for r in each],
+                "redis_cpu_us": statistics.median(r["redis_cpu_us"] for r in each),
+                "redis_commands": statistics.median(r["redis_commands"] for r in each),
                 "vs_standalone": ratio,
                 "errors": sum(r["non2xx"] + r["socket_errors"] for r in each),
                 "health": healthy[topology],
@@ -136,13 +172,16 @@ def render(result: dict[str, Any]) -> str:
             f"{r['vs_standalone']:.2f}x",
             f"{r['p50_ms']:.2f}",
             f"{r['p99_ms']:.2f}",
+            f"{r['redis_cpu_us']:.1f}",
+            f"{r['redis_commands']:.2f}",
             int(r["errors"]),
             r["health"],
         ]
         for r in result["rows"]
     ]
     headers = ["topology", "request", "req/s (median)", "vs standalone", "p50 ms", "p99 ms"]
-    return bench.table([*headers, "errors", "health after"], rows)
+    headers += ["Redis CPU µs/req", "commands/req", "errors", "health after"]
+    return bench.table(headers, rows)
 
 
 def parser() -> argparse.ArgumentParser:

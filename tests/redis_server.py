@@ -377,13 +377,24 @@ def _wait(predicate: Any, what: str, timeout: float = 30.0) -> None:
 
 
 class SentinelServer(RedisServer):
-    """A redis-server in sentinel mode; its config file lives in its own temp dir."""
+    """A redis-server in sentinel mode; its config file lives in its own temp dir.
 
-    def __init__(self, master_port: int, *, binary: str | None = None, **kwargs: Any) -> None:
+    ``config`` replaces the suite's own sentinel config (its ``port`` is overridden).
+    """
+
+    def __init__(
+        self,
+        master_port: int,
+        *,
+        binary: str | None = None,
+        config: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(binary=binary, **kwargs)
         self.conf = self.dir / "sentinel.conf"
         self.conf.write_text(
-            f"sentinel monitor {SENTINEL_MASTER} {HOST} {master_port} 2\n"
+            config
+            or f"sentinel monitor {SENTINEL_MASTER} {HOST} {master_port} 2\n"
             f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
             f"sentinel failover-timeout {SENTINEL_MASTER} 4000\n"
             f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
@@ -406,10 +417,21 @@ class SentinelGroup:
     every sentinel agreeing).
     """
 
-    def __init__(self, binary: str | None = None, *, extra_args: Sequence[str] = ()) -> None:
-        self.master_server = RedisServer(binary=binary, extra_args=extra_args)
-        self.replica = RedisServer(binary=binary, extra_args=extra_args)
-        self.sentinels: list[SentinelServer] = []
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+        started: tuple[RedisServer, RedisServer, list[SentinelServer]] | None = None,
+    ) -> None:
+        """``started``: a master, its replica and sentinels already running (``start()`` is not
+        for them); the group waits for them and closes them."""
+        if started is not None:
+            self.master_server, self.replica, self.sentinels = started
+        else:
+            self.master_server = RedisServer(binary=binary, extra_args=extra_args)
+            self.replica = RedisServer(binary=binary, extra_args=extra_args)
+            self.sentinels = []
         self.binary = binary
 
     @property
@@ -540,7 +562,17 @@ class ClusterGroup:
 
     NODE_TIMEOUT_MS = 1000
 
-    def __init__(self, binary: str | None = None, *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+        started: list[RedisServer] | None = None,
+    ) -> None:
+        """``started``: six nodes already running and joined (``start()`` is not for them)."""
+        if started is not None:
+            self.nodes = started
+            return
         args = (
             "--cluster-enabled",
             "yes",

@@ -34,6 +34,7 @@ from .revocations import RevocationFeed, RevocationTask, RevocationThread
 from .session import Session
 from .stores.autopipeline import AutoPipeline
 from .stores.base import Op
+from .stores.busy import CallSlots
 from .stores.cluster import AsyncClusterCalls, ClusterCalls
 from .stores.drivers import HeldConnections, run_async, run_sync
 from .stores.memory import MemoryStore
@@ -126,6 +127,31 @@ def start_webhook(es: EventsSettings, bus: EventBus) -> WebhookSender | None:
     return sender
 
 
+def call_slots(rs: RedisSettings) -> CallSlots:
+    """How many cluster calls may be in flight, and how long more wait (see :mod:`.stores.busy`)."""
+    return CallSlots(rs.max_connections, rs.socket_timeout)
+
+
+AsyncCalls = AutoPipeline | AsyncClusterCalls | aioredis.Redis
+
+
+def async_calls(client: AsyncClient, rs: RedisSettings) -> AsyncCalls:
+    """What the asyncio front ends send their calls through: the cluster's routing, else the
+    auto-pipeline, else (a client it cannot dial, given by the application) the client's pool."""
+    if isinstance(client, aiocluster.RedisCluster):
+        return AsyncClusterCalls(client, call_slots(rs))
+    if AutoPipeline.supports(client):
+        return AutoPipeline(client)
+    return client
+
+
+async def close_async(client: AsyncClient, calls: AsyncCalls) -> None:
+    """Close ``client`` and the connection ``calls`` holds of its own."""
+    if isinstance(calls, AutoPipeline):
+        await calls.disconnect()
+    await client.aclose()
+
+
 C = TypeVar("C", SyncClient, AsyncClient)
 
 
@@ -213,7 +239,7 @@ class SessionHub(_Hub[SyncClient, Blocking]):
         super().__init__(settings, client, sync_client, Blocking(self.run))
         self._calls: HeldConnections | ClusterCalls | None = None
         if isinstance(self.client, redis.cluster.RedisCluster):
-            self._calls = ClusterCalls(self.client)
+            self._calls = ClusterCalls(self.client, call_slots(settings.redis))
         elif self.client is not None:
             self._calls = HeldConnections(self.client)
         self._wake = threading.Event()
@@ -292,11 +318,9 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
 
     def __init__(self, settings: Settings, *, client: AsyncClient | None = None) -> None:
         super().__init__(settings, client, async_client, Awaiting(self.run))
-        self._calls: AutoPipeline | AsyncClusterCalls | None = None
-        if isinstance(self.client, aiocluster.RedisCluster):
-            self._calls = AsyncClusterCalls(self.client)
-        elif self.client is not None and AutoPipeline.supports(self.client):
-            self._calls = AutoPipeline(self.client)
+        self._calls: AsyncCalls | None = None
+        if self.client is not None:
+            self._calls = async_calls(self.client, settings.redis)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -331,10 +355,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         """Run any operation (a generator from the manager or the core) to completion."""
         if self._task is None:
             await self.start()
-        if self._calls is not None:
-            return await run_async(op, self._calls)
-        assert not isinstance(self.client, aiocluster.RedisCluster)  # it always has _calls
-        return await run_async(op, self.client)
+        return await run_async(op, self._calls)
 
     def lock(
         self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
@@ -390,7 +411,5 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
                 await self._task
             self._task = None
             self._closing = False
-        if isinstance(self._calls, AutoPipeline):
-            await self._calls.disconnect()
-        if self.client is not None:
-            await self.client.aclose()
+        if self.client is not None and self._calls is not None:
+            await close_async(self.client, self._calls)

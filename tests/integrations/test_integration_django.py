@@ -11,22 +11,32 @@ import pytest
 from contract_apps import configure_django
 
 from helpers import build_settings
+from sessionhub.config import Settings
+from topology_fixtures import Topology
 
 
-@pytest.fixture
-def store_class(redis_url: str) -> Iterator[type]:
-    """Django's SessionStore of the engine, on the test Redis."""
+def _engine_on(settings: Settings) -> Iterator[type]:
     configure_django()
     from django.test import override_settings
 
     from sessionhub.integrations.django import SessionStore, close_hub
 
-    hub_settings = build_settings(redis_url).model_dump(
-        by_alias=True, exclude={"secret_key"}, exclude_unset=True
-    )
+    hub_settings = settings.model_dump(by_alias=True, exclude={"secret_key"}, exclude_unset=True)
     with override_settings(SESSIONHUB=hub_settings):
         yield SessionStore
     close_hub()
+
+
+@pytest.fixture
+def store_class(redis_url: str) -> Iterator[type]:
+    """Django's SessionStore of the engine, on the test Redis."""
+    yield from _engine_on(build_settings(redis_url))
+
+
+@pytest.fixture
+def topology_store_class(topology: Topology) -> Iterator[type]:
+    """Django's SessionStore of the engine, on each topology in turn."""
+    yield from _engine_on(topology.settings())
 
 
 def test_sync_store_api(store_class: type) -> None:
@@ -48,8 +58,8 @@ def test_sync_store_api(store_class: type) -> None:
     assert store_class("forged-key-value").load() == {}
 
 
-def test_async_store_api(store_class: type) -> None:
-    """The a* methods run on redis.asyncio and see the same store as the sync ones."""
+def _async_store_round(store_class: type) -> str:
+    """Save, load, cycle and save again through the a* methods; the final key."""
 
     async def scenario() -> str:
         store = store_class()
@@ -67,7 +77,12 @@ def test_async_store_api(store_class: type) -> None:
         await loaded.asave()
         return str(loaded.session_key)
 
-    key = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_async_store_api(store_class: type) -> None:
+    """The a* methods run on redis.asyncio and see the same store as the sync ones."""
+    key = _async_store_round(store_class)
     sync = store_class(key)
     assert sync["b"] == 2
     assert sync["c"] == 3
@@ -183,12 +198,19 @@ def test_clearsessions_runs_on_the_engine(store_class: type) -> None:
     assert store_class(store.session_key)["a"] == 1
 
 
-def test_async_methods_use_redis_asyncio_on_the_running_loop(store_class: type) -> None:
-    """The a* methods run the same operations on a redis.asyncio client of the running loop
-    (no worker thread), and that client is closed when its loop shuts down."""
-    import redis.asyncio as aioredis
+def test_async_store_api_on_every_topology(topology_store_class: type, topology: Topology) -> None:
+    """On Sentinel and Cluster too, the a* methods reach the topology's masters and see what the
+    sync ones stored."""
+    key = _async_store_round(topology_store_class)
+    assert topology_store_class(key)["c"] == 3
+    assert len(topology.keys("session:*:s:*")) == 1
 
+
+def test_async_methods_use_redis_asyncio_on_the_running_loop(store_class: type) -> None:
+    """The a* methods run the same operations on the running loop (no worker thread), through
+    the auto-pipeline of a redis.asyncio client of that loop, closed when the loop shuts down."""
     from sessionhub.integrations import django as adapter
+    from sessionhub.stores.autopipeline import AutoPipeline
 
     seen: list[Any] = []
 
@@ -198,14 +220,13 @@ def test_async_methods_use_redis_asyncio_on_the_running_loop(store_class: type) 
         await store.asave()
         loop = asyncio.get_running_loop()
         held = adapter._loop_clients._by_loop[loop]
-        assert isinstance(held[1], aioredis.Redis)
+        assert isinstance(held[1], AutoPipeline)
         seen.append(held[1])
         assert await store_class(store.session_key).aget("a") == 1
 
     asyncio.run(scenario())
-    [client] = seen
-    assert client.connection_pool._in_use_connections == set()
-    assert all(c._writer is None for c in client.connection_pool._available_connections)
+    [calls] = seen
+    assert calls._link is None
 
 
 def test_a_session_from_a_former_secret_key_moves_to_the_new_key(redis_url: str) -> None:

@@ -16,8 +16,15 @@ from typing import Any
 import pytest
 import redis
 
-from helpers import hub_factory, wait_for
-from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, wait_replicated
+from helpers import build_settings, hub_factory, wait_for
+from redis_server import (
+    SENTINEL_MASTER,
+    ClusterGroup,
+    RedisServer,
+    SentinelGroup,
+    SentinelServer,
+    wait_replicated,
+)
 from topology_fixtures import Topology, make_topology
 
 SESSIONS = 20
@@ -249,3 +256,49 @@ def test_cluster_live_reshard_costs_no_request(cluster: tuple[Topology, ClusterG
         _all_valid(hub, cookies)
         assert _stored(topology, keys) == SESSIONS
         assert hub.stats()["total_sessions"] == SESSIONS + load.requests
+
+
+@pytest.fixture
+def lone_sentinel(
+    pytestconfig: pytest.Config,
+) -> Iterator[tuple[RedisServer, RedisServer, SentinelServer]]:
+    """Two masters and one sentinel naming the first: a group of this test's own, whose master
+    the test moves by hand (one sentinel cannot fail over by itself)."""
+    option = pytestconfig.getoption("redis_server_bin")
+    binary = str(option) if option else None
+    old, new = RedisServer(binary=binary).start(), RedisServer(binary=binary).start()
+    watcher = SentinelServer(old.port, binary=binary).start()
+    try:
+        yield old, new, watcher
+    finally:
+        for server in (watcher, old, new):
+            server.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sentinel_master_demoted_without_cutting_connections(
+    lone_sentinel: tuple[RedisServer, RedisServer, SentinelServer], kind: str
+) -> None:
+    """The master turns replica (REPLICAOF) while the hub's connections to it stay open and the
+    sentinels name another: its READONLY sends the hub to the sentinels again, so the sessions
+    made meanwhile end up on the new master and nothing escapes a call."""
+    old, new, watcher = lone_sentinel
+    settings = build_settings(
+        None,
+        redis={"MODE": "sentinel", "SENTINELS": [f"{watcher.host}:{watcher.port}"]}
+        | {"SENTINEL_MASTER": SENTINEL_MASTER},
+        session={"TYPE": "redis"},
+    )
+    with hub_factory(kind, lambda: settings) as make:
+        hub = make()
+        first, _ = hub.create("before")
+        keys = hub.manager.core.redis_ops.keys
+        assert old.client().exists(keys.session(first.sid))
+        sentinel = watcher.client(decode_responses=True)
+        sentinel.execute_command("SENTINEL", "REMOVE", SENTINEL_MASTER)
+        sentinel.execute_command("SENTINEL", "MONITOR", SENTINEL_MASTER, new.host, new.port, 1)
+        old.client().replicaof(new.host, new.port)
+        made = [hub.create(f"after-{i}")[0] for i in range(3)]
+        wait_for(lambda: hub.manager.core.mode == "redis", timeout=30)
+        assert new.client().exists(*(keys.session(session.sid) for session in made)) == 3
+        assert old.client().info("replication")["role"] == "slave"

@@ -1,15 +1,28 @@
-"""TLS: SessionHub reaches a TLS-only Redis with a CA the test made, and refuses a server whose
-certificate another CA signed, saying so."""
+"""TLS: SessionHub reaches a TLS-only Redis (alone, or named by a TLS-only sentinel) with a CA
+the test made, and refuses a server whose certificate another CA signed, saying so."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers import build_settings, hub_factory
-from redis_server import TlsRedisServer
+from redis_server import SENTINEL_MASTER, SentinelServer, TlsRedisServer
+from sessionhub.config import Settings
 from tls_certs import Certs, make_certs
+
+
+def _stores_sessions_in(server: TlsRedisServer, kind: str, settings: Settings) -> None:
+    """A hub of ``kind`` on ``settings`` keeps its sessions in ``server``, on Redis."""
+    with hub_factory(kind, lambda: settings) as make:
+        hub = make()
+        session, cookie = hub.create("alice", data={"n": 1})
+        assert dict(hub.open(cookie)) == {"n": 1}
+        assert hub.manager.core.mode == "redis", hub.manager.core.last_error
+        key = hub.manager.core.redis_ops.keys.session(session.sid)
+        assert server.client().exists(key) == 1
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -23,16 +36,7 @@ def test_sessions_over_tls_with_the_right_ca(
     if spelling == "flag":
         redis |= {"URL": None, "HOST": "127.0.0.1", "PORT": tls_server.port, "TLS": True}
 
-    def settings(**sections: dict[str, object]) -> object:
-        return build_settings(tls_server.url, redis=redis, **sections)
-
-    with hub_factory(kind, settings) as make:
-        hub = make()
-        session, cookie = hub.create("alice", data={"n": 1})
-        assert dict(hub.open(cookie)) == {"n": 1}
-        assert hub.manager.core.mode == "redis", hub.manager.core.last_error
-        key = hub.manager.core.redis_ops.keys.session(session.sid)
-        assert tls_server.client().exists(key) == 1
+    _stores_sessions_in(tls_server, kind, build_settings(tls_server.url, redis=redis))
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -52,3 +56,47 @@ def test_a_server_signed_by_another_ca_is_refused_with_a_clear_error(
         hub.create("alice")
         assert hub.manager.core.mode == "degraded"
         assert "certificate verify failed" in (hub.health()["last_error"] or "")
+
+
+class TlsSentinelServer(SentinelServer, TlsRedisServer):
+    """A sentinel that only speaks TLS, to clients and to the master it watches."""
+
+
+@pytest.fixture
+def tls_sentinel(
+    certs: Certs, pytestconfig: pytest.Config
+) -> Iterator[tuple[TlsRedisServer, TlsSentinelServer]]:
+    """A TLS-only master and a TLS-only sentinel watching it over TLS."""
+    option = pytestconfig.getoption("redis_server_bin")
+    tls = {"cert": certs.server_cert, "key": certs.server_key, "ca": certs.ca_cert}
+    master = TlsRedisServer(binary=str(option) if option else None, **tls).start()
+    watcher = TlsSentinelServer(
+        master.port,
+        binary=master.binary,
+        config=f"sentinel monitor {SENTINEL_MASTER} {master.host} {master.port} 1\n"
+        "tls-replication yes\n",
+        **tls,
+    )
+    try:
+        yield master, watcher.start()
+    finally:
+        watcher.close()
+        master.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sessions_over_tls_on_sentinel(
+    tls_sentinel: tuple[TlsRedisServer, TlsSentinelServer], certs: Certs, kind: str
+) -> None:
+    """With TLS: true on Sentinel, the sentinels are asked over TLS and sessions are stored in
+    the TLS-only master they name."""
+    master, watcher = tls_sentinel
+    redis = {
+        "MODE": "sentinel",
+        "SENTINELS": [f"{watcher.host}:{watcher.port}"],
+        "SENTINEL_MASTER": SENTINEL_MASTER,
+        "TLS": True,
+        "TLS_CA_CERT": str(certs.ca_cert),
+    }
+
+    _stores_sessions_in(master, kind, build_settings(None, redis=redis, session={"TYPE": "redis"}))

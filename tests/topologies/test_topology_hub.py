@@ -3,6 +3,7 @@ the blocking and the asyncio hub: one suite, parametrised over the topologies.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,10 +13,14 @@ import pytest
 from helpers import hub_factory
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
+from sessionhub.hub import AsyncSessionHub
+from sessionhub.inbox.notifier import InboxNotifier
 from sessionhub.presence import day_of
 from topology_fixtures import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 
 MakeHub = Callable[..., Any]
+LISTEN_DEADLINE = 10.0
+"""How long a stream waits to be woken before the test fails (it takes milliseconds)."""
 
 
 @pytest.fixture(params=["default-user", "acl-user"])
@@ -147,6 +152,32 @@ def test_inbox_send_page_and_read(make_hub: MakeHub) -> None:
     unread = hub.inbox.page("alice", unread=True)
     assert [m["id"] for m in unread["messages"]] == [sent[2]["id"]]
     _on_redis(hub)
+
+
+def test_inbox_push_wakes_a_stream_in_another_process(topology: Topology) -> None:
+    """A message sent through one hub wakes its user's live stream held by another (the inbox
+    notifier's subscription on the topology, which the SSE endpoint waits on)."""
+
+    async def main() -> None:
+        settings = topology.settings()
+        sender, receiver = AsyncSessionHub(settings), AsyncSessionHub(settings)
+        notifier = InboxNotifier(receiver.features.inbox, receiver.client)
+        try:
+            await sender.start()
+            await receiver.start()
+            await notifier.start()
+            async with notifier.subscription("bob") as woken:
+                # Subscribed: the notifier wakes every stream once, for what it may have missed.
+                await asyncio.wait_for(woken.wait(), LISTEN_DEADLINE)
+                woken.clear()
+                await sender.inbox.send("bob", "ping")
+                await asyncio.wait_for(woken.wait(), LISTEN_DEADLINE)
+        finally:
+            await notifier.aclose()
+            await sender.aclose()
+            await receiver.aclose()
+
+    asyncio.run(main())
 
 
 def test_settings_patch_and_replace(make_hub: MakeHub) -> None:

@@ -28,7 +28,6 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.core.signals import setting_changed
@@ -36,11 +35,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..config import Settings
 from ..exceptions import ConfigError, InvalidInputError, InvalidTokenError, ReauthRequiredError
-from ..hub import SessionHub, redis_client_kwargs
+from ..hub import AsyncCalls, SessionHub, async_calls, close_async
 from ..manager import SessionManager
 from ..session import Session
 from ..stores.base import Op
 from ..stores.drivers import run_async
+from ..stores.topology import AsyncClient, async_client
 from .base import blank_session, merge_settings
 
 __all__ = [
@@ -126,11 +126,12 @@ class _LoopClients:
 
     def __init__(self) -> None:
         self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[SessionHub, aioredis.Redis, AsyncGenerator[None]]
+            asyncio.AbstractEventLoop, tuple[SessionHub, AsyncCalls, AsyncGenerator[None]]
         ] = weakref.WeakKeyDictionary()
 
-    async def client(self, hub: SessionHub) -> aioredis.Redis | None:
-        """The current loop's client for ``hub`` (``None`` for a memory-only hub)."""
+    async def calls(self, hub: SessionHub) -> AsyncCalls | None:
+        """What the current loop sends ``hub``'s calls through, on the hub's topology, as the
+        asyncio hub would (``None`` for a memory-only hub)."""
         if hub.client is None:
             return None
         loop = asyncio.get_running_loop()
@@ -138,18 +139,19 @@ class _LoopClients:
         if held is not None and held[0] is hub:
             return held[1]
         rs = hub.settings.redis
-        client = aioredis.Redis.from_url(rs.connection_url(), **redis_client_kwargs(rs))
-        closer = _close_at_shutdown(client)
+        client = async_client(rs)
+        calls = async_calls(client, rs)
+        closer = _close_at_shutdown(client, calls)
         await closer.__anext__()
-        self._by_loop[loop] = (hub, client, closer)
-        return client
+        self._by_loop[loop] = (hub, calls, closer)
+        return calls
 
 
-async def _close_at_shutdown(client: aioredis.Redis) -> AsyncGenerator[None]:
+async def _close_at_shutdown(client: AsyncClient, calls: AsyncCalls) -> AsyncGenerator[None]:
     try:
         yield
     finally:
-        await client.aclose()
+        await close_async(client, calls)
 
 
 _loop_clients = _LoopClients()
@@ -188,7 +190,7 @@ class SessionStore(SessionBase):
         # The same operations on redis.asyncio, over the blocking hub's manager: sync and async
         # views share one memory fallback and the hub's thread keeps it (probes, sweeps).
         hub = self.hub
-        return await run_async(op, await _loop_clients.client(hub))
+        return await run_async(op, await _loop_clients.calls(hub))
 
     def _data(self, *, no_load: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = self._get_session(no_load=no_load)  # type: ignore[attr-defined]

@@ -7,6 +7,10 @@ No batch waits for another, there is no task per batch and no timer per reply: o
 
 The connection is made from the redis-py client's own settings (host and port or socket path,
 TLS, username, password, database, timeouts), so both speak to the same server the same way.
+On Sentinel (a client of ``Sentinel.master_for``) each connect asks the sentinels for the master,
+as redis-py's own sentinel connections do; a reply of ``READONLY`` (the master was demoted to a
+replica) drops the connection like a lost one, so the next connect asks again and a replica is
+never written to. A burst of concurrent calls needs no more connections than one.
 A reply later than ``socket_timeout`` closes the connection and fails every call in flight with
 ``redis.TimeoutError``; a lost connection fails them with ``redis.ConnectionError``. To the
 resilient core both mean "Redis is down". The next call reconnects.
@@ -24,13 +28,20 @@ from typing import Any, cast
 import hiredis
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
 from redis._parsers.base import BaseParser
 from redis.exceptions import InvalidResponse
 
 from .base import CommandCall
 from .wire import Single, needs_eval, packed, shaped
 
-_SUPPORTED = (aioredis.Connection, aioredis.SSLConnection, aioredis.UnixDomainSocketConnection)
+_SUPPORTED = (
+    aioredis.Connection,
+    aioredis.SSLConnection,
+    aioredis.UnixDomainSocketConnection,
+    aiosentinel.SentinelManagedConnection,
+    aiosentinel.SentinelManagedSSLConnection,
+)
 
 # call, its caller's future, whether it is already the EVAL retry, when it was written
 _Pending = tuple[Single, "asyncio.Future[Any]", bool, float]
@@ -64,6 +75,8 @@ class AutoPipeline:
         """Whether the client's connection settings are ones this class knows how to use."""
         pool = client.connection_pool
         kwargs = pool.connection_kwargs
+        if isinstance(pool, aiosentinel.SentinelConnectionPool) and not pool.is_master:
+            return False  # the sessions are written: only a master will do
         return (
             pool.connection_class in _SUPPORTED
             and kwargs.get("credential_provider") is None
@@ -74,6 +87,10 @@ class AutoPipeline:
         self.client = client
         kwargs = client.connection_pool.connection_kwargs
         self._kwargs = kwargs
+        pool = client.connection_pool
+        self._sentinel = pool if isinstance(pool, aiosentinel.SentinelConnectionPool) else None
+        self._peer: tuple[str, int] | None = None
+        """The server the current (or last) connection went to."""
         self._timeout: float | None = kwargs.get("socket_timeout") or None
         self._connect_timeout: float | None = kwargs.get("socket_connect_timeout") or self._timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +206,15 @@ class AutoPipeline:
             call, future, again, _ = self._inflight.popleft()
             if not again and needs_eval(call, reply):
                 self._enqueue((call, future, True, 0.0))
+            elif self._sentinel is not None and isinstance(reply, redis.ReadOnlyError):
+                demoted = redis.ConnectionError(
+                    f"{self._address()} answered READONLY: it is a replica now; the sentinels "
+                    "are asked for the master on the next connect"
+                )
+                if not future.done():
+                    future.set_exception(demoted)
+                self._drop(demoted)  # and every call after it: they were sent to a replica
+                break
             elif future.done():  # the caller was cancelled
                 continue
             elif isinstance(reply, Exception):
@@ -210,13 +236,26 @@ class AutoPipeline:
 
     def _address(self) -> str:
         kw = self._kwargs
-        return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}")
+        if kw.get("path"):
+            return str(kw["path"])
+        host, port = self._peer or (kw.get("host", "localhost"), kw.get("port", 6379))
+        return f"{host}:{port}"
+
+    async def _server(self) -> tuple[str, int]:
+        """Where to connect: the master the sentinels name now, else the configured server."""
+        if self._sentinel is not None:
+            host, port = await self._sentinel.get_master_address()  # type: ignore[no-untyped-call]
+            return str(host), int(port)
+        return self._kwargs.get("host", "localhost"), int(self._kwargs.get("port", 6379))
 
     async def _connect(self) -> None:
         self._refusal = None
         try:
             try:
                 self._link = _Link(self)
+                if not self._kwargs.get("path"):
+                    # Asking the sentinels is bounded by their own socket timeouts.
+                    self._peer = await self._server()
                 await asyncio.wait_for(self._open(self._link), self._connect_timeout)
                 await self._handshake()
                 self._ready = True
@@ -224,7 +263,7 @@ class AutoPipeline:
                 detail = str(exc) or type(exc).__name__
                 message = f"Error connecting to {self._address()}: {detail}"
                 raise redis.ConnectionError(message) from exc
-        except redis.ConnectionError as exc:
+        except redis.RedisError as exc:  # not only ConnectionError: a caller must never hang
             self._drop(exc)
             self._fail_queue(exc)
         finally:
@@ -237,11 +276,12 @@ class AutoPipeline:
             await loop.create_unix_connection(lambda: link, kw["path"])
             return
         context: ssl.SSLContext | None = None
-        if self.client.connection_pool.connection_class is aioredis.SSLConnection:
+        if issubclass(self.client.connection_pool.connection_class, aioredis.SSLConnection):
             conn = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             context = conn.ssl_context.get()
-        host = kw.get("host", "localhost")
-        await loop.create_connection(lambda: link, host, kw.get("port", 6379), ssl=context)
+        assert self._peer is not None
+        host, port = self._peer
+        await loop.create_connection(lambda: link, host, port, ssl=context)
 
     async def _handshake(self) -> None:
         """AUTH and SELECT as redis-py does, before any queued call goes out."""

@@ -16,6 +16,10 @@ With ``REDIS.WAIT_REPLICAS``, a call ending in ``WAIT`` is sent to each node it 
 connection of that node, the node's calls then ``WAIT``: ``WAIT`` covers only what its own
 connection wrote, so it cannot go through the cluster client, which would send it to any node.
 
+A call holds at most one connection of each node at a time, and at most ``REDIS.MAX_CONNECTIONS``
+calls are in flight (:class:`~.busy.CallSlots`); more wait for a slot, so a burst never meets the
+client's ``MaxConnectionsError``, which would read as Redis being down.
+
 This path does not use the hand-written wire path of :mod:`.drivers` (hiredis packing on a held
 connection): correctness first. Replies are already shaped by the cluster client's callbacks.
 """
@@ -30,6 +34,7 @@ import redis.cluster
 from redis.exceptions import AskError, NoScriptError, RedisClusterException
 
 from .base import Call, CommandCall, PipelineCall, ScriptCall
+from .busy import CallSlots
 from .wire import Single, call_args
 
 
@@ -107,12 +112,18 @@ def _result(call: Call, replies: list[Any]) -> Any:
 
 
 class ClusterCalls:
-    """Runs calls on a blocking :class:`redis.cluster.RedisCluster`."""
+    """Runs calls on a blocking :class:`redis.cluster.RedisCluster`, at most ``slots.limit``
+    at once (the client's pools must allow that many per node, see :mod:`.topology`)."""
 
-    def __init__(self, client: redis.cluster.RedisCluster) -> None:
+    def __init__(self, client: redis.cluster.RedisCluster, slots: CallSlots) -> None:
         self.client = client
+        self.slots = slots
 
     def execute(self, call: Call) -> Any:
+        with self.slots.held():
+            return self._execute(call)
+
+    def _execute(self, call: Call) -> Any:
         if node := _one_node(call):
             assert isinstance(call, CommandCall)
             return _node(self.client, node).redis_connection.execute_command(*call.args)
@@ -162,12 +173,18 @@ class ClusterCalls:
 
 
 class AsyncClusterCalls:
-    """Runs calls on an asyncio :class:`redis.asyncio.cluster.RedisCluster`."""
+    """Runs calls on an asyncio :class:`redis.asyncio.cluster.RedisCluster` (as
+    :class:`ClusterCalls`)."""
 
-    def __init__(self, client: aiocluster.RedisCluster) -> None:
+    def __init__(self, client: aiocluster.RedisCluster, slots: CallSlots) -> None:
         self.client = client
+        self.slots = slots
 
     async def execute(self, call: Call) -> Any:
+        async with self.slots.held_async():
+            return await self._execute(call)
+
+    async def _execute(self, call: Call) -> Any:
         if node := _one_node(call):
             assert isinstance(call, CommandCall)
             return await _node(self.client, node).execute_command(*call.args)

@@ -13,6 +13,8 @@ its connections from a :class:`HeldConnections`.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -24,6 +26,7 @@ from redis.exceptions import ResponseError
 from ..exceptions import NoRedisConfiguredError
 from .autopipeline import AutoPipeline
 from .base import Call, Op, PipelineCall
+from .busy import no_connection_free
 from .cluster import AsyncClusterCalls, ClusterCalls
 from .wire import Single, needs_eval, packed, packed_all, shaped
 
@@ -53,21 +56,54 @@ class HeldConnections:
     back here only after a complete exchange, or disconnected, so it never holds stray data.
     The pool still counts every one as in use, so ``pool.disconnect()`` closes them too, and a
     closed one reconnects on its next call. After a fork the child forgets the parent's.
+
+    Once the pool has made ``max_connections``, a thread waits for one to come back (up to the
+    socket timeout, see :mod:`.busy`) rather than fail as if Redis were down.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._idle: list[Any] = []
+        self._returned = threading.Condition()
+        self._waiting = 0
         _ALL_HELD.add(self)
 
     def take(self) -> Any:
         try:
             return self._idle.pop()  # atomic: no lock needed between threads
         except IndexError:
+            pass
+        try:
             return self.client.connection_pool.get_connection()
+        except redis.MaxConnectionsError:
+            return self._wait_for_one()
 
     def give(self, conn: Any) -> None:
         self._idle.append(conn)
+        # A waiter counts itself before its last look at _idle, so it sees this connection or
+        # is woken here; while nobody waits, a give costs no lock.
+        if self._waiting:
+            with self._returned:
+                self._returned.notify()
+
+    def _wait_for_one(self) -> Any:
+        pool = self.client.connection_pool
+        timeout: float | None = pool.connection_kwargs.get("socket_timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._returned:
+            self._waiting += 1
+            try:
+                while True:
+                    try:
+                        return self._idle.pop()
+                    except IndexError:
+                        pass
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise no_connection_free(pool.max_connections, timeout)
+                    self._returned.wait(left)
+            finally:
+                self._waiting -= 1
 
 
 _ALL_HELD: weakref.WeakSet[HeldConnections] = weakref.WeakSet()
@@ -135,6 +171,10 @@ def _calls_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list
 
 def _roundtrip_sync(conn: Any, data: bytes, n: int) -> list[Any]:
     def attempt() -> list[Any]:
+        # connect() itself, not the send's own reconnect, which redials the last address: a
+        # Sentinel connection asks the sentinels for the master in connect().
+        if not conn.is_connected:
+            conn.connect()
         conn.send_packed_command([data], check_health=False)
         return [_read_sync(conn) for _ in range(n)]
 
@@ -207,6 +247,8 @@ async def _calls_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single
 
 async def _roundtrip_async(conn: Any, data: bytes, n: int) -> list[Any]:
     async def attempt() -> list[Any]:
+        if not conn.is_connected:  # see _roundtrip_sync
+            await conn.connect()
         await conn.send_packed_command([data], check_health=False)
         return [await _read_async(conn) for _ in range(n)]
 

@@ -27,6 +27,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ..config import RedisSettings, host_port
+from .busy import CLUSTER_RESERVE
 from .redis import UnknownMasterError
 
 RETRY_BACKOFF_CAP = 0.05
@@ -154,6 +155,9 @@ def _cluster_options(rs: RedisSettings) -> dict[str, Any]:
     options = _data_node_options(rs)
     # The cluster client retries a dropped node itself and refreshes its slot map on the way.
     options.pop("health_check_interval")
+    # MAX_CONNECTIONS bounds the calls in flight (ClusterCalls); each node's pool also lends
+    # connections outside them.
+    options["max_connections"] = rs.max_connections + CLUSTER_RESERVE
     return options
 
 
