@@ -22,18 +22,10 @@ from typing import Any
 
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
-from redis.exceptions import AskError, NoScriptError
+from redis.exceptions import AskError
 
-from .base import Call, CommandCall, PipelineCall, ScriptCall
-from .wire import Single, call_args
-
-
-def _missing_scripts(calls: Sequence[Single], replies: list[Any]) -> list[int]:
-    return [
-        i
-        for i, (call, reply) in enumerate(zip(calls, replies, strict=True))
-        if isinstance(call, ScriptCall) and isinstance(reply, NoScriptError)
-    ]
+from .base import Call, CommandCall, ScriptCall
+from .wire import Single, answer, call_args, missing_scripts, put_back, singles
 
 
 def _is_wait(call: Single) -> bool:
@@ -75,18 +67,6 @@ def _moved(replies: list[Any]) -> list[int]:
     return [i for i, reply in enumerate(replies) if isinstance(reply, AskError)]
 
 
-def _put_back(replies: list[Any], positions: list[int], sent: Sequence[Any]) -> None:
-    for i, reply in zip(positions, sent, strict=True):
-        replies[i] = reply
-
-
-def _result(call: Call, replies: list[Any]) -> Any:
-    error = next((r for r in replies if isinstance(r, Exception)), None)
-    if error is not None:
-        raise error
-    return replies if isinstance(call, PipelineCall) else replies[0]
-
-
 class ClusterCalls:
     """Runs calls on a blocking :class:`redis.cluster.RedisCluster`."""
 
@@ -94,14 +74,14 @@ class ClusterCalls:
         self.client = client
 
     def execute(self, call: Call) -> Any:
-        calls = call.calls if isinstance(call, PipelineCall) else (call,)
+        calls = singles(call)
         replies = self._send(calls)
         # A node restarted or failed over: its script cache is empty.
-        again = _retried(calls, _missing_scripts(calls, replies))
+        again = _retried(calls, missing_scripts(calls, replies))
         if again:
             resent = self._send([calls[i] for i in again], eval_source=True)
-            _put_back(replies, again, resent)
-        return _result(call, replies)
+            put_back(replies, again, resent)
+        return answer(call, replies)
 
     def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
         if any(_is_wait(c) for c in calls):
@@ -129,13 +109,13 @@ class ClusterCalls:
                 pipe.execute_command(*call_args(calls[i], eval_source=eval_source))
             pipe.execute_command(*call_args(wait))
             *written, acked = pipe.execute(raise_on_error=False)
-            _put_back(replies, positions, written)
+            put_back(replies, positions, written)
             acks.append(acked)
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
             resent = self._send([calls[i] for i in moved], eval_source=eval_source)
-            _put_back(replies, moved, resent)
+            put_back(replies, moved, resent)
         return replies
 
 
@@ -146,13 +126,13 @@ class AsyncClusterCalls:
         self.client = client
 
     async def execute(self, call: Call) -> Any:
-        calls = call.calls if isinstance(call, PipelineCall) else (call,)
+        calls = singles(call)
         replies = await self._send(calls)
-        again = _retried(calls, _missing_scripts(calls, replies))
+        again = _retried(calls, missing_scripts(calls, replies))
         if again:
             resent = await self._send([calls[i] for i in again], eval_source=True)
-            _put_back(replies, again, resent)
-        return _result(call, replies)
+            put_back(replies, again, resent)
+        return answer(call, replies)
 
     async def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
         if any(_is_wait(c) for c in calls):
@@ -184,11 +164,11 @@ class AsyncClusterCalls:
             ]
             await node.execute_pipeline(commands)
             *written, acked = [command.result for command in commands]
-            _put_back(replies, positions, written)
+            put_back(replies, positions, written)
             acks.append(acked)
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
             resent = await self._send([calls[i] for i in moved], eval_source=eval_source)
-            _put_back(replies, moved, resent)
+            put_back(replies, moved, resent)
         return replies
