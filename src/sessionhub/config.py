@@ -108,6 +108,22 @@ def _check(ok: Callable[[Any], object], message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _unique(attribute: str, what: str, key: str) -> AfterValidator:
+    """A validator that refuses a list in which two items have the same ``attribute``."""
+
+    def check(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        first: dict[object, int] = {}
+        for index, item in enumerate(items):
+            value = getattr(item, attribute)
+            if value in first:
+                where = f"already used by {key}[{first[value]}]"
+                raise _FieldError((index, attribute.upper()), value, f"duplicate {what} ({where})")
+            first[value] = index
+        return items
+
+    return AfterValidator(check)
+
+
 def _starts_with(*prefixes: str) -> AfterValidator:
     allowed = ", ".join(prefixes[:-1]) + " or " + prefixes[-1]
     return _check(lambda value: value.startswith(prefixes), f"must start with {allowed}")
@@ -480,17 +496,7 @@ class EncryptionKey(_Section):
 class EncryptionSettings(_Section):
     """Encryption at rest: the first key encrypts new values, every key listed decrypts."""
 
-    keys: tuple[EncryptionKey, ...] = ()
-
-    @field_validator("keys")
-    @classmethod
-    def _check_unique_ids(cls, keys: tuple[EncryptionKey, ...]) -> tuple[EncryptionKey, ...]:
-        seen: set[str] = set()
-        for index, key in enumerate(keys):
-            if key.id in seen:
-                raise _FieldError((index, "ID"), key.id, "duplicate key id")
-            seen.add(key.id)
-        return keys
+    keys: Annotated[tuple[EncryptionKey, ...], _unique("id", "key id", "KEYS")] = ()
 
 
 class EventsSettings(_Section):
@@ -585,23 +591,9 @@ class Settings(_Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     log: LogSettings = Field(default_factory=LogSettings)
-    users: tuple[UserEntry, ...] = ()
+    users: Annotated[tuple[UserEntry, ...], _unique("username", "username", "USERS")] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None
-
-    @field_validator("users")
-    @classmethod
-    def _check_unique_users(cls, users: tuple[UserEntry, ...]) -> tuple[UserEntry, ...]:
-        first_index: dict[str, int] = {}
-        for index, user in enumerate(users):
-            if user.username in first_index:
-                raise _FieldError(
-                    (index, "USERNAME"),
-                    user.username,
-                    f"duplicate username (already used by USERS[{first_index[user.username]}])",
-                )
-            first_index[user.username] = index
-        return users
 
     @model_validator(mode="after")
     def _check_prod_secret(self) -> Settings:
