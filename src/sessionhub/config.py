@@ -1,8 +1,11 @@
 """SessionHub settings: a YAML file with UPPERCASE keys, overridden by environment variables.
 
 :func:`load_settings` is the only way the application should build :class:`Settings`; it turns
-every problem into a one-line :class:`~sessionhub.exceptions.ConfigError` that names the key,
-the offending value (secrets masked) and what is allowed. ``docs/CONFIG.md`` lists every key.
+every problem into a one-line :class:`~sessionhub.exceptions.ConfigError` that names where the
+value came from (the file or the variable), the key, the value (secrets masked) and what is
+allowed. The models are the one description of the keys: how a variable's text is read, what a
+message says a key allows and what is masked all follow from their types and bounds.
+``docs/CONFIG.md`` lists every key.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import difflib
 import functools
 import os
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -24,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     StrictBool,
     StrictFloat,
@@ -35,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticUseDefault
+from pydantic_core import ErrorDetails, PydanticUseDefault
 
 from sessionhub.exceptions import ConfigError
 from sessionhub.valuecodec import parse_key
@@ -62,30 +66,6 @@ __all__ = [
 ]
 
 MASK = "***"
-_MODEL_CONFIG = ConfigDict(
-    extra="forbid", alias_generator=str.upper, populate_by_name=True, frozen=True
-)
-# Settings fields that are filled in by load_settings and must never come from YAML.
-_NOT_YAML_KEYS = frozenset({"environment", "source"})
-# The seed's variable names. Unlike SESSIONHUB_<SECTION>__<KEY>, empty means unset and strings
-# are taken verbatim even when they read "null": a password may well be "null".
-_SEED_ENV_VARS: dict[str, tuple[str, ...]] = {
-    "REDIS_HOST": ("REDIS", "HOST"),
-    "REDIS_PORT": ("REDIS", "PORT"),
-    "REDIS_DB": ("REDIS", "DB"),
-    "REDIS_PASSWORD": ("REDIS", "PASSWORD"),
-    "REDIS_URL": ("REDIS", "URL"),
-    "SECRET_KEY": ("SECRET_KEY",),
-    "SECRET_KEY_FALLBACKS": ("SECRET_KEY_FALLBACKS",),
-}
-# SESSIONHUB_* variables that are not SESSIONHUB_<SECTION>__<KEY> overrides.
-_PLAIN_ENV_VARS = ("SESSIONHUB_ENV", "SESSIONHUB_CONFIG", "SESSIONHUB_ADMIN_API_KEYS")
-# Not configuration: read by the test suite and scripts (path of a redis-server binary), and
-# commonly exported in developers' shells, so it must not make every command fail.
-_FOREIGN_ENV_VARS = ("SESSIONHUB_REDIS_SERVER", "SESSIONHUB_DEFAULT_REDIS_PORT")
-# KEY_PREFIX and its Flask-Session spelling are one setting.
-_KEY_PREFIX_PATHS = (("SESSION", "KEY_PREFIX"), ("SESSION", "REDIS_KEY_PREFIX"))
-_YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 # RFC 6265 cookie-name token: visible ASCII except separators.
 _COOKIE_SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
 # What argon2's encoder writes (v= is absent from Argon2 v1.2 hashes); checked without argon2,
@@ -93,6 +73,14 @@ _COOKIE_SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
 _ARGON2_PHC = re.compile(
     r"\$argon2(?:id|i|d)(?:\$v=[0-9]+)?\$m=[0-9]+,t=[0-9]+,p=[0-9]+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+"
 )
+
+
+class _Section(BaseModel):
+    """A mapping of the file: UPPERCASE keys (lowercase accepted), no unknown keys, frozen."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=str.upper, populate_by_name=True, frozen=True
+    )
 
 
 class _FieldError(ValueError):
@@ -109,15 +97,40 @@ class _FieldError(ValueError):
         self.message = message
 
 
+def _check(ok: Callable[[Any], object], message: str) -> AfterValidator:
+    """A validator that refuses, with ``message``, a value for which ``ok`` is false."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _unique(attribute: str, what: str, key: str) -> AfterValidator:
+    """A validator that refuses a list in which two items have the same ``attribute``."""
+
+    def check(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        first: dict[object, int] = {}
+        for index, item in enumerate(items):
+            value = getattr(item, attribute)
+            if value in first:
+                where = f"already used by {key}[{first[value]}]"
+                raise _FieldError((index, attribute.upper()), value, f"duplicate {what} ({where})")
+            first[value] = index
+        return items
+
+    return AfterValidator(check)
+
+
+def _starts_with(*prefixes: str) -> AfterValidator:
+    allowed = ", ".join(prefixes[:-1]) + " or " + prefixes[-1]
+    return _check(lambda value: value.startswith(prefixes), f"must start with {allowed}")
+
+
 def _lowercase(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
-
-
-# Case-insensitive choices, stored lowercase.
-_SameSite = Annotated[Literal["lax", "strict", "none"], BeforeValidator(_lowercase)]
-_LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)]
-# Every float key is a duration; error messages call numbers "finite" on the strength of this.
-_Seconds = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 
 
 def _host_port_list(value: object) -> object:
@@ -127,18 +140,9 @@ def _host_port_list(value: object) -> object:
     return value
 
 
-def _check_host_port(value: str) -> str:
+def _is_host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError("must be host:port with a port from 1 to 65535")
-    return value
-
-
-_HostPorts = Annotated[
-    tuple[Annotated[StrictStr, AfterValidator(_check_host_port)], ...],
-    BeforeValidator(_host_port_list),
-]
-_RedisMode = Annotated[Literal["standalone", "sentinel", "cluster"], BeforeValidator(_lowercase)]
+    return bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535)
 
 
 def host_port(value: str) -> tuple[str, int]:
@@ -147,25 +151,59 @@ def host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _check_printable(value: str, what: str) -> str:
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ValueError(f"must not contain whitespace or control characters ({what})")
-    return value
+# Case-insensitive choices, stored lowercase.
+_SameSite = Annotated[Literal["lax", "strict", "none"], BeforeValidator(_lowercase)]
+_LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)]
+_RedisMode = Annotated[Literal["standalone", "sentinel", "cluster"], BeforeValidator(_lowercase)]
+_LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_lowercase)]
+# Every float key is a duration; error messages call numbers "finite" on the strength of this.
+_Seconds = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
+# Shown as *** by redacted(); error messages mask it by its schema (writeOnly).
+_Secret = Annotated[SecretStr, PlainSerializer(lambda _secret: MASK, when_used="json")]
+_HostPorts = Annotated[
+    tuple[
+        Annotated[
+            StrictStr, _check(_is_host_port, "must be host:port with a port from 1 to 65535")
+        ],
+        ...,
+    ],
+    BeforeValidator(_host_port_list),
+]
 
 
-class RedisSettings(BaseModel):
+def _mask_url(url: str) -> str:
+    # Same netloc boundaries as urllib/redis-py: userinfo is what precedes the last "@" before
+    # the first "/", "?" or "#". A lone userinfo may be a password, so it is masked whole.
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:{MASK}" if colon else MASK
+    return f"{scheme}://{masked}@{hostport}{rest[end:]}"
+
+
+_RedisUrl = Annotated[
+    StrictStr,
+    _starts_with("redis://", "rediss://", "unix://"),
+    PlainSerializer(_mask_url, when_used="json"),  # redacted() shows it without its password
+]
+
+
+class RedisSettings(_Section):
     """Where the Redis server is and how hard to try reaching it."""
-
-    model_config = _MODEL_CONFIG
 
     host: StrictStr = Field(default="localhost", min_length=1)
     port: StrictInt = Field(default=6379, ge=1, le=65535)
     db: StrictInt = Field(default=0, ge=0)
     username: StrictStr | None = None
-    password: SecretStr | None = None
+    password: _Secret | None = None
     # Accepted so old Flask-Session configs load; SessionHub always decodes itself.
     decode_responses: StrictBool = True
-    url: StrictStr | None = None
+    url: _RedisUrl | None = None
     socket_timeout: _Seconds = 0.5
     connect_timeout: _Seconds = 0.5
     retries: StrictInt = Field(default=1, ge=0, le=5)
@@ -177,7 +215,7 @@ class RedisSettings(BaseModel):
     sentinels: _HostPorts = ()
     sentinel_master: StrictStr | None = Field(default=None, min_length=1)
     sentinel_username: StrictStr | None = None
-    sentinel_password: SecretStr | None = None
+    sentinel_password: _Secret | None = None
     cluster_nodes: _HostPorts = ()
     wait_replicas: StrictInt = Field(default=0, ge=0, le=16)
     tls: StrictBool = False
@@ -187,39 +225,28 @@ class RedisSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_topology(self) -> RedisSettings:
-        if self.mode == "sentinel":
-            if not self.sentinels:
-                raise _FieldError(
-                    ("SENTINELS",), [], "must list at least one host:port with MODE: sentinel"
-                )
-            if self.sentinel_master is None:
-                raise _FieldError(
-                    ("SENTINEL_MASTER",),
-                    None,
-                    "is required with MODE: sentinel (the name the sentinels monitor)",
-                )
-        elif self.sentinels:
+        if self.mode == "sentinel" and self.sentinels and self.sentinel_master is None:
             raise _FieldError(
-                ("SENTINELS",), list(self.sentinels), "is only used with MODE: sentinel"
+                ("SENTINEL_MASTER",),
+                None,
+                "is required with MODE: sentinel (the name the sentinels monitor)",
             )
-        if self.mode == "cluster":
-            if not self.cluster_nodes:
-                raise _FieldError(
-                    ("CLUSTER_NODES",),
-                    [],
-                    "must list at least one host:port startup node with MODE: cluster",
-                )
-        elif self.cluster_nodes:
-            raise _FieldError(
-                ("CLUSTER_NODES",), list(self.cluster_nodes), "is only used with MODE: cluster"
-            )
+        for mode, key, what in (
+            ("sentinel", "SENTINELS", "host:port"),
+            ("cluster", "CLUSTER_NODES", "host:port startup node"),
+        ):
+            nodes = list(getattr(self, key.lower()))
+            if self.mode == mode and not nodes:
+                raise _FieldError((key,), nodes, f"must list at least one {what} with MODE: {mode}")
+            if self.mode != mode and nodes:
+                raise _FieldError((key,), nodes, f"is only used with MODE: {mode}")
         if self.mode != "standalone" and self.url is not None:
+            nodes_key = "SENTINELS" if self.mode == "sentinel" else "CLUSTER_NODES"
             raise _FieldError(
                 ("URL",),
                 _mask_url(self.url),
-                f"names one server, which MODE: {self.mode} does not use (give "
-                + ("SENTINELS" if self.mode == "sentinel" else "CLUSTER_NODES")
-                + ", and USERNAME / PASSWORD / TLS for the data nodes)",
+                f"names one server, which MODE: {self.mode} does not use (give {nodes_key}, and "
+                "USERNAME / PASSWORD / TLS for the data nodes)",
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise _FieldError(
@@ -233,13 +260,6 @@ class RedisSettings(BaseModel):
     def uses_tls(self) -> bool:
         """Whether connections to the data nodes (and sentinels) use TLS."""
         return self.tls or (self.url is not None and self.url.startswith("rediss://"))
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
 
     def connection_url(self, *, masked: bool = False) -> str:
         """Return ``url`` if set, else a ``redis://`` URL built from host, port, db and auth.
@@ -269,27 +289,56 @@ DEFAULT_REFRESH_THRESHOLD = 60
 Redis round trip (the local cache answers them)."""
 
 
-class SessionSettings(BaseModel):
-    """How sessions are stored, keyed, expired and put in cookies."""
+def _use_default_for_null(value: Any) -> Any:
+    # The config example spells out REDIS_KEY_PREFIX: null; with KEY_PREFIX left out that must
+    # still mean the default rather than a null prefix.
+    if value is None:
+        raise PydanticUseDefault
+    return value
 
-    model_config = _MODEL_CONFIG
+
+_KeyPrefix = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=64),
+    _check(
+        lambda value: all(" " <= ch <= "~" for ch in value),
+        "must contain only printable ASCII characters",
+    ),
+    _check(
+        lambda value: "{" not in value and "}" not in value,
+        "must not contain '{' or '}' (SessionHub adds its own Redis hash tags)",
+    ),
+]
+_CookieAttribute = _check(
+    lambda value: not any(ch == ";" or ch.isspace() or not ch.isprintable() for ch in value),
+    "must not contain ';', whitespace or control characters",
+)
+
+
+class SessionSettings(_Section):
+    """How sessions are stored, keyed, expired and put in cookies."""
 
     type: Literal["redis", "memory"] = "redis"
     permanent: StrictBool = False
     use_signer: StrictBool = True
-    key_prefix: StrictStr = Field(
+    key_prefix: Annotated[_KeyPrefix, BeforeValidator(_use_default_for_null)] = Field(
         default="session:",
         validation_alias=AliasChoices("KEY_PREFIX", "REDIS_KEY_PREFIX", "redis_key_prefix"),
-        min_length=1,
-        max_length=64,
     )
-    redis_key_prefix: StrictStr | None = Field(default=None, min_length=1, max_length=64)
-    cookie_name: StrictStr = Field(default="session", min_length=1)
+    redis_key_prefix: _KeyPrefix | None = None
+    cookie_name: Annotated[
+        StrictStr,
+        Field(min_length=1),
+        _check(
+            lambda value: all("!" <= ch <= "~" and ch not in _COOKIE_SEPARATORS for ch in value),
+            'must be a cookie token: visible ASCII without spaces or ()<>@,;:\\"/[]?={}',
+        ),
+    ] = "session"
     cookie_httponly: StrictBool = True
     cookie_secure: StrictBool = False
     cookie_samesite: _SameSite = "lax"
-    cookie_domain: StrictStr | None = Field(default=None, min_length=1)
-    cookie_path: StrictStr = "/"
+    cookie_domain: Annotated[StrictStr, Field(min_length=1), _CookieAttribute] | None = None
+    cookie_path: Annotated[StrictStr, _CookieAttribute] = "/"
     cookie_partitioned: StrictBool = False
     cookie_max_age: StrictInt | None = Field(default=None, ge=1)
     expires: StrictInt = Field(default=7200, ge=1)
@@ -306,28 +355,6 @@ class SessionSettings(BaseModel):
     compress_threshold: StrictInt = Field(default=1024, ge=0)
     max_bytes: StrictInt = Field(default=1048576, ge=0)
 
-    @field_validator("key_prefix", mode="before")
-    @classmethod
-    def _null_key_prefix_is_unset(cls, value: Any) -> Any:
-        # The config example spells out REDIS_KEY_PREFIX: null; with KEY_PREFIX left out that
-        # must still mean the default rather than a null prefix.
-        if value is None:
-            raise PydanticUseDefault
-        return value
-
-    @field_validator("key_prefix", "redis_key_prefix")
-    @classmethod
-    def _check_key_prefix(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not all(" " <= ch <= "~" for ch in value):
-            raise ValueError("must contain only printable ASCII characters")
-        if "{" in value or "}" in value:
-            raise ValueError(
-                "must not contain '{' or '}' (SessionHub adds its own Redis hash tags)"
-            )
-        return value
-
     @field_validator("redis_key_prefix")
     @classmethod
     def _check_same_prefix(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -338,24 +365,6 @@ class SessionSettings(BaseModel):
                 f"conflicts with KEY_PREFIX = {current!r} (REDIS_KEY_PREFIX is an alias of "
                 "KEY_PREFIX: give only one, or the same value)"
             )
-        return value
-
-    @field_validator("cookie_name")
-    @classmethod
-    def _check_cookie_name(cls, value: str) -> str:
-        if not all("!" <= ch <= "~" and ch not in _COOKIE_SEPARATORS for ch in value):
-            raise ValueError(
-                'must be a cookie token: visible ASCII without spaces or ()<>@,;:\\"/[]?={}'
-            )
-        return value
-
-    @field_validator("cookie_domain", "cookie_path")
-    @classmethod
-    def _check_cookie_attribute(cls, value: str | None) -> str | None:
-        if value is not None and any(
-            ch == ";" or ch.isspace() or not ch.isprintable() for ch in value
-        ):
-            raise ValueError("must not contain ';', whitespace or control characters")
         return value
 
     def cookie_attributes(self) -> dict[str, Any]:
@@ -401,35 +410,20 @@ class SessionSettings(BaseModel):
             # most once per half of it.
             default = min(DEFAULT_REFRESH_THRESHOLD, self.expires // 2)
             object.__setattr__(self, "refresh_threshold", default)
-        # (key, its value, "must be" relation, the other key, its value)
-        orders = (
-            ("ABSOLUTE_LIFETIME", self.absolute_lifetime, ">=", "EXPIRES", self.expires),
-            ("REFRESH_THRESHOLD", self.refresh_threshold, "<", "EXPIRES", self.expires),
-            (
-                "REMEMBER_ABSOLUTE_LIFETIME",
-                self.remember_absolute_lifetime,
-                ">=",
-                "REMEMBER_EXPIRES",
-                self.remember_expires,
-            ),
-            (
-                "REFRESH_THRESHOLD",
-                self.refresh_threshold,
-                "<",
-                "REMEMBER_EXPIRES",
-                self.remember_expires,
-            ),
-        )
-        for key, value, relation, other, bound in orders:
+        for key, relation, other in (
+            ("ABSOLUTE_LIFETIME", ">=", "EXPIRES"),
+            ("REFRESH_THRESHOLD", "<", "EXPIRES"),
+            ("REMEMBER_ABSOLUTE_LIFETIME", ">=", "REMEMBER_EXPIRES"),
+            ("REFRESH_THRESHOLD", "<", "REMEMBER_EXPIRES"),
+        ):
+            value, bound = getattr(self, key.lower()), getattr(self, other.lower())
             if not (value >= bound if relation == ">=" else value < bound):
                 raise _FieldError((key,), value, f"must be {relation} {other} ({bound})")
         return self
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(_Section):
     """The HTTP service that `sessionhub serve` runs."""
-
-    model_config = _MODEL_CONFIG
 
     host: StrictStr = Field(default="127.0.0.1", min_length=1)
     port: StrictInt = Field(default=5000, ge=1, le=65535)
@@ -440,28 +434,22 @@ class ServerSettings(BaseModel):
     access_log: StrictBool = False
 
 
-class AdminSettings(BaseModel):
+class AdminSettings(_Section):
     """Credentials for the admin HTTP API."""
 
-    model_config = _MODEL_CONFIG
-
-    api_keys: tuple[Annotated[SecretStr, Field(min_length=16)], ...] = ()
+    api_keys: tuple[Annotated[_Secret, Field(min_length=16)], ...] = ()
 
 
-class PresenceSettings(BaseModel):
+class PresenceSettings(_Section):
     """Who counts as online, and how often activity is written."""
-
-    model_config = _MODEL_CONFIG
 
     window: StrictInt = Field(default=300, ge=1)
     throttle: StrictInt = Field(default=30, ge=0)
     daily_retention_days: StrictInt = Field(default=90, ge=1)
 
 
-class MessagesSettings(BaseModel):
+class MessagesSettings(_Section):
     """Per-user inboxes: bounds, body size and the per-sender rate limit."""
-
-    model_config = _MODEL_CONFIG
 
     max_per_user: StrictInt = Field(default=1000, ge=1)
     retention: StrictInt = Field(default=2592000, ge=1)
@@ -471,21 +459,17 @@ class MessagesSettings(BaseModel):
     stream_keepalive: _Seconds = 15.0
 
 
-class PreferencesSettings(BaseModel):
+class PreferencesSettings(_Section):
     """Limits of the application keys users may keep under ``custom`` in their settings."""
-
-    model_config = _MODEL_CONFIG
 
     max_custom_bytes: StrictInt = Field(default=8192, ge=2)
     max_custom_keys: StrictInt = Field(default=64, ge=1)
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     """Login throttling (failed logins allowed per window, per (username, IP) and per IP), and
     re-authentication: the authentication levels, weakest first, and how recent a login the
     service's session-ending endpoints need."""
-
-    model_config = _MODEL_CONFIG
 
     max_attempts: StrictInt = Field(default=5, ge=0)
     lockout_seconds: StrictInt = Field(default=300, ge=1)
@@ -496,13 +480,11 @@ class AuthSettings(BaseModel):
     reauth_max_age: StrictInt = Field(default=900, ge=1)
 
 
-class EncryptionKey(BaseModel):
+class EncryptionKey(_Section):
     """One data-encryption key: a short id stored with each value, and 32 bytes in base64."""
 
-    model_config = _MODEL_CONFIG
-
     id: StrictStr = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
-    key: SecretStr
+    key: _Secret
 
     @field_validator("key")
     @classmethod
@@ -511,44 +493,23 @@ class EncryptionKey(BaseModel):
         return value
 
 
-class EncryptionSettings(BaseModel):
+class EncryptionSettings(_Section):
     """Encryption at rest: the first key encrypts new values, every key listed decrypts."""
 
-    model_config = _MODEL_CONFIG
-
-    keys: tuple[EncryptionKey, ...] = ()
-
-    @field_validator("keys")
-    @classmethod
-    def _check_unique_ids(cls, keys: tuple[EncryptionKey, ...]) -> tuple[EncryptionKey, ...]:
-        seen: set[str] = set()
-        for index, key in enumerate(keys):
-            if key.id in seen:
-                raise _FieldError((index, "ID"), key.id, "duplicate key id")
-            seen.add(key.id)
-        return keys
+    keys: Annotated[tuple[EncryptionKey, ...], _unique("id", "key id", "KEYS")] = ()
 
 
-class EventsSettings(BaseModel):
+class EventsSettings(_Section):
     """Session events: where expiries come from, the subscriber queue and the webhook."""
-
-    model_config = _MODEL_CONFIG
 
     enable_keyspace_notifications: StrictBool = False
     queue_size: StrictInt = Field(default=10000, ge=1)
-    webhook_url: StrictStr | None = None
-    webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    webhook_url: Annotated[StrictStr, _starts_with("http://", "https://")] | None = None
+    webhook_secret: _Secret | None = Field(default=None, min_length=16)
     webhook_timeout: _Seconds = 5.0
     webhook_max_attempts: StrictInt = Field(default=5, ge=1, le=20)
     webhook_backoff: _Seconds = 0.5
     webhook_queue_size: StrictInt = Field(default=1000, ge=1)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
 
     @model_validator(mode="after")
     def _check_webhook_secret(self) -> EventsSettings:
@@ -561,59 +522,48 @@ class EventsSettings(BaseModel):
         return self
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(_Section):
     """``GET /metrics`` (Prometheus) and the background reading of Redis's own figures."""
-
-    model_config = _MODEL_CONFIG
 
     enabled: StrictBool = True
     require_auth: StrictBool = False
     refresh_interval: _Seconds = 5.0
 
 
-class TracingSettings(BaseModel):
+class TracingSettings(_Section):
     """OpenTelemetry spans, exported over OTLP to the endpoint the ``OTEL_*`` variables name."""
-
-    model_config = _MODEL_CONFIG
 
     enabled: StrictBool = False
 
 
-class LogSettings(BaseModel):
+class LogSettings(_Section):
     """How the service writes its log lines."""
 
-    model_config = _MODEL_CONFIG
-
-    format: Annotated[Literal["text", "json"], BeforeValidator(_lowercase)] = "text"
+    format: _LogFormat = "text"
 
 
-class UserEntry(BaseModel):
+class UserEntry(_Section):
     """One login account; the password is only ever stored as an argon2 hash."""
 
-    model_config = _MODEL_CONFIG
-
-    username: StrictStr = Field(min_length=1, max_length=128)
-    password_hash: SecretStr
-
-    @field_validator("username")
-    @classmethod
-    def _check_username(cls, value: str) -> str:
-        if any(ch.isspace() or not ch.isprintable() for ch in value):
-            raise ValueError(
-                "must not contain whitespace or control characters "
-                "(usernames are typed at a login prompt)"
-            )
-        return value
-
-    @field_validator("password_hash")
-    @classmethod
-    def _check_password_hash(cls, value: SecretStr) -> SecretStr:
-        if not _ARGON2_PHC.fullmatch(value.get_secret_value()):
-            raise ValueError("must be an argon2 PHC string, e.g. from `sessionhub hash-password`")
-        return value
+    username: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=128),
+        _check(
+            lambda value: not any(ch.isspace() or not ch.isprintable() for ch in value),
+            "must not contain whitespace or control characters "
+            "(usernames are typed at a login prompt)",
+        ),
+    ]
+    password_hash: Annotated[
+        _Secret,
+        _check(
+            lambda value: _ARGON2_PHC.fullmatch(value.get_secret_value()),
+            "must be an argon2 PHC string, e.g. from `sessionhub hash-password`",
+        ),
+    ]
 
 
-class Settings(BaseModel):
+class Settings(_Section):
     """Everything SessionHub reads from its config file and environment.
 
     Each section is a sub-model field with a default factory; adding a section (PRESENCE,
@@ -621,12 +571,10 @@ class Settings(BaseModel):
     pick it up automatically.
     """
 
-    model_config = _MODEL_CONFIG
-
-    secret_key: SecretStr | None = Field(default=None, min_length=16)
+    secret_key: _Secret | None = Field(default=None, min_length=16)
     # Former SECRET_KEYs, newest first: their cookies and storage ids are still accepted, and a
     # session found under one moves to SECRET_KEY on its next use.
-    secret_key_fallbacks: tuple[Annotated[SecretStr, Field(min_length=16)], ...] = ()
+    secret_key_fallbacks: tuple[Annotated[_Secret, Field(min_length=16)], ...] = ()
     # From SESSIONHUB_ENV only; load_settings rejects it as a YAML key. Not in the JSON schema,
     # which describes what the file may contain.
     environment: SkipJsonSchema[Literal["dev", "prod"]] = "dev"
@@ -643,23 +591,9 @@ class Settings(BaseModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     log: LogSettings = Field(default_factory=LogSettings)
-    users: tuple[UserEntry, ...] = ()
+    users: Annotated[tuple[UserEntry, ...], _unique("username", "username", "USERS")] = ()
     # The file load_settings read, if any; not a YAML key.
     source: SkipJsonSchema[str | None] = None
-
-    @field_validator("users")
-    @classmethod
-    def _check_unique_users(cls, users: tuple[UserEntry, ...]) -> tuple[UserEntry, ...]:
-        first_index: dict[str, int] = {}
-        for index, user in enumerate(users):
-            if user.username in first_index:
-                raise _FieldError(
-                    (index, "USERNAME"),
-                    user.username,
-                    f"duplicate username (already used by USERS[{first_index[user.username]}])",
-                )
-            first_index[user.username] = index
-        return users
 
     @model_validator(mode="after")
     def _check_prod_secret(self) -> Settings:
@@ -677,8 +611,46 @@ class Settings(BaseModel):
         return self
 
 
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Return the effective config as an UPPERCASE-keyed dict with every secret (and the password
+    in REDIS.URL) replaced by ***.
+
+    ENVIRONMENT and SOURCE are left out so the result is itself a loadable config file.
+    """
+    return settings.model_dump(mode="json", by_alias=True, exclude={"environment", "source"})
+
+
 # --------------------------------------------------------------------------------------------
-# Loading
+# Loading. Not pydantic-settings: its sources read ``os.environ`` only (``load_settings`` takes
+# the environment as an argument), hand strings or JSON to fields that here take YAML scalars and
+# are strict, ignore misspelt ``SESSIONHUB_`` variables, and cannot say which variable a value
+# came from, which every error message names.
+
+# The seed's variable names. Unlike SESSIONHUB_<SECTION>__<KEY>, empty means unset and strings
+# are taken verbatim even when they read "null": a password may well be "null".
+_SEED_ENV_VARS: dict[str, tuple[str, ...]] = {
+    "REDIS_HOST": ("REDIS", "HOST"),
+    "REDIS_PORT": ("REDIS", "PORT"),
+    "REDIS_DB": ("REDIS", "DB"),
+    "REDIS_PASSWORD": ("REDIS", "PASSWORD"),
+    "REDIS_URL": ("REDIS", "URL"),
+    "SECRET_KEY": ("SECRET_KEY",),
+    "SECRET_KEY_FALLBACKS": ("SECRET_KEY_FALLBACKS",),
+}
+# SESSIONHUB_* variables that are not SESSIONHUB_<SECTION>__<KEY> overrides.
+_PLAIN_ENV_VARS = ("SESSIONHUB_ENV", "SESSIONHUB_CONFIG", "SESSIONHUB_ADMIN_API_KEYS")
+# Not configuration: read by the test suite and scripts (path of a redis-server binary), and
+# commonly exported in developers' shells, so it must not make every command fail.
+_FOREIGN_ENV_VARS = ("SESSIONHUB_REDIS_SERVER", "SESSIONHUB_DEFAULT_REDIS_PORT")
+# KEY_PREFIX and its Flask-Session spelling are one setting: an override replaces both.
+_OTHER_SPELLING: dict[tuple[str, ...], str] = {
+    ("SESSION", "KEY_PREFIX"): "REDIS_KEY_PREFIX",
+    ("SESSION", "REDIS_KEY_PREFIX"): "KEY_PREFIX",
+}
+_YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+_Loc = tuple[str | int, ...]
+_Schema = dict[str, Any]
 
 
 def load_settings(
@@ -691,148 +663,85 @@ def load_settings(
     Raises :class:`ConfigError` with a one-line message on any problem.
     """
     env = os.environ if env is None else env
-    environment = _environment(env)
+    environment = env.get("SESSIONHUB_ENV", "").strip().lower() or "dev"
+    if environment not in ("dev", "prod"):
+        raw = env["SESSIONHUB_ENV"]
+        raise ConfigError(f"env SESSIONHUB_ENV = {raw!r}: must be one of 'dev', 'prod'")
     overrides = _env_overrides(env)
-
-    file_path, required = _choose_file(path, env, environment)
     data: dict[str, Any] = {}
-    sources: dict[tuple[str | int, ...], str] = {}
-    source: str | None = None
-    # os.path, not Path: Path.exists() raises on a name too long for the file system.
-    if required and not os.path.exists(file_path):
-        named_by = "" if path is not None else " (named by SESSIONHUB_CONFIG)"
-        raise ConfigError(f"{_printable(str(file_path))}: config file not found{named_by}")
-    if required or os.path.isfile(file_path):
-        data = _read_yaml_file(file_path)
-        source = os.path.abspath(file_path)
+    sources: dict[_Loc, str] = {}  # where a key's value came from: that of its longest prefix
+    source = None
+    file_path = _config_file(path, env, environment)
+    if file_path is not None:
+        data, source = _read_yaml_file(file_path), os.path.abspath(file_path)
         sources[()] = _printable(str(file_path))
-
-    for key_path, value, var in overrides:
-        drop: tuple[str, ...] = ()
-        if key_path in _KEY_PREFIX_PATHS:
-            # Either spelling from the environment replaces the file's other spelling too.
-            drop = tuple(other[-1] for other in _KEY_PREFIX_PATHS if other not in sources)
-        _set_path(data, key_path, value, drop=drop)
+    for key_path, (value, var) in overrides.items():
+        other = _OTHER_SPELLING.get(key_path)
+        also = () if other is None or (*key_path[:-1], other) in overrides else (other,)
+        _set_path(data, key_path, value, also)
         sources[key_path] = f"env {var}"
-
     try:
         return Settings.model_validate({**data, "environment": environment, "source": source})
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc.errors()[0], sources)) from None
+        raise ConfigError(_message(exc.errors()[0], sources)) from None
 
 
-def redacted(settings: Settings) -> dict[str, Any]:
-    """Return the effective config as an UPPERCASE-keyed dict with every secret replaced by ***.
-
-    ENVIRONMENT and SOURCE are left out so the result is itself a loadable config file.
-    """
-    dumped: dict[str, Any] = _redact(
-        settings.model_dump(by_alias=True, exclude=set(_NOT_YAML_KEYS))
-    )
-    url = dumped["REDIS"]["URL"]
-    if url is not None:
-        dumped["REDIS"]["URL"] = _mask_url(url)
-    return dumped
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return MASK
-    if isinstance(value, dict):
-        return {key: _redact(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact(item) for item in value]
-    return value
-
-
-def _mask_url(url: str) -> str:
-    # Same netloc boundaries as urllib/redis-py: userinfo is what precedes the last "@" before
-    # the first "/", "?" or "#". A lone userinfo may be a password, so it is masked whole.
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    userinfo, at, hostport = rest[:end].rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    masked = f"{user}:{MASK}" if colon else MASK
-    return f"{scheme}://{masked}@{hostport}{rest[end:]}"
-
-
-def _environment(env: Mapping[str, str]) -> Literal["dev", "prod"]:
-    raw = env.get("SESSIONHUB_ENV", "")
-    value = raw.strip().lower()
-    if value in ("", "dev"):
-        return "dev"
-    if value == "prod":
-        return "prod"
-    raise ConfigError(f"env SESSIONHUB_ENV = {raw!r}: must be one of 'dev', 'prod'")
-
-
-def _choose_file(
+def _config_file(
     path: str | os.PathLike[str] | None, env: Mapping[str, str], environment: str
-) -> tuple[Path, bool]:
-    """Return the file to read and whether it must exist."""
-    if path is not None:
-        return Path(path), True
-    if env.get("SESSIONHUB_CONFIG"):
-        return Path(env["SESSIONHUB_CONFIG"]), True
-    if environment == "prod" and Path("config-prod.yaml").is_file():
-        return Path("config-prod.yaml"), False
-    return Path("config.yaml"), False
+) -> Path | None:
+    """The file to read, if any; one named by ``path`` or SESSIONHUB_CONFIG must exist."""
+    named = path if path is not None else env.get("SESSIONHUB_CONFIG") or None
+    if named is not None:
+        # os.path, not Path: Path.exists() raises on a name too long for the file system.
+        if not os.path.exists(named):
+            by = "" if path is not None else " (named by SESSIONHUB_CONFIG)"
+            raise ConfigError(f"{_printable(str(Path(named)))}: config file not found{by}")
+        return Path(named)
+    found = ["config-prod.yaml"] if environment == "prod" else []
+    return next((Path(name) for name in [*found, "config.yaml"] if os.path.isfile(name)), None)
 
 
 def _read_yaml_file(path: Path) -> dict[str, Any]:
     label = _printable(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        data = _parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read config file: {exc.strerror}") from None
-    try:
-        data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}{_yaml_problem(exc)}") from None
     if data is None:
         return {}
     top_keys = ", ".join(_allowed_keys(_schema()))
     if not isinstance(data, dict):
+        name = type(data).__name__
+        kind = {"list": "a list", "str": "a string"}.get(name, f"a {name}")
         raise ConfigError(
-            f"{label}: top level must be a mapping of sections ({top_keys}), got {_kind(data)}"
+            f"{label}: top level must be a mapping of sections ({top_keys}), got {kind}"
         )
     for key in data:
-        if isinstance(key, str) and key.lower() in _NOT_YAML_KEYS:
+        # Settings fields that load_settings fills in; never file keys.
+        if isinstance(key, str) and key.lower() in ("environment", "source"):
             hint = "set SESSIONHUB_ENV instead; " if key.lower() == "environment" else ""
             raise ConfigError(f"{label}: {key}: unknown key ({hint}allowed: {top_keys})")
     # An empty section (all its keys commented out) means "use the defaults".
     return {key: value for key, value in data.items() if value is not None}
 
 
-def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
-    """Return (key path, value, variable name) for every override, in the order to apply.
-
-    Not pydantic-settings: its sources read ``os.environ`` only (``load_settings`` takes the
-    environment as an argument), hand strings or JSON to fields that here take YAML scalars and
-    are strict, ignore misspelt ``SESSIONHUB_`` variables, and do not say which variable a
-    value came from, which every error message names.
-    """
-    overrides: list[tuple[tuple[str, ...], Any, str]] = []
+def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, ...], tuple[Any, str]]:
+    """The value of each key the environment sets, and the variable it came from."""
+    overrides: dict[tuple[str, ...], tuple[Any, str]] = {}
     for var, key_path in _SEED_ENV_VARS.items():
         if env.get(var):
-            value = _env_value(var, env[var], _schema_at(key_path) or {}, nulls=False)
-            overrides.append((key_path, value, var))
+            overrides[key_path] = (_env_value(var, env[var], key_path, nulls=False), var)
     api_keys = [k.strip() for k in env.get("SESSIONHUB_ADMIN_API_KEYS", "").split(",")]
     if any(api_keys):
-        overrides.append(
-            (("ADMIN", "API_KEYS"), [k for k in api_keys if k], "SESSIONHUB_ADMIN_API_KEYS")
-        )
+        keys = [k for k in api_keys if k]
+        overrides[("ADMIN", "API_KEYS")] = (keys, "SESSIONHUB_ADMIN_API_KEYS")
 
     # Namespaced variables come last so they win over the seed's names above.
-    sections = sorted(
-        key for key, node in _schema()["properties"].items() if "properties" in _bare(node)[0]
-    )
+    sections = [key for key in _allowed_keys(_schema()) if _allowed_keys(_schema_at((key,)))]
     for raw_var in sorted(env):
         if not raw_var.startswith("SESSIONHUB_") or raw_var in _PLAIN_ENV_VARS + _FOREIGN_ENV_VARS:
             continue
@@ -844,23 +753,18 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, s
                 f"{', '.join(_PLAIN_ENV_VARS)})"
             )
         if section not in sections:
-            raise ConfigError(
-                f"env {var}: unknown section {section} "
-                f"({_suggest(section, sections)}allowed: {', '.join(sections)})"
-            )
-        node = _schema_at((section, key))
-        if node is None:
-            allowed = _allowed_keys(_schema()["properties"][section])
-            raise ConfigError(
-                f"env {var}: unknown key {section}.{key} "
-                f"({_suggest(key, allowed)}allowed: {', '.join(allowed)})"
-            )
-        overrides.append(((section, key), _env_value(var, env[raw_var], node, nulls=True), var))
+            raise ConfigError(f"env {var}: unknown section {section} {_allowed(section, sections)}")
+        if _schema_at((section, key)) is None:
+            allowed = _allowed(key, _allowed_keys(_schema_at((section,))))
+            raise ConfigError(f"env {var}: unknown key {section}.{key} {allowed}")
+        value = _env_value(var, env[raw_var], (section, key), nulls=True)
+        overrides[(section, key)] = (value, var)
     return overrides
 
 
-def _env_value(var: str, raw: str, node: _Schema, *, nulls: bool) -> Any:
+def _env_value(var: str, raw: str, key_path: tuple[str, ...], *, nulls: bool) -> Any:
     """raw as the key's value: verbatim for strings, else a YAML scalar (or flow list)."""
+    node = _schema_at(key_path) or {}
     bare, nullable = _bare(node)
     if bare.get("type") == "string" and "enum" not in bare:
         return None if nulls and nullable and raw.strip() in _YAML_NULLS else raw
@@ -872,25 +776,23 @@ def _env_value(var: str, raw: str, node: _Schema, *, nulls: bool) -> Any:
 
 
 def _set_path(
-    data: dict[str, Any], key_path: tuple[str, ...], value: Any, *, drop: tuple[str, ...] = ()
+    data: dict[str, Any], key_path: tuple[str, ...], value: Any, also: tuple[str, ...]
 ) -> None:
-    """Set the key at key_path to value, removing its sibling keys named in drop."""
+    """Set the key at key_path to value, replacing the file's value whether it spelled the key
+    in UPPERCASE or lowercase, and the file's values under the spellings in ``also``."""
     node = data
     for key in key_path[:-1]:
         child = _pop_key(node, key)
-        if child is None:
-            child = {}
-        node[key] = child
+        node[key] = child = {} if child is None else child
         if not isinstance(child, dict):
             return  # keep the file's non-mapping section so validation reports it
         node = child
-    for key in (key_path[-1], *drop):
+    for key in (key_path[-1], *also):
         _pop_key(node, key)
     node[key_path[-1]] = value
 
 
 def _pop_key(node: dict[str, Any], key: str) -> Any:
-    # populate_by_name lets YAML spell a key in lowercase too; an override replaces either.
     value = node.pop(key.lower(), None)
     return node.pop(key, value)
 
@@ -922,8 +824,7 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
 
 
 _StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_unique_mapping,
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
 )
 
 
@@ -951,50 +852,39 @@ def _yaml_problem(exc: yaml.YAMLError, *, with_line: bool = True) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Turning a pydantic error into one readable line. Pydantic's own messages leave out what the
-# key allows ("Input should be a valid integer" for a port), so the message is built from the
-# key's JSON schema, which pydantic derives from the models: types, bounds, choices, secrets.
+# A pydantic error as one line. A validator's own words serve as they are; pydantic's words for
+# a wrong type or an out-of-range value leave out what the key allows ("Input should be a valid
+# integer" for a port), so that is said from the key's JSON schema, which pydantic derives from
+# the models: types, bounds, choices, secrets.
 
-_Schema = dict[str, Any]
 
-
-def _format_error(error: Mapping[str, Any], sources: Mapping[tuple[str | int, ...], str]) -> str:
-    loc: tuple[str | int, ...] = tuple(
-        part.upper() if isinstance(part, str) else part for part in error["loc"]
-    )
-    kind: str = error["type"]
+def _message(error: ErrorDetails, sources: Mapping[_Loc, str]) -> str:
+    loc: _Loc = tuple(part.upper() if isinstance(part, str) else part for part in error["loc"])
     value: Any = error.get("input")
     cause = error.get("ctx", {}).get("error")
-    show_value = True
-
+    shown = True
     if isinstance(cause, _FieldError):
-        loc += cause.path
-        value = cause.value
-        message = cause.message
-    elif kind in ("extra_forbidden", "invalid_key"):
+        loc, value, message = loc + cause.path, cause.value, cause.message
+    elif error["type"] in ("extra_forbidden", "invalid_key"):
         loc = (*loc[:-1], str(loc[-1]))  # a non-string YAML key (e.g. 1:) is still a key here
-        parent = _schema_at(loc[:-1])
-        allowed = _allowed_keys(parent) if parent is not None else []
-        message = f"unknown key ({_suggest(str(loc[-1]), allowed)}allowed: {', '.join(allowed)})"
-        show_value = False  # a mistyped key may well hold a password
-    elif kind == "missing":
-        message = "is required"
-        show_value = False
+        allowed = _allowed_keys(_schema_at(loc[:-1]) or {})
+        message, shown = (
+            f"unknown key {_allowed(str(loc[-1]), allowed)}",
+            False,
+        )  # may hold a password
+    elif error["type"] == "missing":
+        message, shown = "is required", False
     elif isinstance(cause, Exception):
         message = str(cause)
     else:
         node = _schema_at(loc)
-        message = f"must be {_describe(node)}" if node is not None else str(error["msg"])
-
-    where = _loc_text(loc)
+        message = f"must be {_describe(node)}" if node is not None else error["msg"]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{_printable(p)}" for p in loc)[1:]
     if not where:
         return message
-    shown = f" = {_show(value, loc)}" if show_value else ""
-    line = f"{where}{shown}: {message}"
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in sources:
-            return f"{sources[loc[:n]]}: {line}"
-    return line
+    line = f"{where} = {_show(value, loc)}: {message}" if shown else f"{where}: {message}"
+    source = next((sources[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in sources), None)
+    return line if source is None else f"{source}: {line}"
 
 
 @functools.cache
@@ -1003,7 +893,7 @@ def _schema() -> _Schema:
     return Settings.model_json_schema()
 
 
-def _schema_at(loc: tuple[str | int, ...]) -> _Schema | None:
+def _schema_at(loc: _Loc) -> _Schema | None:
     """The JSON schema of the key at loc (YAML spelling), or None if there is no such key."""
     node = _schema()
     for part in loc:
@@ -1025,15 +915,7 @@ def _bare(node: _Schema) -> tuple[_Schema, bool]:
     return bare, len(kept) < len(options)
 
 
-def _loc_text(loc: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in loc:
-        key = _printable(part) if isinstance(part, str) else f"[{part}]"
-        text += f".{key}" if text and isinstance(part, str) else key
-    return text
-
-
-def _show(value: Any, loc: tuple[str | int, ...]) -> str:
+def _show(value: Any, loc: _Loc) -> str:
     node = _schema_at(loc)
     if value is None:
         return "null"
@@ -1055,16 +937,14 @@ def _describe(node: _Schema) -> str:
     kind = bare.get("type")
     if "enum" in bare:
         text = "one of " + ", ".join(repr(choice) for choice in bare["enum"])
-    elif kind == "boolean":
-        text = "true or false"
-    elif kind == "integer":
-        text = "an integer" + _bounds(bare)
-    elif kind == "number":
-        text = "a finite number" + _bounds(bare)
-    elif kind == "string":
-        text = "a string" + _lengths(bare)
     elif kind == "array":
         text = f"a list (each item: {_describe(bare['items'])})"
+    elif kind in ("integer", "number"):
+        text = ("an integer" if kind == "integer" else "a finite number") + _bounds(bare)
+    elif kind == "string":
+        text = "a string" + _lengths(bare)
+    elif kind == "boolean":
+        text = "true or false"
     else:
         text = f"a mapping (allowed keys: {', '.join(_allowed_keys(bare))})"
     return f"{text} or null" if nullable else text
@@ -1080,14 +960,14 @@ def _bounds(node: _Schema) -> str:
 
 def _lengths(node: _Schema) -> str:
     low, high = node.get("minLength"), node.get("maxLength")
-    if low is not None and high is not None:
-        return f" of {low} to {high} characters"
     if high is not None:
-        return f" of at most {high} characters"
-    if low == 1:
-        return " (not empty)"
+        return (
+            f" of {low} to {high} characters"
+            if low is not None
+            else f" of at most {high} characters"
+        )
     if low is not None:
-        return f" of at least {low} characters"
+        return " (not empty)" if low == 1 else f" of at least {low} characters"
     return ""
 
 
@@ -1097,13 +977,14 @@ def _has_secret(node: _Schema) -> bool:
     return bool(bare.get("writeOnly")) or any(_has_secret(child) for child in children)
 
 
-def _allowed_keys(node: _Schema) -> list[str]:
-    return sorted(_bare(node)[0].get("properties", {}))
+def _allowed_keys(node: _Schema | None) -> list[str]:
+    return sorted(_bare(node)[0].get("properties", {})) if node is not None else []
 
 
-def _suggest(key: str, allowed: list[str]) -> str:
+def _allowed(key: str, allowed: list[str]) -> str:
+    """``(did you mean KEY? allowed: A, B)`` for an unknown ``key``."""
     close = difflib.get_close_matches(key, allowed, n=1)
-    return f"did you mean {close[0]}? " if close else ""
+    return f"({f'did you mean {close[0]}? ' if close else ''}allowed: {', '.join(allowed)})"
 
 
 def _printable(text: str) -> str:
@@ -1113,11 +994,3 @@ def _printable(text: str) -> str:
 
 def _clip(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    return f"a {type(value).__name__}"

@@ -19,37 +19,15 @@ from .inbox import InboxOps
 from .manager import SessionManager
 from .preferences import PreferencesOps
 from .presence import PresenceOps
-from .stores.base import Op
 from .throttle import LoginThrottle
-from .usersessions import SessionInfo
-
-
-class UserSessionsOps:
-    """A user's sessions: ``list``, ``revoke`` (by public handle) and ``revoke_all``."""
-
-    def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
-
-    def list(self, user_id: str) -> Op[list[SessionInfo]]:
-        """Live sessions of ``user_id``, oldest first."""
-        return self.manager.user_sessions_list(user_id)
-
-    def revoke(self, user_id: str, handle: str, *, reason: str = "revoked") -> Op[bool]:
-        """Destroy one session of ``user_id`` by its public handle."""
-        return self.manager.revoke_user_session(user_id, handle, reason=reason)
-
-    def revoke_all(
-        self, user_id: str, *, keep_sid: str | None = None, reason: str = "revoked"
-    ) -> Op[int]:
-        """Destroy every session of ``user_id`` except ``keep_sid``."""
-        return self.manager.revoke_user_sessions(user_id, keep_sid=keep_sid, reason=reason)
 
 
 @dataclass
 class Features:
-    """The operation objects of every per-user feature of one hub."""
+    """The operation objects of every per-user feature of one hub. A user's sessions are the
+    manager's own operations."""
 
-    user_sessions: UserSessionsOps
+    manager: SessionManager
     preferences: PreferencesOps
     presence: PresenceOps
     inbox: InboxOps
@@ -82,7 +60,7 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
     )
     inbox.online_here = presence.local_online
     return Features(
-        user_sessions=UserSessionsOps(manager),
+        manager=manager,
         preferences=PreferencesOps(
             manager.core,
             manager.user_keys,
@@ -106,12 +84,12 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
 # -- front ends: one line per operation, each keeping the operation's signature -----------------
 
 
-class UserSessions(Front[UserSessionsOps, M]):
-    """A user's sessions."""
+class UserSessions(Front[SessionManager, M]):
+    """A user's sessions: ``list``, ``revoke`` (by public handle) and ``revoke_all``."""
 
-    list = operation(UserSessionsOps.list)
-    revoke = operation(UserSessionsOps.revoke)
-    revoke_all = operation(UserSessionsOps.revoke_all)
+    list = operation(SessionManager.user_sessions_list)
+    revoke = operation(SessionManager.revoke_user_session)
+    revoke_all = operation(SessionManager.revoke_user_sessions)
 
 
 class Preferences(Front[PreferencesOps, M]):
@@ -165,7 +143,7 @@ class FeatureFronts(Generic[M]):
     """Every feature's front end in one mode: what a hub exposes as attributes."""
 
     def __init__(self, features: Features, mode: M) -> None:
-        self.user_sessions: UserSessions[M] = UserSessions(features.user_sessions, mode)
+        self.user_sessions: UserSessions[M] = UserSessions(features.manager, mode)
         self.preferences: Preferences[M] = Preferences(features.preferences, mode)
         self.presence: Presence[M] = Presence(features.presence, mode)
         self.inbox: Inbox[M] = Inbox(features.inbox, mode)

@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Iterator
 from types import TracebackType
+from typing import Generic, TypeVar
 
 from .exceptions import LockTimeoutError
 from .frontends import AsyncRunner, SyncRunner
 from .manager import SessionManager
 from .session import Session
+from .stores.base import Op
 from .tokens import short
 
 DEFAULT_BLOCK = 10.0
@@ -36,75 +39,86 @@ DEFAULT_TTL = 30.0
 FIRST_PAUSE = 0.002
 MAX_PAUSE = 0.05
 
+R = TypeVar("R", SyncRunner, AsyncRunner)
 
-class _Lock:
-    def __init__(self, manager: SessionManager, session: Session, block: float, ttl: float) -> None:
+
+class _Lock(Generic[R]):
+    """What both locks share: the lock's operations and the pauses between attempts (no I/O);
+    each subclass only runs them, blocking or awaiting."""
+
+    def __init__(
+        self, run: R, manager: SessionManager, session: Session, block: float, ttl: float
+    ) -> None:
         if block < 0 or ttl <= 0:
             raise ValueError("block must be >= 0 and ttl > 0 seconds")
+        self._run: R = run
         self.manager = manager
         self.sid = session.sid
         self.block = block
         self.ttl_ms = max(1, int(ttl * 1000))
         self.token = secrets.token_hex(16)
 
-    def _timed_out(self) -> LockTimeoutError:
-        return LockTimeoutError(
-            f"session {short(self.sid)} is locked by another request: not released within "
-            f"block={self.block} s (raise block, or shorten the work done under the lock)"
-        )
+    def _take(self) -> Op[bool]:
+        return self.manager.try_lock(self.sid, self.token, self.ttl_ms)
+
+    def _reload(self) -> Op[Session | None]:
+        return self.manager.reload(self.sid)
+
+    def _unlock(self) -> Op[None]:
+        return self.manager.unlock(self.sid, self.token)
+
+    def _pauses(self) -> Iterator[float]:
+        """The pauses between attempts to take the lock, doubling up to ``MAX_PAUSE``; instead of
+        one that would end more than ``block`` seconds from now, :class:`LockTimeoutError`."""
+        deadline = time.monotonic() + self.block
+
+        def pauses() -> Iterator[float]:
+            pause = FIRST_PAUSE
+            while time.monotonic() + pause <= deadline:
+                yield pause
+                pause = min(pause * 2, MAX_PAUSE)
+            raise LockTimeoutError(
+                f"session {short(self.sid)} is locked by another request: not released within "
+                f"block={self.block} s (raise block, or shorten the work done under the lock)"
+            )
+
+        return pauses()
 
 
-class SessionLock(_Lock):
+class SessionLock(_Lock[SyncRunner]):
     """The blocking hub's lock (see the module)."""
 
-    def __init__(
-        self, run: SyncRunner, manager: SessionManager, session: Session, block: float, ttl: float
-    ) -> None:
-        super().__init__(manager, session, block, ttl)
-        self._run = run
-
     def __enter__(self) -> Session | None:
-        deadline, pause = time.monotonic() + self.block, FIRST_PAUSE
-        while not self._run(self.manager.try_lock(self.sid, self.token, self.ttl_ms)):
-            if time.monotonic() + pause > deadline:
-                raise self._timed_out()
-            time.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+        pauses = self._pauses()
+        while not self._run(self._take()):
+            time.sleep(next(pauses))
         try:
-            return self._run(self.manager.reload(self.sid))
+            return self._run(self._reload())
         except BaseException:
-            self._run(self.manager.unlock(self.sid, self.token))
+            self._run(self._unlock())
             raise
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._run(self.manager.unlock(self.sid, self.token))
+        self._run(self._unlock())
 
 
-class AsyncSessionLock(_Lock):
+class AsyncSessionLock(_Lock[AsyncRunner]):
     """The asyncio hub's lock (see the module)."""
 
-    def __init__(
-        self, run: AsyncRunner, manager: SessionManager, session: Session, block: float, ttl: float
-    ) -> None:
-        super().__init__(manager, session, block, ttl)
-        self._run = run
-
     async def __aenter__(self) -> Session | None:
-        deadline, pause = time.monotonic() + self.block, FIRST_PAUSE
-        while not await self._run(self.manager.try_lock(self.sid, self.token, self.ttl_ms)):
-            if time.monotonic() + pause > deadline:
-                raise self._timed_out()
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+        pauses = self._pauses()
+        # Polled: the lock is a Redis key, whose release nothing in this process can signal.
+        while not await self._run(self._take()):  # noqa: ASYNC110
+            await asyncio.sleep(next(pauses))
         try:
-            return await self._run(self.manager.reload(self.sid))
+            return await self._run(self._reload())
         except BaseException:
-            await self._run(self.manager.unlock(self.sid, self.token))
+            await self._run(self._unlock())
             raise
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._run(self.manager.unlock(self.sid, self.token))
+        await self._run(self._unlock())

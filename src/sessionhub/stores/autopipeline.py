@@ -32,8 +32,8 @@ import redis.asyncio.sentinel as aiosentinel
 from redis._parsers.base import BaseParser
 from redis.exceptions import InvalidResponse
 
-from .base import CommandCall
-from .wire import Single, needs_eval, packed, shaped
+from .base import Call, CommandCall, PipelineCall
+from .wire import Single, answer, needs_eval, packed, shaped
 
 _SUPPORTED = (
     aioredis.Connection,
@@ -125,6 +125,12 @@ class AutoPipeline:
         future: asyncio.Future[Any] = loop.create_future()
         self._enqueue((call, future, False, 0.0))
         return future
+
+    async def execute(self, call: Call) -> Any:
+        """One step of an operation (see :mod:`.drivers`): its reply, or a pipeline's replies."""
+        if isinstance(call, PipelineCall):
+            return answer(call, await self.submit_all(call.calls))
+        return shaped(self.client, call, await self._queued(call))
 
     async def submit(self, call: Single) -> Any:
         """Send ``call`` with whatever else is queued this loop turn; its reply, shaped."""

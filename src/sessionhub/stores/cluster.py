@@ -31,19 +31,11 @@ from typing import Any
 
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
-from redis.exceptions import AskError, NoScriptError, RedisClusterException
+from redis.exceptions import AskError, RedisClusterException
 
-from .base import Call, CommandCall, PipelineCall, ScriptCall
+from .base import Call, CommandCall, ScriptCall
 from .busy import CallSlots
-from .wire import Single, call_args
-
-
-def _missing_scripts(calls: Sequence[Single], replies: list[Any]) -> list[int]:
-    return [
-        i
-        for i, (call, reply) in enumerate(zip(calls, replies, strict=True))
-        if isinstance(call, ScriptCall) and isinstance(reply, NoScriptError)
-    ]
+from .wire import Single, answer, call_args, missing_scripts, put_back, singles
 
 
 def _is_wait(call: Single) -> bool:
@@ -85,11 +77,6 @@ def _moved(replies: list[Any]) -> list[int]:
     return [i for i, reply in enumerate(replies) if isinstance(reply, AskError)]
 
 
-def _put_back(replies: list[Any], positions: list[int], sent: Sequence[Any]) -> None:
-    for i, reply in zip(positions, sent, strict=True):
-        replies[i] = reply
-
-
 def _one_node(call: Call) -> str:
     """The master a call must go to whole, or ``""`` when its keys decide."""
     return call.node if isinstance(call, CommandCall) else ""
@@ -102,13 +89,6 @@ def _node(client: Any, name: str) -> Any:
             f"cluster node {name} is no longer known; list the masters again"
         )
     return node
-
-
-def _result(call: Call, replies: list[Any]) -> Any:
-    error = next((r for r in replies if isinstance(r, Exception)), None)
-    if error is not None:
-        raise error
-    return replies if isinstance(call, PipelineCall) else replies[0]
 
 
 class ClusterCalls:
@@ -127,14 +107,14 @@ class ClusterCalls:
         if node := _one_node(call):
             assert isinstance(call, CommandCall)
             return _node(self.client, node).redis_connection.execute_command(*call.args)
-        calls = call.calls if isinstance(call, PipelineCall) else (call,)
+        calls = singles(call)
         replies = self._send(calls)
         # A node restarted or failed over: its script cache is empty.
-        again = _retried(calls, _missing_scripts(calls, replies))
+        again = _retried(calls, missing_scripts(calls, replies))
         if again:
             resent = self._send([calls[i] for i in again], eval_source=True)
-            _put_back(replies, again, resent)
-        return _result(call, replies)
+            put_back(replies, again, resent)
+        return answer(call, replies)
 
     def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
         if any(_is_wait(c) for c in calls):
@@ -162,13 +142,13 @@ class ClusterCalls:
                 pipe.execute_command(*call_args(calls[i], eval_source=eval_source))
             pipe.execute_command(*call_args(wait))
             *written, acked = pipe.execute(raise_on_error=False)
-            _put_back(replies, positions, written)
+            put_back(replies, positions, written)
             acks.append(acked)
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
             resent = self._send([calls[i] for i in moved], eval_source=eval_source)
-            _put_back(replies, moved, resent)
+            put_back(replies, moved, resent)
         return replies
 
 
@@ -188,13 +168,13 @@ class AsyncClusterCalls:
         if node := _one_node(call):
             assert isinstance(call, CommandCall)
             return await _node(self.client, node).execute_command(*call.args)
-        calls = call.calls if isinstance(call, PipelineCall) else (call,)
+        calls = singles(call)
         replies = await self._send(calls)
-        again = _retried(calls, _missing_scripts(calls, replies))
+        again = _retried(calls, missing_scripts(calls, replies))
         if again:
             resent = await self._send([calls[i] for i in again], eval_source=True)
-            _put_back(replies, again, resent)
-        return _result(call, replies)
+            put_back(replies, again, resent)
+        return answer(call, replies)
 
     async def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
         if any(_is_wait(c) for c in calls):
@@ -226,11 +206,11 @@ class AsyncClusterCalls:
             ]
             await node.execute_pipeline(commands)
             *written, acked = [command.result for command in commands]
-            _put_back(replies, positions, written)
+            put_back(replies, positions, written)
             acks.append(acked)
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
             resent = await self._send([calls[i] for i in moved], eval_source=eval_source)
-            _put_back(replies, moved, resent)
+            put_back(replies, moved, resent)
         return replies

@@ -1,13 +1,18 @@
 """Run an I/O-free operation (see :mod:`.base`) over a blocking or an asyncio redis-py client.
 
-``run_sync`` and ``run_async`` are the only place where sync and async code differ; keep them
-mirror images. Both send calls through :func:`_roundtrip_sync` / :func:`_roundtrip_async`: the
-calls packed with hiredis and written at once on one redis-py connection, the replies read back
-in order. That is redis-py's own wire path without its per-command bookkeeping (pool events,
-metrics recorders, deprecation wrappers), which cost more than the round trip on the hot path.
-The asyncio hub sends its calls through :class:`~.autopipeline.AutoPipeline` instead, which
-pipelines the concurrent calls of a whole event loop on one connection; the blocking hub takes
-its connections from a :class:`HeldConnections`.
+Every way of reaching Redis is an object whose ``execute(call)`` sends one step of an operation
+and returns what the operation is sent back: :class:`HeldConnections` (the blocking hub),
+:class:`~.autopipeline.AutoPipeline` (the asyncio hub: the concurrent calls of a whole event
+loop pipelined on one connection), :class:`~.cluster.ClusterCalls` and its asyncio twin.
+:func:`run_sync` and :func:`run_async` are the two trampolines that feed an operation those
+replies; with the round trips below (``_exchange_sync`` / ``_exchange_async``) they are the only
+code written twice, once blocking and once awaiting, and are kept mirror images. Everything
+they decide without I/O is shared (:mod:`.wire`).
+
+The round trip packs the calls with hiredis and writes them at once on one redis-py connection,
+then reads the replies back in order. That is redis-py's own wire path without its per-command
+bookkeeping (pool events, metrics recorders, deprecation wrappers), which cost more than the
+round trip on the hot path.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import redis
@@ -25,24 +31,26 @@ from redis.exceptions import ResponseError
 
 from ..exceptions import NoRedisConfiguredError
 from .autopipeline import AutoPipeline
-from .base import Call, Op, PipelineCall
+from .base import Call, Op
 from .busy import no_connection_free
 from .cluster import AsyncClusterCalls, ClusterCalls
-from .wire import Single, needs_eval, packed, packed_all, shaped
+from .wire import Single, answer, missing_scripts, packed_all, put_back, shaped, singles
 
 T = TypeVar("T")
 
 
-def _first_error(replies: list[Any]) -> Exception | None:
-    return next((r for r in replies if isinstance(r, Exception)), None)
+def _no_redis(call: Call) -> Any:
+    raise NoRedisConfiguredError(f"no Redis client for {call!r}")
 
 
-def _eval_retry(calls: Sequence[Single], replies: list[Any]) -> tuple[list[int], bytes]:
-    """Positions of script calls Redis did not have cached, and those calls packed as EVAL."""
-    if _first_error(replies) is None:  # the usual case, on every call: nothing to look at
-        return [], b""
-    missing = [i for i, (c, r) in enumerate(zip(calls, replies, strict=True)) if needs_eval(c, r)]
-    return missing, b"".join(packed(calls[i], eval_source=True) for i in missing)
+async def _no_redis_async(call: Call) -> Any:
+    return _no_redis(call)
+
+
+def _shaped_all(
+    client: redis.Redis | aioredis.Redis, calls: Sequence[Single], replies: list[Any]
+) -> list[Any]:
+    return [shaped(client, c, r) for c, r in zip(calls, replies, strict=True)]
 
 
 # -- blocking ----------------------------------------------------------------------------------
@@ -105,6 +113,19 @@ class HeldConnections:
             finally:
                 self._waiting -= 1
 
+    def execute(self, call: Call) -> Any:
+        """Send ``call`` on a held connection: one round trip (two after a script cache flush)."""
+        calls = singles(call)
+        conn = self.take()
+        try:
+            replies = _exchange_sync(self.client, conn, calls)
+        except BaseException:
+            conn.disconnect()  # it may be mid-reply: never reuse it as it is
+            raise
+        finally:
+            self.give(conn)
+        return answer(call, replies)
+
 
 _ALL_HELD: weakref.WeakSet[HeldConnections] = weakref.WeakSet()
 
@@ -120,11 +141,9 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 def run_sync(op: Op[T], client: HeldConnections | ClusterCalls | None) -> T:
     """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls)."""
+    execute: Callable[[Call], Any] = _no_redis if client is None else client.execute
     reply: Any = None
     error: BaseException | None = None
-    execute: Callable[[Call, Any], Any] = (
-        _execute_cluster_sync if isinstance(client, ClusterCalls) else _execute_sync
-    )
     while True:
         try:
             call = op.throw(error) if error is not None else op.send(reply)
@@ -132,41 +151,19 @@ def run_sync(op: Op[T], client: HeldConnections | ClusterCalls | None) -> T:
             return stop.value  # type: ignore[no-any-return]
         error = None
         try:
-            reply = execute(call, client)
+            reply = execute(call)
         except Exception as exc:
             error = exc
 
 
-def _execute_cluster_sync(call: Call, calls: Any) -> Any:
-    return calls.execute(call)
-
-
-def _execute_sync(call: Call, held: HeldConnections | None) -> Any:
-    if held is None:
-        raise NoRedisConfiguredError(f"no Redis client for {call!r}")
-    calls = call.calls if isinstance(call, PipelineCall) else (call,)
-    conn = held.take()
-    try:
-        replies = _calls_sync(held.client, conn, calls)
-    except BaseException:
-        conn.disconnect()  # it may be mid-reply: never reuse it as it is
-        raise
-    finally:
-        held.give(conn)
-    if (err := _first_error(replies)) is not None:
-        raise err
-    return replies if isinstance(call, PipelineCall) else replies[0]
-
-
-def _calls_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
+def _exchange_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
     """Each call's reply, or the error Redis answered it with, in one round trip (two after a
     script cache flush), on a connection the caller holds."""
     replies = _roundtrip_sync(conn, packed_all(calls), len(calls))
-    missing, again = _eval_retry(calls, replies)
-    if missing:
-        for i, reply in zip(missing, _roundtrip_sync(conn, again, len(missing)), strict=True):
-            replies[i] = reply
-    return [shaped(client, c, r) for c, r in zip(calls, replies, strict=True)]
+    if missing := missing_scripts(calls, replies):
+        again = packed_all([calls[i] for i in missing], eval_source=True)
+        put_back(replies, missing, _roundtrip_sync(conn, again, len(missing)))
+    return _shaped_all(client, calls, replies)
 
 
 def _roundtrip_sync(conn: Any, data: bytes, n: int) -> list[Any]:
@@ -195,9 +192,16 @@ async def run_async(
     op: Op[T], client: aioredis.Redis | AutoPipeline | AsyncClusterCalls | None
 ) -> T:
     """Drive ``op`` to completion with an asyncio client (``None``: memory-only, no calls)."""
+    execute: Callable[[Call], Awaitable[Any]]
+    # Not isinstance(client, aioredis.Redis): a Protocol's isinstance costs a microsecond.
+    if isinstance(client, (AutoPipeline, AsyncClusterCalls)):
+        execute = client.execute
+    elif client is None:
+        execute = _no_redis_async
+    else:
+        execute = partial(_execute_pooled, client)
     reply: Any = None
     error: BaseException | None = None
-    cluster = client if isinstance(client, AsyncClusterCalls) else None
     while True:
         try:
             call = op.throw(error) if error is not None else op.send(reply)
@@ -205,44 +209,31 @@ async def run_async(
             return stop.value  # type: ignore[no-any-return]
         error = None
         try:
-            if cluster is not None:
-                reply = await cluster.execute(call)
-            else:
-                reply = await _execute_async(call, client)  # type: ignore[arg-type]
+            reply = await execute(call)
         except Exception as exc:
             error = exc
 
 
-async def _execute_async(call: Call, client: aioredis.Redis | AutoPipeline | None) -> Any:
-    if client is None:
-        raise NoRedisConfiguredError(f"no Redis client for {call!r}")
-    calls = call.calls if isinstance(call, PipelineCall) else (call,)
-    if isinstance(client, AutoPipeline):
-        if not isinstance(call, PipelineCall):
-            return await client.submit(call)
-        replies = await client.submit_all(calls)
-    else:
-        pool = client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            replies = await _calls_async(client, conn, calls)
-        finally:
-            await pool.release(conn)
-    if (err := _first_error(replies)) is not None:
-        raise err
-    return replies if isinstance(call, PipelineCall) else replies[0]
+async def _execute_pooled(client: aioredis.Redis, call: Call) -> Any:
+    """Send ``call`` on a connection of the client's pool (a client the auto-pipeline cannot
+    use, or one of Django's per-loop clients)."""
+    calls = singles(call)
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+    try:
+        replies = await _exchange_async(client, conn, calls)
+    finally:
+        await pool.release(conn)
+    return answer(call, replies)
 
 
-async def _calls_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
-    """The mirror image of :func:`_calls_sync`."""
+async def _exchange_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
+    """The mirror image of :func:`_exchange_sync`."""
     replies = await _roundtrip_async(conn, packed_all(calls), len(calls))
-    missing, again = _eval_retry(calls, replies)
-    if missing:
-        for i, reply in zip(
-            missing, await _roundtrip_async(conn, again, len(missing)), strict=True
-        ):
-            replies[i] = reply
-    return [shaped(client, c, r) for c, r in zip(calls, replies, strict=True)]
+    if missing := missing_scripts(calls, replies):
+        again = packed_all([calls[i] for i in missing], eval_source=True)
+        put_back(replies, missing, await _roundtrip_async(conn, again, len(missing)))
+    return _shaped_all(client, calls, replies)
 
 
 async def _roundtrip_async(conn: Any, data: bytes, n: int) -> list[Any]:

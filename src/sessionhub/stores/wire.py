@@ -1,7 +1,9 @@
-"""The Redis wire format of a call, shared by both drivers and the auto-pipeline.
+"""What every way of sending calls shares: the wire format, and what an operation gets back.
 
 Calls are packed with hiredis and their replies shaped as redis-py's ``execute_command`` would
-return them, so every path sends exactly the same bytes and hands operations the same values.
+return them, so every path (both drivers, the auto-pipeline, Cluster) sends exactly the same
+bytes and hands operations the same values; :func:`answer` turns a step's replies into what the
+operation is sent.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import NoScriptError
 
-from .base import CommandCall, ScriptCall
+from .base import Call, CommandCall, PipelineCall, ScriptCall
 
 Single = ScriptCall | CommandCall
 
@@ -33,13 +35,41 @@ def packed(call: Single, *, eval_source: bool = False) -> bytes:
     return out
 
 
-def packed_all(calls: Sequence[Single]) -> bytes:
-    return b"".join(packed(c) for c in calls)
+def packed_all(calls: Sequence[Single], *, eval_source: bool = False) -> bytes:
+    return b"".join(packed(c, eval_source=eval_source) for c in calls)
 
 
 def needs_eval(call: Single, reply: Any) -> bool:
     """Whether Redis did not have the script cached (after a restart or SCRIPT FLUSH)."""
     return isinstance(reply, NoScriptError) and isinstance(call, ScriptCall)
+
+
+def missing_scripts(calls: Sequence[Single], replies: Sequence[Any]) -> list[int]:
+    """The positions of the calls :func:`needs_eval` says to send again as ``EVAL``."""
+    for reply in replies:  # on every step: a bare loop is the cheapest look
+        if isinstance(reply, NoScriptError):
+            return [i for i, reply in enumerate(replies) if needs_eval(calls[i], reply)]
+    return []
+
+
+def put_back(replies: list[Any], positions: Sequence[int], resent: Sequence[Any]) -> None:
+    """Put the replies of the calls sent again in their places."""
+    for i, reply in zip(positions, resent, strict=True):
+        replies[i] = reply
+
+
+def singles(call: Call) -> tuple[Single, ...]:
+    """The calls one step of an operation sends: a pipeline's, or the call itself."""
+    return call.calls if isinstance(call, PipelineCall) else (call,)
+
+
+def answer(call: Call, replies: list[Any]) -> Any:
+    """What the operation is sent for ``call``: its reply, or a pipeline's replies; the first
+    error Redis answered with is raised into it instead."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies if isinstance(call, PipelineCall) else replies[0]
 
 
 def shaped(client: redis.Redis | aioredis.Redis, call: Single, reply: Any) -> Any:
