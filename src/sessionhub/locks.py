@@ -24,7 +24,7 @@ import time
 from types import TracebackType
 
 from .exceptions import LockTimeoutError
-from .frontends import AsyncRunner, SyncRunner
+from .frontends import AsyncRunner, SyncRunner, pauses
 from .manager import SessionManager
 from .session import Session
 from .tokens import short
@@ -33,8 +33,6 @@ DEFAULT_BLOCK = 10.0
 """Seconds a request waits for a session's lock by default."""
 DEFAULT_TTL = 30.0
 """Seconds a lock lives at most: a request that died holding it blocks others no longer."""
-FIRST_PAUSE = 0.002
-MAX_PAUSE = 0.05
 
 
 class _Lock:
@@ -64,12 +62,12 @@ class SessionLock(_Lock):
         self._run = run
 
     def __enter__(self) -> Session | None:
-        deadline, pause = time.monotonic() + self.block, FIRST_PAUSE
+        waits = pauses(self.block)
         while not self._run(self.manager.try_lock(self.sid, self.token, self.ttl_ms)):
-            if time.monotonic() + pause > deadline:
+            pause = next(waits, None)
+            if pause is None:
                 raise self._timed_out()
             time.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
         try:
             return self._run(self.manager.reload(self.sid))
         except BaseException:
@@ -92,12 +90,12 @@ class AsyncSessionLock(_Lock):
         self._run = run
 
     async def __aenter__(self) -> Session | None:
-        deadline, pause = time.monotonic() + self.block, FIRST_PAUSE
+        waits = pauses(self.block)
         while not await self._run(self.manager.try_lock(self.sid, self.token, self.ttl_ms)):
-            if time.monotonic() + pause > deadline:
+            pause = next(waits, None)
+            if pause is None:
                 raise self._timed_out()
             await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
         try:
             return await self._run(self.manager.reload(self.sid))
         except BaseException:
