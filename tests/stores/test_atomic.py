@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from helpers import build_settings, wait_for
+from helpers import build_settings, run_threads, wait_for
 from redis_server import RedisServer
 from sessionhub import ConflictError, DataError
 from sessionhub.frontends import arun_retried, run_retried
@@ -30,25 +28,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 WORKERS = 16
 ROUNDS = 8
-
-
-def run_threads(target: Callable[[int], None], n: int = WORKERS) -> None:
-    """Run ``target(i)`` in ``n`` threads at once and wait for all; re-raise the first failure."""
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def stored(hub: SessionHub, sid: str) -> dict[str, Any]:
@@ -84,7 +63,7 @@ def test_threads_on_two_instances_keep_every_increment(redis_url: str, config: s
                 mine = hub.open(cookie)
                 seen.append(hub.increment(mine, "n"))
 
-        run_threads(bump)
+        run_threads(bump, WORKERS)
         total = WORKERS * ROUNDS
         assert sorted(v for v in seen if v is not None) == list(range(1, total + 1))
         assert stored(hubs[1], session.sid)["n"] == total
@@ -149,7 +128,7 @@ def test_concurrent_appends_to_a_sealed_list_keep_every_element(
             for j in range(ROUNDS):
                 hub.append(session, "seen", {"t": i, "j": j})
 
-        run_threads(add)
+        run_threads(add, WORKERS)
         seen = stored(hub, session.sid)["seen"]
         assert seen[0] == "start-" + "x" * 40
         assert sorted((e["t"], e["j"]) for e in seen[1:]) == [
@@ -181,7 +160,7 @@ def test_helpers_keep_working_on_memory_while_redis_is_down(
                 seen.append(hub.increment(hub.open(cookie), "n"))
                 hub.append(session, "log", [i, j])
 
-        run_threads(bump)
+        run_threads(bump, WORKERS)
         assert hub.manager.core.mode == "degraded"
         total = 1 + WORKERS * ROUNDS
         assert sorted(v for v in seen if v is not None) == list(range(2, total + 1))
