@@ -164,8 +164,9 @@ def test_sentinel_failover_command_costs_no_request(
     )
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_sentinel_master_killed_costs_no_request(
-    sentinel: tuple[Topology, SentinelGroup],
+    sentinel: tuple[Topology, SentinelGroup], kind: str
 ) -> None:
     """The master dies under load: requests are served from memory until the sentinels
     promote the replica, then from it; sessions made before are still valid, in Redis."""
@@ -173,7 +174,7 @@ def test_sentinel_master_killed_costs_no_request(
     old: RedisServer = group.master()
     _ride(
         topology,
-        "async",
+        kind,
         old.kill,
         lambda: group.master() is not old,
         lambda: wait_replicated(old),

@@ -135,6 +135,11 @@ def _calls_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list
 
 def _roundtrip_sync(conn: Any, data: bytes, n: int) -> list[Any]:
     def attempt() -> list[Any]:
+        if conn._sock is None:
+            # connect(), not the implicit one of send_packed_command: a Sentinel-managed
+            # connection asks the sentinels for the master only there (it kept dialling a
+            # dead master's address after a failover).
+            conn.connect()
         conn.send_packed_command([data], check_health=False)
         return [_read_sync(conn) for _ in range(n)]
 
