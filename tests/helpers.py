@@ -79,6 +79,28 @@ class Clock:
         return self.ms
 
 
+def run_threads(target: Callable[[int], T], n: int) -> list[T]:
+    """``target(i)`` for i in ``range(n)``, each in a thread of its own, all at once: the
+    results in order; the first failure is raised once all have ended."""
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            results[i] = target(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> float:
     """Poll until ``predicate()`` holds; return the seconds it took, or fail the test."""
     start = time.monotonic()

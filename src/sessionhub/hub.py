@@ -27,7 +27,7 @@ from .events import EventBus, EventTask, EventThread
 from .expiries import ExpiryFeed, claim_expiry, enable_notifications
 from .features import FeatureFronts, build_features
 from .freshness import require_fresh
-from .frontends import Awaiting, Blocking, Front, M, operation
+from .frontends import Awaiting, Blocking, Front, M, operation, retried
 from .locks import DEFAULT_BLOCK, DEFAULT_TTL, AsyncSessionLock, SessionLock
 from .manager import SessionManager
 from .revocations import RevocationFeed, RevocationTask, RevocationThread
@@ -169,8 +169,8 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
     credentials_changed = operation(SessionManager.credentials_changed)
     extend = operation(SessionManager.extend)
     save = operation(SessionManager.save)
-    increment = operation(SessionManager.increment)
-    append = operation(SessionManager.append)
+    increment = retried(SessionManager.increment)
+    append = retried(SessionManager.append)
     destroy = operation(SessionManager.destroy)
     stats = operation(SessionManager.stats)
     health = operation(SessionManager.health)

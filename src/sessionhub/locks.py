@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from .exceptions import LockTimeoutError
-from .frontends import AsyncRunner, SyncRunner
+from .frontends import AsyncRunner, SyncRunner, pauses
 from .manager import SessionManager
 from .session import Session
 from .stores.base import Op
@@ -36,8 +36,6 @@ DEFAULT_BLOCK = 10.0
 """Seconds a request waits for a session's lock by default."""
 DEFAULT_TTL = 30.0
 """Seconds a lock lives at most: a request that died holding it blocks others no longer."""
-FIRST_PAUSE = 0.002
-MAX_PAUSE = 0.05
 
 R = TypeVar("R", SyncRunner, AsyncRunner)
 
@@ -68,21 +66,13 @@ class _Lock(Generic[R]):
         return self.manager.unlock(self.sid, self.token)
 
     def _pauses(self) -> Iterator[float]:
-        """The pauses between attempts to take the lock, doubling up to ``MAX_PAUSE``; instead of
-        one that would end more than ``block`` seconds from now, :class:`LockTimeoutError`."""
-        deadline = time.monotonic() + self.block
-
-        def pauses() -> Iterator[float]:
-            pause = FIRST_PAUSE
-            while time.monotonic() + pause <= deadline:
-                yield pause
-                pause = min(pause * 2, MAX_PAUSE)
-            raise LockTimeoutError(
-                f"session {short(self.sid)} is locked by another request: not released within "
-                f"block={self.block} s (raise block, or shorten the work done under the lock)"
-            )
-
-        return pauses()
+        """The pauses between attempts to take the lock (see :func:`.frontends.pauses`); instead
+        of one that would end more than ``block`` seconds from now, :class:`LockTimeoutError`."""
+        yield from pauses(self.block)
+        raise LockTimeoutError(
+            f"session {short(self.sid)} is locked by another request: not released within "
+            f"block={self.block} s (raise block, or shorten the work done under the lock)"
+        )
 
 
 class SessionLock(_Lock[SyncRunner]):

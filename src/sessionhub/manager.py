@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from .exceptions import DataError, InvalidInputError
+from .exceptions import ConflictError, DataError, InvalidInputError
 from .session import (
     DATA_PREFIX,
     F_AUTH_LEVEL,
@@ -27,14 +27,15 @@ from .session import (
     check_key,
     encoded,
     incremented,
+    parsed,
 )
-from .stores.base import CommandCall, Op, ScriptCall
+from .stores.base import CommandCall, FieldChange, Op, ScriptCall
 from .stores.redis import KeySpace
 from .stores.resilient import ResilientCore
 from .stores.userkeys import UserKeys
 from .tokens import TokenCodec, short
 from .usersessions import SessionInfo, UserSessionIndex
-from .valuecodec import PLAIN, ValueCodec
+from .valuecodec import PLAIN, ValueCodec, session_aad
 from .views import RedisHealth, SessionStats
 
 log = logging.getLogger("sessionhub.sessions")
@@ -45,6 +46,12 @@ VERIFIED_COOKIES = 4096
 HEALTHY_MESSAGE = "Redis connection OK"
 DEGRADED_HEALTH_MESSAGE = "Redis unavailable; sessions are stored in memory (degraded mode)"
 MEMORY_MESSAGE = "Memory-only session store (SESSION.TYPE = memory)"
+
+
+UNREADABLE = (
+    "its stored value cannot be read (encrypted under a key ENCRYPTION.KEYS no longer lists, "
+    "or damaged): add the key back, or store a new value there first"
+)
 
 
 class SessionObserver(Protocol):
@@ -348,40 +355,69 @@ class SessionManager:
         ``session`` sees the new value, and a later save does not write ``key`` again.
         Integers stay exact up to 2**53.
         """
-        check_key(key)
-        self._check_plain("increment")
         if isinstance(by, bool) or not isinstance(by, int | float) or not math.isfinite(by):
             raise DataError(f"increment by a finite int or float, not {by!r}")
         amount = str(by) if isinstance(by, int) else repr(by)
-        text = yield from self.core.modify(
-            session.sid, DATA_PREFIX + key, "incr", amount, lambda old: incremented(old, by)
+        value = yield from self._modify(
+            session, key, "increment", "incr", amount, lambda old: incremented(old, by)
         )
-        if text is None:
-            return None
-        value = session.stored(key, text)
         return value if isinstance(value, int | float) else None
 
     def append(self, session: Session, key: str, value: object) -> Op[list[object] | None]:
         """Append ``value`` to the list under ``key`` (a new list when absent) in one atomic
         step; the new list, ``None`` if the session is gone. ``session`` sees the new list."""
-        check_key(key)
-        self._check_plain("append")
         element = encoded(value)
-        text = yield from self.core.modify(
-            session.sid, DATA_PREFIX + key, "append", element, lambda old: appended(old, element)
+        stored = yield from self._modify(
+            session, key, "append", "append", element, lambda old: appended(old, element)
         )
-        if text is None:
-            return None
-        stored = session.stored(key, text)
         return list(stored) if isinstance(stored, list) else None
 
-    def _check_plain(self, what: str) -> None:
-        # modify.lua changes the stored JSON in place, which an encrypted value is not.
-        if self.values.key_ids:
-            raise DataError(
-                f"an atomic {what} works on plain stored values, and ENCRYPTION.KEYS encrypts "
-                "them: take hub.lock(session) around a read, change and save instead"
+    def _modify(
+        self,
+        session: Session,
+        key: str,
+        what: str,
+        kind: str,
+        argument: str,
+        change: Callable[[str | None], str],
+    ) -> Op[object]:
+        """``key``'s value after ``change`` (of its JSON text), made in the store atomically;
+        ``None`` when the session is gone.
+
+        Plain values change inside ``modify.lua``. Sealed ones (``ENCRYPTION.KEYS``, or
+        compressed past ``COMPRESS_THRESHOLD``) are opened, changed and sealed here, and written
+        by compare-and-set. A session no store holds yet (an adapter's new one) is this
+        request's alone: the change is made to it, for its first save.
+        """
+        check_key(key)
+        name, values = DATA_PREFIX + key, self.values
+        aad = session_aad(session.sid, name)
+        texts: dict[str, str] = {}  # what sealed() wrote -> its text: no need to open it again
+
+        def sealed(stored: str | None) -> str:
+            text = None if stored is None else values.open(stored, aad)
+            if stored is not None and text is None:
+                # Changing it would replace what only another key (or a repair) can read.
+                raise DataError(UNREADABLE)
+            text = change(text)
+            out = values.seal(text, aad)
+            texts[out] = text
+            return out
+
+        try:
+            if not session.sid:
+                session[key] = parsed(change(encoded(session[key]) if key in session else None))
+                return session[key]
+            limit = -1 if values.key_ids else values.compress_threshold
+            stored = yield from self.core.modify(
+                session.sid, name, FieldChange(kind, argument, sealed, limit)
             )
+        except (DataError, ConflictError) as exc:
+            raise type(exc)(f"cannot {what} session key {key!r}: {exc}") from None
+        if stored is None:
+            return None
+        # The script writes only plain JSON, which is its own text.
+        return session.stored(key, texts.get(stored, stored))
 
     def try_lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
         """Take the session's lock for ``token`` unless another request holds it."""
@@ -393,7 +429,9 @@ class SessionManager:
     def reload(self, sid: str) -> Op[Session | None]:
         """The session as Redis holds it now, bypassing the local cache (under its lock)."""
         fields = yield from self.core.load(sid, touch=False, cached=False)
-        return None if fields is None else Session(SessionRecord.from_fields(sid, fields))
+        if fields is None:
+            return None
+        return Session(SessionRecord.from_fields(sid, fields, self.values))
 
     def extend(self, session: Session) -> Op[Session | None]:
         """Slide the idle expiry now, within the absolute lifetime; ``None`` if it is gone."""

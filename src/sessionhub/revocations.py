@@ -21,12 +21,20 @@ import redis
 
 from .stores.resilient import ResilientCore
 from .stores.topology import AsyncClient, SyncClient
-from .subscribers import Feed, cancel_subscriber, with_own_pool
+from .subscribers import (
+    Feed,
+    Liveness,
+    aread_slots_again,
+    cancel_subscriber,
+    read_slots_again,
+    with_own_pool,
+)
 
 log = logging.getLogger("sessionhub.revocations")
 
 LISTEN_TIMEOUT = 0.2
-"""Seconds a blocking read waits for a message: how soon the thread sees that it must stop."""
+"""Seconds a read waits for a message: how soon the thread sees that it must stop, and how
+often a subscriber checks that its link is alive (:class:`~.subscribers.Liveness`)."""
 
 
 class RevocationFeed:
@@ -101,11 +109,18 @@ class RevocationThread:
             pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self.feed.channel)
+                alive = Liveness()
                 while not self._stop.is_set():
-                    if self.feed.handle(pubsub.get_message(timeout=LISTEN_TIMEOUT)):
+                    message = pubsub.get_message(timeout=LISTEN_TIMEOUT)
+                    if message is not None:
+                        alive.heard()
+                    if self.feed.handle(message):
                         self._linked.set()
+                    if alive.ping_due():
+                        pubsub.ping()
             except Exception as exc:  # the link is lost
                 self.feed.lost(exc, redis_answers=self._answers())
+                read_slots_again(self.client)
             finally:
                 with contextlib.suppress(Exception):
                     pubsub.close()
@@ -146,13 +161,20 @@ class RevocationTask:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(self.feed.channel)
+                alive = Liveness()
                 while True:
-                    if self.feed.handle(await pubsub.get_message(timeout=1.0)):
+                    message = await pubsub.get_message(timeout=LISTEN_TIMEOUT)
+                    if message is not None:
+                        alive.heard()
+                    if self.feed.handle(message):
                         linked.set()
+                    if alive.ping_due():
+                        await pubsub.ping()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the link is lost
                 self.feed.lost(exc, redis_answers=await self._answers())
+                await aread_slots_again(self.client)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

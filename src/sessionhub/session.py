@@ -101,14 +101,14 @@ def _decoded(
                 continue  # under a key no longer listed: missing, as an unparsable key is
             text = opened
         try:
-            data[key] = _parsed(text)
+            data[key] = parsed(text)
         except ValueError:
             continue  # one unreadable key must not cost the user their session
         kept[key] = text
     return data, kept
 
 
-def _parsed(text: str) -> Any:
+def parsed(text: str) -> Any:
     """``text`` as JSON; ``ValueError`` when it is none."""
     try:
         return orjson.loads(text)
@@ -245,21 +245,25 @@ def check_key(key: object) -> None:
             raise DataError(f"session keys must be valid Unicode text: {exc}") from exc
 
 
+NOT_A_NUMBER = "its value is not a number (store a number there first, or use another key)"
+NOT_A_LIST = "its value is not a list (store a list there first, or use another key)"
+
+
 def incremented(text: str | None, by: int | float) -> str:
-    """The JSON number ``text`` plus ``by`` (``modify.lua``'s ``incr``, for the memory store)."""
-    current: Any = 0 if text is None else _parsed(text)
+    """The JSON number ``text`` plus ``by`` (``modify.lua``'s ``incr``, where it cannot)."""
+    current: Any = 0 if text is None else parsed(text)
     if isinstance(current, bool) or not isinstance(current, int | float):
-        raise DataError("session value is not a number")
+        raise DataError(NOT_A_NUMBER)
     return _dumps(current + by)
 
 
 def appended(text: str | None, element: str) -> str:
     """The JSON list ``text`` with the encoded ``element`` at its end (``modify.lua``'s
-    ``append``, for the memory store)."""
+    ``append``, where it cannot)."""
     if text is None or text == "[]":
         return f"[{element}]"
     if text[:1] != "[" or text[-1:] != "]":
-        raise DataError("session value is not a list")
+        raise DataError(NOT_A_LIST)
     return f"{text[:-1]},{element}]"
 
 
@@ -355,13 +359,14 @@ class Session(MutableMapping[str, Any]):
     def stored(self, key: str, text: str) -> Any:
         """Take ``text``, which the store now holds for ``key`` (an atomic change), as both the
         value and what was saved: a later save writes nothing for ``key``."""
-        value = _parsed(text)
+        value = parsed(text)
         record = self.record
         if record.decoded:
             record.data[key] = value
         record.raw[key] = _dumps(value)  # what a save compares with, in its own encoding
         if self._data is not None:
-            self._data[key] = value
+            # dict's own method: an adapter's view counts its own calls as changes to save.
+            dict.__setitem__(self._data, key, value)
         return value
 
     def __delitem__(self, key: str) -> None:

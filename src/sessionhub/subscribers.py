@@ -1,12 +1,15 @@
-"""What the Pub/Sub subscribers (revocations, inbox wake-ups) share: their own connections, and
-how their background tasks are stopped."""
+"""What the Pub/Sub subscribers (revocations, inbox wake-ups) share: their own connections, how
+they notice a link that went silent, and how their background tasks are stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from typing import Any, Protocol, overload
 
+import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.cluster import RedisCluster
@@ -30,6 +33,46 @@ class Feed(Protocol):
     def lost(self, exc: Exception, *, redis_answers: bool) -> None:
         """The subscription failed (``redis_answers``: Redis answered a PING right after)."""
         ...
+
+
+PING_AFTER = 1.0
+"""Seconds of silence after which a subscriber pings Redis on its subscription."""
+SILENT_LIMIT = 3.0
+"""Seconds without a word from Redis, the ping's answer included, after which the subscription
+counts as lost."""
+
+
+class Liveness:
+    """Whether a subscription still hears from Redis.
+
+    A network that drops everything, with no reset and no close (a partition, a firewall or NAT
+    that forgot the connection), leaves a blocking read waiting forever: the subscriber would
+    go on believing it is linked while every message is lost. So a silent link is pinged, and
+    one that stays silent past :data:`SILENT_LIMIT` is given up and made again.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._heard = clock()
+        self._pinged = False
+
+    def heard(self) -> None:
+        """Redis said something (a message, a subscription, a ping's answer)."""
+        self._heard = self._clock()
+        self._pinged = False
+
+    def ping_due(self) -> bool:
+        """Whether to ping now (once per silence); raises ``ConnectionError`` once the link has
+        been silent too long."""
+        silence = self._clock() - self._heard
+        if silence > SILENT_LIMIT:
+            raise redis.ConnectionError(
+                f"no answer on the subscription for {silence:.1f} s, a ping included"
+            )
+        if silence > PING_AFTER and not self._pinged:
+            self._pinged = True
+            return True
+        return False
 
 
 @overload
@@ -59,6 +102,25 @@ def with_own_pool(client: SyncClient | AsyncClient) -> SyncClient | AsyncClient:
     else:
         own = type(pool)(**kwargs)
     return type(client)(connection_pool=own)  # type: ignore[arg-type]
+
+
+def read_slots_again(client: SyncClient) -> None:
+    """After a lost subscription, a cluster client reads which node serves which slot again.
+
+    Its Pub/Sub dials the master its map names for the channel's slot; data calls refresh the map
+    when they fail, a subscription does not, so after that master died the subscriber dialled
+    it forever. Any other client has nothing to read.
+    """
+    if isinstance(client, RedisCluster):
+        with contextlib.suppress(Exception):  # no node answers yet: the next failure tries again
+            client.nodes_manager.initialize()
+
+
+async def aread_slots_again(client: AsyncClient) -> None:
+    """:func:`read_slots_again` for an asyncio client."""
+    if isinstance(client, AsyncRedisCluster):
+        with contextlib.suppress(Exception):
+            await client.nodes_manager.initialize()
 
 
 async def cancel_subscriber(task: asyncio.Task[None] | None) -> None:

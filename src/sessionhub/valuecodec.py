@@ -64,12 +64,17 @@ class _Zstd:
 
         self._c = zstandard.ZstdCompressor(level=3)
         self._d = zstandard.ZstdDecompressor()
+        # zstandard's objects are not thread-safe: two threads decompressing at once through one
+        # fail ("destination buffer is too small"), and the value would read as missing.
+        self._lock = threading.Lock()
 
     def compress(self, data: bytes) -> bytes:
-        return self._c.compress(data)
+        with self._lock:
+            return self._c.compress(data)
 
     def decompress(self, data: bytes) -> bytes:
-        return self._d.decompress(data)
+        with self._lock:
+            return self._d.decompress(data)
 
 
 def best_compressor() -> _Compressor:

@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from helpers import Clock, MakeHub, build_settings, hub_factory, wait_for
 from redis_server import RedisServer
 from sessionhub import LockTimeoutError
 from sessionhub.hub import AsyncSessionHub, SessionHub
+from sessionhub.subscribers import PING_AFTER, SILENT_LIMIT, Liveness
+from tcp_proxy import TcpProxy
 
 
 def commands(server: RedisServer) -> int:
-    """Commands Redis has run so far, but those of the connection that asks (HELLO, INFO, ...)."""
+    """Commands Redis has run so far, but those of the connection that asks (HELLO, INFO, ...)
+    and the subscribers' liveness pings."""
     client = server.client()
     try:
         stats: dict[str, Any] = client.info("commandstats")
     finally:
         client.close()
-    own = ("cmdstat_info", "cmdstat_client", "cmdstat_hello")
+    own = ("cmdstat_info", "cmdstat_client", "cmdstat_hello", "cmdstat_ping")
     return sum(int(v["calls"]) for k, v in stats.items() if not k.startswith(own))
 
 
@@ -107,6 +112,60 @@ def test_a_logout_on_one_instance_is_refused_by_the_other(make_hub: MakeHub) -> 
     wait_for(lambda: b.open(cookie) is None)
 
 
+def _revoke_device(a: Any, doomed: Any, keeper: Any) -> None:
+    [info] = [i for i in a.user_sessions.list("alice") if i.sid == doomed.sid]
+    assert a.user_sessions.revoke("alice", info.handle)
+
+
+REVOKES: dict[str, Callable[[Any, Any, Any], object]] = {
+    "revoke-device": _revoke_device,
+    "revoke-others": lambda a, doomed, keeper: a.user_sessions.revoke_all(
+        "alice", keep_sid=keeper.sid
+    ),
+    "revoke-all": lambda a, doomed, keeper: a.revoke_all("alice", "account_disabled"),
+    "credentials-changed": lambda a, doomed, keeper: a.credentials_changed(
+        "alice", keep=keeper.sid
+    ),
+    "regenerate": lambda a, doomed, keeper: a.regenerate(doomed),
+    "session-limit": lambda a, doomed, keeper: a.create("alice"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REVOKES))
+def test_a_revoke_on_one_instance_is_refused_by_the_others_cache(
+    make_hub: MakeHub, kind: str
+) -> None:
+    """A revokes a session (one device, every other one, every one, on a credential change, by
+    a new token, or past MAX_PER_USER); B, which cached it, stops serving it and keeps serving
+    the session nobody revoked."""
+    a, b = make_hub(session={"MAX_PER_USER": 2}), make_hub(session={"MAX_PER_USER": 2})
+    clock = Clock(a.manager.core.clock())
+    a.manager.core.clock = clock  # the first session is the oldest, even within one ms
+    doomed, doomed_cookie = a.create("alice")
+    clock.ms += 1
+    keeper, keeper_cookie = a.create("alice")
+    clock.ms += 1
+    assert b.open(doomed_cookie) is not None
+    assert b.open(keeper_cookie) is not None
+    hits = b.manager.core.cache_hits
+    assert b.open(doomed_cookie) is not None
+    assert b.manager.core.cache_hits == hits + 1  # served from B's cache until the revoke
+    REVOKES[kind](a, doomed, keeper)
+    wait_for(lambda: b.open(doomed_cookie) is None)
+    assert (b.open(keeper_cookie) is None) == (kind == "revoke-all")
+
+
+def test_an_expiry_set_on_one_instance_is_respected_by_the_other(make_hub: MakeHub) -> None:
+    """A sets the session's expiry to a moment already past (Django's set_expiry): Redis drops
+    it, and B, which cached it with a later expiry, stops serving it."""
+    a, b = make_hub(), make_hub()
+    session, cookie = a.create("alice", data={"n": 1})
+    assert b.open(cookie) is not None
+    session["n"] = 2
+    assert a.save(session, expires_ms=a.manager.core.clock() - 1000)
+    wait_for(lambda: b.open(cookie) is None)
+
+
 def test_an_increment_on_one_instance_is_seen_by_the_other(make_hub: MakeHub) -> None:
     """An atomic helper's write reaches the other instances' caches like a save does."""
     a, b = make_hub(), make_hub()
@@ -139,6 +198,23 @@ def test_a_lost_link_makes_every_cached_copy_unconfirmed(
     assert b.open(cookie) is None
 
 
+def test_a_silent_subscription_is_pinged_then_given_up() -> None:
+    """A subscription that hears nothing is pinged once per silence and counts as lost after
+    SILENT_LIMIT seconds without a word; anything heard starts the count again."""
+    clock = [0.0]
+    alive = Liveness(lambda: clock[0])
+    assert not alive.ping_due()
+    clock[0] = PING_AFTER + 0.1
+    assert alive.ping_due()
+    assert not alive.ping_due()  # one ping per silence
+    alive.heard()  # the answer
+    clock[0] += PING_AFTER + 0.1
+    assert alive.ping_due()
+    clock[0] += SILENT_LIMIT
+    with pytest.raises(redis.ConnectionError, match="no answer on the subscription"):
+        alive.ping_due()
+
+
 def test_a_redis_restart_makes_every_cached_copy_unconfirmed(
     fresh_redis_server: RedisServer,
 ) -> None:
@@ -152,6 +228,42 @@ def test_a_redis_restart_makes_every_cached_copy_unconfirmed(
         fresh_redis_server.restart()
         wait_for(lambda: coherence.links > links and coherence.up)
         assert hub.open(cookie) is None
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_destroy_during_a_network_cut_is_not_served_from_the_cache_after_it(
+    redis_url: str, redis_server: RedisServer, kind: str
+) -> None:
+    """B reaches Redis through a network that is cut silently (no reset, no close): B's
+    subscriber notices by its pings, A logs a session out meanwhile, whose message B never
+    gets, and once the network heals B does not serve its cached copy."""
+    proxy = TcpProxy(redis_server.port)
+    quick = {"SOCKET_TIMEOUT": 0.3, "CONNECT_TIMEOUT": 0.3}
+    try:
+        with (
+            hub_factory(kind, lambda **s: build_settings(redis_url, **s)) as direct,
+            hub_factory(kind, lambda **s: build_settings(proxy.url, redis=quick, **s)) as cut,
+        ):
+            a, b = direct(), cut()
+            _, cookie = a.create("alice")
+            _, kept = a.create("bob")
+            assert b.open(cookie) is not None
+            assert b.open(kept) is not None
+            coherence = b.manager.core.coherence
+            links = coherence.links
+            proxy.cut()
+            wait_for(lambda: not coherence.up)
+            assert a.destroy(a.manager.sid_for_cookie(cookie))
+            proxy.resume()
+            wait_for(lambda: coherence.links > links and coherence.up)
+            # The asyncio hub's pipelined connection may find out only now that it was cut: it
+            # is then served from memory until its probe is back on Redis (the documented
+            # limit of an instance cut off alone), never from the cache.
+            wait_for(lambda: b.open(cookie) is None)
+            assert b.manager.core.mode == "redis"
+            assert b.open(kept) is not None
+    finally:
+        proxy.close()
 
 
 def test_expiry_is_respected_and_a_cached_read_does_not_slide(

@@ -171,8 +171,9 @@ def test_sentinel_failover_command_costs_no_request(
     )
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_sentinel_master_killed_costs_no_request(
-    sentinel: tuple[Topology, SentinelGroup],
+    sentinel: tuple[Topology, SentinelGroup], kind: str
 ) -> None:
     """The master dies under load: requests are served from memory until the sentinels
     promote the replica, then from it; sessions made before are still valid, in Redis."""
@@ -180,7 +181,7 @@ def test_sentinel_master_killed_costs_no_request(
     old: RedisServer = group.master()
     _ride(
         topology,
-        "async",
+        kind,
         old.kill,
         lambda: group.master() is not old,
         lambda: wait_replicated(old),
@@ -302,3 +303,67 @@ def test_sentinel_master_demoted_without_cutting_connections(
         wait_for(lambda: hub.manager.core.mode == "redis", timeout=30)
         assert new.client().exists(*(keys.session(session.sid) for session in made)) == 3
         assert old.client().info("replication")["role"] == "slave"
+
+
+def _subscription_master(topology: Topology, group: ClusterGroup) -> RedisServer:
+    """The master that serves the revocation channel's slot: the node subscribers dial."""
+    router = topology.router()
+    try:
+        assert isinstance(router, redis.cluster.RedisCluster)
+        node = router.get_node_from_key("session:revoked")
+    finally:
+        router.close()
+    return next(n for n in group.masters() if n.port == node.port)
+
+
+def _cache_through(
+    topology: Topology, kind: str, fail: Callable[[], object], failed_over: Callable[[], bool]
+) -> None:
+    """B caches three sessions; the master its subscription is on dies and is replaced; then A
+    logs one out (its message goes through the new master) and another is deleted behind
+    SessionHub's back (no message at all): B serves neither, and still serves the third."""
+    with hub_factory(kind, topology.settings) as make:
+        a, b = make(), make()
+        cookies = [a.create(f"user{i}")[1] for i in range(3)]
+        doomed, deleted, kept = cookies
+        for cookie in cookies:
+            assert b.open(cookie) is not None
+        coherence = b.manager.core.coherence
+        links = coherence.links
+        for master in topology.masters():
+            wait_replicated(master)
+        fail()
+        wait_for(failed_over, timeout=30)
+        # The new subscription, on the new master, makes every copy B read before unconfirmed.
+        wait_for(lambda: coherence.links > links and coherence.up, timeout=60)
+        wait_for(lambda: _back_on_redis(a, kept) and _back_on_redis(b, kept), timeout=60)
+        assert a.destroy(a.manager.sid_for_cookie(doomed))
+        router = topology.router()
+        try:
+            router.delete(b.manager.core.redis_ops.keys.session(b.manager.sid_for_cookie(deleted)))
+        finally:
+            router.close()
+        wait_for(lambda: b.open(doomed) is None)
+        assert b.open(deleted) is None
+        assert b.open(kept) is not None
+
+
+def test_a_sentinel_failover_leaves_no_stale_copy_in_a_cache(
+    sentinel: tuple[Topology, SentinelGroup],
+) -> None:
+    """The sentinel master dies: the caches of the blocking hubs serve nothing it had, once the
+    new master answers, that was destroyed or deleted since."""
+    topology, group = sentinel
+    old = group.master()
+    _cache_through(topology, "sync", old.kill, lambda: group.master() is not old)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_cluster_failover_leaves_no_stale_copy_in_a_cache(
+    cluster: tuple[Topology, ClusterGroup], kind: str
+) -> None:
+    """The cluster master the subscriptions are on dies: the caches serve nothing, once its
+    replica took over, that was destroyed or deleted since."""
+    topology, group = cluster
+    victim = _subscription_master(topology, group)
+    _cache_through(topology, kind, victim.kill, lambda: len(group.masters()) == 3)

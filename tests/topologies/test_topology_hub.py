@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from helpers import hub_factory
+from helpers import hub_factory, wait_for
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.hub import AsyncSessionHub
@@ -64,6 +64,25 @@ def test_create_open_save_destroy(make_hub: MakeHub) -> None:
     assert hub.destroy(opened.sid)
     assert hub.open(cookie) is None
     _on_redis(hub)
+
+
+def test_the_cache_follows_what_another_instance_writes_and_destroys(make_hub: MakeHub) -> None:
+    """B caches a session; A's save, A's increment and A's logout each reach B's cache through
+    the revocation channel, on every topology."""
+    a, b = make_hub(), make_hub()
+    session, cookie = a.create("alice", data={"colour": "red", "n": 0})
+    assert b.open(cookie)["colour"] == "red"
+    hits = b.manager.core.cache_hits
+    assert b.open(cookie)["colour"] == "red"
+    assert b.manager.core.cache_hits == hits + 1  # B answers from its cache
+    session["colour"] = "blue"
+    assert a.save(session)
+    wait_for(lambda: b.open(cookie)["colour"] == "blue")
+    assert a.increment(session, "n", 5) == 5
+    wait_for(lambda: b.open(cookie)["n"] == 5)
+    assert a.destroy(session.sid)
+    wait_for(lambda: b.open(cookie) is None)
+    _on_redis(b)
 
 
 def test_login_rotates_and_user_sessions_list_and_revoke(make_hub: MakeHub) -> None:

@@ -32,9 +32,11 @@ from ..config import SessionSettings, Settings
 from ..exceptions import InvalidTokenError, ReauthRequiredError
 from ..hub import AsyncSessionHub
 from ..session import Session
+from .atomic import AsyncRequestSession
 from .base import CookieAction, RequestSession, commit, merge_settings
 
 __all__ = [
+    "AsyncRequestSession",
     "RequestSession",
     "SessionMiddleware",
     "current_session",
@@ -278,12 +280,13 @@ class SessionMiddleware:
         if cookie:
             with contextlib.suppress(InvalidTokenError):
                 session = await hub.open(cookie)
-        rs = RequestSession(
+        rs = AsyncRequestSession(
             session,
             had_cookie=bool(cookie),
             permanent_default=ss.permanent,
             cookie_max_age=ss.cookie_max_age,
         )
+        rs.hub = hub
         if self.load_eagerly:
             rs.load()
         scope["session"] = rs
@@ -313,7 +316,8 @@ class SessionMiddleware:
 
     async def _discarding(self, scope: Scope, receive: Receive, send: Send) -> None:
         # max_age <= 0: whatever is stored could never be asked for again, so nothing is.
-        rs = RequestSession()
+        rs = AsyncRequestSession()
+        rs.hub = self.hub
         scope["session"] = rs
 
         async def send_with_cookie(message: Message) -> None:
@@ -337,12 +341,13 @@ class SessionMiddleware:
         return lifespan_send
 
 
-async def current_session(request: Request) -> RequestSession:
+async def current_session(request: Request) -> AsyncRequestSession:
     """Dependency (FastAPI ``Depends``): the request's session; needs the middleware."""
     session = request.scope.get("session")
-    if not isinstance(session, RequestSession):
+    if not isinstance(session, AsyncRequestSession):
         raise RuntimeError("no SessionHub session: add sessionhub's SessionMiddleware")
-    return session.load()  # a handler may hand it to JSONResponse, which reads the dict raw
+    session.load()  # a handler may hand it to JSONResponse, which reads the dict raw
+    return session
 
 
 async def current_user(request: Request) -> str:
@@ -355,12 +360,12 @@ async def current_user(request: Request) -> str:
 
 def require_fresh(
     max_age: int, level: str | None = None
-) -> Callable[[Request], Awaitable[RequestSession]]:
+) -> Callable[[Request], Awaitable[AsyncRequestSession]]:
     """Dependency factory: the session, or 401 ``reauth_required`` (JSON, answered by the
     middleware) unless its user authenticated within ``max_age`` seconds, at ``level`` or
     stronger: ``Depends(require_fresh(300, "mfa"))``."""
 
-    async def fresh_session(request: Request) -> RequestSession:
+    async def fresh_session(request: Request) -> AsyncRequestSession:
         session = await current_session(request)
         (await session_hub(request)).require_fresh(session.session, max_age, level)
         return session

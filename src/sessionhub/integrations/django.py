@@ -21,12 +21,13 @@ and keeps its key; a user id set on an older session without a new key still get
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
@@ -35,7 +36,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..config import Settings
 from ..exceptions import ConfigError, InvalidInputError, InvalidTokenError, ReauthRequiredError
+from ..frontends import RETRY_PATIENCE, arun_retried, run_retried
 from ..hub import AsyncCalls, SessionHub, async_calls, close_async
+from ..locks import DEFAULT_BLOCK, DEFAULT_TTL, AsyncSessionLock
 from ..manager import SessionManager
 from ..session import Session
 from ..stores.base import Op
@@ -57,6 +60,9 @@ __all__ = [
 
 _lock = threading.Lock()
 _hub: SessionHub | None = None
+T = TypeVar("T")
+Change = Callable[[SessionManager, Session], Op[T]]
+"""An atomic helper's operation on the library session."""
 WATCHED_SETTINGS = frozenset({"SESSIONHUB", "SECRET_KEY", "SESSION_COOKIE_AGE"})
 
 
@@ -340,6 +346,88 @@ class SessionStore(SessionBase):
     async def adelete(self, session_key: str | None = None) -> None:
         """Async :meth:`delete`."""
         await self._arun(self._delete_op(session_key))
+
+    # -- concurrent requests (see sessionhub.integrations.atomic) ------------------------------
+
+    def increment(self, key: str, by: int | float = 1) -> int | float | None:
+        """Add ``by`` to the number under ``key`` (0 when absent) in the store at once, so
+        concurrent requests lose no increment; the new value, ``None`` if the session was
+        destroyed meanwhile. A session not saved yet changes here, for its first save."""
+        return self._change(self._data(), key, lambda m, hs: m.increment(hs, key, by))
+
+    async def aincrement(self, key: str, by: int | float = 1) -> int | float | None:
+        """Async :meth:`increment`."""
+        data = await self._adata()
+        return await self._achange(data, key, lambda m, hs: m.increment(hs, key, by))
+
+    def append(self, key: str, value: object) -> list[object] | None:
+        """Append ``value`` to the list under ``key`` in the store at once; the new list,
+        ``None`` if the session was destroyed meanwhile."""
+        return self._change(self._data(), key, lambda m, hs: m.append(hs, key, value))
+
+    async def aappend(self, key: str, value: object) -> list[object] | None:
+        """Async :meth:`append`."""
+        data = await self._adata()
+        return await self._achange(data, key, lambda m, hs: m.append(hs, key, value))
+
+    @contextlib.contextmanager
+    def lock(
+        self, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
+    ) -> Iterator[SessionStore]:
+        """Hold the session's lock for the block: waits up to ``block`` seconds for it
+        (``LockTimeoutError`` after that), reads the data again from Redis, and saves before
+        releasing it. Nothing to lock for a session not saved yet."""
+        self._data()
+        if self._hs is None:
+            yield self
+            return
+        with self.hub.lock(self._hs, block=block, ttl=ttl) as current:
+            self._relocked(current)
+            yield self
+            self.save()
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
+    ) -> AsyncIterator[SessionStore]:
+        """Async :meth:`lock` (``async with request.session.alock():``)."""
+        await self._adata()
+        if self._hs is None:
+            yield self
+            return
+        locked = AsyncSessionLock(self._arun, self.hub.manager, self._hs, block, ttl)
+        async with locked as current:
+            self._relocked(current)
+            yield self
+            await self.asave()
+
+    def _change(self, data: dict[str, Any], key: str, make: Change[T]) -> T:
+        hs = self._helped(data)
+        value = run_retried(self._run, lambda: make(self.hub.manager, hs), RETRY_PATIENCE)
+        return self._took(hs, key, value)
+
+    async def _achange(self, data: dict[str, Any], key: str, make: Change[T]) -> T:
+        hs = self._helped(data)
+        value = await arun_retried(self._arun, lambda: make(self.hub.manager, hs), RETRY_PATIENCE)
+        return self._took(hs, key, value)
+
+    def _helped(self, data: dict[str, Any]) -> Session:
+        """The library session a helper changes: the stored one, or (none yet) one holding
+        this request's data."""
+        return blank_session(data) if self._hs is None else self._hs
+
+    def _took(self, hs: Session, key: str, value: T) -> T:
+        """Put what a helper made into Django's copy of the data: as what the store holds, or,
+        for a session not saved yet, as a change to save."""
+        if value is not None:
+            self._session_cache[key] = hs[key]
+            self.modified = self.modified or hs is not self._hs
+        return value
+
+    def _relocked(self, current: Session | None) -> None:
+        if current is not None:  # else destroyed meanwhile: the request keeps what it has
+            self._hs = current
+            self._session_cache = dict(current)
 
     @classmethod
     def clear_expired(cls) -> None:

@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import flask
@@ -38,6 +38,7 @@ from ..exceptions import ConfigError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub as BlockingHub
 from ..hub import redis_client_kwargs
 from ..session import Session
+from .atomic import NO_HUB, BlockingRequestSession
 from .base import (
     PERMANENT_KEY,
     CookieAction,
@@ -66,8 +67,16 @@ EXTENSION_KEY = "sessionhub"
 _MISSING = object()
 
 
-class FlaskSession(RequestSession, SessionMixin):  # type: ignore[override]
-    """``flask.session``: a :class:`RequestSession` that Flask recognises as a session."""
+class FlaskSession(BlockingRequestSession, SessionMixin):  # type: ignore[override]
+    """``flask.session``: a :class:`RequestSession` that Flask recognises as a session, with
+    ``increment``, ``append`` and ``lock`` (:mod:`.atomic`)."""
+
+    def _hub(self) -> BlockingHub:
+        # Found only when a helper asks: opening the session stays as cheap as it was.
+        interface = flask.current_app.session_interface
+        if not isinstance(interface, HubSessionInterface):
+            raise RuntimeError(NO_HUB)
+        return interface.hub
 
 
 def _explicit(config: Mapping[str, Any], key: str, defaults: Mapping[str, Any]) -> Any:
@@ -262,7 +271,7 @@ class HubSessionInterface(SessionInterface):
                     session, issued = self.hub.create(
                         data=data, user_agent=_user_agent(request), ip=_ip(request)
                     )
-        rs = request_session(ss, session, cookie)
+        rs = request_session(ss, session, cookie, FlaskSession)
         rs.issued_cookie = issued
         return rs
 
@@ -290,11 +299,14 @@ class HubSessionInterface(SessionInterface):
             session.regenerate()
 
 
+S = TypeVar("S", bound=RequestSession)
+
+
 def request_session(
-    ss: SessionSettings, session: Session | None, cookie: str | None
-) -> FlaskSession:
-    """The session a Flask or Quart handler sees, opened from ``cookie``."""
-    return FlaskSession(
+    ss: SessionSettings, session: Session | None, cookie: str | None, kind: type[S]
+) -> S:
+    """The session a Flask or Quart handler sees (a ``kind``), opened from ``cookie``."""
+    return kind(
         session,
         had_cookie=bool(cookie),
         permanent_default=ss.permanent,

@@ -5,9 +5,10 @@
     from sessionhub.integrations.litestar import SessionHubPlugin
     app = Litestar(route_handlers=[...], plugins=[SessionHubPlugin(settings=load_settings())])
 
-``request.session`` is the same :class:`~sessionhub.integrations.base.RequestSession` (a
-``dict``) as under Starlette; ``request.set_session({...})`` and ``request.clear_session()``
-work too, and only changed keys are written. Litestar builds a middleware stack per route, so
+``request.session`` is the same :class:`~sessionhub.integrations.atomic.AsyncRequestSession` (a
+``dict``, with ``await request.session.increment(...)``) as under Starlette;
+``request.set_session({...})`` and ``request.clear_session()`` work too, and only changed keys
+are written. Litestar builds a middleware stack per route, so
 the plugin holds the one hub they share; it is closed at shutdown.
 """
 
@@ -23,9 +24,10 @@ from litestar.plugins import InitPluginProtocol
 from ..config import Settings
 from ..hub import AsyncSessionHub
 from .asgi import LoopHub, SessionMiddleware
+from .atomic import AsyncRequestSession
 from .base import RequestSession, merge_settings
 
-__all__ = ["LitestarSessionMiddleware", "RequestSession", "SessionHubPlugin"]
+__all__ = ["AsyncRequestSession", "LitestarSessionMiddleware", "RequestSession", "SessionHubPlugin"]
 
 
 class LitestarSessionMiddleware(SessionMiddleware):

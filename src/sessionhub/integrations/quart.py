@@ -2,7 +2,8 @@
 
 Quart is Flask's API on asyncio, so ``quart.session`` is the same session as ``flask.session``
 under SessionHub's Flask extension, configured from the same keys, and saved by the same rules;
-only Redis is reached through ``redis.asyncio``::
+only Redis is reached through ``redis.asyncio``, and the helpers for concurrent requests are
+awaited (:class:`QuartSession`)::
 
     from sessionhub.integrations.quart import QuartSessionHub
     app = Quart(__name__)
@@ -24,12 +25,25 @@ from ..exceptions import InvalidTokenError
 from ..hub import AsyncSessionHub
 from ..session import Session
 from .asgi import LoopHub
+from .atomic import NO_HUB, AsyncRequestSession
 from .base import RequestSession, commit
-from .flask import FlaskSession, flask_settings, request_session, send_cookie
+from .flask import flask_settings, request_session, send_cookie
 
-__all__ = ["FlaskSession", "HubSessionInterface", "QuartSessionHub"]
+__all__ = ["HubSessionInterface", "QuartSession", "QuartSessionHub"]
 
 EXTENSION_KEY = "sessionhub"
+
+
+class QuartSession(AsyncRequestSession, SessionMixin):  # type: ignore[override]
+    """``quart.session``: Flask's session under Quart's rules, with ``await
+    session.increment(...)``, ``await session.append(...)`` and ``async with session.lock()``
+    (:mod:`.atomic`)."""
+
+    def _hub(self) -> AsyncSessionHub:
+        interface = quart.current_app.session_interface
+        if not isinstance(interface, HubSessionInterface):
+            raise RuntimeError(NO_HUB)
+        return interface.hubs.get()
 
 
 class HubSessionInterface(SessionInterface):
@@ -38,7 +52,7 @@ class HubSessionInterface(SessionInterface):
     def __init__(self, hubs: LoopHub) -> None:
         self.hubs = hubs
 
-    async def open_session(self, app: quart.Quart, request: BaseRequestWebsocket) -> FlaskSession:
+    async def open_session(self, app: quart.Quart, request: BaseRequestWebsocket) -> QuartSession:
         hub = self.hubs.get()
         ss = hub.settings.session
         cookie = request.cookies.get(ss.cookie_name)
@@ -46,7 +60,7 @@ class HubSessionInterface(SessionInterface):
         if cookie:
             with contextlib.suppress(InvalidTokenError):
                 session = await hub.open(cookie)
-        return request_session(ss, session, cookie)
+        return request_session(ss, session, cookie, QuartSession)
 
     async def save_session(self, app: quart.Quart, session: SessionMixin, response: Any) -> None:
         if response is None or not isinstance(session, RequestSession):

@@ -9,7 +9,7 @@ generator over a blocking or an asyncio Redis client, so the logic exists exactl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
@@ -64,6 +64,23 @@ class PipelineCall:
     """Send several calls in one round trip (not a transaction); the reply is a list."""
 
     calls: tuple[ScriptCall | CommandCall, ...]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One atomic change of a stored field, in both forms a store may need.
+
+    ``kind`` with ``argument`` is what ``modify.lua`` does to a plain value in place (``incr``
+    by an amount, ``append`` a JSON element); ``apply`` is the same change of a stored value,
+    sealed or not (``None``: absent), done by the caller where the script cannot read it and
+    by the memory store. ``limit`` is the longest result the script may write itself (0: any;
+    -1: none, every value is sealed).
+    """
+
+    kind: str
+    argument: str
+    apply: Callable[[str | None], str]
+    limit: int = 0
 
 
 Call = ScriptCall | CommandCall | PipelineCall

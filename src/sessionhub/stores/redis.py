@@ -38,9 +38,10 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ..exceptions import DataError, RedisTooOldError
-from ..session import F_EXPIRES, F_IDLE, Fields
-from .base import Arg, CommandCall, LuaScript, Op, PipelineCall, ScriptCall
+from ..exceptions import ConflictError, DataError, RedisTooOldError
+from ..session import F_EXPIRES, F_IDLE, NOT_A_LIST, NOT_A_NUMBER, Fields
+from ..tokens import short
+from .base import Arg, CommandCall, FieldChange, LuaScript, Op, PipelineCall, ScriptCall
 
 log = logging.getLogger("sessionhub.store")
 
@@ -220,6 +221,10 @@ UNLOCK = LuaScript.load("unlock")
 DESTROY = LuaScript.load("destroy", "counts")
 COUNT = LuaScript.load("count")
 
+SWAP_ATTEMPTS = 3
+"""Compare-and-set writes of a sealed field one :meth:`RedisOps.modify` tries in a row; each
+failed one answers the field's new value, so a retry is one round trip."""
+
 PRUNE_LIMIT = 1000
 """Ended buckets one count removes per shard: bounded work per call, however long since the last."""
 
@@ -299,6 +304,10 @@ def _pairs(fields: Fields) -> list[str]:
 def _stored_pairs(fields: Fields) -> list[str]:
     """The fields a session hash holds: all but the idle expiry, which the key's expiry holds."""
     return _pairs({name: value for name, value in fields.items() if name != F_EXPIRES})
+
+
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def _as_fields(reply: Any) -> Fields:
@@ -418,19 +427,42 @@ class RedisOps:
         reply = yield ScriptCall(UPDATE, self.keys.session_and_counts(sid), args)
         return bool(reply)
 
-    def modify(self, sid: str, name: str, kind: str, argument: str, writer: str) -> Op[str | None]:
-        """Field ``name`` after adding ``argument`` to it (``kind`` ``incr``) or appending the JSON
-        element ``argument`` to it (``append``); ``None`` when the session is gone."""
-        args: tuple[Arg, ...] = (name, kind, argument, self.keys.revoked(), f"{sid}:{writer}")
-        try:
-            reply = yield ScriptCall(MODIFY, (self.keys.session(sid),), args)
-        except redis.ResponseError as exc:
-            if "session value is not" in str(exc):
-                raise DataError(f"cannot {kind} {name[2:]!r}: {exc}") from None
-            raise
-        if reply is None:
-            return None
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
+    def modify(
+        self,
+        sid: str,
+        name: str,
+        change: FieldChange,
+        writer: str,
+        attempts: int = SWAP_ATTEMPTS,
+    ) -> Op[str | None]:
+        """Field ``name`` as ``change`` left it, atomically; ``None`` when the session is gone.
+
+        ``modify.lua`` changes a plain value in place (one round trip). A value it cannot read
+        (sealed) or a result past ``change.limit`` comes back instead: ``change.apply`` changes
+        it here and ``swap`` writes it only if the field still holds what was read, else
+        answers what it holds now, so a retry costs one round trip. :class:`ConflictError`
+        after ``attempts`` writers got in first; a front end pauses and runs the op again.
+        """
+        keys = (self.keys.session(sid),)
+        channel, message = self.keys.revoked(), f"{sid}:{writer}"
+        args: tuple[Arg, ...] = (name, change.kind, change.argument, channel, message, change.limit)
+        for _ in range(attempts + 1):
+            try:
+                reply = yield ScriptCall(MODIFY, keys, args)
+            except redis.ResponseError as exc:
+                text = str(exc)
+                if "session value is not" in text:
+                    raise DataError(NOT_A_NUMBER if "number" in text else NOT_A_LIST) from None
+                raise
+            if not isinstance(reply, list):
+                return None if reply is None else _text(reply)
+            current = None if reply[0] is None else _text(reply[0])
+            args = (name, "swap", change.apply(current), channel, message, current or "")
+        raise ConflictError(
+            f"field {name!r} of session {short(sid)} changed {attempts} times in a row between "
+            "this writer's read and its write (concurrent writers); try again, or take "
+            "hub.lock(session) around the change"
+        )
 
     def lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
         """Take the session's lock unless another holder has it."""

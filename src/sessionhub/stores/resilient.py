@@ -33,7 +33,7 @@ from ..events import DEFAULT_QUEUE_SIZE, EventBus
 from ..exceptions import RedisConfigError, RedisTooOldError
 from ..session import F_EXPIRES, F_USER, Fields
 from ..tokens import short
-from .base import Call, CommandCall, Op, ScriptCall
+from .base import Call, CommandCall, FieldChange, Op, ScriptCall
 from .coherence import UNCONFIRMED, MirrorCoherence, Stamp
 from .memory import MemoryStore
 from .redis import TOO_OLD, Fault, RedisOps, classify
@@ -370,14 +370,13 @@ class ResilientCore:
             self._mark_dirty(sid)
         return ok
 
-    def modify(
-        self, sid: str, name: str, kind: str, argument: str, change: Callable[[str | None], str]
-    ) -> Op[str | None]:
-        """Change one field atomically (``modify.lua``; ``change`` is the same in memory); its
-        new value, or ``None`` when the session is gone."""
+    def modify(self, sid: str, name: str, change: FieldChange) -> Op[str | None]:
+        """Change one field atomically (see :meth:`.RedisOps.modify`; memory applies
+        ``change.apply`` under its lock); its new stored value, or ``None`` when the session
+        is gone."""
         now = self.clock()
         if self.redis_ops is not None:
-            write = self.redis_ops.modify(sid, name, kind, argument, self.writer)
+            write = self.redis_ops.modify(sid, name, change, self.writer)
             value = yield from self._own_write(
                 sid,
                 write,
@@ -387,7 +386,7 @@ class ResilientCore:
                 return value
         if sid in self._tombstones or not self._servable(sid):
             return None
-        value = self.memory.modify(sid, name, change, now)
+        value = self.memory.modify(sid, name, change.apply, now)
         if value is not None and self.degraded:
             self._mark_dirty(sid)
         return value
