@@ -20,6 +20,7 @@ from topology_fixtures import (  # noqa: F401 - fixtures for every directory
     certs,
     cluster_group,
     sentinel_group,
+    tls_cluster_group,
     tls_server,
     topology,
 )

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -557,8 +558,29 @@ def wait_replicated(master: RedisServer, timeout: float = 10.0) -> None:
     _wait(caught_up, f"replicas of {master.port} in sync", timeout)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """What a TLS-only node needs: its certificate and key, the CA, and the client certificate
+    and key that it requires of every client (the other nodes, redis-cli and the tests)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    client: tuple[Path, Path]
+
+    def cli_args(self) -> list[str]:
+        """redis-cli's options to reach such a node."""
+        cert, key = self.client
+        return ["--tls", "--cacert", str(self.ca), "--cert", str(cert), "--key", str(key)]
+
+
+SHARDS = 3
+
+
 class ClusterGroup:
-    """A Redis Cluster of three masters with one replica each, on free loopback ports."""
+    """A Redis Cluster of three masters with ``replicas`` replicas each (one by default), on
+    free loopback ports; with ``tls``, every node speaks only TLS, to clients and to the other
+    nodes (cluster bus and replication)."""
 
     NODE_TIMEOUT_MS = 1000
 
@@ -568,8 +590,12 @@ class ClusterGroup:
         *,
         extra_args: Sequence[str] = (),
         started: list[RedisServer] | None = None,
+        replicas: int = 1,
+        tls: TlsFiles | None = None,
     ) -> None:
         """``started``: six nodes already running and joined (``start()`` is not for them)."""
+        self.replicas = replicas
+        self.tls = tls
         if started is not None:
             self.nodes = started
             return
@@ -588,9 +614,22 @@ class ClusterGroup:
             "0",
             *extra_args,
         )
-        self.nodes = [
-            RedisServer(binary=binary, extra_args=args, port=free_cluster_port()) for _ in range(6)
-        ]
+        self.nodes = [self._node(binary, args) for _ in range(SHARDS * (1 + replicas))]
+
+    def _node(self, binary: str | None, args: Sequence[str]) -> RedisServer:
+        port = free_cluster_port()
+        if self.tls is None:
+            return RedisServer(binary=binary, extra_args=args, port=port)
+        tls_args = ("--tls-cluster", "yes", "--tls-replication", "yes")
+        return TlsRedisServer(
+            self.tls.cert,
+            self.tls.key,
+            self.tls.ca,
+            client=self.tls.client,
+            binary=binary,
+            extra_args=(*args, *tls_args),
+            port=port,
+        )
 
     @property
     def data_nodes(self) -> list[RedisServer]:
@@ -607,11 +646,12 @@ class ClusterGroup:
         subprocess.run(
             [
                 cli,
+                *(self.tls.cli_args() if self.tls else []),
                 "--cluster",
                 "create",
                 *[f"{HOST}:{n.port}" for n in self.nodes],
                 "--cluster-replicas",
-                "1",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -645,23 +685,25 @@ class ClusterGroup:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every running node says the cluster is ok, with three masters that each
-        have a replica linked and in sync."""
+        have their replicas linked and in sync."""
 
         def whole() -> bool:
             running = [n for n in self.nodes if n.is_running]
             for node in running:
                 info = self.node_info(node)
-                if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != 6:
+                if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != len(
+                    self.nodes
+                ):
                     return False
             masters = self.masters()
-            if len(masters) != 3:
+            if len(masters) != SHARDS:
                 return False
             for master in masters:
                 replication = master.client(decode_responses=True).info("replication")
-                if int(replication["connected_slaves"]) < 1:
+                if int(replication["connected_slaves"]) < self.replicas:
                     return False
                 # Connected is not yet in sync: WAIT and failovers need the first sync done.
-                if replication["slave0"].get("state") != "online":
+                if self.replicas and replication["slave0"].get("state") != "online":
                     return False
             return True
 
@@ -690,11 +732,24 @@ def _parse_info(text: str) -> dict[str, str]:
 
 
 class TlsRedisServer(RedisServer):
-    """A redis-server that only speaks TLS, with the given certificate files."""
+    """A redis-server that only speaks TLS, with the given certificate files.
 
-    def __init__(self, cert: Path, key: Path, ca: Path, **kwargs: Any) -> None:
+    ``client`` (a certificate and its key, signed by ``ca``): the server also requires every
+    client to present a certificate its CA signed, and :meth:`client` presents that one.
+    """
+
+    def __init__(
+        self,
+        cert: Path,
+        key: Path,
+        ca: Path,
+        *,
+        client: tuple[Path, Path] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.cert, self.key, self.ca = cert, key, ca
+        self.client_files = client
 
     @property
     def url(self) -> str:
@@ -709,9 +764,12 @@ class TlsRedisServer(RedisServer):
             "--tls-cert-file", str(self.cert),
             "--tls-key-file", str(self.key),
             "--tls-ca-cert-file", str(self.ca),
-            "--tls-auth-clients", "no",
+            "--tls-auth-clients", "yes" if self.client_files else "no",
         ]  # fmt: skip
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        options = {"ssl": True, "ssl_ca_certs": str(self.ca), **kwargs}
-        return super().client(**options)
+        options: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.ca)}
+        if self.client_files:
+            options |= {"ssl_certfile": str(self.client_files[0])}
+            options |= {"ssl_keyfile": str(self.client_files[1])}
+        return super().client(**options | kwargs)

@@ -18,7 +18,14 @@ import redis
 import redis.cluster
 
 from helpers import build_settings, every_string_in_redis
-from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelGroup, TlsRedisServer
+from redis_server import (
+    SENTINEL_MASTER,
+    ClusterGroup,
+    RedisServer,
+    SentinelGroup,
+    TlsFiles,
+    TlsRedisServer,
+)
 from sessionhub.config import Settings, host_port
 from tls_certs import Certs, make_certs
 
@@ -138,6 +145,20 @@ def tls_server(certs: Certs, pytestconfig: pytest.Config) -> Iterator[TlsRedisSe
         yield server.start()
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def tls_cluster_group(certs: Certs, pytestconfig: pytest.Config) -> Iterator[ClusterGroup]:
+    """Three TLS-only masters (no replicas: cheap to start) in one cluster, whose nodes talk
+    to each other over TLS and require a client certificate signed by the test CA."""
+    tls = TlsFiles(
+        certs.server_cert, certs.server_key, certs.ca_cert, (certs.client_cert, certs.client_key)
+    )
+    group = ClusterGroup(_binary(pytestconfig), replicas=0, tls=tls)
+    try:
+        yield group.start()
+    finally:
+        group.close()
 
 
 def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:

@@ -5,6 +5,7 @@ one that appears after start shows in health as what it is."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,27 @@ import yaml
 from starlette.testclient import TestClient
 
 from helpers import hub_factory, login, service_settings, wait_for
-from redis_server import RedisServer, SentinelGroup, TlsRedisServer, free_port
+from redis_server import ClusterGroup, RedisServer, SentinelGroup, TlsRedisServer, free_port
 from sessionhub.config import Settings
 from sessionhub.exceptions import RedisConfigError
 from sessionhub.stores.redis import NO_PERMISSION, TLS_FAILED, UNKNOWN_MASTER, WRONG_CREDENTIALS
 from test_cli import SECRET, one_line_error, run_cli
-from tls_certs import make_certs
+from tls_certs import Certs, make_certs
 from topology_fixtures import ACL_PASSWORD, ACL_USER, documented_acl_line
 
 RIGHT_PASSWORD = "right-password-0123"
-MISTAKES = ("wrong password", "missing permission", "wrong CA", "unknown master")
+MISTAKES = (
+    "wrong password",
+    "missing permission",
+    "wrong CA",
+    "wrong CA on cluster",
+    "unknown master",
+)
 FAULTS = {
     "wrong password": WRONG_CREDENTIALS,
     "missing permission": NO_PERMISSION,
     "wrong CA": TLS_FAILED,
+    "wrong CA on cluster": TLS_FAILED,
     "unknown master": UNKNOWN_MASTER,
 }
 
@@ -75,6 +83,20 @@ def mistake(
         tls: TlsRedisServer = request.getfixturevalue("tls_server")
         stranger = make_certs(tmp_path, name="Some other CA")
         return name, {"URL": tls.url, "TLS_CA_CERT": str(stranger.ca_cert)}
+    if name == "wrong CA on cluster":
+        cluster: ClusterGroup = request.getfixturevalue("tls_cluster_group")
+        certs: Certs = request.getfixturevalue("certs")
+        stranger = make_certs(tmp_path, name="Some other CA")
+        return name, {
+            "URL": None,
+            "MODE": "cluster",
+            "CLUSTER_NODES": cluster.startup_nodes,
+            "TLS": True,
+            "TLS_CA_CERT": str(stranger.ca_cert),
+            # The client certificate the nodes want: the CA is the only mistake.
+            "TLS_CERT": str(certs.client_cert),
+            "TLS_KEY": str(certs.client_key),
+        }
     group: SentinelGroup = request.getfixturevalue("sentinel_group")
     return name, {
         "URL": None,
@@ -101,13 +123,20 @@ def test_serve_refuses_to_start_with_one_line(
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_hub_names_the_mistake_in_health(mistake: tuple[str, dict[str, Any]], kind: str) -> None:
     """A library hub on each mistake keeps working from memory and says in health that
-    Redis refuses the configuration, naming how, rather than reporting an outage."""
+    Redis refuses the configuration, naming how, rather than reporting an outage (a blocking
+    hub on a cluster is refused when built, naming how)."""
     name, section = mistake
 
     def settings(**sections: dict[str, Any]) -> Settings:
         return service_settings(None, session={"TYPE": "redis"}, redis=section, **sections)
 
     with hub_factory(kind, settings) as make:
+        if kind == "sync" and name == "wrong CA on cluster":
+            # redis-py's blocking cluster client reads the slot map as it is built: the hub is
+            # refused there, with the same one line.
+            with pytest.raises(RedisConfigError, match=re.escape(FAULTS[name].message)):
+                make()
+            return
         hub = make()
         _, cookie = hub.create("alice")
         assert hub.open(cookie) is not None

@@ -188,8 +188,9 @@ def test_sentinel_master_killed_costs_no_request(
     )
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_cluster_master_killed_costs_no_request(
-    cluster: tuple[Topology, ClusterGroup],
+    cluster: tuple[Topology, ClusterGroup], kind: str
 ) -> None:
     """A cluster master dies under load: its slots are served from memory until its replica
     takes over, then from the replica; sessions made before are still valid, in Redis."""
@@ -200,7 +201,7 @@ def test_cluster_master_killed_costs_no_request(
         for master in group.masters():
             wait_replicated(master)
 
-    _ride(topology, "sync", victim.kill, lambda: len(group.masters()) == 3, all_replicated)
+    _ride(topology, kind, victim.kill, lambda: len(group.masters()) == 3, all_replicated)
 
 
 RESHARDED_SLOTS = 2000
@@ -214,7 +215,10 @@ def _node_id(node: RedisServer) -> str:
         client.close()
 
 
-def test_cluster_live_reshard_costs_no_request(cluster: tuple[Topology, ClusterGroup]) -> None:
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_cluster_live_reshard_costs_no_request(
+    cluster: tuple[Topology, ClusterGroup], kind: str
+) -> None:
     """redis-cli --cluster reshard moves a few thousand slots, keys and all, between two masters
     under load: nothing escapes a call, the sessions made before are valid, and the session
     count is right afterwards."""
@@ -225,7 +229,7 @@ def test_cluster_live_reshard_costs_no_request(cluster: tuple[Topology, ClusterG
         for node in (source, target)
     ]
     cli = shutil.which("redis-cli", path=str(Path(source.binary).parent)) or "redis-cli"
-    with hub_factory("sync", topology.settings) as make:
+    with hub_factory(kind, topology.settings) as make:
         hub = make()
         cookies, keys = _prepared(hub)
         with SteadyLoad(hub, cookies) as load:

@@ -1,28 +1,45 @@
-"""TLS: SessionHub reaches a TLS-only Redis (alone, or named by a TLS-only sentinel) with a CA
-the test made, and refuses a server whose certificate another CA signed, saying so."""
+"""TLS: SessionHub reaches a TLS-only Redis (alone, named by a TLS-only sentinel, or a cluster
+of TLS-only nodes that want a client certificate) with a CA the test made, and refuses a server
+whose certificate another CA signed, saying so."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import redis
 
 from helpers import build_settings, hub_factory
-from redis_server import SENTINEL_MASTER, SentinelServer, TlsRedisServer
+from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelServer, TlsRedisServer
 from sessionhub.config import Settings
 from tls_certs import Certs, make_certs
 
 
-def _stores_sessions_in(server: TlsRedisServer, kind: str, settings: Settings) -> None:
-    """A hub of ``kind`` on ``settings`` keeps its sessions in ``server``, on Redis."""
+def _stores_sessions_in(
+    servers: Sequence[RedisServer], kind: str, settings: Settings, count: int = 1
+) -> None:
+    """A hub of ``kind`` on ``settings`` keeps ``count`` sessions in ``servers`` (each key on
+    one of them: a cluster master answers MOVED for the others), on Redis, and counts them."""
+    for server in servers:  # shared by the session's tests: the count starts from nothing
+        server.client().flushall()
     with hub_factory(kind, lambda: settings) as make:
         hub = make()
-        session, cookie = hub.create("alice", data={"n": 1})
-        assert dict(hub.open(cookie)) == {"n": 1}
+        made = [hub.create(f"user{i}", data={"n": i}) for i in range(count)]
+        for i, (_, cookie) in enumerate(made):
+            assert dict(hub.open(cookie)) == {"n": i}
         assert hub.manager.core.mode == "redis", hub.manager.core.last_error
-        key = hub.manager.core.redis_ops.keys.session(session.sid)
-        assert server.client().exists(key) == 1
+        keys = [hub.manager.core.redis_ops.keys.session(session.sid) for session, _ in made]
+        found = 0
+        for server in servers:
+            client = server.client()
+            for key in keys:
+                with contextlib.suppress(redis.exceptions.MovedError):
+                    found += client.exists(key)
+            client.close()
+        assert found == count
+        assert hub.stats()["total_sessions"] == count
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -36,7 +53,7 @@ def test_sessions_over_tls_with_the_right_ca(
     if spelling == "flag":
         redis |= {"URL": None, "HOST": "127.0.0.1", "PORT": tls_server.port, "TLS": True}
 
-    _stores_sessions_in(tls_server, kind, build_settings(tls_server.url, redis=redis))
+    _stores_sessions_in([tls_server], kind, build_settings(tls_server.url, redis=redis))
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -99,4 +116,26 @@ def test_sessions_over_tls_on_sentinel(
         "TLS_CA_CERT": str(certs.ca_cert),
     }
 
-    _stores_sessions_in(master, kind, build_settings(None, redis=redis, session={"TYPE": "redis"}))
+    _stores_sessions_in(
+        [master], kind, build_settings(None, redis=redis, session={"TYPE": "redis"})
+    )
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sessions_over_tls_on_cluster(
+    tls_cluster_group: ClusterGroup, certs: Certs, kind: str
+) -> None:
+    """With TLS: true on Cluster, the hub reaches every master over TLS with the client
+    certificate the nodes require: sessions land on the masters owning their slots, and the
+    global count, summed over every master, is right."""
+    redis = {
+        "MODE": "cluster",
+        "CLUSTER_NODES": tls_cluster_group.startup_nodes,
+        "TLS": True,
+        "TLS_CA_CERT": str(certs.ca_cert),
+        "TLS_CERT": str(certs.client_cert),
+        "TLS_KEY": str(certs.client_key),
+    }
+    settings = build_settings(None, redis=redis, session={"TYPE": "redis"})
+
+    _stores_sessions_in(tls_cluster_group.masters(), kind, settings, count=30)

@@ -9,7 +9,8 @@ Switching from Flask-Session is a change of import::
 Configuration comes from ``app.config``: the SessionHub settings in ``SESSIONHUB`` (a
 :class:`~sessionhub.config.Settings` or an UPPERCASE mapping like ``config.yaml``) win; Flask and
 Flask-Session keys fill in the rest: ``SECRET_KEY``, ``SESSION_TYPE`` (``redis``/``memory``),
-``SESSION_REDIS``, ``SESSION_PERMANENT``, ``SESSION_USE_SIGNER``, ``SESSION_KEY_PREFIX``,
+``SESSION_REDIS`` (any redis-py client: one server, ``Sentinel.master_for`` or ``RedisCluster``),
+``SESSION_PERMANENT``, ``SESSION_USE_SIGNER``, ``SESSION_KEY_PREFIX``,
 ``PERMANENT_SESSION_LIFETIME`` (idle timeout) and ``SESSION_COOKIE_*``. With
 ``SESSION_MIGRATE_FROM_FLASK_SESSION = True`` a cookie that Flask-Session issued is carried over,
 once, to a SessionHub session. See ``docs/INTEGRATIONS.md``.
@@ -24,20 +25,21 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import quote
 
 import flask
 import redis
+import redis.cluster
 from flask.sessions import SessionInterface, SessionMixin
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, Signer
+from redis.exceptions import RedisClusterException
 from werkzeug.sansio.response import Response as WerkzeugResponse
 
 from ..config import SessionSettings, Settings
 from ..exceptions import ConfigError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub as BlockingHub
-from ..hub import redis_client_kwargs
 from ..session import Session
+from ..stores.topology import SyncClient, sync_client
 from .atomic import NO_HUB, BlockingRequestSession
 from .base import (
     PERMANENT_KEY,
@@ -47,6 +49,7 @@ from .base import (
     cookie_max_age,
     merge_settings,
 )
+from .session_redis import WHERE_KEYS, redis_section
 
 __all__ = [
     "FlaskSession",
@@ -90,22 +93,32 @@ def _explicit(config: Mapping[str, Any], key: str, defaults: Mapping[str, Any]) 
     return value
 
 
-def _url_of(client: redis.Redis) -> str:
-    """A URL for the server a Flask-Session ``SESSION_REDIS`` client talks to."""
-    pool = client.connection_pool
-    kw = pool.connection_kwargs
-    db = int(kw.get("db") or 0)
-    if kw.get("path"):
-        return f"unix://{kw['path']}?db={db}"
-    auth = ""
-    if kw.get("username") or kw.get("password"):
-        auth = quote(str(kw.get("username") or ""), safe="")
-        if kw.get("password"):
-            auth += ":" + quote(str(kw["password"]), safe="")
-        auth += "@"
-    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
-    host = str(kw.get("host") or "localhost")
-    return f"{scheme}://{auth}{host}:{int(kw.get('port') or 6379)}/{db}"
+def _redis_of(base: Settings | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``REDIS`` keys that the SessionHub settings ``base`` set themselves (UPPERCASE)."""
+    if isinstance(base, Settings):
+        section: Any = base.model_dump(by_alias=True, exclude_unset=True).get("REDIS", {})
+    else:
+        section = (base or {}).get("REDIS") or {}
+    return {str(key).upper(): value for key, value in dict(section).items()}
+
+
+def _from_session_redis(client: Any, base: Settings | Mapping[str, Any] | None) -> dict[str, Any]:
+    """What ``SESSION_REDIS`` adds to the ``REDIS`` section: where its client goes, unless the
+    SessionHub settings say where Redis is themselves (they win as a whole: its credentials
+    may be another server's)."""
+    own = _redis_of(base)
+    if client is None or own.keys() & WHERE_KEYS:
+        return {}
+    section = redis_section(client)
+    mode = str(own.get("MODE", section.get("MODE", "standalone")))
+    if mode != section.get("MODE", "standalone"):
+        raise ConfigError(
+            f"SESSIONHUB's REDIS.MODE is {mode} but SESSION_REDIS is a "
+            f"{section.get('MODE', 'standalone')} client: give SessionHub's REDIS section where "
+            "Redis is (SENTINELS and SENTINEL_MASTER, or CLUSTER_NODES), or a SESSION_REDIS of "
+            "that topology"
+        )
+    return section
 
 
 def flask_settings(
@@ -116,7 +129,6 @@ def flask_settings(
     if defaults is None:
         defaults = flask.Flask.default_config
     session: dict[str, Any] = {}
-    redis_section: dict[str, Any] = {}
     kind = _explicit(config, "SESSION_TYPE", defaults)
     if kind is not _MISSING:
         kind = str(kind).lower()
@@ -126,9 +138,6 @@ def flask_settings(
                 "in-memory fallback) or 'memory'"
             )
         session["TYPE"] = kind
-    client = config.get("SESSION_REDIS")
-    if isinstance(client, redis.Redis):
-        redis_section["URL"] = _url_of(client)
     simple = {
         "SESSION_PERMANENT": "PERMANENT",
         "SESSION_USE_SIGNER": "USE_SIGNER",
@@ -169,7 +178,8 @@ def flask_settings(
     base = config.get("SESSIONHUB")
     if base is not None and not isinstance(base, (Settings, Mapping)):
         raise ConfigError("SESSIONHUB must be a sessionhub Settings or a mapping of UPPERCASE keys")
-    return merge_settings(base, SECRET_KEY=secret, SESSION=session, REDIS=redis_section)
+    redis_keys = _from_session_redis(config.get("SESSION_REDIS"), base)
+    return merge_settings(base, SECRET_KEY=secret, SESSION=session, REDIS=redis_keys)
 
 
 class FlaskSessionMigrator:
@@ -187,12 +197,14 @@ class FlaskSessionMigrator:
         self.use_signer = bool(app.config.get("SESSION_USE_SIGNER", False))
         self.app = app
         client = app.config.get("SESSION_REDIS")
-        if isinstance(client, redis.Redis):
-            self.client = client
+        self.client: SyncClient
+        if isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
+            self.client, self._own = client, False
         else:
-            kwargs = redis_client_kwargs(settings.redis)
-            kwargs["decode_responses"] = False
-            self.client = redis.Redis.from_url(settings.redis.connection_url(), **kwargs)
+            # Without a client of its own, Flask-Session kept its sessions where SessionHub keeps
+            # them now (any topology); read as bytes: they are msgpack.
+            self.client = sync_client(settings.redis, decode_responses=False)
+            self._own = True
 
     def _sid(self, cookie: str) -> str | None:
         if not self.use_signer:
@@ -205,7 +217,7 @@ class FlaskSessionMigrator:
         except (BadSignature, UnicodeDecodeError):
             return None
 
-    def _decode(self, raw: bytes) -> dict[str, Any] | None:
+    def _decode(self, raw: bytes | str) -> dict[str, Any] | None:
         for decode in (lambda b: self._unpack(b, raw=False), json.loads):
             with contextlib.suppress(Exception):
                 value = decode(raw)
@@ -220,11 +232,8 @@ class FlaskSessionMigrator:
             return None
         key = self.prefix + sid
         try:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.get(key)
-                pipe.delete(key)
-                raw, _ = pipe.execute()
-        except redis.RedisError:
+            raw = self.client.getdel(key)  # taken once, even by two requests at the same time
+        except (redis.RedisError, RedisClusterException):
             return None
         if not raw:
             return None
@@ -244,7 +253,7 @@ class FlaskSessionMigrator:
 
     def close(self) -> None:
         """Close the connection pool (only the one this migrator made)."""
-        if not isinstance(self.app.config.get("SESSION_REDIS"), redis.Redis):
+        if self._own:
             self.client.close()
 
 

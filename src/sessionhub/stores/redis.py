@@ -38,7 +38,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ..exceptions import ConflictError, DataError, RedisTooOldError
+from ..exceptions import ConflictError, DataError, RedisConfigError, RedisTooOldError
 from ..session import F_EXPIRES, F_IDLE, NOT_A_LIST, NOT_A_NUMBER, Fields
 from ..tokens import short
 from .base import Arg, CommandCall, FieldChange, LuaScript, Op, PipelineCall, ScriptCall
@@ -190,6 +190,16 @@ def classify(exc: BaseException) -> Fault | None:
             return MAXCLIENTS
         return TIMED_OUT if isinstance(exc, redis.TimeoutError | TimeoutError) else UNREACHABLE
     return None
+
+
+def fault_text(fault: Fault, exc: BaseException) -> str:
+    """How ``last_error``, the log and health name ``exc``, a case of ``fault``."""
+    return f"{fault.message}: {type(exc).__name__}: {exc}"
+
+
+def refusal(text: str) -> RedisConfigError:
+    """A configuration mistake, told as the one line the service refuses to start with."""
+    return RedisConfigError(" ".join(text.split()))
 
 
 MIN_REDIS_VERSION = (7, 0)

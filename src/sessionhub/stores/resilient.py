@@ -36,7 +36,7 @@ from ..tokens import short
 from .base import Call, CommandCall, FieldChange, Op, ScriptCall
 from .coherence import UNCONFIRMED, MirrorCoherence, Stamp
 from .memory import MemoryStore
-from .redis import TOO_OLD, Fault, RedisOps, classify
+from .redis import TOO_OLD, Fault, RedisOps, classify, fault_text, refusal
 
 log = logging.getLogger("sessionhub.store")
 
@@ -198,7 +198,7 @@ class ResilientCore:
 
     def _note(self, exc: BaseException, fault: Fault) -> None:
         self.fault = fault
-        self.last_error = f"{fault.message}: {type(exc).__name__}: {exc}"
+        self.last_error = fault_text(fault, exc)
 
     def config_error(self) -> RedisConfigError | None:
         """The configuration mistake keeping traffic off Redis (wrong password, ACL, TLS,
@@ -206,7 +206,7 @@ class ResilientCore:
         fault = self.fault
         if not (self.degraded and fault is not None and fault.config):
             return None
-        return RedisConfigError(" ".join((self.last_error or fault.message).split()))
+        return refusal(self.last_error or fault.message)
 
     @property
     def reads_from_redis(self) -> bool:

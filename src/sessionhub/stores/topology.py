@@ -28,7 +28,7 @@ from redis.retry import Retry
 
 from ..config import RedisSettings, host_port
 from .busy import CLUSTER_RESERVE
-from .redis import UnknownMasterError
+from .redis import UnknownMasterError, classify, fault_text, refusal
 
 RETRY_BACKOFF_CAP = 0.05
 RETRY_BACKOFF_BASE = 0.01
@@ -161,18 +161,33 @@ def _cluster_options(rs: RedisSettings) -> dict[str, Any]:
     return options
 
 
-def sync_client(rs: RedisSettings) -> SyncClient:
-    """The blocking client for ``rs``'s topology."""
+def sync_client(rs: RedisSettings, *, decode_responses: bool = True) -> SyncClient:
+    """The blocking client for ``rs``'s topology (replies as bytes with ``decode_responses``
+    false, for data SessionHub did not write)."""
+    decoding = {"decode_responses": decode_responses}
     if rs.mode == "sentinel":
         sentinels, sentinel_options = _sentinel_options(rs)
-        options = _data_node_options(rs) | {"db": rs.db}
+        options = _data_node_options(rs) | {"db": rs.db} | decoding
         manager = _Sentinel(sentinels, sentinel_kwargs=sentinel_options, **options)
         master: redis.Redis = manager.master_for(rs.sentinel_master or "", redis_class=redis.Redis)
         return master
     if rs.mode == "cluster":
-        nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
-        return redis.cluster.RedisCluster(startup_nodes=nodes, **_cluster_options(rs))
-    return redis.Redis.from_url(_standalone_url(rs), **redis_client_kwargs(rs), **tls_kwargs(rs))
+        return _sync_cluster(rs, _cluster_options(rs) | decoding)
+    options = redis_client_kwargs(rs) | decoding
+    return redis.Redis.from_url(_standalone_url(rs), **options, **tls_kwargs(rs))
+
+
+def _sync_cluster(rs: RedisSettings, options: dict[str, Any]) -> redis.cluster.RedisCluster:
+    """redis-py's blocking cluster client, which reads the slot map in its constructor: a
+    configuration mistake found there (TLS, credentials) is refused at once, in one line."""
+    nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
+    try:
+        return redis.cluster.RedisCluster(startup_nodes=nodes, **options)
+    except RedisClusterException as exc:
+        fault = classify(exc)
+        if fault is not None and fault.config:
+            raise refusal(fault_text(fault, exc)) from exc
+        raise
 
 
 def async_client(rs: RedisSettings) -> AsyncClient:
