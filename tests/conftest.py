@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from starlette.testclient import TestClient
 
+import default_port_guard
 from helpers import build_settings, service_settings
 from redis_server import RedisServer
 from sessionhub.config import Settings
@@ -40,6 +41,16 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+default_port_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def _never_the_default_redis() -> Iterator[None]:
+    """Fail a test that tried to reach the machine's own Redis on the default port."""
+    default_port_guard.attempts.clear()
+    yield
+    tried = sorted(set(default_port_guard.attempts))
+    assert not tried, f"the test connected to {', '.join(tried)}: the suite never does"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
