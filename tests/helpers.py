@@ -111,6 +111,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float =
     return time.monotonic() - start
 
 
+async def await_for(
+    predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01
+) -> float:
+    """:func:`wait_for` inside an event loop: polls without blocking the loop's other tasks."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(step)
+    return time.monotonic() - start
+
+
 def every_string_in_redis(client: redis.Redis) -> list[bytes]:
     """Every key name, and every value, member and field stored in the server, as bytes."""
     out: list[bytes] = []

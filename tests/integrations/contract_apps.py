@@ -6,16 +6,16 @@ jar), so the contract tests can copy, tamper with and replay it the same way eve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
-import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 
+from helpers import await_for, wait_for
 from sessionhub.config import Settings
 from sessionhub.hub import SessionHub
 from sessionhub.integrations.base import RequestSession, commit
@@ -30,6 +30,36 @@ class Reply:
     status: int
     body: Any
     set_cookies: list[str] = field(default_factory=list)
+
+
+_arrived: Counter[str] = Counter()
+_arrived_lock = threading.Lock()
+
+
+def _arrive(payload: dict[str, Any]) -> Callable[[], bool] | None:
+    """Count this request at its meeting point (``"meet": name``); returns whether every party
+    has arrived there, or ``None`` when the request asked for none."""
+    name = payload.get("meet")
+    if not name:
+        return None
+    with _arrived_lock:
+        _arrived[name] += 1
+    return lambda: _arrived[name] >= payload["parties"]
+
+
+def meet(payload: dict[str, Any]) -> None:
+    """Hold a request of a blocking app (one thread each) until the others meeting it arrive:
+    requests that hold their loaded session here overlap for certain."""
+    everyone = _arrive(payload)
+    if everyone is not None:
+        wait_for(everyone)
+
+
+async def ameet(payload: dict[str, Any]) -> None:
+    """:func:`meet` for the asyncio apps, whose requests share one event loop."""
+    everyone = _arrive(payload)
+    if everyone is not None:
+        await await_for(everyone)
 
 
 def apply_route(route: str, session: RequestSession, body: dict[str, Any]) -> dict[str, Any]:
@@ -64,11 +94,15 @@ class Client:
     def __init__(self) -> None:
         self.cookie: str | None = None
 
-    def call(self, route: str, body: dict[str, Any] | None = None, *, delay: float = 0) -> Reply:
-        """Send one request (POST when there is a body) and update the kept cookie."""
+    def call(
+        self, route: str, body: dict[str, Any] | None = None, *, meet: str = "", parties: int = 2
+    ) -> Reply:
+        """Send one request (POST when there is a body) and update the kept cookie. With
+        ``meet``, the app holds the request, session loaded, until ``parties`` requests have
+        come to that meeting point."""
         payload = dict(body or {})
-        if delay:
-            payload["delay"] = delay
+        if meet:
+            payload.update(meet=meet, parties=parties)
         reply = self._send(route, payload)
         for header in reply.set_cookies:
             jar: SimpleCookie = SimpleCookie()
@@ -117,8 +151,7 @@ class LibraryClient(Client):
             except InvalidTokenError:
                 session = None
         rs = RequestSession(session, had_cookie=bool(self.cookie))
-        if payload.get("delay"):
-            time.sleep(payload["delay"])
+        meet(payload)
         body = apply_route(route, rs, payload)
         action = self.hub.run(commit(self.hub.manager, rs))
         cookies = []
@@ -154,8 +187,7 @@ def make_flask_app(settings: Settings) -> Any:
     @app.route("/<route>", methods=["GET", "POST"])
     def view(route: str) -> Any:
         payload = flask.request.get_json(silent=True) or {}
-        if payload.get("delay"):
-            time.sleep(payload["delay"])
+        meet(payload)
         return flask.jsonify(apply_route(route, flask.session, payload))  # type: ignore[arg-type]
 
     return app
@@ -204,8 +236,7 @@ def make_starlette_app(settings: Settings) -> Any:
 
     async def view(request: Request) -> JSONResponse:
         payload = json.loads(await request.body() or b"{}")
-        if payload.get("delay"):
-            await asyncio.sleep(payload["delay"])
+        await ameet(payload)
         route = request.path_params["route"]
         return JSONResponse(apply_route(route, request.session, payload))  # type: ignore[arg-type]
 
@@ -228,8 +259,7 @@ def make_quart_app(settings: Settings) -> Any:
     @app.route("/<route>", methods=["GET", "POST"])
     async def view(route: str) -> Any:
         payload = await quart.request.get_json(silent=True) or {}
-        if payload.get("delay"):
-            await asyncio.sleep(payload["delay"])
+        await ameet(payload)
         return apply_route(route, quart.session, payload)  # type: ignore[arg-type]
 
     return app
@@ -292,9 +322,9 @@ def django_view(request: Any, route: str) -> Any:
 
     payload = json.loads(request.body or b"{}")
     session = request.session
-    if payload.get("delay"):
-        session.get("visits")  # load before sleeping, like the other adapters do
-        time.sleep(payload["delay"])
+    if payload.get("meet"):
+        session.get("visits")  # load before meeting, like the other adapters do
+        meet(payload)
     if route == "visits":
         session["visits"] = session.get("visits", 0) + 1
         return JsonResponse({"visits": session["visits"]})

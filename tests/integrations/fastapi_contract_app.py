@@ -3,10 +3,9 @@
 No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations.
 """
 
-import asyncio
 from typing import Annotated, Any
 
-from contract_apps import apply_route
+from contract_apps import ameet, apply_route
 from fastapi import Body, Depends, FastAPI
 
 from sessionhub.config import Settings
@@ -37,8 +36,7 @@ def make_app(settings: Settings) -> FastAPI:
     async def write(
         route: str, session: Session, payload: Annotated[dict[str, Any], Body()]
     ) -> dict[str, Any]:
-        if payload.get("delay"):
-            await asyncio.sleep(payload["delay"])
+        await ameet(payload)
         return apply_route(route, session, payload)
 
     return app

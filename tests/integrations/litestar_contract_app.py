@@ -3,11 +3,10 @@
 No ``from __future__ import annotations`` here: Litestar reads the handlers' annotations.
 """
 
-import asyncio
 import json
 from typing import Any
 
-from contract_apps import apply_route
+from contract_apps import ameet, apply_route
 from litestar import Litestar, Request, route
 from litestar.params import FromPath
 
@@ -21,8 +20,7 @@ def make_app(settings: Settings) -> Litestar:
     @route("/{name:str}", http_method=["GET", "POST"], status_code=200)
     async def view(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
         payload = json.loads(await request.body() or b"{}")
-        if payload.get("delay"):
-            await asyncio.sleep(payload["delay"])
+        await ameet(payload)
         session = request.session
         assert isinstance(session, RequestSession)
         return apply_route(name, session, payload)

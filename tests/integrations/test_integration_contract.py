@@ -4,7 +4,7 @@ standalone Redis, Sentinel and Redis Cluster."""
 from __future__ import annotations
 
 import threading
-import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -78,11 +78,13 @@ def test_concurrent_requests_modifying_two_keys(client: Client) -> None:
     """Two overlapping requests on one session that set different keys both keep their key."""
     client.call("set", {"key": "base", "value": 0})
     other = client.clone()
+    meeting = f"two-keys-{uuid.uuid4()}"
     errors: list[BaseException] = []
 
     def run(c: Client, key: str) -> None:
         try:
-            assert c.call("set", {"key": key, "value": key}, delay=0.3).status == 200
+            # Each request waits, its session loaded, until the other has loaded it too.
+            assert c.call("set", {"key": key, "value": key}, meet=meeting).status == 200
         except BaseException as exc:  # collected for the main thread
             errors.append(exc)
 
@@ -139,7 +141,7 @@ def test_expiry(adapter: str, topology: Topology) -> None:
     settings = topology.settings(session={"EXPIRES": 1})
     with open_client(adapter, settings) as client:
         assert client.call("visits").body == {"visits": 1}
-        time.sleep(1.3)
+        wait_for(lambda: session_keys(topology) == [])  # Redis's own clock expires it
         assert client.call("visits").body == {"visits": 1}
 
 
