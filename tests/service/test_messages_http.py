@@ -133,6 +133,8 @@ def test_retention_drops_old_messages(redis_url: str) -> None:
     hub = SessionHub(build_settings(redis_url, messages={"RETENTION": 1}))
     try:
         hub.inbox.send("ivy", "old")
+        # Redis stamps a message's id with its own clock, which no test clock reaches: let a
+        # second pass for real (a lower bound, so no margin to guess).
         time.sleep(1.1)
         assert hub.inbox.page("ivy")["messages"] == []  # past retention: never shown
         hub.inbox.send("ivy", "new")
@@ -180,10 +182,17 @@ def live(redis_url: str) -> Iterator[Server]:
     server.close()
 
 
-def _read_events(response: httpx.Response, n: int, out: list[dict[str, Any]]) -> None:
+def _read_events(
+    response: httpx.Response,
+    n: int,
+    out: list[dict[str, Any]],
+    subscribed: threading.Event | None = None,
+) -> None:
     event: dict[str, str] = {}
     for line in response.iter_lines():
-        if line.startswith("id: "):
+        if line.startswith("retry: ") and subscribed is not None:
+            subscribed.set()  # the server sends it once it listens for the user's messages
+        elif line.startswith("id: "):
             event["id"] = line[4:]
         elif line.startswith("data: "):
             event["data"] = line[6:]
@@ -204,9 +213,10 @@ def test_stream_delivers_fast_and_resumes(live: Server) -> None:
         http.stream("GET", "/api/me/messages/stream") as response,
     ):
         assert response.headers["content-type"].startswith("text/event-stream")
-        reader = threading.Thread(target=_read_events, args=(response, 1, received))
+        subscribed = threading.Event()
+        reader = threading.Thread(target=_read_events, args=(response, 1, received, subscribed))
         reader.start()
-        time.sleep(0.3)  # the stream is open and waiting
+        assert subscribed.wait(10)  # the stream is open and waiting
         sent_at = time.monotonic()
         r = httpx.post(f"{live.base}/api/users/bob/messages", json={"body": "ping"}, headers=ADMIN)
         assert r.status_code == 201

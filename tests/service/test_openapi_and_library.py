@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import redis
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from helpers import build_settings
+from helpers import Clock, build_settings, wait_for
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.service.openapi import SUMMARIES
 
@@ -33,9 +32,10 @@ def test_library_user_sessions_sync_and_async(redis_url: str) -> None:
     """The library lists a user's sessions oldest first and revokes one or all, sync and async."""
     settings = build_settings(redis_url)
     hub = SessionHub(settings)
+    hub.manager.core.clock = clock = Clock()
     try:
         first, _ = hub.login("erin", user_agent="one")
-        time.sleep(0.002)  # created in another millisecond, so "oldest first" has one answer
+        clock.ms += 1  # created in another millisecond, so "oldest first" has one answer
         second, _ = hub.login("erin", user_agent="two")
         listed = hub.user_sessions.list("erin")
         assert [i.record.user_agent for i in listed] == ["one", "two"]
@@ -65,11 +65,12 @@ def test_index_never_leaks_past_absolute_lifetime(redis_url: str) -> None:
     hub = SessionHub(settings)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        for i in range(5):
-            hub.login("frank", user_agent=str(i))
+        made = [hub.login("frank", user_agent=str(i))[0] for i in range(5)]
         key = hub.manager.user_keys.sessions("frank")
         assert r.zcard(key) == 5
-        time.sleep(1.1)
+        # Redis's own clock ends them (no test clock reaches it): wait until it has.
+        hashes = [hub.manager.core.redis_ops.keys.session(s.storage_id) for s in made]
+        wait_for(lambda: r.exists(*hashes) == 0)
         assert hub.user_sessions.list("frank") == []
         assert r.exists(key) == 0
     finally:

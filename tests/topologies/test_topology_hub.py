@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from helpers import hub_factory, wait_for
+from helpers import Clock, hub_factory, wait_for
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.hub import AsyncSessionHub
@@ -106,10 +106,11 @@ def test_login_rotates_and_user_sessions_list_and_revoke(make_hub: MakeHub) -> N
 def test_max_sessions_per_user_revokes_the_oldest(make_hub: MakeHub) -> None:
     """With MAX_PER_USER 2, a third login ends the user's oldest session."""
     hub = make_hub(session={"MAX_PER_USER": 2})
+    hub.manager.core.clock = clock = Clock()
     cookies = []
     for _ in range(3):
         cookies.append(hub.login("alice")[1])
-        time.sleep(0.002)  # distinct creation times order the sessions
+        clock.ms += 1  # distinct creation times order the sessions
     assert hub.open(cookies[0]) is None
     assert hub.open(cookies[1]) is not None
     assert hub.open(cookies[2]) is not None
