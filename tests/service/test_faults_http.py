@@ -7,7 +7,6 @@ traffic returns to Redis once the fault is gone (see docs/RELIABILITY.md).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from starlette.testclient import TestClient
 
 from helpers import device, wait_for
 from redis_server import HOST, RedisServer, free_port
+from sessionhub.stores.base import Op
 from tcp_proxy import TcpProxy
 
 PROBE = 0.2
@@ -55,6 +55,22 @@ def back_on_redis(client: TestClient) -> None:
 
 def core_of(client: TestClient) -> Any:
     return client.app.state.hub.manager.core  # type: ignore[attr-defined]
+
+
+def probes_of(client: TestClient) -> list[bool]:
+    """The result of every probe the instance runs from now on (``True``: back on Redis); the
+    probes themselves run unchanged against the real server."""
+    core = core_of(client)
+    results: list[bool] = []
+    recover = core.recover
+
+    def counted() -> Op[bool]:
+        healthy = yield from recover()
+        results.append(healthy)
+        return healthy
+
+    core.recover = counted
+    return results
 
 
 def session_key(client: TestClient, cookie: str) -> str:
@@ -109,7 +125,10 @@ def test_redis_refusing_writes(
     assert patched.status_code == 200
     assert_degraded_by(second, named)
     since = core_of(second).degraded_since
-    time.sleep(PROBE * 3)  # probes run, and must keep traffic off a Redis that still refuses
+    # Probes run, and must keep traffic off a Redis that still refuses.
+    probes = probes_of(second)
+    wait_for(lambda: len(probes) >= 2)
+    assert not any(probes)
     assert core_of(second).degraded_since == since
     assert_degraded_by(second, named)
 
