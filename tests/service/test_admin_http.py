@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 from sessioncookie import as_session
@@ -12,6 +14,7 @@ from starlette.testclient import TestClient
 from helpers import ADMIN_KEY, device, wait_for
 from redis_server import RedisServer
 from sessionhub.service.auth import ADMIN_COOKIE, admin_cookie, admin_cookie_valid
+from sessionhub.service.routes_admin import sampling
 
 BEARER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -182,3 +185,31 @@ def test_wrong_admin_keys_are_throttled(
     refused = client.post("/api/admin/login", json={"key": ADMIN_KEY})
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) > 0
+
+
+def test_sampling_ends_even_when_a_sample_swallows_the_cancel() -> None:
+    """A cancel lost inside a sample (a Redis client turning it into a timeout error, as redis-py
+    does on Cluster) still ends the activity sampler when the service shuts down."""
+
+    async def serve_and_shut_down() -> None:
+        sampling_now = asyncio.Event()
+
+        async def sample() -> None:
+            sampling_now.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:  # what a socket timeout firing at cancel time does
+                raise ConnectionError("timed out") from None
+
+        hub = SimpleNamespace(dashboard=SimpleNamespace(sample=sample))
+        async with sampling(hub):  # type: ignore[arg-type]
+            await sampling_now.wait()
+
+    async def main() -> bool:
+        service = asyncio.create_task(serve_and_shut_down())
+        # Shutdown waited for the sampler forever; the bound only lets the test fail.
+        done, _ = await asyncio.wait({service}, timeout=10)
+        service.cancel()
+        return service in done
+
+    assert asyncio.run(main())

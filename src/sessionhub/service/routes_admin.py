@@ -72,23 +72,30 @@ async def overview(request: Request) -> Response:
     return ok(await _hub(request).dashboard.overview())
 
 
-async def sample_sessions(hub: AsyncSessionHub) -> None:
-    """Note the session count every minute for the chart, until cancelled."""
-    while True:
+async def sample_sessions(hub: AsyncSessionHub, stop: asyncio.Event) -> None:
+    """Note the session count every minute for the chart, until ``stop`` is set."""
+    while not stop.is_set():
         try:
             await hub.dashboard.sample()
         except Exception:  # a failed sample leaves a gap in the chart, nothing worse
             log.debug("activity sample failed", exc_info=True)
-        await asyncio.sleep(SAMPLE_SECONDS)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
 
 
 @contextlib.asynccontextmanager
 async def sampling(hub: AsyncSessionHub) -> AsyncIterator[None]:
     """Run :func:`sample_sessions` for the lifetime of the service."""
-    task = asyncio.create_task(sample_sessions(hub), name="sessionhub-activity-sample")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sample_sessions(hub, stop), name="sessionhub-activity-sample")
     try:
         yield
     finally:
+        # A flag as well as cancel(), as for the hub's maintenance: a cancel that lands as a
+        # sample's socket timeout fires can surface as a Redis TimeoutError (seen on Cluster),
+        # which the sample's `except Exception` swallows; the sampler then slept on and the
+        # service's shutdown waited for it forever.
+        stop.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
