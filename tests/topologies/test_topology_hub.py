@@ -4,7 +4,6 @@ the blocking and the asyncio hub: one suite, parametrised over the topologies.""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
