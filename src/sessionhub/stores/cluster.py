@@ -240,8 +240,8 @@ def _unfinished(replies: list[Any]) -> Exception | None:
     if redirect is None:
         return None
     return ClusterError(
-        f"a call was still redirected after {_SENDS} sends ({redirect}): the cluster's slots "
-        "keep moving; it is sent to the slot map as refreshed on the next call"
+        f"Redis Cluster still redirected a call after up to {_SENDS} sends ({redirect}): its "
+        "slots kept moving; the next call is routed by the slot map as it is then"
     )
 
 
