@@ -17,11 +17,24 @@ from starlette.testclient import TestClient
 
 from sessionhub.config import Settings
 from sessionhub.frontends import Front
+from sessionhub.stores.autopipeline import AutoPipeline, _Pending
 
 T = TypeVar("T")
 
 MakeHub = Callable[..., Any]
 """The ``make_hub`` fixture: ``make_hub(session={...})`` -> a blocking or an asyncio hub."""
+
+
+class CountingPipeline(AutoPipeline):
+    """Records the size of every write it makes (instrumentation of our code, not of Redis)."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.batches: list[int] = []
+
+    def _write(self, batch: list[_Pending]) -> None:
+        self.batches.append(len(batch))
+        super()._write(batch)
 
 
 class LoopThread:

@@ -722,6 +722,15 @@ class ClusterGroup:
             node.close()
 
 
+def cluster_node_id(node: RedisServer) -> str:
+    """``node``'s id in its cluster (what ``CLUSTER SETSLOT`` and ``--cluster-from`` take)."""
+    client = node.client(decode_responses=True)
+    try:
+        return str(client.execute_command("CLUSTER", "MYID"))
+    finally:
+        client.close()
+
+
 def _parse_info(text: str) -> dict[str, str]:
     out = {}
     for line in str(text).splitlines():

@@ -24,6 +24,7 @@ import redis.cluster
 
 from .config import EventsSettings, RedisSettings, Settings
 from .events import EventBus, EventTask, EventThread
+from .exceptions import ConfigError
 from .expiries import ExpiryFeed, claim_expiry, enable_notifications
 from .features import FeatureFronts, build_features
 from .freshness import require_fresh
@@ -139,7 +140,13 @@ def async_calls(client: AsyncClient, rs: RedisSettings) -> AsyncCalls:
     """What the asyncio front ends send their calls through: the cluster's routing, else the
     auto-pipeline, else (a client it cannot dial, given by the application) the client's pool."""
     if isinstance(client, aiocluster.RedisCluster):
-        return AsyncClusterCalls(client, call_slots(rs))
+        if not AsyncClusterCalls.supports(client):
+            raise ConfigError(
+                "the asyncio hub's RedisCluster client must speak RESP2 without a "
+                "credential_provider (its calls go through SessionHub's own per-node "
+                "pipelines); pass such a client, or none and set REDIS.MODE: cluster"
+            )
+        return AsyncClusterCalls(client)
     if AutoPipeline.supports(client):
         return AutoPipeline(client)
     return client
@@ -147,7 +154,7 @@ def async_calls(client: AsyncClient, rs: RedisSettings) -> AsyncCalls:
 
 async def close_async(client: AsyncClient, calls: AsyncCalls) -> None:
     """Close ``client`` and the connection ``calls`` holds of its own."""
-    if isinstance(calls, AutoPipeline):
+    if isinstance(calls, AutoPipeline | AsyncClusterCalls):
         await calls.disconnect()
     await client.aclose()
 
@@ -382,7 +389,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
                     if not core.reads_from_redis:  # else requests still read on them
                         if isinstance(self.client, aioredis.Redis):  # a cluster redials itself
                             await self.client.connection_pool.disconnect()
-                        if isinstance(self._calls, AutoPipeline):
+                        if isinstance(self._calls, AutoPipeline | AsyncClusterCalls):
                             await self._calls.disconnect()
                     await self.run(core.recover())
                 except Exception:  # a probe must never kill the task

@@ -11,23 +11,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from helpers import await_for, build_settings
+from helpers import CountingPipeline, await_for, build_settings
 from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub
-from sessionhub.stores.autopipeline import AutoPipeline, _Pending
+from sessionhub.stores.autopipeline import AutoPipeline
 from sessionhub.stores.base import CommandCall
-
-
-class CountingPipeline(AutoPipeline):
-    """Records the size of every write it makes (instrumentation of our code, not of Redis)."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        super().__init__(client)
-        self.batches: list[int] = []
-
-    def _write(self, batch: list[_Pending]) -> None:
-        self.batches.append(len(batch))
-        super()._write(batch)
 
 
 def _hub(redis_url: str) -> tuple[AsyncSessionHub, CountingPipeline]:

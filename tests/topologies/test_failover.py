@@ -4,6 +4,7 @@ new master is there, and every session made before is still valid, in Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from redis_server import (
     RedisServer,
     SentinelGroup,
     SentinelServer,
+    cluster_node_id,
     wait_replicated,
 )
 from topology_fixtures import Topology, make_topology
@@ -207,12 +209,39 @@ def test_cluster_master_killed_costs_no_request(
 RESHARDED_SLOTS = 2000
 
 
-def _node_id(node: RedisServer) -> str:
-    client = node.client(decode_responses=True)
+def _fullest_and_emptiest(group: ClusterGroup) -> tuple[RedisServer, RedisServer]:
+    """The masters serving the most and the fewest slots: resharding from one to the other
+    never drains a master, however many tests reshard (a master without slots would lose its
+    replica to replica migration, and the group would not be whole again)."""
+    masters = group.masters()
+    client = masters[0].client(decode_responses=True)
     try:
-        return str(client.execute_command("CLUSTER", "MYID"))
+        ranges = client.execute_command("CLUSTER", "SLOTS")
     finally:
         client.close()
+    served = dict.fromkeys((m.port for m in masters), 0)
+    for start, end, owner, *_ in ranges:
+        served[int(owner[1])] += int(end) - int(start) + 1
+    ordered = sorted(masters, key=lambda m: served[m.port])
+    return ordered[-1], ordered[0]
+
+
+def _reshard_command(source: RedisServer, target: RedisServer) -> list[str]:
+    """redis-cli moving RESHARDED_SLOTS slots, keys and all, from ``source`` to ``target``."""
+    cli = shutil.which("redis-cli", path=str(Path(source.binary).parent)) or "redis-cli"
+    return [
+        cli,
+        "--cluster",
+        "reshard",
+        f"{source.host}:{source.port}",
+        "--cluster-from",
+        cluster_node_id(source),
+        "--cluster-to",
+        cluster_node_id(target),
+        "--cluster-slots",
+        str(RESHARDED_SLOTS),
+        "--cluster-yes",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -223,34 +252,14 @@ def test_cluster_live_reshard_costs_no_request(
     under load: nothing escapes a call, the sessions made before are valid, and the session
     count is right afterwards."""
     topology, group = cluster
-    source, target = group.masters()[:2]
-    ids = [
-        node.client(decode_responses=True).execute_command("CLUSTER", "MYID")
-        for node in (source, target)
-    ]
-    cli = shutil.which("redis-cli", path=str(Path(source.binary).parent)) or "redis-cli"
+    source, target = _fullest_and_emptiest(group)
     with hub_factory(kind, topology.settings) as make:
         hub = make()
         cookies, keys = _prepared(hub)
         with SteadyLoad(hub, cookies) as load:
             wait_for(lambda: load.requests > 20)
             subprocess.run(
-                [
-                    cli,
-                    "--cluster",
-                    "reshard",
-                    f"{source.host}:{source.port}",
-                    "--cluster-from",
-                    ids[0],
-                    "--cluster-to",
-                    ids[1],
-                    "--cluster-slots",
-                    str(RESHARDED_SLOTS),
-                    "--cluster-yes",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=300,
+                _reshard_command(source, target), check=True, capture_output=True, timeout=300
             )
             served = load.requests
             wait_for(lambda: load.requests > served + 20)
@@ -261,6 +270,92 @@ def test_cluster_live_reshard_costs_no_request(
         _all_valid(hub, cookies)
         assert _stored(topology, keys) == SESSIONS
         assert hub.stats()["total_sessions"] == SESSIONS + load.requests
+
+
+WORKERS = 8
+
+
+async def _concurrent_reshard(
+    topology: Topology, command: list[str]
+) -> tuple[list[BaseException], list[str | None], int]:
+    """WORKERS asyncio tasks open, save and create sessions on one hub while ``command`` runs:
+    what escaped them, why the core fell back to memory each time it did, and how many
+    requests were served."""
+    from sessionhub.hub import AsyncSessionHub
+
+    hub = AsyncSessionHub(topology.settings(session={"LOCAL_CACHE_SIZE": 0}))
+    try:
+        await hub.start()
+        cookies = [(await hub.create(f"user{i}", data={"before": i}))[1] for i in range(SESSIONS)]
+        core = hub.manager.core
+        fallbacks: list[str | None] = []
+        wake = core.on_degraded
+        assert wake is not None
+
+        def degraded() -> None:
+            fallbacks.append(core.last_error)
+            wake()
+
+        core.on_degraded = degraded
+        errors: list[BaseException] = []
+        served = 0
+        done = asyncio.Event()
+
+        async def worker(n: int) -> None:
+            nonlocal served
+            while not done.is_set():
+                n += WORKERS
+                try:
+                    session = await hub.open(cookies[n % SESSIONS])
+                    assert session is not None
+                    session["n"] = n
+                    await hub.save(session)
+                    await hub.create("load")
+                    served += 1
+                except BaseException as exc:  # the assertion: nothing escapes a call
+                    errors.append(exc)
+                    return
+                # A request answered from memory awaits nothing: without this, a worker that
+                # never waits for Redis would keep the loop from ever seeing the reshard end.
+                await asyncio.sleep(0)
+
+        workers = [asyncio.create_task(worker(k)) for k in range(WORKERS)]
+        reshard = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        assert await asyncio.wait_for(reshard.wait(), 300) == 0
+        done.set()
+        await asyncio.gather(*workers)
+        for i, cookie in enumerate(cookies):
+            session = await hub.open(cookie)
+            assert session is not None
+            assert session["before"] == i
+        return errors, fallbacks, served
+    finally:
+        await hub.aclose()
+
+
+def _redirects(group: ClusterGroup, kind: str) -> int:
+    """How many ``kind`` (MOVED, ASK) replies the masters gave since their stats were reset."""
+    stats = [master.client().info("errorstats") for master in group.masters()]
+    return sum(int(info.get(f"errorstat_{kind}", {}).get("count", 0)) for info in stats)
+
+
+def test_cluster_reshard_under_concurrent_asyncio_load_follows_moved(
+    cluster: tuple[Topology, ClusterGroup],
+) -> None:
+    """Concurrent asyncio tasks keep working on one hub while redis-cli moves slots: their calls
+    follow MOVED (and ASK) to the new owner, so none is served from memory and none fails."""
+    topology, group = cluster
+    source, target = _fullest_and_emptiest(group)
+    command = _reshard_command(source, target)
+    for master in group.masters():
+        master.client().config_resetstat()
+    errors, fallbacks, served = asyncio.run(_concurrent_reshard(topology, command))
+    assert errors == []
+    assert _redirects(group, "MOVED") > 0  # the hub's slot map was behind, and MOVED put it right
+    assert fallbacks == []
+    assert served > WORKERS
 
 
 @pytest.fixture

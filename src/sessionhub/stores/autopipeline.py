@@ -117,13 +117,13 @@ class AutoPipeline:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def _queued(self, call: Single) -> asyncio.Future[Any]:
+    def _queued(self, call: Single, *, eval_source: bool = False) -> asyncio.Future[Any]:
         """Queue ``call`` on the running loop; the future its raw reply will resolve."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._adopt(loop)
         future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue((call, future, False, 0.0))
+        self._enqueue((call, future, eval_source, 0.0))
         return future
 
     async def execute(self, call: Call) -> Any:
@@ -141,7 +141,20 @@ class AutoPipeline:
 
         Like a pipeline, not a transaction: other tasks' calls may run between them.
         """
-        futures = [self._queued(call) for call in calls]
+        return await self.replies(calls, self.queue(calls))
+
+    def queue(
+        self, calls: Sequence[Single], *, eval_source: bool = False
+    ) -> list[asyncio.Future[Any]]:
+        """Queue ``calls`` back to back, adjacent on the wire, without waiting: several
+        pipelines' calls are queued in the same loop turn, then :meth:`replies` awaited. With
+        ``eval_source`` scripts go as ``EVAL`` with their source (no ``NOSCRIPT`` retry)."""
+        return [self._queued(call, eval_source=eval_source) for call in calls]
+
+    async def replies(
+        self, calls: Sequence[Single], futures: list[asyncio.Future[Any]]
+    ) -> list[Any]:
+        """The replies of calls :meth:`queue` made ``futures`` of: each shaped, or its error."""
         # Replies arrive in order, usually in one read: after the first wait the rest are done.
         # Every future is awaited, so none is left with an exception nobody retrieved.
         replies: list[Any] = []

@@ -9,8 +9,9 @@ timeout, which the core treats as it treats Redis timing out.
 
 The blocking hub's held connections wait for one of their own to come back
 (:class:`~.drivers.HeldConnections`). The cluster client's pools are per node and its own, so
-the cluster paths bound their calls in flight instead (:class:`CallSlots`): a call holds at most
-one connection of each node at a time, so no node is asked for more than the bound.
+the blocking cluster path bounds its calls in flight instead (:class:`CallSlots`): a call holds
+at most one connection of each node at a time, so no node is asked for more than the bound.
+The asyncio hub needs one connection per server (per master on Cluster) whatever the burst.
 """
 
 from __future__ import annotations

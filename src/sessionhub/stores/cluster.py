@@ -1,39 +1,51 @@
-"""Calls on Redis Cluster, through redis-py's cluster client.
+"""Calls on Redis Cluster: each to the master of its key's slot.
 
 Every key of one operation's script shares a hash tag (see ``docs/DESIGN.md``), so each call
-goes whole to the master of its slot; a :class:`~.base.PipelineCall` whose calls live in
-different slots is a redis-py cluster pipeline, which groups them per node (one round trip per
-node, the nodes in turn) and follows ``MOVED`` and ``ASK`` while a slot moves. ``TRYAGAIN`` and
-``CLUSTERDOWN`` are retried by the client; what is still failing after that reaches the
-resilient core, which serves from memory (see :data:`~.redis.REDIS_DOWN`).
+goes whole to the master of its slot. Both front ends route by the slot map redis-py's cluster
+client keeps, and follow ``MOVED`` and ``ASK`` while a slot moves; ``TRYAGAIN`` and
+``CLUSTERDOWN`` are sent again briefly; what is still failing after that reaches the resilient
+core, which serves from memory (see :data:`~.redis.REDIS_DOWN`).
+
+* Blocking (:class:`ClusterCalls`): through redis-py's cluster client; a
+  :class:`~.base.PipelineCall` whose calls live in different slots is a redis-py cluster
+  pipeline, which groups them per node (one round trip per node). Replies are shaped by the
+  client's callbacks. At most ``REDIS.MAX_CONNECTIONS`` calls are in flight
+  (:class:`~.busy.CallSlots`); more wait for a slot, so a burst never meets the client's
+  ``MaxConnectionsError``, which would read as Redis being down.
+* asyncio (:class:`AsyncClusterCalls`): one :class:`~.autopipeline.AutoPipeline` per master,
+  so the concurrent calls of one loop turn to one node share one write, on one connection of
+  that node, and a pipeline spanning nodes goes to all of them at once.
 
 A keyless command that addresses one node's keyspace (``SCAN``, for ``sessionhub keys rotate``)
-names its master (:attr:`~.base.CommandCall.node`) and goes to that node's own client, so its
-reply has the shape a single server gives (the cluster client would send it to every master
-and merge the replies).
+names its master (:attr:`~.base.CommandCall.node`) and goes to that node alone, so its reply
+has the shape a single server gives (the cluster client would send it to every master and merge
+the replies).
 
 With ``REDIS.WAIT_REPLICAS``, a call ending in ``WAIT`` is sent to each node it writes on one
 connection of that node, the node's calls then ``WAIT``: ``WAIT`` covers only what its own
 connection wrote, so it cannot go through the cluster client, which would send it to any node.
-
-A call holds at most one connection of each node at a time, and at most ``REDIS.MAX_CONNECTIONS``
-calls are in flight (:class:`~.busy.CallSlots`); more wait for a slot, so a burst never meets the
-client's ``MaxConnectionsError``, which would read as Redis being down.
-
-This path does not use the hand-written wire path of :mod:`.drivers` (hiredis packing on a held
-connection): correctness first. Replies are already shaped by the cluster client's callbacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
-from redis.exceptions import AskError, RedisClusterException
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    RedisClusterException,
+    TryAgainError,
+)
 
-from .base import Call, CommandCall, ScriptCall
+from .autopipeline import AutoPipeline
+from .base import Call, CommandCall, PipelineCall, ScriptCall
 from .busy import CallSlots
 from .wire import Single, answer, call_args, missing_scripts, put_back, singles
 
@@ -52,13 +64,19 @@ def _retried(calls: Sequence[Single], missing: list[int]) -> list[int]:
     return missing + [i for i, c in enumerate(calls) if _is_wait(c)] if missing else []
 
 
-def _by_node(calls: Sequence[Single], node_of: Any) -> dict[str, tuple[Any, list[int]]]:
-    """The positions of the calls other than WAIT, grouped by the node of their key's slot."""
+def _written(calls: Sequence[Single]) -> list[int]:
+    """The positions of the calls other than WAIT."""
+    return [i for i, call in enumerate(calls) if not _is_wait(call)]
+
+
+def _by_node(
+    positions: Iterable[int], node_of: Callable[[int], Any]
+) -> dict[str, tuple[Any, list[int]]]:
+    """``positions`` grouped by the node ``node_of`` names for each (its key's slot's master)."""
     groups: dict[str, tuple[Any, list[int]]] = {}
-    for i, call in enumerate(calls):
-        if not _is_wait(call):
-            node = node_of(_key_of(call))
-            groups.setdefault(node.name, (node, []))[1].append(i)
+    for i in positions:
+        node = node_of(i)
+        groups.setdefault(node.name, (node, []))[1].append(i)
     return groups
 
 
@@ -136,7 +154,10 @@ class ClusterCalls:
         replies: list[Any] = [None] * len(calls)
         acks: list[Any] = []
         wait = next(c for c in calls if _is_wait(c))
-        for node, positions in _by_node(calls, self.client.get_node_from_key).values():
+        key_node = self.client.get_node_from_key
+        for node, positions in _by_node(
+            _written(calls), lambda i: key_node(_key_of(calls[i]))
+        ).values():
             pipe = node.redis_connection.pipeline(transaction=False)
             for i in positions:
                 pipe.execute_command(*call_args(calls[i], eval_source=eval_source))
@@ -152,65 +173,220 @@ class ClusterCalls:
         return replies
 
 
-class AsyncClusterCalls:
-    """Runs calls on an asyncio :class:`redis.asyncio.cluster.RedisCluster` (as
-    :class:`ClusterCalls`)."""
+_ASKING = CommandCall(("ASKING",))
+_KEYLESS = frozenset({"PING", "INFO", "CONFIG", "DBSIZE"})
+"""The commands SessionHub sends without a key (and without a node): health, stats, setup.
+``PUBLISH`` is routed by its channel: any master spreads a message to the whole cluster."""
+_SENDS = aiocluster.RedisCluster.RedisClusterRequestTTL
+"""How many times one call is sent at most: redis-py's own bound on following redirects."""
+TRYAGAIN_PAUSE = 0.05
+CLUSTERDOWN_PAUSE = 0.25
+"""How long to wait before sending again a call answered ``TRYAGAIN`` (a multi-key call while
+its slot moves) or ``CLUSTERDOWN`` (a failover under way): redis-py's own pauses."""
 
-    def __init__(self, client: aiocluster.RedisCluster, slots: CallSlots) -> None:
+
+def _client_of(connection_class: Any, kwargs: dict[str, Any]) -> aioredis.Redis:
+    """A client with these connection settings, for an :class:`AutoPipeline` to dial like it;
+    it never opens a connection of its own."""
+    pool = aioredis.ConnectionPool(**{**kwargs, "connection_class": connection_class})
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _batch(
+    calls: Sequence[Single], positions: list[int], asked: dict[int, Any], wait: Single | None
+) -> tuple[list[tuple[Single, bool]], list[int]]:
+    """What one node is sent, as (call, sent as EVAL), and the position of each call's reply
+    (-1: none): its calls in order, then WAIT. A call an ASK sent here follows an ASKING, which
+    admits the next command of its connection only; so a script goes as EVAL, since a NOSCRIPT
+    retry would come later, without ASKING."""
+    sent: list[tuple[Single, bool]] = []
+    where: list[int] = []
+    for i in positions:
+        if i in asked:
+            sent.append((_ASKING, False))
+            where.append(-1)
+        sent.append((calls[i], i in asked))
+        where.append(i)
+    if wait is not None:
+        sent.append((wait, False))
+        where.append(-1)
+    return sent, where
+
+
+def _unfinished(replies: list[Any]) -> Exception | None:
+    """The error for a call still redirected after every send (redis-py's "TTL exhausted")."""
+    redirect = next((r for r in replies if isinstance(r, AskError)), None)
+    if redirect is None:
+        return None
+    return ClusterError(
+        f"Redis Cluster still redirected a call after up to {_SENDS} sends ({redirect}): its "
+        "slots kept moving; the next call is routed by the slot map as it is then"
+    )
+
+
+class AsyncClusterCalls:
+    """Runs calls on an asyncio :class:`redis.asyncio.cluster.RedisCluster` with one
+    :class:`AutoPipeline` per master: each call goes to the master of its key's slot, so the
+    calls of one loop turn to one node share one write and one read, and a pipeline of several
+    nodes goes to all of them at once.
+
+    The slot map is the cluster client's own (``get_node_from_key``), kept as redis-py keeps it:
+    a ``MOVED`` patches it (``move_slot``) and the call goes where it now points; an ``ASK``
+    sends the call once to the node named, after ``ASKING``; ``TRYAGAIN`` and ``CLUSTERDOWN``
+    (the latter after refreshing the map) are sent again after redis-py's pauses, as long as the
+    call has not been going for longer than the socket timeout. A node that does not answer
+    fails its calls (the resilient core serves them from memory) and the next call refreshes
+    the slot map first, so it finds the replica promoted in its place. This is by hand because
+    redis-py's cluster client sends each command or pipeline on a connection of its own.
+    """
+
+    @staticmethod
+    def supports(client: aiocluster.RedisCluster) -> bool:
+        """Whether the nodes' connection settings are ones :class:`AutoPipeline` can dial."""
+        kwargs = dict(client.connection_kwargs)
+        return AutoPipeline.supports(_client_of(kwargs.pop("connection_class"), kwargs))
+
+    def __init__(self, client: aiocluster.RedisCluster) -> None:
         self.client = client
-        self.slots = slots
+        self._pipelines: dict[str, AutoPipeline] = {}
+        self._stale = False
+        """A node did not answer: refresh the slot map before the next call."""
+        self._timeout: float | None = client.connection_kwargs.get("socket_timeout")
+
+    def pipeline(self, node: aiocluster.ClusterNode) -> AutoPipeline:
+        """The auto-pipeline of ``node``, made on first use."""
+        pipeline = self._pipelines.get(node.name)
+        if pipeline is None:
+            client = _client_of(node.connection_class, node.connection_kwargs)
+            pipeline = self._pipelines[node.name] = AutoPipeline(client)
+        return pipeline
 
     async def execute(self, call: Call) -> Any:
-        async with self.slots.held_async():
-            return await self._execute(call)
-
-    async def _execute(self, call: Call) -> Any:
+        await self.client.initialize()  # the slot map, once; then no I/O
+        if self._stale:
+            self._stale = False  # one refresh for the calls of this turn, not one each
+            try:
+                await self.client.nodes_manager.initialize()
+            except BaseException:
+                self._stale = True
+                raise
         if node := _one_node(call):
             assert isinstance(call, CommandCall)
-            return await _node(self.client, node).execute_command(*call.args)
-        calls = singles(call)
-        replies = await self._send(calls)
-        again = _retried(calls, missing_scripts(calls, replies))
-        if again:
-            resent = await self._send([calls[i] for i in again], eval_source=True)
-            put_back(replies, again, resent)
+            return await self.pipeline(_node(self.client, node)).submit(call)
+        if isinstance(call, CommandCall) and call.args[0] in _KEYLESS:
+            # Nothing to route by: redis-py picks the node(s), as for the blocking hub.
+            return await self.client.execute_command(*call.args)
+        if isinstance(call, PipelineCall):
+            replies = await self._send(call.calls)
+        else:
+            replies = await self._send_one(call)
+        if (unfinished := _unfinished(replies)) is not None:
+            raise unfinished
         return answer(call, replies)
 
-    async def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
-        if any(_is_wait(c) for c in calls):
-            return await self._send_waiting(calls, eval_source)
-        if len(calls) == 1:
-            try:
-                reply = await self.client.execute_command(
-                    *call_args(calls[0], eval_source=eval_source)
-                )
-            except redis.ResponseError as exc:
-                return [exc]
-            return [reply]
-        pipe = self.client.pipeline()
-        for c in calls:
-            pipe.execute_command(*call_args(c, eval_source=eval_source))
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    async def _send_one(self, call: Single) -> list[Any]:
+        """The usual request, one call: straight to the pipeline of its node; only a redirect
+        takes the way of :meth:`_send`."""
+        node = self.client.get_node_from_key(_key_of(call))
+        assert node is not None  # None is for replicas only
+        try:
+            return [await self.pipeline(node).submit(call)]
+        except (AskError, TryAgainError, ClusterDownError) as exc:  # AskError: MOVED too
+            return await self._send((call,), [exc])
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._stale = True
+            raise
+
+    async def _send(self, calls: Sequence[Single], first: list[Any] | None = None) -> list[Any]:
+        """Each call's reply, or its error: sent to the node of its slot (each node's calls
+        followed by the WAIT, if there is one), then again wherever a redirect points. ``first``:
+        the replies of a first send already made."""
+        deadline = asyncio.get_running_loop().time() + (self._timeout or 0.0)
+        replies: list[Any] = first or [None] * len(calls)
+        acks: list[Any] = []
+        wait = next((c for c in calls if _is_wait(c)), None)
+        todo: list[int] = _written(calls)
+        asked: dict[int, Any] = {}
+        sends = 0
+        if first is not None:
+            todo, asked = await self._redirected(replies, todo, deadline)
+            sends = 1
+        while todo and sends < _SENDS:
+            acks += await self._send_once(calls, todo, asked, wait, replies)
+            todo, asked = await self._redirected(replies, todo, deadline)
+            sends += 1
+        if wait is not None:
+            _fill_waits(calls, replies, acks)
         return replies
 
-    async def _send_waiting(self, calls: Sequence[Single], eval_source: bool) -> list[Any]:
-        """The mirror image of :meth:`ClusterCalls._send_waiting`."""
-        replies: list[Any] = [None] * len(calls)
+    async def _send_once(
+        self,
+        calls: Sequence[Single],
+        todo: list[int],
+        asked: dict[int, Any],
+        wait: Single | None,
+        replies: list[Any],
+    ) -> list[Any]:
+        """Send the calls at ``todo``, every node's in this loop turn, into ``replies``; the
+        WAIT replies."""
+
+        def node_of(i: int) -> Any:
+            return asked.get(i) or self.client.get_node_from_key(_key_of(calls[i]))
+
+        sent: list[tuple[AutoPipeline, list[Single], list[int], list[asyncio.Future[Any]]]] = []
+        for node, positions in _by_node(todo, node_of).values():
+            pipeline = self.pipeline(node)
+            batch, where = _batch(calls, positions, asked, wait)
+            futures = [f for c, as_eval in batch for f in pipeline.queue([c], eval_source=as_eval)]
+            sent.append((pipeline, [c for c, _ in batch], where, futures))
         acks: list[Any] = []
-        wait = next(c for c in calls if _is_wait(c))
-        for node, positions in _by_node(calls, self.client.get_node_from_key).values():
-            sent = [calls[i] for i in positions]
-            commands = [
-                aiocluster.PipelineCommand(n, *call_args(c, eval_source=eval_source))
-                for n, c in enumerate([*sent, wait])
-            ]
-            await node.execute_pipeline(commands)
-            *written, acked = [command.result for command in commands]
-            put_back(replies, positions, written)
-            acks.append(acked)
-        _fill_waits(calls, replies, acks)
-        moved = _moved(replies)
-        if moved:
-            resent = await self._send([calls[i] for i in moved], eval_source=eval_source)
-            put_back(replies, moved, resent)
-        return replies
+        for pipeline, node_calls, where, futures in sent:
+            got = await pipeline.replies(node_calls, futures)
+            for i, reply in zip(where, got, strict=True):
+                if i >= 0:
+                    replies[i] = reply
+            if wait is not None:
+                acks.append(got[-1])
+        return acks
+
+    async def _redirected(
+        self, replies: list[Any], todo: list[int], deadline: float
+    ) -> tuple[list[int], dict[int, Any]]:
+        """The calls to send again, in order, and those of them to send to the node an ASK
+        named; the slot map patched or refreshed as the replies say, and paused if one asks."""
+        manager = self.client.nodes_manager
+        moved: list[int] = []
+        asked: dict[int, Any] = {}
+        paused: list[int] = []
+        for i in todo:
+            reply = replies[i]
+            if isinstance(reply, MovedError):
+                await manager.move_slot(reply)
+                moved.append(i)
+            elif isinstance(reply, AskError):
+                node = manager.get_node(host=reply.host, port=reply.port)
+                if node is None:  # a node the map does not know yet: the next call's refresh
+                    self._stale = True
+                else:
+                    asked[i] = node
+            elif isinstance(reply, TryAgainError | ClusterDownError):
+                paused.append(i)
+            elif isinstance(reply, redis.ConnectionError | redis.TimeoutError):
+                self._stale = True
+        if paused:
+            down = any(isinstance(replies[i], ClusterDownError) for i in paused)
+            pause = CLUSTERDOWN_PAUSE if down else TRYAGAIN_PAUSE
+            if asyncio.get_running_loop().time() + pause > deadline:
+                paused = []  # their errors stand: the resilient core takes it from here
+            else:
+                if down:
+                    await manager.initialize()
+                await asyncio.sleep(pause)
+        return sorted([*moved, *asked, *paused]), asked
+
+    async def disconnect(self) -> None:
+        """Close every node's connection (the next call reconnects, to the slot map as
+        refreshed first); calls in flight fail."""
+        self._stale = True
+        for pipeline in list(self._pipelines.values()):
+            await pipeline.disconnect()

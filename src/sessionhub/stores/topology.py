@@ -5,7 +5,8 @@
   the master when they connect, and drop themselves when the server they reach answers
   ``READONLY`` (it was demoted), so the next attempt asks again: a replica is never written to.
 * ``cluster``: :class:`redis.cluster.RedisCluster`, which keeps the slot map, sends each command
-  to the master of its slot, follows ``MOVED`` / ``ASK`` and refreshes the map when it changes.
+  to the master of its slot, follows ``MOVED`` / ``ASK`` and refreshes the map when it changes
+  (the asyncio hub routes by that map to a pipeline per master: :mod:`.cluster`).
 
 Certificates are verified (the server's chain against ``TLS_CA_CERT`` and its host name) in every
 mode; there is no switch to turn that off.
@@ -155,8 +156,8 @@ def _cluster_options(rs: RedisSettings) -> dict[str, Any]:
     options = _data_node_options(rs)
     # The cluster client retries a dropped node itself and refreshes its slot map on the way.
     options.pop("health_check_interval")
-    # MAX_CONNECTIONS bounds the calls in flight (ClusterCalls); each node's pool also lends
-    # connections outside them.
+    # MAX_CONNECTIONS bounds the blocking hub's calls in flight (ClusterCalls); each node's pool
+    # also lends connections outside them (the asyncio hub's calls use a connection of their own).
     options["max_connections"] = rs.max_connections + CLUSTER_RESERVE
     return options
 
