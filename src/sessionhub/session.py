@@ -274,11 +274,17 @@ class Delta:
 
     set: Fields
     delete: tuple[str, ...]
-    data_bytes: int = 0
-    """The size of the data after the save, as :meth:`SessionRecord.data_bytes` counts it."""
+    texts: Mapping[str, str] = field(default_factory=dict)
+    """The JSON of every data key after the save, by key: what the store then holds."""
 
     def __bool__(self) -> bool:
         return bool(self.set or self.delete)
+
+    def data_bytes(self) -> int:
+        """The size of the data after the save, as :meth:`SessionRecord.data_bytes` counts it."""
+        texts = self.texts  # joined first: one length each instead of two per key
+        keys, values = "".join(texts), "".join(texts.values())
+        return len(DATA_PREFIX) * len(texts) + _utf8_len(keys) + _utf8_len(values)
 
 
 NO_CHANGE = Delta({}, ())
@@ -345,6 +351,13 @@ class Session(MutableMapping[str, Any]):
         """Whether the data differs from what the store holds."""
         return bool(self.delta())
 
+    @property
+    def emptied(self) -> bool:
+        """Whether the data was looked at and is now empty while the store still holds some:
+        ``modified and not len(session)``, without computing the whole delta."""
+        data = self._data
+        return data is not None and not dict.__len__(data) and bool(self.record.raw)
+
     def __getitem__(self, key: str) -> Any:
         return self._values()[key]
 
@@ -385,8 +398,9 @@ class Session(MutableMapping[str, Any]):
         record = self.record
         loaded, saved = record.data, record.raw  # _data began as a copy of loaded
         changed: Fields = {}
-        size = 0
-        for key, value in self._data.items():
+        texts: dict[str, str] = {}
+        # dict's own methods: an adapter's view (see adopt) counts its own as access.
+        for key, value in dict.items(self._data):
             if type(value) in _IMMUTABLE and value is loaded.get(key, _ABSENT):
                 # The very object that was saved, and it cannot have changed in place.
                 encoded = saved.get(key) or _dumps(value)
@@ -394,17 +408,18 @@ class Session(MutableMapping[str, Any]):
                 encoded = _dumps(value)
                 if saved.get(key) != encoded:
                     changed[DATA_PREFIX + key] = record.seal(DATA_PREFIX + key, encoded)
-            size += len(DATA_PREFIX) + _utf8_len(key) + _utf8_len(encoded)
-        removed = tuple(DATA_PREFIX + k for k in saved if k not in self._data)
-        return Delta(changed, removed, size)
+            texts[key] = encoded
+        removed = tuple(DATA_PREFIX + k for k in saved if k not in texts)
+        return Delta(changed, removed, texts)
 
-    def mark_saved(self) -> None:
-        """Take the current data as what the store holds, after a successful save."""
+    def mark_saved(self, delta: Delta) -> None:
+        """Take the data as what the store holds, after ``delta`` was saved: its JSON becomes
+        what later saves compare with (nothing is encoded again)."""
         self.new = False
-        if self._data is None:
+        if self._data is None or delta is NO_CHANGE:  # no data written: the record holds
             return
-        self.record.data = dict(self._data)
-        self.record.raw = {k: _dumps(v) for k, v in self._data.items()}
+        self.record.data = dict(dict.items(self._data))
+        self.record.raw = dict(delta.texts)
 
     def __repr__(self) -> str:
         return f"<Session {self.sid[:8]}... user={self.user_id!r} keys={len(self)}>"

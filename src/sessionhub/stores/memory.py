@@ -132,7 +132,9 @@ class MemoryStore:
             entry = self._entries.get(sid)
             if entry is None or entry.expires_ms <= now_ms:
                 return False
-            fields = {k: v for k, v in entry.fields.items() if k not in delete}
+            fields = dict(entry.fields)  # copied in C: a per-field filter cost more (profiled)
+            for name in delete:
+                fields.pop(name, None)
             fields.update(set_fields)
             if expires_ms is not None:
                 entry.expires_ms = expires_ms
