@@ -1,5 +1,5 @@
-"""The request path's shortcuts give the answers the long way gives: a save that reuses the JSON
-it compared, the emptiness check that skips the delta."""
+"""The request path's shortcuts give the answers the long way gives: a cached parse, a save that
+reuses the JSON it compared, the emptiness check that skips the delta."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionhub.session import DATA_PREFIX, Session, SessionRecord
+from sessionhub.session import DATA_PREFIX, Session, SessionRecord, StoredFields, encoded
+from sessionhub.stores.memory import MemoryStore
 from strategies import json_values
 
 SID = "ab" * 16
@@ -19,6 +20,48 @@ datas = st.dictionaries(data_keys, json_values, max_size=4)
 def _fields(data: dict[str, Any], **meta: Any) -> dict[str, str]:
     record = SessionRecord(SID, "alice", 1, 2, 3, 4, "Mozilla/5.0 " * 9, "1.2.3.4", data, **meta)
     return record.to_fields()
+
+
+def test_stored_fields_are_parsed_once_and_each_read_gets_its_own_record() -> None:
+    """Two reads of one cached copy parse it once; changing one read's record leaves the next."""
+    fields = StoredFields(_fields({"cart": [1], "n": 1}, authenticated_ms=5))
+    first = SessionRecord.from_fields(SID, fields)
+    parse = fields.parsed
+    assert first == SessionRecord.from_fields(SID, dict(fields))
+    first.raw["n"] = "99"
+    session = Session(first)
+    session["cart"].append(2)
+    session.mark_saved(session.delta())
+    second = SessionRecord.from_fields(SID, fields)
+    assert fields.parsed is parse
+    assert second is not first
+    assert second == SessionRecord.from_fields(SID, dict(fields))
+    assert dict(Session(second)) == {"cart": [1], "n": 1}
+
+
+@given(
+    data=datas,
+    changed=datas,
+    removed=st.lists(data_keys, max_size=3),
+    meta=st.booleans(),
+)
+def test_a_save_carries_the_parse_only_while_it_stays_what_a_parse_gives(
+    data: dict[str, Any], changed: dict[str, Any], removed: list[str], meta: bool
+) -> None:
+    """After a write, the carried parse equals a parse of the new fields; a write that touches
+    more than data fields carries none."""
+    fields = StoredFields(_fields(data))
+    SessionRecord.from_fields(SID, fields)  # parsed and kept
+    set_fields = {DATA_PREFIX + k: encoded(v) for k, v in changed.items()}
+    if meta:
+        set_fields["u"] = "bob"
+    after = fields.replaced(set_fields, tuple(DATA_PREFIX + k for k in removed))
+    assert (after.parsed is None) == meta
+    assert SessionRecord.from_fields(SID, after) == SessionRecord.from_fields(SID, dict(after))
+    assert dict(after) == {
+        **{k: v for k, v in fields.items() if k[2:] not in removed or k[:2] != DATA_PREFIX},
+        **set_fields,
+    }
 
 
 @st.composite
@@ -67,3 +110,23 @@ def test_a_save_keeps_the_json_it_wrote_and_counts_the_bytes_it_leaves(session: 
     assert session.record.raw == (delta.texts if looked_at else session.record.raw)
     assert session.record.raw.keys() == data.keys()
     assert not session.delta()
+
+
+def test_the_cache_keeps_a_parse_across_its_own_saves_but_not_across_an_expiry_change() -> None:
+    """A cached copy read, saved (data only) and read again is parsed once; a save that sets the
+    expiry (Django's set_expiry) is parsed again, with the new expiry."""
+    memory = MemoryStore(cache_size=10)
+    memory.put(SID, _fields({"n": 1}), 10**15, confirmed=1, link=1)
+    cached = memory.cached(SID, 0, 1, None)
+    assert isinstance(cached, StoredFields)
+    SessionRecord.from_fields(SID, cached)
+    assert memory.update(SID, {"d:n": "2"}, (), 0)
+    saved = memory.cached(SID, 0, 1, None)
+    assert isinstance(saved, StoredFields)
+    assert saved.parsed is not None
+    assert dict(Session(SessionRecord.from_fields(SID, saved))) == {"n": 2}
+    assert memory.update(SID, {}, (), 0, expires_ms=10**14)
+    moved = memory.cached(SID, 0, 1, None)
+    assert isinstance(moved, StoredFields)
+    assert moved.parsed is None
+    assert SessionRecord.from_fields(SID, moved).expires_ms == 10**14

@@ -8,8 +8,9 @@ write only the keys that changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 import orjson
@@ -208,9 +209,31 @@ class SessionRecord:
     def from_fields(
         cls, sid: str, fields: Mapping[str, str], values: ValueCodec = PLAIN
     ) -> SessionRecord:
-        """Parse the flat map a store returned (data stays encoded until asked for)."""
+        """Parse the flat map a store returned (data stays encoded until asked for).
+
+        Fields a store keeps as :class:`StoredFields` (the local cache) are parsed once: a copy
+        of that parse is returned, so a cached read costs a copy rather than a parse.
+        """
+        if isinstance(fields, StoredFields):
+            parsed = fields.parsed
+            if parsed is None or parsed.sid != sid or parsed.values is not values:
+                parsed = fields.parsed = cls._parse(sid, fields, values)
+            return parsed._copy()
+        return cls._parse(sid, fields, values)
+
+    def _copy(self) -> SessionRecord:
+        # The instance dict in one C call (a dataclass's own replace() reads its fields one by
+        # one); the two mutable members get their own copies.
+        copy = object.__new__(SessionRecord)
+        copy.__dict__.update(self.__dict__)
+        copy.data, copy.raw = dict(self.data), dict(self.raw)
+        return copy
+
+    @classmethod
+    def _parse(cls, sid: str, fields: Mapping[str, str], values: ValueCodec) -> SessionRecord:
         n = len(DATA_PREFIX)
-        raw = {name[n:]: text for name, text in fields.items() if name[:n] == DATA_PREFIX}
+        # Interned: cached sessions share their keys' names rather than hold a copy each.
+        raw = {intern(name[n:]): text for name, text in fields.items() if name[:n] == DATA_PREFIX}
         agent, ip = joined(F_USER_AGENT, fields), fields.get(F_IP, "")
         if agent[:1] == MARK:
             agent = values.open(agent, session_aad(sid, F_USER_AGENT)) or ""
@@ -232,6 +255,37 @@ class SessionRecord:
             decoded=not raw,
             values=values,
         )
+
+
+class StoredFields(dict[str, str]):
+    """A session's fields as a store keeps them, never changed in place (a change stores new
+    fields), with the record parsed from them (:meth:`SessionRecord.from_fields`)."""
+
+    __slots__ = ("parsed",)
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        super().__init__(fields)
+        self.parsed: SessionRecord | None = None
+
+    def replaced(self, set_fields: Mapping[str, str], delete: Iterable[str]) -> StoredFields:
+        """New fields: these without ``delete``, then with ``set_fields``. When only data
+        fields change (a save), the parse is carried over, so the next read parses nothing."""
+        fields = StoredFields(self)
+        for name in delete:
+            fields.pop(name, None)
+        fields.update(set_fields)
+        parsed = self.parsed
+        n = len(DATA_PREFIX)
+        if parsed is not None and all(
+            name[:n] == DATA_PREFIX for names in (delete, set_fields) for name in names
+        ):
+            carried = fields.parsed = parsed._copy()
+            for name in delete:
+                carried.raw.pop(name[n:], None)
+            for name, text in set_fields.items():
+                carried.raw[name[n:]] = text
+            carried.decoded = not carried.raw
+        return fields
 
 
 def check_key(key: object) -> None:
