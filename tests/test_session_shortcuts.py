@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -130,3 +131,17 @@ def test_the_cache_keeps_a_parse_across_its_own_saves_but_not_across_an_expiry_c
     assert isinstance(moved, StoredFields)
     assert moved.parsed is None
     assert SessionRecord.from_fields(SID, moved).expires_ms == 10**14
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, 123456789012345678901234567890, [1, -(2**70)], {"id": 10**30}],
+)
+def test_integers_beyond_64_bits_read_back_exact(value: Any) -> None:
+    """A stored integer that does not fit 64 bits reads back as that integer, not as a float."""
+    record = SessionRecord.from_fields(SID, _fields({"big": value}))
+    assert record.load_data() == {"big": value}
+    assert repr(record.load_data()["big"]) == repr(value)
+    session = Session(record)
+    assert session["big"] == value
+    assert not session.delta()  # read and left alone: nothing to write back

@@ -8,6 +8,7 @@ write only the keys that changed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from sys import intern
@@ -109,12 +110,19 @@ def _decoded(
     return data, kept
 
 
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+"""A run of digits that may be an integer beyond 64 bits, which orjson reads as a float without
+a word (3.13 does): such text goes to the standard library, which keeps every integer exact."""
+
+
 def _parsed(text: str) -> Any:
     """``text`` as JSON; ``ValueError`` when it is none."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what json takes: integers beyond 64 bits, NaN, surrogates
-        return json.loads(text)
+    if len(text) < 19 or _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # what json takes: NaN, lone surrogates
+            pass
+    return json.loads(text)
 
 
 @dataclass(eq=False)
