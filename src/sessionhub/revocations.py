@@ -17,7 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import redis
+from redis.cluster import RedisCluster
 
 from .stores.resilient import ResilientCore
 from .stores.topology import AsyncClient, SyncClient
@@ -98,18 +100,58 @@ class RevocationThread:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
             try:
-                pubsub.subscribe(self.feed.channel)
-                while not self._stop.is_set():
-                    if self.feed.handle(pubsub.get_message(timeout=LISTEN_TIMEOUT)):
-                        self._linked.set()
+                if isinstance(self.client, RedisCluster):
+                    self._listen_pubsub(self.client)
+                else:
+                    self._listen(self.client)
             except Exception as exc:  # the link is lost
                 self.feed.lost(exc, redis_answers=self._answers())
-            finally:
-                with contextlib.suppress(Exception):
-                    pubsub.close()
             self._stop.wait(self.feed.retry_s)
+
+    def _listen(self, client: redis.Redis) -> None:
+        """Subscribe on a connection of the pool and read the messages straight off its socket.
+
+        One system call per wake-up, where ``PubSub.get_message`` makes four (a poll, two
+        timeouts set, the read) and builds a dict per message: this process receives every write
+        it makes itself, and that cost a tenth of a Flask read-modify-write's CPU (profiled).
+        """
+        pool = client.connection_pool
+        conn: Any = pool.get_connection()  # redis-py leaves its connections untyped
+        try:
+            conn.send_command("SUBSCRIBE", self.feed.channel)
+            sock = conn._sock  # connected by redis-py: TLS, AUTH and Sentinel are done
+            sock.settimeout(LISTEN_TIMEOUT)
+            reader = hiredis.Reader(replyError=redis.ResponseError, encoding="utf-8")
+            buffer = bytearray(65536)
+            while not self._stop.is_set():
+                try:
+                    size = sock.recv_into(buffer)
+                except TimeoutError:
+                    continue
+                if not size:
+                    raise redis.ConnectionError("Redis closed the revocation subscription")
+                reader.feed(buffer, 0, size)  # type: ignore[arg-type]  # any buffer, as redis-py
+                while (reply := reader.gets()) is not False:
+                    if isinstance(reply, Exception):
+                        raise reply  # the subscription refused (an ACL without the channel)
+                    if self.feed.handle({"type": reply[0], "data": reply[2]}):
+                        self._linked.set()
+        finally:
+            conn.disconnect()  # never back to the pool subscribed
+            pool.release(conn)
+
+    def _listen_pubsub(self, client: RedisCluster) -> None:
+        """A cluster's Pub/Sub picks the node; its messages come through redis-py's reader."""
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self.feed.channel)
+            while not self._stop.is_set():
+                if self.feed.handle(pubsub.get_message(timeout=LISTEN_TIMEOUT)):
+                    self._linked.set()
+        finally:
+            with contextlib.suppress(Exception):
+                pubsub.close()
 
     def _answers(self) -> bool:
         try:
