@@ -3,17 +3,21 @@ reuses the JSON it compared, the emptiness check that skips the delta."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sessionhub.jsontext import compact
 from sessionhub.session import DATA_PREFIX, Session, SessionRecord, StoredFields, encoded
 from sessionhub.stores.memory import MemoryStore
-from strategies import json_values
+from strategies import json_like, json_values
 
 SID = "ab" * 16
+JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""The standard library's compact JSON, which stored values have always been written in."""
 data_keys = st.sampled_from(["a", "b", "cart", "ключ", "n"])
 datas = st.dictionaries(data_keys, json_values, max_size=4)
 
@@ -145,3 +149,21 @@ def test_integers_beyond_64_bits_read_back_exact(value: Any) -> None:
     session = Session(record)
     assert session["big"] == value
     assert not session.delta()  # read and left alone: nothing to write back
+
+
+def _encoded_or_error(encode: Any, value: Any) -> str:
+    try:
+        return str(encode(value))
+    except (TypeError, ValueError) as exc:
+        return type(exc).__name__
+
+
+@given(value=st.one_of(json_values, json_like, st.integers(), st.booleans(), st.none()))
+def test_compact_writes_what_the_json_encoder_writes(value: Any) -> None:
+    """The scalar shortcut gives the standard encoder's text, or its error, for any value."""
+    assert _encoded_or_error(compact, value) == _encoded_or_error(JSON_ENCODER.encode, value)
+
+
+def test_compact_refuses_an_integer_the_encoder_refuses() -> None:
+    """An integer too long to print is refused as the encoder refuses it."""
+    assert _encoded_or_error(compact, 10**5000) == "ValueError"
