@@ -19,6 +19,8 @@ from typing import Any
 
 import hiredis
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from .stores.resilient import ResilientCore
@@ -81,6 +83,24 @@ class RevocationFeed:
         return False
 
 
+CLOSED = "Redis closed the revocation subscription"
+
+
+def _reader() -> hiredis.Reader:
+    return hiredis.Reader(replyError=redis.ResponseError, encoding="utf-8")
+
+
+def _drain(feed: Feed, reader: hiredis.Reader) -> bool:
+    """Apply every message ``reader`` holds whole; ``True`` when one says the subscription is
+    (re)established. A refusal (an ACL without the channel) is raised."""
+    linked = False
+    while (reply := reader.gets()) is not False:
+        if isinstance(reply, Exception):
+            raise reply
+        linked = feed.handle({"type": reply[0], "data": reply[2]}) or linked
+    return linked
+
+
 class RevocationThread:
     """The blocking hub's subscriber: a daemon thread on a connection of its own (for the
     keyspace notifications too, with their feed)."""
@@ -122,7 +142,7 @@ class RevocationThread:
             conn.send_command("SUBSCRIBE", self.feed.channel)
             sock = conn._sock  # connected by redis-py: TLS, AUTH and Sentinel are done
             sock.settimeout(LISTEN_TIMEOUT)
-            reader = hiredis.Reader(replyError=redis.ResponseError, encoding="utf-8")
+            reader = _reader()
             buffer = bytearray(65536)
             while not self._stop.is_set():
                 try:
@@ -130,13 +150,10 @@ class RevocationThread:
                 except TimeoutError:
                     continue
                 if not size:
-                    raise redis.ConnectionError("Redis closed the revocation subscription")
+                    raise redis.ConnectionError(CLOSED)
                 reader.feed(buffer, 0, size)  # type: ignore[arg-type]  # any buffer, as redis-py
-                while (reply := reader.gets()) is not False:
-                    if isinstance(reply, Exception):
-                        raise reply  # the subscription refused (an ACL without the channel)
-                    if self.feed.handle({"type": reply[0], "data": reply[2]}):
-                        self._linked.set()
+                if _drain(self.feed, reader):
+                    self._linked.set()
         finally:
             conn.disconnect()  # never back to the pool subscribed
             pool.release(conn)
@@ -185,20 +202,49 @@ class RevocationTask:
 
     async def _run(self, linked: asyncio.Event) -> None:
         while True:
-            pubsub = self.client.pubsub()
             try:
-                await pubsub.subscribe(self.feed.channel)
-                while True:
-                    if self.feed.handle(await pubsub.get_message(timeout=1.0)):
-                        linked.set()
+                if isinstance(self.client, AsyncRedisCluster):
+                    await self._listen_pubsub(self.client, linked)
+                else:
+                    await self._listen(self.client, linked)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the link is lost
                 self.feed.lost(exc, redis_answers=await self._answers())
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(self.feed.retry_s)
+
+    async def _listen(self, client: aioredis.Redis, linked: asyncio.Event) -> None:
+        """The mirror image of :meth:`RevocationThread._listen`: the messages read straight off
+        the connection's stream, with no timeout object and no dict per read."""
+        pool = client.connection_pool
+        conn: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_command("SUBSCRIBE", self.feed.channel)
+            stream: asyncio.StreamReader = conn._reader  # connected: TLS, AUTH, Sentinel done
+            reader = _reader()
+            while True:
+                data = await stream.read(65536)
+                if not data:
+                    raise redis.ConnectionError(CLOSED)
+                reader.feed(data)
+                if _drain(self.feed, reader):
+                    linked.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()  # never back to the pool subscribed
+            await pool.release(conn)
+
+    async def _listen_pubsub(self, client: AsyncRedisCluster, linked: asyncio.Event) -> None:
+        """A cluster's Pub/Sub picks the node; its messages come through redis-py's reader."""
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self.feed.channel)
+            while True:
+                if self.feed.handle(await pubsub.get_message(timeout=1.0)):
+                    linked.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     async def _answers(self) -> bool:
         try:
