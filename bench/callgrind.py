@@ -40,7 +40,8 @@ def _control(*args: str) -> None:
 def _cache_counts() -> tuple[int, int]:
     from sessionhub.stores.resilient import ResilientCore
 
-    cores = [o for o in gc.get_objects() if isinstance(o, ResilientCore)]
+    # type(): isinstance would ask lazy objects (Django's) for their class, setting them up
+    cores = [o for o in gc.get_objects() if type(o) is ResilientCore]
     return sum(c.cache_hits for c in cores), sum(c.cache_misses for c in cores)
 
 
