@@ -526,6 +526,31 @@ def render(result: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def headline(result: dict[str, Any]) -> list[str]:
+    """The document's headline lines for this benchmark's targets."""
+    lines = []
+    for r in result.get("http", {}).get("ratios", []):
+        if r["target"] is not None:
+            met = "met" if r["ratio"] >= r["target"] else "MISSED"
+            ratio = f"**{r['ratio']:.2f}x** (target {r['target']}x, {met})"
+            lines.append(f"- {r['comparison']}, 1 worker: {ratio}")
+    for row in result.get("http", {}).get("rows", []):
+        if (row["server"], row["request"]) == ("service", "read"):
+            t = row["round_trips"]
+            lines.append(
+                f"- Redis round trips per authenticated read, warm cache: **{t:.4f}** (target "
+                f"< 0.05, {'met' if t < 0.05 else 'MISSED'})"
+            )
+    rev = result.get("revocation")
+    if rev:
+        met = "met" if rev["upper_p99_ms"] <= 50 else "MISSED"
+        lines.append(
+            f"- logout on one service refused by another, p99 (upper bound): "
+            f"**{rev['upper_p99_ms']:.1f} ms** (target <= 50 ms, {met})"
+        )
+    return lines
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sessions", type=int, default=10_000)

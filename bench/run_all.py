@@ -84,6 +84,8 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"{'met' if m <= 1.5 else 'MISSED'}); stats p99 "
             f"{scale['sessionhub']['stats']['p99_ms']:.2f} ms at {scale['sessions']:,} sessions"
         )
+    if "cache" in results:
+        lines += bench_cache.headline(results["cache"])
     deg = results.get("degraded")
     if deg:
         lines.append(
