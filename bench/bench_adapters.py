@@ -1,14 +1,17 @@
-"""Each framework adapter against the session it replaces, in process, on one redis-server.
+"""Each framework adapter against the session its users would pick instead, in process, on one
+redis-server.
 
-Every pair runs the same two views (``read``: the signed-in user's name; ``read-modify``: a
-counter incremented) with the same session cookie, called straight through WSGI or ASGI (no
-HTTP server, no test client), so the figures are the framework plus its session layer. Rounds
-of the two sides are interleaved and each figure is the median of the rounds.
-
-Peers: Flask-Session 0.8 on Redis (Flask); Django's cache backend on Django's RedisCache
-(Django); Litestar's server-side sessions on its RedisStore (Litestar); Starlette's and Quart's
-own signed-cookie sessions, which keep the data in the cookie and never call Redis (Starlette,
-Quart).
+The apps of ``adapter_apps.py`` (the same views on every framework: ``read`` answers the
+signed-in user from the session, ``read-modify`` increments a counter in it) are called straight
+through WSGI or ASGI, with no HTTP server and no test client, so the figures are the framework
+plus its session layer. Each side cycles through ``--sessions`` sessions, each logged in through
+the app's own ``/login``. The three sides of a framework (SessionHub, the peer, no session at
+all) are measured in turn, round after round; requests/s is the median of the rounds and each
+ratio the median of the per-round ratios. Redis counts the round trips each side makes (``INFO
+stats``, ``total_reads_processed``, around every measured run: one per request read from a
+client, whatever it carries). With ``--callgrind`` the CPU instructions per
+request of each side are counted too (valgrind, ``callgrind.py``), a figure this machine's
+noise does not move.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import statistics
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
-from _common import SECRET, redis_server
+import adapter_apps
+from _common import redis_server, table
+from adapter_apps import FRAMEWORKS, PATHS, PEERS
 
 Request = Callable[[str, str], tuple[int, list[str]]]
 """``(path, cookie) -> (status, Set-Cookie values)``: one request, run to completion."""
@@ -131,14 +137,15 @@ class AsgiDriver:
         """One request, from synchronous code."""
         return self.loop.run_until_complete(self.request(path, cookie))
 
-    def loop_for(self, path: str, cookie: str, duration: float) -> int:
-        """As many requests as fit in ``duration`` seconds, in one run of the loop."""
+    def many(self, path: str, cookies: list[str], count: int, duration: float) -> int:
+        """Requests cycling through ``cookies``, ``count`` of them or as many as fit in
+        ``duration`` seconds (``count`` 0), in one run of the loop; how many were made."""
 
         async def run() -> int:
             done = 0
             end = time.perf_counter() + duration
-            while time.perf_counter() < end:
-                status, _ = await self.request(path, cookie)
+            while (done < count) if count else (time.perf_counter() < end):
+                status, _ = await self.request(path, cookies[done % len(cookies)])
                 assert status == 200, status
                 done += 1
             return done
@@ -152,224 +159,201 @@ class AsgiDriver:
         self.loop.close()
 
 
-# -- apps -------------------------------------------------------------------------------------
-
-
-def _view(session: Any, action: str) -> dict[str, Any]:
-    if action == "login":
-        session["user"] = "alice"
-        session["n"] = 0
-        return {"ok": True}
-    if action == "read":
-        return {"user": session.get("user")}
-    session["n"] = session.get("n", 0) + 1
-    return {"user": session.get("user"), "n": session["n"]}
-
-
-def flask_app(url: str, peer: bool) -> Any:
-    """Flask with Flask-Session 0.8 (peer) or SessionHub."""
-    import flask
-    import redis
-
-    app = flask.Flask("bench")
-    app.config.update(SECRET_KEY=SECRET, SESSION_TYPE="redis", SESSION_PERMANENT=True)
-    app.config["SESSION_REDIS"] = redis.Redis.from_url(url)
-
-    @app.get("/<action>")
-    def view(action: str) -> Any:
-        return _view(flask.session, action)
-
-    if peer:
-        import flask_session
-
-        flask_session.Session(app)
-    else:
-        from sessionhub.integrations.flask import FlaskSessionHub
-
-        FlaskSessionHub(app)
-    return app
-
-
-def quart_app(url: str, peer: bool) -> Any:
-    """Quart with its own cookie sessions (peer) or SessionHub."""
-    import quart
-
-    app = quart.Quart("bench")
-    app.config.update(SECRET_KEY=SECRET, SESSION_PERMANENT=True)
-    app.config["SESSIONHUB"] = {"REDIS": {"URL": url}}
-
-    @app.get("/<action>")
-    async def view(action: str) -> Any:
-        return _view(quart.session, action)
-
-    if not peer:
-        from sessionhub.integrations.quart import QuartSessionHub
-
-        QuartSessionHub(app)
-    return app
-
-
-def starlette_app(url: str, peer: bool) -> Any:
-    """Starlette with its own cookie SessionMiddleware (peer) or SessionHub's."""
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def view(request: Any) -> JSONResponse:
-        return JSONResponse(_view(request.session, request.path_params["action"]))
-
-    if peer:
-        from starlette.middleware.sessions import SessionMiddleware as Peer
-
-        middleware = Middleware(Peer, secret_key=SECRET)
-    else:
-        from sessionhub.integrations.asgi import SessionMiddleware
-
-        settings = {"REDIS": {"URL": url}}
-        middleware = Middleware(SessionMiddleware, secret_key=SECRET, settings=settings)
-    return Starlette(routes=[Route("/{action}", view)], middleware=[middleware])
-
-
-def litestar_app(url: str, peer: bool) -> Any:
-    """Litestar with its server-side sessions on RedisStore (peer) or SessionHub's plugin."""
-    from bench_adapters_litestar import make_app
-
-    return make_app(url, peer, _view)
-
-
-def django_handler(url: str, peer: bool) -> Any:
-    """Django's WSGI handler with the cache backend on RedisCache (peer) or SessionHub."""
-    import django
-    from django.conf import settings as dj
-
-    if not dj.configured:
-        dj.configure(
-            SECRET_KEY=SECRET,
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF="bench_adapters_django",
-            MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
-            INSTALLED_APPS=["django.contrib.sessions"],
-            DATABASES={},
-            CACHES={
-                "default": {
-                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                    "LOCATION": url,
-                }
-            },
-            SESSIONHUB={"REDIS": {"URL": url}},
-            USE_TZ=True,
-        )
-        django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.test import override_settings
-
-    engine = "django.contrib.sessions.backends.cache" if peer else "sessionhub.integrations.django"
-    with override_settings(SESSION_ENGINE=engine):
-        return WSGIHandler()
-
-
-# -- measuring --------------------------------------------------------------------------------
-
-
-def _cookie(set_cookies: list[str], name: str) -> str:
+def session_cookie(set_cookies: list[str], name: str) -> str:
+    """The ``name=value`` Cookie header value that ``set_cookies`` sets."""
     for header in set_cookies:
         jar: SimpleCookie = SimpleCookie()
-        jar.load(header.replace("; partitioned", ""))
+        jar.load(header.replace("; partitioned", "").replace("; Partitioned", ""))
         if name in jar:
             return f"{name}={jar[name].value}"
     raise AssertionError(f"no {name} cookie in {set_cookies}")
 
 
-def sync_rate(call: Request, path: str, cookie: str, duration: float) -> float:
-    """Requests per second of ``call`` for ``duration`` seconds."""
-    done = 0
-    start = time.perf_counter()
-    end = start + duration
-    while time.perf_counter() < end:
-        status, _ = call(path, cookie)
+class Client:
+    """One framework's app on one side, driven in process, with its signed-in sessions."""
+
+    def __init__(self, framework: str, side: str, url: str, sessions: int) -> None:
+        factory, kind, cookie_name = FRAMEWORKS[framework]
+        self.app = factory(url, side)
+        self.driver = AsgiDriver(self.app) if kind == "asgi" else None
+        self._call: Request = self.driver.call if self.driver else wsgi_driver(self.app)
+        self.cookies = [""]
+        if side != "floor":
+            self.cookies = [self.login(cookie_name) for _ in range(sessions)]
+
+    def login(self, cookie_name: str) -> str:
+        status, set_cookies = self._call(PATHS["login"], "")
         assert status == 200, status
-        done += 1
-    return done / (time.perf_counter() - start)
+        return session_cookie(set_cookies, cookie_name)
+
+    def run(self, path: str, *, count: int = 0, duration: float = 0.0) -> tuple[int, float]:
+        """Requests cycling through the sessions: ``count`` of them, or as many as fit in
+        ``duration`` seconds; returns (requests, seconds)."""
+        start = time.perf_counter()
+        if self.driver is not None:
+            done = self.driver.many(path, self.cookies, count, duration)
+            return done, time.perf_counter() - start
+        done, end, cookies = 0, start + duration, self.cookies
+        while (done < count) if count else (time.perf_counter() < end):
+            status, _ = self._call(path, cookies[done % len(cookies)])
+            assert status == 200, status
+            done += 1
+        return done, time.perf_counter() - start
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
 
 
-PAIRS: dict[str, tuple[Callable[[str, bool], Any], str, str]] = {
-    # name: (app factory, kind, cookie name)
-    "flask": (flask_app, "wsgi", "session"),
-    "django": (django_handler, "wsgi", "sessionid"),
-    "quart": (quart_app, "asgi", "session"),
-    "starlette": (starlette_app, "asgi", "session"),
-    "litestar": (litestar_app, "asgi", "session"),
-}
+# -- measuring --------------------------------------------------------------------------------
 
 
-def measure(name: str, url: str, duration: float, rounds: int) -> dict[str, Any]:
-    """Both sides of one pair: requests/s per round, for read and read-modify."""
-    factory, kind, cookie_name = PAIRS[name]
-    sides: dict[str, Any] = {}
-    closers: list[Callable[[], None]] = []
-    for side, peer in (("peer", True), ("sessionhub", False)):
-        app = factory(url, peer)
-        if kind == "wsgi":
-            call = wsgi_driver(app)
-            status, cookies = call("/login", "")
+def round_trips(client: Any) -> int:
+    """Requests Redis has read from its clients so far (``total_reads_processed``): one per
+    round trip, however many commands it carries or a script runs; this INFO not counted."""
+    return int(client.info("stats")["total_reads_processed"]) - 1
 
-            def rate(path: str, cookie: str, call: Request = call) -> float:
-                return sync_rate(call, path, cookie, duration)
 
-        else:
-            driver = AsgiDriver(app)
-            closers.append(driver.close)
-            status, cookies = driver.call("/login", "")
+def measure(framework: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The three sides of one framework: requests/s per round and Redis round trips per request,
+    for read and read-modify."""
+    import redis
 
-            def rate(path: str, cookie: str, driver: AsgiDriver = driver) -> float:
-                start = time.perf_counter()
-                return driver.loop_for(path, cookie, duration) / (time.perf_counter() - start)
-
-        assert status == 200, (name, side, status)
-        sides[side] = (rate, _cookie(cookies, cookie_name))
+    counter = redis.Redis.from_url(url)
+    clients = {side: Client(framework, side, url, args.sessions) for side in adapter_apps.SIDES}
     out: dict[str, Any] = {}
-    for path in ("/read", "/read-modify"):
-        runs: dict[str, list[float]] = {"peer": [], "sessionhub": []}
-        for _ in range(rounds):
-            for side, (rate, cookie) in sides.items():
-                runs[side].append(rate(path, cookie))
-        out[path.strip("/")] = runs
-    for close in closers:
-        close()
+    try:
+        for request in ("read", "read-modify"):
+            path = PATHS[request]
+            for client in clients.values():  # warm-up: every session once
+                client.run(path, count=len(client.cookies))
+            runs: dict[str, list[float]] = {side: [] for side in clients}
+            sent: dict[str, list[float]] = {side: [] for side in clients}
+            for _ in range(args.rounds):
+                for side, client in clients.items():
+                    before = round_trips(counter)
+                    done, seconds = client.run(path, duration=args.duration)
+                    sent[side].append((round_trips(counter) - before) / done)
+                    runs[side].append(done / seconds)
+            out[request] = {"rps": runs, "round_trips": sent}
+    finally:
+        for client in clients.values():
+            client.close()
+        counter.close()
     return out
 
 
+def ratio(mine: list[float], theirs: list[float]) -> float:
+    """The median of the per-round ratios."""
+    return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
+
+
 def render(results: dict[str, Any]) -> str:
-    """The Markdown table for docs/BENCHMARKS.md."""
-    lines = [
-        "| framework | request | peer req/s | SessionHub req/s | ratio | at least as fast |",
-        "|---|---|---|---|---|---|",
+    """The Markdown tables for docs/BENCHMARKS.md."""
+    rows = []
+    for framework, ops in results["frameworks"].items():
+        for request, m in ops.items():
+            rps, sent = m["rps"], m["round_trips"]
+            rows.append(
+                [
+                    framework,
+                    PEERS[framework],
+                    request,
+                    f"{statistics.median(rps['peer']):,.0f}",
+                    f"{statistics.median(rps['sessionhub']):,.0f}",
+                    f"{ratio(rps['sessionhub'], rps['peer']):.2f}x",
+                    "yes" if ratio(rps["sessionhub"], rps["peer"]) >= 1.0 else "NO",
+                    f"{statistics.median(sent['peer']):.2f}",
+                    f"{statistics.median(sent['sessionhub']):.3f}",
+                    f"{ratio(rps['sessionhub'], rps['floor']):.2f}x",
+                ]
+            )
+    headers = [
+        "framework",
+        "peer",
+        "request",
+        "peer req/s",
+        "SessionHub req/s",
+        "ratio",
+        "at least as fast",
+        "peer Redis round trips/request",
+        "SessionHub Redis round trips/request",
+        "SessionHub vs no session",
     ]
-    for name, ops in results.items():
-        for op, runs in ops.items():
-            peer = statistics.median(runs["peer"])
-            hub = statistics.median(runs["sessionhub"])
-            ratio = hub / peer
-            met = "yes" if ratio >= 1.0 else "NO"
-            lines.append(f"| {name} | {op} | {peer:,.0f} | {hub:,.0f} | {ratio:.2f}x | {met} |")
-    return "\n".join(lines)
+    text = table(headers, rows)
+    cg = results.get("callgrind")
+    if cg:
+        rows = []
+        for key, sides in cg.items():
+            framework, request = key.split()
+            hub, peer, floor = sides["sessionhub"], sides["peer"], sides.get("floor")
+            rows.append(
+                [
+                    framework,
+                    request,
+                    f"{peer['per_request']:,.0f}",
+                    f"{hub['per_request']:,.0f}",
+                    "" if floor is None else f"{floor['per_request']:,.0f}",
+                    f"{peer['per_request'] / hub['per_request']:.2f}x",
+                    "" if floor is None else f"{floor['per_request'] / hub['per_request']:.2f}x",
+                ]
+            )
+        headers = [
+            "framework",
+            "request",
+            "peer instructions/request",
+            "SessionHub",
+            "no session",
+            "peer / SessionHub",
+            "no session / SessionHub",
+        ]
+        text += "\n\n" + table(headers, rows)
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
-    p.add_argument("--only", nargs="*", choices=sorted(PAIRS), help="pairs to run")
+    p.add_argument("--sessions", type=int, default=1000, help="signed-in sessions per side")
+    p.add_argument("--only", nargs="*", choices=sorted(FRAMEWORKS), help="frameworks to run")
+    p.add_argument(
+        "--callgrind",
+        nargs="*",
+        choices=sorted(FRAMEWORKS),
+        help="also count CPU instructions per request with valgrind for these frameworks",
+    )
+    p.add_argument("--callgrind-requests", type=int, default=500)
     return p
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every pair (or ``--only`` those), on one throw-away redis-server."""
-    results: dict[str, Any] = {}
+    """Every framework (or ``--only`` those), on one throw-away redis-server."""
+    import tempfile
+
+    import callgrind
+
+    results: dict[str, Any] = {"sessions": args.sessions, "frameworks": {}}
     with redis_server() as server:
-        for name in args.only or list(PAIRS):
-            results[name] = measure(name, server.url, args.duration, args.rounds)
+        for framework in args.only or list(FRAMEWORKS):
+            results["frameworks"][framework] = measure(framework, server.url, args)
+            print(framework, results["frameworks"][framework], flush=True)
+        if args.callgrind:
+            counted: dict[str, dict[str, Any]] = {}
+            with tempfile.TemporaryDirectory() as tmp:
+                for framework in args.callgrind:
+                    for request in ("read", "read-modify"):
+                        # The floor is counted for reads: what the targets compare it with.
+                        sides = adapter_apps.SIDES if request == "read" else ("sessionhub", "peer")
+                        counted[f"{framework} {request}"] = {
+                            side: callgrind.instructions(
+                                framework, side, request, server.url, args.callgrind_requests,
+                                Path(tmp),
+                            )
+                            for side in sides
+                        }  # fmt: skip
+                        print(framework, request, counted[f"{framework} {request}"], flush=True)
+            results["callgrind"] = counted
     return results
 
 

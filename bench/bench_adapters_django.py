@@ -1,4 +1,4 @@
-"""URLconf of the Django side of bench_adapters.py."""
+"""URLconf of the Django app of adapter_apps.py."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 
-def view(request: HttpRequest, action: str) -> JsonResponse:
-    """The benchmark's views on Django's session API."""
-    from bench_adapters import _view
+def handle(request: HttpRequest, action: str) -> JsonResponse:
+    """The benchmark's views on Django's session API (a fresh dict for the floor, which has no
+    session middleware)."""
+    from adapter_apps import floor_session, view
 
-    return JsonResponse(_view(request.session, action))
+    session = request.session if hasattr(request, "session") else floor_session()
+    return JsonResponse(view(session, action))
 
 
-urlpatterns: list[Any] = [path("<str:action>", view)]
+urlpatterns: list[Any] = [path("<str:action>", handle)]

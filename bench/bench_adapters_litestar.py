@@ -1,4 +1,4 @@
-"""The Litestar side of bench_adapters.py (Litestar reads the handlers' annotations)."""
+"""The Litestar app of adapter_apps.py (Litestar reads the handlers' annotations)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -7,14 +7,21 @@ from litestar import Litestar, Request, get
 from litestar.params import FromPath
 
 
-def make_app(url: str, peer: bool, handle: Callable[[Any, str], dict[str, Any]]) -> Litestar:
-    """Litestar with its server-side sessions on RedisStore (peer) or SessionHub's plugin."""
+def make_app(
+    url: str,
+    side: str,
+    handle: Callable[[Any, str], dict[str, Any]],
+    floor_session: Callable[[], dict[str, Any]],
+) -> Litestar:
+    """Litestar with SessionHub's plugin, its server-side sessions on RedisStore, or none."""
 
     @get("/{action:str}")
     async def view(request: Request[Any, Any, Any], action: FromPath[str]) -> dict[str, Any]:
-        return handle(request.session, action)
+        return handle(floor_session() if side == "floor" else request.session, action)
 
-    if peer:
+    if side == "floor":
+        return Litestar(route_handlers=[view])
+    if side == "peer":
         from litestar.middleware.session.server_side import ServerSideSessionConfig
         from litestar.stores.redis import RedisStore
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import bench_adapters
+import bench_cache
 import bench_degraded
 import bench_http
 import bench_metrics
@@ -83,6 +84,8 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"{'met' if m <= 1.5 else 'MISSED'}); stats p99 "
             f"{scale['sessionhub']['stats']['p99_ms']:.2f} ms at {scale['sessions']:,} sessions"
         )
+    if "cache" in results:
+        lines += bench_cache.headline(results["cache"])
     deg = results.get("degraded")
     if deg:
         lines.append(
@@ -196,6 +199,7 @@ def write_doc(results: dict[str, Any], args: argparse.Namespace, elapsed: float)
          "bench_adapters.py"),
         ("8. What metrics cost", "metrics", bench_metrics, "bench_metrics.py"),
         ("9. Topologies", "topologies", bench_topologies, "bench_topologies.py"),
+        ("10. Local session cache", "cache", bench_cache, "bench_cache.py"),
     ]  # fmt: skip
     for title, key, module, script in sections:
         parts += [f"## {title}", "", f"Command: `python bench/{script}`", ""]
@@ -231,12 +235,14 @@ def main() -> None:
         ("degraded", lambda: bench_degraded.run(bench_degraded.parser().parse_args([])),
          bench_degraded),
         ("push", lambda: bench_push.run(bench_push.parser().parse_args([])), bench_push),
-        ("adapters", lambda: bench_adapters.run(bench_adapters.parser().parse_args([])),
-         bench_adapters),
+        ("adapters", lambda: bench_adapters.run(bench_adapters.parser().parse_args(
+            ["--callgrind", "starlette", "flask", "django"])), bench_adapters),
         ("metrics", lambda: bench_metrics.run(bench_metrics.parser().parse_args([])),
          bench_metrics),
         ("topologies", lambda: bench_topologies.run(bench_topologies.parser().parse_args(
             ["--duration", str(min(args.duration, 4.0))])), bench_topologies),
+        ("cache", lambda: bench_cache.run(bench_cache.parser().parse_args(
+            ["--duration", str(min(args.duration, 4.0))])), bench_cache),
     ]  # fmt: skip
     for name, fn, module in plan:
         if name in args.skip:

@@ -5,27 +5,33 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# The service under test, and the benchmark extras: Flask-Session, gunicorn, matplotlib, py-spy.
+# The service under test, and the benchmark extras: Flask-Session, starsessions, gunicorn,
+# matplotlib, py-spy.
 INSTALL_EXTRAS=dev,service,bench
 # shellcheck source=scripts/_install.sh
 source scripts/_install.sh
 
-if ! command -v wrk >/dev/null 2>&1; then
+# The tools the benchmarks run besides Python: installed with apt-get when this runs as root.
+need_tool() {
+    local tool="$1" why="$2"
+    command -v "$tool" >/dev/null 2>&1 && return 0
     if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "==> installing wrk with apt-get"
+        echo "==> installing $tool with apt-get"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq wrk
+        apt-get update -qq && apt-get install -y -qq "$tool"
     else
-        echo "wrk is needed for the HTTP benchmarks: install it (Debian/Ubuntu: apt-get install wrk)" >&2
+        echo "$tool is needed $why: install it (Debian/Ubuntu: apt-get install $tool)" >&2
         exit 1
     fi
-fi
+}
+need_tool wrk "for the HTTP benchmarks"
+need_tool valgrind "to count the instructions per request (bench/callgrind.py)"
 
 cd bench
-# scripts/bench.sh cache: the local cache's figures (bench_cache.py), against starsessions too.
-if [[ "${1:-}" == "cache" ]]; then
-    shift
-    ../.venv/bin/python -m pip install -q starsessions
-    exec ../.venv/bin/python bench_cache.py "$@"
-fi
+# scripts/bench.sh cache: the local cache and the targets of the no-round-trip issue
+# (bench_cache.py); scripts/bench.sh adapters: each adapter against its peer (bench_adapters.py).
+case "${1:-}" in
+    cache) shift; exec ../.venv/bin/python bench_cache.py "$@" ;;
+    adapters) shift; exec ../.venv/bin/python bench_adapters.py "$@" ;;
+esac
 exec ../.venv/bin/python run_all.py "$@"

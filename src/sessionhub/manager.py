@@ -159,8 +159,12 @@ class SessionManager:
         log.info("Session moved to the current SECRET_KEY: %s -> %s", short(old_sid), short(sid))
         return Session(record)
 
-    def _check_size(self, data_bytes: int) -> None:
-        if self.max_bytes and data_bytes > self.max_bytes:
+    def _check_size(self, measure: Callable[[], int]) -> None:
+        # Measured only under SESSION.MAX_BYTES: the sum is per key, on every save.
+        if not self.max_bytes:
+            return
+        data_bytes = measure()
+        if data_bytes > self.max_bytes:
             raise DataError(
                 f"session data is {data_bytes} bytes as JSON, more than SESSION.MAX_BYTES "
                 f"({self.max_bytes}); store large values elsewhere and keep a reference"
@@ -217,7 +221,7 @@ class SessionManager:
             values=self.values,
         )
         if data:
-            self._check_size(record.data_bytes())
+            self._check_size(record.data_bytes)
         index = () if user_id is None else (self.user_sessions.add_call(user_id, sid, hard),)
         in_redis = yield from self.core.create(sid, record.to_fields(), record.expires_ms, index)
         log.info("Session created in %s: %s", self._where(), short(sid))
@@ -292,7 +296,7 @@ class SessionManager:
         record.user_id, record.authenticated_ms, record.auth_level = user_id, now, auth_level
         if expires_ms is not None:
             record.expires_ms = expires_ms
-        session.mark_saved()
+        session.mark_saved(delta)
         yield from self.user_sessions.add(user_id, session.sid, record.absolute_expires_ms)
         log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
         if self.max_per_user:
@@ -343,7 +347,7 @@ class SessionManager:
         self._check_size(delta.data_bytes)
         ok = yield from self.core.update(session.sid, delta.set, delta.delete, expires_ms)
         if ok:
-            session.mark_saved()
+            session.mark_saved(delta)
             if expires_ms is not None:
                 session.record.expires_ms = expires_ms
         return ok

@@ -8,8 +8,10 @@ write only the keys that changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+import re
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 import orjson
@@ -108,12 +110,19 @@ def _decoded(
     return data, kept
 
 
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+"""A run of digits that may be an integer beyond 64 bits, which orjson reads as a float without
+a word (3.13 does): such text goes to the standard library, which keeps every integer exact."""
+
+
 def parsed(text: str) -> Any:
     """``text`` as JSON; ``ValueError`` when it is none."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what json takes: integers beyond 64 bits, NaN, surrogates
-        return json.loads(text)
+    if len(text) < 19 or _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # what json takes: NaN, lone surrogates
+            pass
+    return json.loads(text)
 
 
 @dataclass(eq=False)
@@ -208,9 +217,31 @@ class SessionRecord:
     def from_fields(
         cls, sid: str, fields: Mapping[str, str], values: ValueCodec = PLAIN
     ) -> SessionRecord:
-        """Parse the flat map a store returned (data stays encoded until asked for)."""
+        """Parse the flat map a store returned (data stays encoded until asked for).
+
+        Fields a store keeps as :class:`StoredFields` (the local cache) are parsed once: a copy
+        of that parse is returned, so a cached read costs a copy rather than a parse.
+        """
+        if isinstance(fields, StoredFields):
+            parsed = fields.parsed
+            if parsed is None or parsed.sid != sid or parsed.values is not values:
+                parsed = fields.parsed = cls._parse(sid, fields, values)
+            return parsed._copy()
+        return cls._parse(sid, fields, values)
+
+    def _copy(self) -> SessionRecord:
+        # The instance dict in one C call (a dataclass's own replace() reads its fields one by
+        # one); the two mutable members get their own copies.
+        copy = object.__new__(SessionRecord)
+        copy.__dict__.update(self.__dict__)
+        copy.data, copy.raw = dict(self.data), dict(self.raw)
+        return copy
+
+    @classmethod
+    def _parse(cls, sid: str, fields: Mapping[str, str], values: ValueCodec) -> SessionRecord:
         n = len(DATA_PREFIX)
-        raw = {name[n:]: text for name, text in fields.items() if name[:n] == DATA_PREFIX}
+        # Interned: cached sessions share their keys' names rather than hold a copy each.
+        raw = {intern(name[n:]): text for name, text in fields.items() if name[:n] == DATA_PREFIX}
         agent, ip = joined(F_USER_AGENT, fields), fields.get(F_IP, "")
         if agent[:1] == MARK:
             agent = values.open(agent, session_aad(sid, F_USER_AGENT)) or ""
@@ -232,6 +263,37 @@ class SessionRecord:
             decoded=not raw,
             values=values,
         )
+
+
+class StoredFields(dict[str, str]):
+    """A session's fields as a store keeps them, never changed in place (a change stores new
+    fields), with the record parsed from them (:meth:`SessionRecord.from_fields`)."""
+
+    __slots__ = ("parsed",)
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        super().__init__(fields)
+        self.parsed: SessionRecord | None = None
+
+    def replaced(self, set_fields: Mapping[str, str], delete: Iterable[str]) -> StoredFields:
+        """New fields: these without ``delete``, then with ``set_fields``. When only data
+        fields change (a save), the parse is carried over, so the next read parses nothing."""
+        fields = StoredFields(self)
+        for name in delete:
+            fields.pop(name, None)
+        fields.update(set_fields)
+        parsed = self.parsed
+        n = len(DATA_PREFIX)
+        if parsed is not None and all(
+            name[:n] == DATA_PREFIX for names in (delete, set_fields) for name in names
+        ):
+            carried = fields.parsed = parsed._copy()
+            for name in delete:
+                carried.raw.pop(name[n:], None)
+            for name, text in set_fields.items():
+                carried.raw[name[n:]] = text
+            carried.decoded = not carried.raw
+        return fields
 
 
 def check_key(key: object) -> None:
@@ -278,11 +340,17 @@ class Delta:
 
     set: Fields
     delete: tuple[str, ...]
-    data_bytes: int = 0
-    """The size of the data after the save, as :meth:`SessionRecord.data_bytes` counts it."""
+    texts: Mapping[str, str] = field(default_factory=dict)
+    """The JSON of every data key after the save, by key: what the store then holds."""
 
     def __bool__(self) -> bool:
         return bool(self.set or self.delete)
+
+    def data_bytes(self) -> int:
+        """The size of the data after the save, as :meth:`SessionRecord.data_bytes` counts it."""
+        texts = self.texts  # joined first: one length each instead of two per key
+        keys, values = "".join(texts), "".join(texts.values())
+        return len(DATA_PREFIX) * len(texts) + _utf8_len(keys) + _utf8_len(values)
 
 
 NO_CHANGE = Delta({}, ())
@@ -349,6 +417,13 @@ class Session(MutableMapping[str, Any]):
         """Whether the data differs from what the store holds."""
         return bool(self.delta())
 
+    @property
+    def emptied(self) -> bool:
+        """Whether the data was looked at and is now empty while the store still holds some:
+        ``modified and not len(session)``, without computing the whole delta."""
+        data = self._data
+        return data is not None and not dict.__len__(data) and bool(self.record.raw)
+
     def __getitem__(self, key: str) -> Any:
         return self._values()[key]
 
@@ -390,8 +465,9 @@ class Session(MutableMapping[str, Any]):
         record = self.record
         loaded, saved = record.data, record.raw  # _data began as a copy of loaded
         changed: Fields = {}
-        size = 0
-        for key, value in self._data.items():
+        texts: dict[str, str] = {}
+        # dict's own methods: an adapter's view (see adopt) counts its own as access.
+        for key, value in dict.items(self._data):
             if type(value) in _IMMUTABLE and value is loaded.get(key, _ABSENT):
                 # The very object that was saved, and it cannot have changed in place.
                 encoded = saved.get(key) or _dumps(value)
@@ -399,17 +475,18 @@ class Session(MutableMapping[str, Any]):
                 encoded = _dumps(value)
                 if saved.get(key) != encoded:
                     changed[DATA_PREFIX + key] = record.seal(DATA_PREFIX + key, encoded)
-            size += len(DATA_PREFIX) + _utf8_len(key) + _utf8_len(encoded)
-        removed = tuple(DATA_PREFIX + k for k in saved if k not in self._data)
-        return Delta(changed, removed, size)
+            texts[key] = encoded
+        removed = tuple(DATA_PREFIX + k for k in saved if k not in texts)
+        return Delta(changed, removed, texts)
 
-    def mark_saved(self) -> None:
-        """Take the current data as what the store holds, after a successful save."""
+    def mark_saved(self, delta: Delta) -> None:
+        """Take the data as what the store holds, after ``delta`` was saved: its JSON becomes
+        what later saves compare with (nothing is encoded again)."""
         self.new = False
-        if self._data is None:
+        if self._data is None or delta is NO_CHANGE:  # no data written: the record holds
             return
-        self.record.data = dict(self._data)
-        self.record.raw = {k: _dumps(v) for k, v in self._data.items()}
+        self.record.data = dict(dict.items(self._data))
+        self.record.raw = dict(delta.texts)
 
     def __repr__(self) -> str:
         return f"<Session {self.sid[:8]}... user={self.user_id!r} keys={len(self)}>"

@@ -394,9 +394,8 @@ def _commit(
         new, cookie = yield from manager.reauthenticate(inner, level=rs._level)
     elif rs._regenerate:
         new, cookie = yield from manager.regenerate(inner)
-    elif inner.modified and not len(inner) and inner.user_id is None:
-        # Emptied anonymous session: gone, like Flask-Session does it. (`modified` is tested
-        # first because it answers without decoding the data of a session nobody looked at.)
+    elif inner.user_id is None and inner.emptied:
+        # Emptied anonymous session: gone, like Flask-Session does it.
         yield from manager.destroy(inner.sid)
         return CookieAction(clear=True)
     else:

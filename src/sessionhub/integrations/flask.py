@@ -339,18 +339,20 @@ def send_cookie(
     every request (``SESSION_REFRESH_EACH_REQUEST``), its lifetime counted from now, as the
     server counts the session's.
     """
-    if session.accessed:
+    # Each `response.vary` parses the header anew: it is added once, where Flask-Session's order
+    # of headers has it.
+    if session.accessed or action.clear:
         response.vary.add("Cookie")
     if action.clear:
-        response.vary.add("Cookie")
         response.delete_cookie(ss.cookie_name, **ss.cookie_attributes())
         return
     value, max_age = action.set_value, action.max_age
     if value is None and session.stored and refresh:
         value, max_age = request_cookie, cookie_max_age(session)
     if value is not None:
-        response.vary.add("Cookie")
         response.set_cookie(ss.cookie_name, value, max_age=max_age, **ss.cookie_attributes())
+        if not session.accessed:
+            response.vary.add("Cookie")
 
 
 def _ip(request: flask.Request) -> str:

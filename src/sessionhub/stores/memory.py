@@ -7,7 +7,8 @@ outage cannot exhaust memory.
 While Redis is healthy the same store is the read cache (:meth:`MemoryStore.cached`): a copy is
 served only while the subscription that vouched for it is up, and only the ``cache_size`` most
 recently read copies are. Fields are replaced, never changed in place, so a cached dict can be
-handed out without copying it.
+handed out without copying it, and the record parsed from it is kept with it
+(:class:`~sessionhub.session.StoredFields`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..session import F_ABSOLUTE_EXPIRES, F_EXPIRES, F_IDLE, F_LAST_SEEN, Fields, slid_expiry
+from ..session import (
+    F_ABSOLUTE_EXPIRES,
+    F_EXPIRES,
+    F_IDLE,
+    F_LAST_SEEN,
+    Fields,
+    StoredFields,
+    slid_expiry,
+)
 from .coherence import UNCONFIRMED
 
 DEFAULT_MAX_SESSIONS = 100_000
@@ -25,7 +34,7 @@ DEFAULT_MAX_SESSIONS = 100_000
 
 @dataclass
 class _Entry:
-    fields: Fields
+    fields: StoredFields
     expires_ms: int
     confirmed: int  # link epoch in which Redis last returned it (see .coherence)
     link: int = UNCONFIRMED  # the subscription that was up then: the cache serves it while it is
@@ -59,7 +68,7 @@ class MemoryStore:
                 own_idle = int(fields.get(F_IDLE, idle_ms))  # a remembered session's, as load.lua
                 entry.expires_ms = slid_expiry(now_ms, own_idle, int(fields[F_ABSOLUTE_EXPIRES]))
                 slid = {F_EXPIRES: str(entry.expires_ms), F_LAST_SEEN: str(now_ms)}
-                entry.fields = {**fields, **slid}  # a new dict: cached() hands the old one out
+                entry.fields = StoredFields({**fields, **slid})  # cached() hands the old one out
             return dict(entry.fields)
 
     def cached(self, sid: str, now_ms: int, link: int, fresh_ms: int | None) -> Fields | None:
@@ -106,7 +115,7 @@ class MemoryStore:
         link: int = UNCONFIRMED,
     ) -> None:
         with self._lock:
-            self._entries[sid] = _Entry(dict(fields), expires_ms, confirmed, link)
+            self._entries[sid] = _Entry(StoredFields(fields), expires_ms, confirmed, link)
             self._entries.move_to_end(sid)
             while len(self._entries) > self.max_sessions:
                 gone, _ = self._entries.popitem(last=False)
@@ -132,12 +141,10 @@ class MemoryStore:
             entry = self._entries.get(sid)
             if entry is None or entry.expires_ms <= now_ms:
                 return False
-            fields = {k: v for k, v in entry.fields.items() if k not in delete}
-            fields.update(set_fields)
             if expires_ms is not None:
                 entry.expires_ms = expires_ms
-                fields[F_EXPIRES] = str(expires_ms)
-            entry.fields = fields
+                set_fields = {**set_fields, F_EXPIRES: str(expires_ms)}
+            entry.fields = entry.fields.replaced(set_fields, delete)
             return True
 
     def modify(
@@ -150,7 +157,7 @@ class MemoryStore:
             if entry is None or entry.expires_ms <= now_ms:
                 return None
             value = change(entry.fields.get(name))
-            entry.fields = {**entry.fields, name: value}
+            entry.fields = StoredFields({**entry.fields, name: value})
             return value
 
     def destroy(self, sid: str) -> bool:
@@ -173,7 +180,9 @@ class MemoryStore:
     def take_expired(self, now_ms: int) -> list[tuple[str, Fields]]:
         """Remove every expired session; returns each one's id and fields."""
         with self._lock:
-            dead = [(sid, e.fields) for sid, e in self._entries.items() if e.expires_ms <= now_ms]
+            dead: list[tuple[str, Fields]] = [
+                (sid, e.fields) for sid, e in self._entries.items() if e.expires_ms <= now_ms
+            ]
             for sid, _ in dead:
                 del self._entries[sid]
                 if self._hot is not None:
