@@ -4,12 +4,23 @@
 # those extras and makes sure a redis-server exists (Redis 7.0 or newer; the tests check it),
 # and with the dev extra a chromium for the admin page's browser test.
 
+: "${INSTALL_EXTRAS:?the sourcing script sets INSTALL_EXTRAS, e.g. dev,service}"
+
 if [[ ! -x .venv/bin/python ]]; then
     echo "==> creating .venv"
     python3 -m venv .venv
 fi
 
-if ! .venv/bin/python - <<'PY' 2>/dev/null
+# Nothing to install when the venv already holds this checkout and what it needs: pip would
+# still ask the index, so an installed venv could not start the service offline.
+if .venv/bin/python scripts/_venv_current.py "${INSTALL_EXTRAS}" 2>/dev/null; then
+    echo "==> .venv is up to date (sessionhub from this checkout, extras: ${INSTALL_EXTRAS})"
+    _up_to_date=1
+else
+    _up_to_date=0
+fi
+
+if [[ ${_up_to_date} -eq 0 ]] && ! .venv/bin/python - <<'PY' 2>/dev/null
 import sys
 import pip
 major, minor = (int(part) for part in pip.__version__.split(".")[:2])
@@ -20,9 +31,10 @@ then
     .venv/bin/pip install -q --upgrade pip
 fi
 
-: "${INSTALL_EXTRAS:?the sourcing script sets INSTALL_EXTRAS, e.g. dev,service}"
-echo "==> installing sessionhub (editable, with extras: ${INSTALL_EXTRAS})"
-.venv/bin/pip install -q -e ".[${INSTALL_EXTRAS}]"
+if [[ ${_up_to_date} -eq 0 ]]; then
+    echo "==> installing sessionhub (editable, with extras: ${INSTALL_EXTRAS})"
+    .venv/bin/pip install -q -e ".[${INSTALL_EXTRAS}]"
+fi
 
 _have_redis_server() {
     if [[ -n "${SESSIONHUB_REDIS_SERVER:-}" && -x "${SESSIONHUB_REDIS_SERVER}" ]]; then
@@ -61,4 +73,4 @@ if ! _have_redis_server; then
 fi
 
 unset -f _have_redis_server _have_chromium
-unset _apt_packages
+unset _apt_packages _up_to_date
