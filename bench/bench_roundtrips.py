@@ -102,7 +102,7 @@ def library_ops(url: str, mon: Monitor) -> list[dict[str, Any]]:
         assert opened is not None
         opened["k"] = 2
         hub.save(opened)
-        hub.destroy(warm.sid)
+        hub.destroy(warm.storage_id)
         session, cookie = hub.create("alice", data={"cart": [1, 2]}, user_agent=UA, ip="127.0.0.1")
 
         def modify() -> None:
@@ -125,7 +125,7 @@ def library_ops(url: str, mon: Monitor) -> list[dict[str, Any]]:
         measured: list[dict[str, Any]] = []
         modify()
         add("modify one key (save)", measured[0], None)
-        add("destroy", mon.measure(lambda: hub.destroy(session.sid)), None)
+        add("destroy", mon.measure(lambda: hub.destroy(session.storage_id)), None)
         add("stats", mon.measure(hub.stats), None)
         add("health", mon.measure(hub.health), None)
     finally:

@@ -55,17 +55,17 @@ BREAKDOWN = ("session", "user_index", "counts")
 
 
 def breakdown(
-    raw: Any, ops: Any, sids: list[str], user_keys: list[str], n: int
+    raw: Any, ops: Any, storage_ids: list[str], user_keys: list[str], n: int
 ) -> dict[str, float]:
     """Where the bytes go: MEMORY USAGE of a sample of each kind of key, per session."""
-    sample = range(0, len(sids), max(1, len(sids) // 500))
+    sample = range(0, len(storage_ids), max(1, len(storage_ids) // 500))
 
     def mean(keys: list[str]) -> float:
         return sum(int(raw.memory_usage(k, samples=0) or 0) for k in keys) / max(1, len(keys))
 
     counts = [ops.keys.counts(i) for i in range(ops.keys.shards)]
     return {
-        "session": mean([ops.keys.session(sids[i]) for i in sample]),
+        "session": mean([ops.keys.session(storage_ids[i]) for i in sample]),
         "user_index": mean([user_keys[i] for i in sample if i < len(user_keys)]),
         "counts": sum(int(raw.memory_usage(k, samples=0) or 0) for k in counts) / n,
     }
@@ -87,27 +87,29 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
         assert ops is not None
         before = int(raw.info("memory")["used_memory"])
         now = int(time.time() * 1000)
-        sids: list[str] = []
+        storage_ids: list[str] = []
         user_keys: list[str] = []
         t0 = time.perf_counter()
         for start in range(0, n, batch):
             calls = []
             for i in range(start, min(n, start + batch)):
                 p = payload(i, ua)
-                sid = codec.storage_id(codec.new_token())
-                sids.append(sid)
+                storage_id = codec.storage_id(codec.new_token())
+                storage_ids.append(storage_id)
                 user = p["user_id"] if signed_in else None
                 if user:
                     user_keys.append(users.keys.sessions(user))
                 data = p["data"] if signed_in else {"user_id": p["user_id"], **p["data"]}
                 record = SessionRecord(
-                    sid, user, now, now, now + LIFETIME_MS, now + 7 * 86_400_000,
+                    storage_id, user, now, now, now + LIFETIME_MS, now + 7 * 86_400_000,
                     p["user_agent"], p["ip"], data,
                 )  # fmt: skip
                 index = (
-                    (users._add_call(user, {sid: record.absolute_expires_ms}, now),) if user else ()
+                    (users._add_call(user, {storage_id: record.absolute_expires_ms}, now),)
+                    if user
+                    else ()
                 )
-                call = next(ops.create(sid, record.to_fields(), record.expires_ms, index))
+                call = next(ops.create(storage_id, record.to_fields(), record.expires_ms, index))
                 calls += call.calls if isinstance(call, PipelineCall) else [call]
 
             def load(c: tuple[Any, ...] = tuple(calls)) -> Any:
@@ -118,8 +120,8 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
         out["load_rate"] = n / out["load_s"]
         after = int(raw.info("memory")["used_memory"])
         out["bytes_per_session"] = (after - before) / n
-        out["encoding"] = raw.object("encoding", ops.keys.session(sids[0])).decode()
-        out["breakdown"] = breakdown(raw, ops, sids, user_keys, n)
+        out["encoding"] = raw.object("encoding", ops.keys.session(storage_ids[0])).decode()
+        out["breakdown"] = breakdown(raw, ops, storage_ids, user_keys, n)
         out["stats"] = latency(hub.stats)
         out["health"] = latency(hub.health)
         count = hub.stats()["redis_sessions"]
@@ -130,9 +132,9 @@ def sessionhub_run(n: int, batch: int, ua: str, expire: bool, signed_in: bool) -
             at = int(time.time() * 1000) + 1000
             pipe = raw.pipeline(transaction=False)
             per_shard = [0] * ops.keys.shards
-            for k, sid in enumerate(sids):
-                pipe.pexpireat(ops.keys.session(sid), at)
-                per_shard[ops.keys.shard(sid)] += 1
+            for k, storage_id in enumerate(storage_ids):
+                pipe.pexpireat(ops.keys.session(storage_id), at)
+                per_shard[ops.keys.shard(storage_id)] += 1
                 if k % 5000 == 4999:
                     pipe.execute()
             for key in user_keys:

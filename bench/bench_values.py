@@ -45,7 +45,7 @@ def _hub(url: str, extra: dict[str, Any]) -> SessionHub:
 def _measure(hub: SessionHub, data: dict[str, Any], ops: int) -> dict[str, float]:
     session, cookie = hub.create("alice", data=data, user_agent=UA, ip="127.0.0.1")
     assert hub.client is not None
-    name = hub.manager.core.redis_ops.keys.session(session.sid)  # type: ignore[union-attr]
+    name = hub.manager.core.redis_ops.keys.session(session.storage_id)  # type: ignore[union-attr]
     size = int(hub.client.memory_usage(name, samples=0) or 0)
     start = time.perf_counter_ns()
     for _ in range(ops):
@@ -58,7 +58,7 @@ def _measure(hub: SessionHub, data: dict[str, Any], ops: int) -> dict[str, float
         session["csrf"] = f"token-{i}"
         hub.save(session)
     save_us = (time.perf_counter_ns() - start) / ops / 1000
-    hub.destroy(session.sid)
+    hub.destroy(session.storage_id)
     return {"open_us": open_us, "save_us": save_us, "bytes": size}
 
 
@@ -70,11 +70,11 @@ def _stored(hub: SessionHub, **fields: Any) -> tuple[int, str, dict[str, int]]:
     """A session created with ``fields``: its ``MEMORY USAGE``, encoding and field lengths."""
     session, _ = hub.create("alice", **fields)
     assert hub.client is not None
-    name = hub.manager.core.redis_ops.keys.session(session.sid)  # type: ignore[union-attr]
+    name = hub.manager.core.redis_ops.keys.session(session.storage_id)  # type: ignore[union-attr]
     size = int(hub.client.memory_usage(name, samples=0) or 0)
     encoding = str(hub.client.object("encoding", name))
     lengths = {k: len(v.encode()) for k, v in hub.client.hgetall(name).items()}
-    hub.destroy(session.sid)
+    hub.destroy(session.storage_id)
     return size, encoding, lengths
 
 

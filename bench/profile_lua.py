@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> tuple[list[list[Any]], int]:
         raw = server.client()
         try:
             _, cookie = hub.create("alice", data=DATA, user_agent=UA, ip="127.0.0.1")
-            sid = hub.manager.sid_for_cookie(cookie)
+            storage_id = hub.manager.storage_id_for_cookie(cookie)
             ops = hub.manager.core.redis_ops
             assert ops is not None
-            keys = ops.keys.session_and_counts(sid)
+            keys = ops.keys.session_and_counts(storage_id)
             now = int(time.time() * 1000)
             script_args = (2, *keys, now, 1_800_000, 1, 0, ops.bucket_ms)
             raw.set("bench:floor", "x" * 300)

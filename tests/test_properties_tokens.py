@@ -16,7 +16,7 @@ from strategies import any_char, any_text, bytes_as_text, huge_text, texts
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 OTHER_SECRET = b"fedcba9876543210fedcba9876543210"
-SID = re.compile(r"[0-9a-f]{32}")
+STORAGE_ID = re.compile(r"[0-9a-f]{32}")
 MANAGER = build_manager(build_settings(), with_redis=False)
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -26,7 +26,7 @@ signer = st.booleans()
 cookies = st.one_of(any_text, bytes_as_text, huge_text, st.text(B64URL + ".", max_size=100))
 
 
-def _sid_or_invalid(codec: TokenCodec, cookie: str) -> str | None:
+def _storage_id_or_invalid(codec: TokenCodec, cookie: str) -> str | None:
     try:
         return codec.storage_id(codec.token_from_cookie(cookie))
     except InvalidTokenError:
@@ -38,8 +38,8 @@ def test_any_cookie_yields_a_storage_id_or_invalid_token(
     secret: bytes, use_signer: bool, cookie: str
 ) -> None:
     """Whatever a client sends as a cookie, the codec answers a storage id or InvalidTokenError."""
-    sid = _sid_or_invalid(TokenCodec(secret, use_signer=use_signer), cookie)
-    assert sid is None or SID.fullmatch(sid)
+    storage_id = _storage_id_or_invalid(TokenCodec(secret, use_signer=use_signer), cookie)
+    assert storage_id is None or STORAGE_ID.fullmatch(storage_id)
 
 
 @given(
@@ -52,8 +52,8 @@ def test_well_shaped_token_with_any_signature_never_raises_other_errors(
 ) -> None:
     """A token of the right shape followed by any signature text is ours or InvalidTokenError."""
     codec = TokenCodec(SECRET, use_signer=use_signer)
-    sid = _sid_or_invalid(codec, f"{token}.{sig}")
-    assert sid is None or (use_signer and sig == codec.cookie_value(token).partition(".")[2])
+    storage_id = _storage_id_or_invalid(codec, f"{token}.{sig}")
+    assert storage_id is None or (use_signer and sig == codec.cookie_value(token).partition(".")[2])
 
 
 @given(secret=secrets_, use_signer=signer)
@@ -65,7 +65,7 @@ def test_new_token_round_trips_through_its_cookie(secret: bytes, use_signer: boo
     assert len(cookie) <= MAX_COOKIE_LEN
     assert codec.token_from_cookie(cookie) == token
     assert is_storage_id(codec.storage_id(token))
-    assert SID.fullmatch(codec.storage_id(token))
+    assert STORAGE_ID.fullmatch(codec.storage_id(token))
 
 
 @given(secret=secrets_, other=secrets_)
@@ -99,9 +99,9 @@ def test_any_changed_character_breaks_a_signed_cookie(position: int, replacement
 def test_manager_maps_any_cookie_to_a_storage_id_or_invalid_token(cookie: str) -> None:
     """The hub's cached cookie check answers exactly as the codec does, for any input."""
     manager = MANAGER
-    expected = _sid_or_invalid(manager.codec, cookie)
+    expected = _storage_id_or_invalid(manager.codec, cookie)
     try:
-        got: str | None = manager.sid_for_cookie(cookie)
+        got: str | None = manager.storage_id_for_cookie(cookie)
     except InvalidTokenError:
         got = None
     assert got == expected

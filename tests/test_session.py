@@ -15,7 +15,7 @@ def _record(**data: object) -> SessionRecord:
 def test_record_round_trips_through_fields() -> None:
     """A record written as fields reads back identical."""
     record = _record(cart=[1, 2], name="x", nested={"a": None})
-    assert SessionRecord.from_fields(record.sid, record.to_fields()) == record
+    assert SessionRecord.from_fields(record.storage_id, record.to_fields()) == record
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,10 @@ def test_user_agent_is_stored_in_listpack_sized_pieces(user_agent: str) -> None:
     record = SessionRecord("ab" * 16, None, 1, 1, 2, 3, user_agent)
     fields = record.to_fields()
     assert all(len(v.encode()) <= LISTPACK_VALUE_BYTES for k, v in fields.items() if k[0] == "a")
-    assert SessionRecord.from_fields(record.sid, fields).user_agent == user_agent[:MAX_USER_AGENT]
+    assert (
+        SessionRecord.from_fields(record.storage_id, fields).user_agent
+        == user_agent[:MAX_USER_AGENT]
+    )
 
 
 def test_delta_holds_only_changes() -> None:

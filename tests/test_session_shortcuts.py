@@ -15,7 +15,7 @@ from sessionhub.session import DATA_PREFIX, Session, SessionRecord, StoredFields
 from sessionhub.stores.memory import MemoryStore
 from strategies import json_like, json_values
 
-SID = "ab" * 16
+STORAGE_ID = "ab" * 16
 JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """The standard library's compact JSON, which stored values have always been written in."""
 data_keys = st.sampled_from(["a", "b", "cart", "ключ", "n"])
@@ -23,24 +23,26 @@ datas = st.dictionaries(data_keys, json_values, max_size=4)
 
 
 def _fields(data: dict[str, Any], **meta: Any) -> dict[str, str]:
-    record = SessionRecord(SID, "alice", 1, 2, 3, 4, "Mozilla/5.0 " * 9, "1.2.3.4", data, **meta)
+    record = SessionRecord(
+        STORAGE_ID, "alice", 1, 2, 3, 4, "Mozilla/5.0 " * 9, "1.2.3.4", data, **meta
+    )
     return record.to_fields()
 
 
 def test_stored_fields_are_parsed_once_and_each_read_gets_its_own_record() -> None:
     """Two reads of one cached copy parse it once; changing one read's record leaves the next."""
     fields = StoredFields(_fields({"cart": [1], "n": 1}, authenticated_ms=5))
-    first = SessionRecord.from_fields(SID, fields)
+    first = SessionRecord.from_fields(STORAGE_ID, fields)
     parse = fields.parsed
-    assert first == SessionRecord.from_fields(SID, dict(fields))
+    assert first == SessionRecord.from_fields(STORAGE_ID, dict(fields))
     first.raw["n"] = "99"
     session = Session(first)
     session["cart"].append(2)
     session.mark_saved(session.delta())
-    second = SessionRecord.from_fields(SID, fields)
+    second = SessionRecord.from_fields(STORAGE_ID, fields)
     assert fields.parsed is parse
     assert second is not first
-    assert second == SessionRecord.from_fields(SID, dict(fields))
+    assert second == SessionRecord.from_fields(STORAGE_ID, dict(fields))
     assert dict(Session(second)) == {"cart": [1], "n": 1}
 
 
@@ -56,13 +58,15 @@ def test_a_save_carries_the_parse_only_while_it_stays_what_a_parse_gives(
     """After a write, the carried parse equals a parse of the new fields; a write that touches
     more than data fields carries none."""
     fields = StoredFields(_fields(data))
-    SessionRecord.from_fields(SID, fields)  # parsed and kept
+    SessionRecord.from_fields(STORAGE_ID, fields)  # parsed and kept
     set_fields = {DATA_PREFIX + k: encoded(v) for k, v in changed.items()}
     if meta:
         set_fields["u"] = "bob"
     after = fields.replaced(set_fields, tuple(DATA_PREFIX + k for k in removed))
     assert (after.parsed is None) == meta
-    assert SessionRecord.from_fields(SID, after) == SessionRecord.from_fields(SID, dict(after))
+    assert SessionRecord.from_fields(STORAGE_ID, after) == SessionRecord.from_fields(
+        STORAGE_ID, dict(after)
+    )
     assert dict(after) == {
         **{k: v for k, v in fields.items() if k[2:] not in removed or k[:2] != DATA_PREFIX},
         **set_fields,
@@ -72,7 +76,7 @@ def test_a_save_carries_the_parse_only_while_it_stays_what_a_parse_gives(
 @st.composite
 def edited(draw: st.DrawFn) -> Session:
     """A session read from a store, then changed the ways handlers change one."""
-    record = SessionRecord.from_fields(SID, _fields(draw(datas)))
+    record = SessionRecord.from_fields(STORAGE_ID, _fields(draw(datas)))
     session = Session(record)
     if draw(st.booleans()):
         len(session)  # looked at
@@ -121,20 +125,20 @@ def test_the_cache_keeps_a_parse_across_its_own_saves_but_not_across_an_expiry_c
     """A cached copy read, saved (data only) and read again is parsed once; a save that sets the
     expiry (Django's set_expiry) is parsed again, with the new expiry."""
     memory = MemoryStore(cache_size=10)
-    memory.put(SID, _fields({"n": 1}), 10**15, confirmed=1, link=1)
-    cached = memory.cached(SID, 0, 1, None)
+    memory.put(STORAGE_ID, _fields({"n": 1}), 10**15, confirmed=1, link=1)
+    cached = memory.cached(STORAGE_ID, 0, 1, None)
     assert isinstance(cached, StoredFields)
-    SessionRecord.from_fields(SID, cached)
-    assert memory.update(SID, {"d:n": "2"}, (), 0)
-    saved = memory.cached(SID, 0, 1, None)
+    SessionRecord.from_fields(STORAGE_ID, cached)
+    assert memory.update(STORAGE_ID, {"d:n": "2"}, (), 0)
+    saved = memory.cached(STORAGE_ID, 0, 1, None)
     assert isinstance(saved, StoredFields)
     assert saved.parsed is not None
-    assert dict(Session(SessionRecord.from_fields(SID, saved))) == {"n": 2}
-    assert memory.update(SID, {}, (), 0, expires_ms=10**14)
-    moved = memory.cached(SID, 0, 1, None)
+    assert dict(Session(SessionRecord.from_fields(STORAGE_ID, saved))) == {"n": 2}
+    assert memory.update(STORAGE_ID, {}, (), 0, expires_ms=10**14)
+    moved = memory.cached(STORAGE_ID, 0, 1, None)
     assert isinstance(moved, StoredFields)
     assert moved.parsed is None
-    assert SessionRecord.from_fields(SID, moved).expires_ms == 10**14
+    assert SessionRecord.from_fields(STORAGE_ID, moved).expires_ms == 10**14
 
 
 @pytest.mark.parametrize(
@@ -143,7 +147,7 @@ def test_the_cache_keeps_a_parse_across_its_own_saves_but_not_across_an_expiry_c
 )
 def test_integers_beyond_64_bits_read_back_exact(value: Any) -> None:
     """A stored integer that does not fit 64 bits reads back as that integer, not as a float."""
-    record = SessionRecord.from_fields(SID, _fields({"big": value}))
+    record = SessionRecord.from_fields(STORAGE_ID, _fields({"big": value}))
     assert record.load_data() == {"big": value}
     assert repr(record.load_data()["big"]) == repr(value)
     session = Session(record)

@@ -55,11 +55,11 @@ def test_bad_cookies_are_rejected_after_the_good_one_was_remembered(mutate: obje
     """The manager's verified-cookie memory never lets a tampered variant of a cookie through."""
     manager = build_manager(build_settings(None), with_redis=False)
     cookie = manager.codec.cookie_value(manager.codec.new_token())
-    sid = manager.sid_for_cookie(cookie)
-    assert manager.sid_for_cookie(cookie) == sid  # remembered
+    storage_id = manager.storage_id_for_cookie(cookie)
+    assert manager.storage_id_for_cookie(cookie) == storage_id  # remembered
     for _ in range(2):  # refused every time, not only the first
         with pytest.raises(InvalidTokenError):
-            manager.sid_for_cookie(mutate(cookie))  # type: ignore[operator]
+            manager.storage_id_for_cookie(mutate(cookie))  # type: ignore[operator]
 
 
 def test_cookie_from_another_secret_is_foreign() -> None:
@@ -92,5 +92,5 @@ def test_storage_id_is_keyed_and_not_the_token() -> None:
 def test_handle_differs_from_storage_id() -> None:
     """Public handles are another derivation, so showing one never shows a key name."""
     codec = TokenCodec(SECRET)
-    sid = codec.storage_id(codec.new_token())
-    assert codec.handle(sid) != sid[: len(codec.handle(sid))]
+    storage_id = codec.storage_id(codec.new_token())
+    assert codec.handle(storage_id) != storage_id[: len(codec.handle(storage_id))]

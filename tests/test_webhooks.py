@@ -40,7 +40,7 @@ def test_events_are_posted_signed_and_retried_until_accepted(redis_url: str) -> 
         hub = SessionHub(build_settings(redis_url, events=hook_settings(receiver)))
         try:
             session, _ = hub.login("alice")
-            assert hub.destroy(session.sid)
+            assert hub.destroy(session.storage_id)
             wait_for(lambda: len(receiver.received) == 4)
             assert hub.webhook is not None
             wait_for(lambda: hub.webhook is not None and hub.webhook.delivered == 2)
@@ -50,7 +50,7 @@ def test_events_are_posted_signed_and_retried_until_accepted(redis_url: str) -> 
     assert [b["kind"] for b in bodies] == ["created", "created", "created", "destroyed"]
     assert len({b["id"] for b in bodies[:3]}) == 1
     assert bodies[3]["reason"] == "logout"
-    assert {b["sid"] for b in bodies} == {session.sid}
+    assert {b["storage_id"] for b in bodies} == {session.storage_id}
     assert {b["user_id"] for b in bodies} == {"alice"}
     for request in receiver.received:
         expected = signature(SECRET.encode(), request.body)

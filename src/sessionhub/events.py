@@ -31,29 +31,29 @@ DROP_LOG_INTERVAL_S = 60.0
 class SessionEvent:
     """What happened to a session, or to the store (``degraded``, ``recovered``).
 
-    ``sid`` is the full storage id (empty for the store's events): it names the session's key but
+    ``storage_id`` is the full id (empty for the store's events): it names the session's key but
     cannot be turned into its token. ``reason`` says why a session was destroyed (``logout``,
     ``revoked``, ``limit``, ``admin``, ``login``, ``regenerated``) or what fault opened the
     circuit; ``at_ms`` is Unix milliseconds.
     """
 
     kind: EventKind
-    sid: str
+    storage_id: str
     user_id: str | None
     reason: str | None
     at_ms: int
 
     @property
-    def short_sid(self) -> str:
+    def short_storage_id(self) -> str:
         """The storage id's first 8 characters, the form logs show."""
-        return self.sid[:8]
+        return self.storage_id[:8]
 
     def as_dict(self) -> dict[str, str | int | None]:
         """The event as JSON-ready fields (the webhook body)."""
         return {
             "kind": self.kind,
-            "sid": self.sid,
-            "short_sid": self.short_sid,
+            "storage_id": self.storage_id,
+            "short_storage_id": self.short_storage_id,
             "user_id": self.user_id,
             "reason": self.reason,
             "at_ms": self.at_ms,
@@ -121,7 +121,7 @@ class EventBus:
     def emit(
         self,
         kind: EventKind,
-        sid: str = "",
+        storage_id: str = "",
         *,
         user_id: str | None = None,
         reason: str | None = None,
@@ -134,7 +134,7 @@ class EventBus:
         """
         if not self._callbacks:
             return
-        event = SessionEvent(kind, sid, user_id, reason, self.clock())
+        event = SessionEvent(kind, storage_id, user_id, reason, self.clock())
         with self._lock:
             was_empty = not self._queue
             if len(self._queue) >= self.max_queued:
@@ -198,7 +198,7 @@ class EventThread:
             self._ready.clear()
             stopping = self._stop  # read first: what was queued before close() still goes out
             for event, claim in self.bus.take():
-                if claim and not self._claimed(event.sid):
+                if claim and not self._claimed(event.storage_id):
                     continue
                 for pending in self.bus.deliver(event):
                     self._run_coroutine(pending)
@@ -207,9 +207,9 @@ class EventThread:
         if self._loop is not None:
             self._loop.close()
 
-    def _claimed(self, sid: str) -> bool:
+    def _claimed(self, storage_id: str) -> bool:
         try:
-            return self.claim(sid)
+            return self.claim(storage_id)
         except Exception:  # a claim that cannot be made must not end the dispatcher
             log.debug("expiry claim failed", exc_info=True)
             return False
@@ -257,16 +257,16 @@ class EventTask:
             self._ready.clear()
             stopping = self._stop  # read first: what was queued before aclose() still goes out
             for event, claim in self.bus.take():
-                if claim and not await self._claimed(event.sid):
+                if claim and not await self._claimed(event.storage_id):
                     continue
                 for pending in self.bus.deliver(event):
                     await pending
             if stopping:
                 return
 
-    async def _claimed(self, sid: str) -> bool:
+    async def _claimed(self, storage_id: str) -> bool:
         try:
-            return await self.claim(sid)
+            return await self.claim(storage_id)
         except Exception:  # a claim that cannot be made must not end the dispatcher
             log.debug("expiry claim failed", exc_info=True)
             return False

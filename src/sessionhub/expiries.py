@@ -88,9 +88,9 @@ def _config_value(reply: Any) -> str:
     return str(items[1]) if len(items) > 1 else ""
 
 
-def claim_expiry(core: ResilientCore, sid: str) -> Op[bool]:
-    """Whether this process reports the expiry of ``sid`` (``True`` without Redis to ask)."""
+def claim_expiry(core: ResilientCore, storage_id: str) -> Op[bool]:
+    """Whether this process reports the expiry of ``storage_id`` (``True`` without Redis to ask)."""
     assert core.redis_ops is not None
-    key = core.redis_ops.keys.expiry_claim(sid)
+    key = core.redis_ops.keys.expiry_claim(storage_id)
     won = yield from core.on_redis(send(CommandCall(("SET", key, "1", "NX", "PX", CLAIM_TTL_MS))))
     return won is USE_MEMORY or bool(won)

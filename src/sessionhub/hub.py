@@ -257,7 +257,9 @@ class SessionHub(_Hub[SyncClient, Blocking]):
         )
         self._thread.start()
         core = self.manager.core
-        self._events = EventThread(self.events, lambda sid: self.run(claim_expiry(core, sid)))
+        self._events = EventThread(
+            self.events, lambda storage_id: self.run(claim_expiry(core, storage_id))
+        )
         self.run(core.verify())
         self._revocations: RevocationThread | None = None
         self._expiries: RevocationThread | None = None
@@ -346,7 +348,9 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._maintain(), name="sessionhub-maintenance")
             core = self.manager.core
-            self._events = EventTask(self.events, lambda sid: self.run(claim_expiry(core, sid)))
+            self._events = EventTask(
+                self.events, lambda storage_id: self.run(claim_expiry(core, storage_id))
+            )
             await self.run(core.verify())
             if self.client is not None:
                 feed = RevocationFeed(core, self._on_degraded)

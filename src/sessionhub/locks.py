@@ -51,26 +51,26 @@ class _Lock(Generic[R]):
             raise ValueError("block must be >= 0 and ttl > 0 seconds")
         self._run: R = run
         self.manager = manager
-        self.sid = session.sid
+        self.storage_id = session.storage_id
         self.block = block
         self.ttl_ms = max(1, int(ttl * 1000))
         self.token = secrets.token_hex(16)
 
     def _take(self) -> Op[bool]:
-        return self.manager.try_lock(self.sid, self.token, self.ttl_ms)
+        return self.manager.try_lock(self.storage_id, self.token, self.ttl_ms)
 
     def _reload(self) -> Op[Session | None]:
-        return self.manager.reload(self.sid)
+        return self.manager.reload(self.storage_id)
 
     def _unlock(self) -> Op[None]:
-        return self.manager.unlock(self.sid, self.token)
+        return self.manager.unlock(self.storage_id, self.token)
 
     def _pauses(self) -> Iterator[float]:
         """The pauses between attempts to take the lock (see :func:`.frontends.pauses`); instead
         of one that would end more than ``block`` seconds from now, :class:`LockTimeoutError`."""
         yield from pauses(self.block)
         raise LockTimeoutError(
-            f"session {short(self.sid)} is locked by another request: not released within "
+            f"session {short(self.storage_id)} is locked by another request: not released within "
             f"block={self.block} s (raise block, or shorten the work done under the lock)"
         )
 

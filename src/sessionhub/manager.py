@@ -60,7 +60,7 @@ class SessionObserver(Protocol):
     def created(self, session: Session) -> None:
         """A session was created (in Redis or, while degraded, in memory)."""
 
-    def destroyed(self, sid: str, reason: str, created_ms: int | None) -> None:
+    def destroyed(self, storage_id: str, reason: str, created_ms: int | None) -> None:
         """A session that existed was destroyed; ``created_ms`` when this process knew it."""
 
 
@@ -90,17 +90,19 @@ class SessionManager:
         # A browser sends the same cookie on every request: remember the storage ids of cookies
         # that verified, so a request pays a dict lookup instead of a regex and two HMACs. A
         # cookie that fails raises, and exceptions are never cached.
-        self._sid_for_cookie = functools.lru_cache(maxsize=VERIFIED_COOKIES)(self._verified_sid)
+        self._storage_id_for_cookie = functools.lru_cache(maxsize=VERIFIED_COOKIES)(
+            self._verified_storage_id
+        )
         self.observer: SessionObserver | None = None
 
     def _where(self) -> str:
         return "Redis" if self.core.mode == "redis" else "memory"
 
-    def sid_for_cookie(self, cookie: str) -> str:
+    def storage_id_for_cookie(self, cookie: str) -> str:
         """The storage id behind a cookie; raises :class:`.InvalidTokenError`."""
-        return self._sid_for_cookie(cookie)
+        return self._storage_id_for_cookie(cookie)
 
-    def _verified_sid(self, cookie: str) -> str:
+    def _verified_storage_id(self, cookie: str) -> str:
         return self.codec.storage_id(self.codec.token_from_cookie(cookie))
 
     def open(
@@ -113,50 +115,56 @@ class SessionManager:
         """
         if not cookie:
             return None
-        sid = self.sid_for_cookie(cookie)
-        fields = yield from self.core.load(sid, touch=touch or force, force=force)
+        storage_id = self.storage_id_for_cookie(cookie)
+        fields = yield from self.core.load(storage_id, touch=touch or force, force=force)
         if fields is None:
             if self.codec.has_fallbacks:
-                return (yield from self._open_former(cookie, sid, touch=touch or force))
+                return (yield from self._open_former(cookie, storage_id, touch=touch or force))
             return None
         if force:
-            self.core.events.emit("refreshed", sid, user_id=fields.get(F_USER))
-        return Session(SessionRecord.from_fields(sid, fields, self.values))
+            self.core.events.emit("refreshed", storage_id, user_id=fields.get(F_USER))
+        return Session(SessionRecord.from_fields(storage_id, fields, self.values))
 
-    def _open_former(self, cookie: str, sid: str, *, touch: bool) -> Op[Session | None]:
-        """The session stored under a former secret's storage id, moved to ``sid`` (the current
-        secret's), with the cookie to re-issue; ``None`` when there is none."""
+    def _open_former(self, cookie: str, storage_id: str, *, touch: bool) -> Op[Session | None]:
+        """The session stored under a former secret's storage id, moved to ``storage_id`` (the
+        current secret's), with the cookie to re-issue; ``None`` when there is none."""
         token = self.codec.token_from_cookie(cookie)
-        for old_sid in self.codec.fallback_storage_ids(token):
-            fields = yield from self.core.load(old_sid, touch=touch)
+        for old_storage_id in self.codec.fallback_storage_ids(token):
+            fields = yield from self.core.load(old_storage_id, touch=touch)
             if fields is not None:
-                session = yield from self._move(old_sid, sid, fields)
+                session = yield from self._move(old_storage_id, storage_id, fields)
                 session.reissued_cookie = self.codec.cookie_value(token)
                 return session
         return None
 
-    def _move(self, old_sid: str, sid: str, fields: Fields) -> Op[Session]:
+    def _move(self, old_storage_id: str, storage_id: str, fields: Fields) -> Op[Session]:
         """Store a session under a new storage id and delete the old one: one round trip when
         Redis answers (the new hash, both index changes and the old hash's destroy pipelined)."""
-        record = SessionRecord.from_fields(old_sid, fields, self.values)
+        record = SessionRecord.from_fields(old_storage_id, fields, self.values)
         record.load_data()  # opened under the old id; to_fields seals for the new one
-        record.sid = sid
+        record.storage_id = storage_id
         user_id = record.user_id
         also: list[ScriptCall | CommandCall] = []
         if user_id is not None:
-            also.append(self.user_sessions.add_call(user_id, sid, record.absolute_expires_ms))
-            also.append(self.user_sessions.remove_call(user_id, old_sid))
+            also.append(
+                self.user_sessions.add_call(user_id, storage_id, record.absolute_expires_ms)
+            )
+            also.append(self.user_sessions.remove_call(user_id, old_storage_id))
         if self.core.redis_ops is not None:
-            also.append(self.core.redis_ops.destroy_call(old_sid))
+            also.append(self.core.redis_ops.destroy_call(old_storage_id))
         expires = int(fields[F_EXPIRES])
-        in_redis = yield from self.core.create(sid, record.to_fields(), expires, tuple(also))
+        in_redis = yield from self.core.create(storage_id, record.to_fields(), expires, tuple(also))
         if in_redis:
-            self.core.memory.destroy(old_sid)
+            self.core.memory.destroy(old_storage_id)
         else:
-            yield from self.destroy(old_sid, user_id=user_id, reason="rekeyed")
+            yield from self.destroy(old_storage_id, user_id=user_id, reason="rekeyed")
             if user_id is not None:
-                self.user_sessions.queue(user_id, sid, record.absolute_expires_ms)
-        log.info("Session moved to the current SECRET_KEY: %s -> %s", short(old_sid), short(sid))
+                self.user_sessions.queue(user_id, storage_id, record.absolute_expires_ms)
+        log.info(
+            "Session moved to the current SECRET_KEY: %s -> %s",
+            short(old_storage_id),
+            short(storage_id),
+        )
         return Session(record)
 
     def _check_size(self, measure: Callable[[], int]) -> None:
@@ -191,7 +199,7 @@ class SessionManager:
         ``set_expiry``); it is kept as given, even beyond the absolute lifetime or in the past.
         """
         token = self.codec.new_token()
-        sid = self.codec.storage_id(token)
+        storage_id = self.codec.storage_id(token)
         now = self.core.clock()
         lt = self.core.lifetimes
         idle = lt.remember_idle_ms if remember else lt.idle_ms
@@ -206,7 +214,7 @@ class SessionManager:
             expires = now + lifetime_ms
             hard = max(hard, expires)
         record = SessionRecord(
-            sid=sid,
+            storage_id=storage_id,
             user_id=user_id,
             created_ms=now,
             last_seen_ms=now,
@@ -222,15 +230,17 @@ class SessionManager:
         )
         if data:
             self._check_size(record.data_bytes)
-        index = () if user_id is None else (self.user_sessions.add_call(user_id, sid, hard),)
-        in_redis = yield from self.core.create(sid, record.to_fields(), record.expires_ms, index)
-        log.info("Session created in %s: %s", self._where(), short(sid))
-        self.core.events.emit("created", sid, user_id=user_id)
+        index = () if user_id is None else (self.user_sessions.add_call(user_id, storage_id, hard),)
+        in_redis = yield from self.core.create(
+            storage_id, record.to_fields(), record.expires_ms, index
+        )
+        log.info("Session created in %s: %s", self._where(), short(storage_id))
+        self.core.events.emit("created", storage_id, user_id=user_id)
         if user_id is not None:
             if not in_redis:
-                self.user_sessions.queue(user_id, sid, hard)
+                self.user_sessions.queue(user_id, storage_id, hard)
             if self.max_per_user:
-                yield from self._enforce_limit(user_id, keep=sid)
+                yield from self._enforce_limit(user_id, keep=storage_id)
         session = Session(record, new=True)
         if self.observer is not None:
             self.observer.created(session)
@@ -251,7 +261,7 @@ class SessionManager:
         the session counts as authenticated now, at ``auth_level``."""
         data = dict(previous) if previous is not None else None
         if previous is not None:
-            yield from self.destroy(previous.sid, reason="login")
+            yield from self.destroy(previous.storage_id, reason="login")
         return (
             yield from self.create(
                 user_id,
@@ -288,7 +298,7 @@ class SessionManager:
         if auth_level:
             who[F_AUTH_LEVEL] = auth_level
         ok = yield from self.core.update(
-            session.sid, {**delta.set, **who}, delta.delete, expires_ms
+            session.storage_id, {**delta.set, **who}, delta.delete, expires_ms
         )
         if not ok:
             return False
@@ -297,10 +307,10 @@ class SessionManager:
         if expires_ms is not None:
             record.expires_ms = expires_ms
         session.mark_saved(delta)
-        yield from self.user_sessions.add(user_id, session.sid, record.absolute_expires_ms)
-        log.info("Session bound to a user in %s: %s", self._where(), short(session.sid))
+        yield from self.user_sessions.add(user_id, session.storage_id, record.absolute_expires_ms)
+        log.info("Session bound to a user in %s: %s", self._where(), short(session.storage_id))
         if self.max_per_user:
-            yield from self._enforce_limit(user_id, keep=session.sid)
+            yield from self._enforce_limit(user_id, keep=session.storage_id)
         return True
 
     def regenerate(
@@ -320,7 +330,7 @@ class SessionManager:
             authenticated_ms=authenticated,
         )
         yield from self.destroy(
-            session.sid, reason="reauthenticated" if reauthenticated else "regenerated"
+            session.storage_id, reason="reauthenticated" if reauthenticated else "regenerated"
         )
         return new, cookie
 
@@ -339,13 +349,13 @@ class SessionManager:
         ``expires_ms`` sets the session's expiry as given (Django's ``set_expiry``), not slid.
         """
         if session.invalidated:
-            yield from self.destroy(session.sid)
+            yield from self.destroy(session.storage_id)
             return True
         delta = session.delta()
         if not delta and expires_ms is None:
             return True
         self._check_size(delta.data_bytes)
-        ok = yield from self.core.update(session.sid, delta.set, delta.delete, expires_ms)
+        ok = yield from self.core.update(session.storage_id, delta.set, delta.delete, expires_ms)
         if ok:
             session.mark_saved(delta)
             if expires_ms is not None:
@@ -395,7 +405,7 @@ class SessionManager:
         """
         check_key(key)
         name, values = DATA_PREFIX + key, self.values
-        aad = session_aad(session.sid, name)
+        aad = session_aad(session.storage_id, name)
         texts: dict[str, str] = {}  # what sealed() wrote -> its text: no need to open it again
 
         def sealed(stored: str | None) -> str:
@@ -409,12 +419,12 @@ class SessionManager:
             return out
 
         try:
-            if not session.sid:
+            if not session.storage_id:
                 session[key] = parsed(change(encoded(session[key]) if key in session else None))
                 return session[key]
             limit = -1 if values.key_ids else values.compress_threshold
             stored = yield from self.core.modify(
-                session.sid, name, FieldChange(kind, argument, sealed, limit)
+                session.storage_id, name, FieldChange(kind, argument, sealed, limit)
             )
         except (DataError, ConflictError) as exc:
             raise type(exc)(f"cannot {what} session key {key!r}: {exc}") from None
@@ -423,29 +433,31 @@ class SessionManager:
         # The script writes only plain JSON, which is its own text.
         return session.stored(key, texts.get(stored, stored))
 
-    def try_lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+    def try_lock(self, storage_id: str, token: str, ttl_ms: int) -> Op[bool]:
         """Take the session's lock for ``token`` unless another request holds it."""
-        return (yield from self.core.lock(sid, token, ttl_ms))
+        return (yield from self.core.lock(storage_id, token, ttl_ms))
 
-    def unlock(self, sid: str, token: str) -> Op[None]:
-        yield from self.core.unlock(sid, token)
+    def unlock(self, storage_id: str, token: str) -> Op[None]:
+        yield from self.core.unlock(storage_id, token)
 
-    def reload(self, sid: str) -> Op[Session | None]:
+    def reload(self, storage_id: str) -> Op[Session | None]:
         """The session as Redis holds it now, bypassing the local cache (under its lock)."""
-        fields = yield from self.core.load(sid, touch=False, cached=False)
+        fields = yield from self.core.load(storage_id, touch=False, cached=False)
         if fields is None:
             return None
-        return Session(SessionRecord.from_fields(sid, fields, self.values))
+        return Session(SessionRecord.from_fields(storage_id, fields, self.values))
 
     def extend(self, session: Session) -> Op[Session | None]:
         """Slide the idle expiry now, within the absolute lifetime; ``None`` if it is gone."""
-        fields = yield from self.core.load(session.sid, touch=True, force=True)
+        fields = yield from self.core.load(session.storage_id, touch=True, force=True)
         if fields is None:
             return None
-        self.core.events.emit("refreshed", session.sid, user_id=fields.get(F_USER))
-        return Session(SessionRecord.from_fields(session.sid, fields, self.values))
+        self.core.events.emit("refreshed", session.storage_id, user_id=fields.get(F_USER))
+        return Session(SessionRecord.from_fields(session.storage_id, fields, self.values))
 
-    def destroy(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> Op[bool]:
+    def destroy(
+        self, storage_id: str, *, user_id: str | None = None, reason: str = "logout"
+    ) -> Op[bool]:
         """Delete a session by storage id; ``True`` when it existed. ``reason`` is logged.
 
         ``reason`` goes into the ``destroyed`` event and the metrics: ``logout``, ``revoked``,
@@ -456,23 +468,23 @@ class SessionManager:
         Its entry in the user's session index goes too when the user is known (given, or in this
         process's mirror); otherwise the index drops it on its next read.
         """
-        return (yield from self._destroy(sid, user_id, reason, None))
+        return (yield from self._destroy(storage_id, user_id, reason, None))
 
     def _destroy(
-        self, sid: str, user_id: str | None, reason: str, created_ms: int | None
+        self, storage_id: str, user_id: str | None, reason: str, created_ms: int | None
     ) -> Op[bool]:
-        mirrored = self.core.memory.peek(sid, self.core.clock())
+        mirrored = self.core.memory.peek(storage_id, self.core.clock())
         if mirrored is not None:
             user_id = user_id or mirrored.get(F_USER)
             created_ms = created_ms or int(mirrored.get(F_CREATED, 0)) or None
-        existed = yield from self.core.destroy(sid)
+        existed = yield from self.core.destroy(storage_id)
         if existed:
-            log.info("Session deleted from %s (%s): %s", self._where(), reason, short(sid))
-            self.core.events.emit("destroyed", sid, user_id=user_id, reason=reason)
+            log.info("Session deleted from %s (%s): %s", self._where(), reason, short(storage_id))
+            self.core.events.emit("destroyed", storage_id, user_id=user_id, reason=reason)
             if self.observer is not None:
-                self.observer.destroyed(sid, reason, created_ms)
+                self.observer.destroyed(storage_id, reason, created_ms)
         if user_id is not None:
-            yield from self.user_sessions.remove(user_id, sid)
+            yield from self.user_sessions.remove(user_id, storage_id)
         return existed
 
     # -- a user's sessions ---------------------------------------------------------------------
@@ -487,22 +499,22 @@ class SessionManager:
         """Destroy the session of ``user_id`` with public handle ``handle``; ``False`` if none."""
         for info in (yield from self.user_sessions.live(user_id)):
             if info.handle == handle:
-                yield from self._destroy(info.sid, user_id, reason, info.record.created_ms)
+                yield from self._destroy(info.storage_id, user_id, reason, info.record.created_ms)
                 return True
         return False
 
     def revoke_user_sessions(
-        self, user_id: str, *, keep_sid: str | None = None, reason: str = "revoked"
+        self, user_id: str, *, keep_storage_id: str | None = None, reason: str = "revoked"
     ) -> Op[int]:
-        """Destroy every session of ``user_id`` but ``keep_sid``; returns how many went.
+        """Destroy every session of ``user_id`` but ``keep_storage_id``; returns how many went.
 
         Every instance drops them from its memory mirror too: each destroy publishes on the
         revocation channel.
         """
         revoked = 0
         for info in (yield from self.user_sessions.live(user_id)):
-            if info.sid != keep_sid:
-                yield from self._destroy(info.sid, user_id, reason, info.record.created_ms)
+            if info.storage_id != keep_storage_id:
+                yield from self._destroy(info.storage_id, user_id, reason, info.record.created_ms)
                 revoked += 1
         if revoked:
             log.info("%d session(s) of a user revoked (%s)", revoked, reason)
@@ -512,7 +524,7 @@ class SessionManager:
         """End every session of ``user_id`` (V7.4.2, V7.4.3), but the one with storage id
         ``keep``: on an account disabled (``reason="account_disabled"``), a credential changed,
         a suspected compromise. Returns how many ended."""
-        return (yield from self.revoke_user_sessions(user_id, keep_sid=keep, reason=reason))
+        return (yield from self.revoke_user_sessions(user_id, keep_storage_id=keep, reason=reason))
 
     def credentials_changed(self, user_id: str, *, keep: str | None = None) -> Op[int]:
         """The hook to call when ``user_id``'s password or an authentication factor changed:
@@ -522,9 +534,9 @@ class SessionManager:
     def _enforce_limit(self, user_id: str, *, keep: str) -> Op[None]:
         sessions = yield from self.user_sessions.live(user_id)
         excess = len(sessions) - self.max_per_user
-        for info in [i for i in sessions if i.sid != keep][: max(0, excess)]:
-            log.info("Session limit for a user reached: revoking %s", short(info.sid))
-            yield from self._destroy(info.sid, user_id, "limit", info.record.created_ms)
+        for info in [i for i in sessions if i.storage_id != keep][: max(0, excess)]:
+            log.info("Session limit for a user reached: revoking %s", short(info.storage_id))
+            yield from self._destroy(info.storage_id, user_id, "limit", info.record.created_ms)
 
     def stats(self) -> Op[SessionStats]:
         """Session counts and where sessions are stored now."""

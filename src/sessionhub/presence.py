@@ -85,7 +85,7 @@ class PresenceOps:
                 self._pending[user_id] = max(self._pending.get(user_id, 0), now)
                 self._pending_days.setdefault(day, set()).add(user_id)
 
-    def _restored(self, sid: str, fields: Fields) -> None:
+    def _restored(self, storage_id: str, fields: Fields) -> None:
         # Redis may have come back empty: a user whose session is served is active again.
         user_id = fields.get(F_USER)
         if user_id is not None:

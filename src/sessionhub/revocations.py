@@ -1,8 +1,8 @@
 """One subscription per process to the revocation channel, which keeps its mirror coherent.
 
 ``destroy.lua`` publishes the storage id of every session it destroys, and the data writes
-publish ``<sid>:<writer>``; the subscriber drops the session from this process's mirror (its read
-cache), and each (re)subscription moves the mirror's link epoch on (see
+publish ``<storage_id>:<writer>``; the subscriber drops the session from this process's mirror
+(its read cache), and each (re)subscription moves the mirror's link epoch on (see
 :mod:`sessionhub.stores.coherence`). The blocking hub runs it in a daemon thread, the asyncio hub
 in a task; each on a pool of its own with the client's settings, so that neither a blocking read
 nor the probe's dropping of the client's connections touches the other.
@@ -77,11 +77,11 @@ class RevocationFeed:
             return False
         kind = message.get("type")
         if kind == "message":
-            sid, changed, writer = str(message["data"]).partition(":")
+            storage_id, changed, writer = str(message["data"]).partition(":")
             if not changed:
-                self.core.revoked(sid)
+                self.core.revoked(storage_id)
             elif writer != self.core.writer:  # this process's own writes update its copy
-                self.core.changed(sid)
+                self.core.changed(storage_id)
         elif kind == "subscribe":
             degraded = self.core.degraded
             self.core.coherence.linked(degraded=degraded)

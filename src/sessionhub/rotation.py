@@ -151,7 +151,7 @@ class KeyRotation:
             return None
         return self.values.seal(text, aad, compress=compress)
 
-    def _session(self, key: str, sid: str, progress: Progress) -> Op[bool]:
+    def _session(self, key: str, storage_id: str, progress: Progress) -> Op[bool]:
         fields: Fields = dict(_pairs((yield CommandCall(("HGETALL", key)))))
         if not fields:
             return True
@@ -159,7 +159,9 @@ class KeyRotation:
         new: Fields = {}
         drop: list[str] = []
         agent = joined(F_USER_AGENT, fields)
-        sealed = self._resealed(agent, session_aad(sid, F_USER_AGENT), progress, compress=False)
+        sealed = self._resealed(
+            agent, session_aad(storage_id, F_USER_AGENT), progress, compress=False
+        )
         if sealed is not None:
             old = split(F_USER_AGENT, agent)
             pieces = split(F_USER_AGENT, sealed)
@@ -169,7 +171,9 @@ class KeyRotation:
         for name, stored in fields.items():
             if name == F_IP or name.startswith(DATA_PREFIX):
                 compress = name != F_IP
-                sealed = self._resealed(stored, session_aad(sid, name), progress, compress=compress)
+                sealed = self._resealed(
+                    stored, session_aad(storage_id, name), progress, compress=compress
+                )
                 if sealed is not None:
                     expected[name], new[name] = stored, sealed
         if not new:

@@ -90,7 +90,7 @@ def check_item(key: object, value: Any) -> None:
 
 
 def _decoded(
-    raw: Mapping[str, str], sid: str, values: ValueCodec
+    raw: Mapping[str, str], storage_id: str, values: ValueCodec
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The values of stored data keys, and the JSON of those that opened and parsed."""
     data: dict[str, Any] = {}
@@ -98,7 +98,7 @@ def _decoded(
     for key, stored in raw.items():
         text = stored
         if stored[:1] == MARK:
-            opened = values.open(stored, session_aad(sid, DATA_PREFIX + key))
+            opened = values.open(stored, session_aad(storage_id, DATA_PREFIX + key))
             if opened is None:
                 continue  # under a key no longer listed: missing, as an unparsable key is
             text = opened
@@ -133,7 +133,7 @@ class SessionRecord:
     it only when something asks (:meth:`load_data`): most requests never read the data.
     """
 
-    sid: str
+    storage_id: str
     user_id: str | None
     created_ms: int
     last_seen_ms: int
@@ -164,7 +164,7 @@ class SessionRecord:
     __hash__ = None  # type: ignore[assignment]  # mutable, like any dataclass with eq
 
     def _compared(self) -> tuple[Any, ...]:
-        meta = (self.sid, self.user_id, self.created_ms, self.last_seen_ms, self.expires_ms)
+        meta = (self.storage_id, self.user_id, self.created_ms, self.last_seen_ms, self.expires_ms)
         auth = (self.authenticated_ms, self.auth_level, self.idle_ms)
         return (*meta, self.absolute_expires_ms, self.user_agent, self.ip, *auth, self.load_data())
 
@@ -176,13 +176,13 @@ class SessionRecord:
     def load_data(self) -> dict[str, Any]:
         """``data``, decoded from ``raw`` on first use; a key that does not parse is dropped."""
         if not self.decoded:
-            self.data, self.raw = _decoded(self.raw, self.sid, self.values)
+            self.data, self.raw = _decoded(self.raw, self.storage_id, self.values)
             self.decoded = True
         return self.data
 
     def seal(self, name: str, text: str, *, compress: bool = True) -> str:
         """``text`` as field ``name`` of this session is stored."""
-        return self.values.seal(text, session_aad(self.sid, name), compress=compress)
+        return self.values.seal(text, session_aad(self.storage_id, name), compress=compress)
 
     def data_bytes(self) -> int:
         """The size of the data as JSON (keys and values, UTF-8): what ``MAX_BYTES`` caps."""
@@ -215,7 +215,7 @@ class SessionRecord:
 
     @classmethod
     def from_fields(
-        cls, sid: str, fields: Mapping[str, str], values: ValueCodec = PLAIN
+        cls, storage_id: str, fields: Mapping[str, str], values: ValueCodec = PLAIN
     ) -> SessionRecord:
         """Parse the flat map a store returned (data stays encoded until asked for).
 
@@ -224,10 +224,10 @@ class SessionRecord:
         """
         if isinstance(fields, StoredFields):
             parsed = fields.parsed
-            if parsed is None or parsed.sid != sid or parsed.values is not values:
-                parsed = fields.parsed = cls._parse(sid, fields, values)
+            if parsed is None or parsed.storage_id != storage_id or parsed.values is not values:
+                parsed = fields.parsed = cls._parse(storage_id, fields, values)
             return parsed._copy()
-        return cls._parse(sid, fields, values)
+        return cls._parse(storage_id, fields, values)
 
     def _copy(self) -> SessionRecord:
         # The instance dict in one C call (a dataclass's own replace() reads its fields one by
@@ -238,17 +238,19 @@ class SessionRecord:
         return copy
 
     @classmethod
-    def _parse(cls, sid: str, fields: Mapping[str, str], values: ValueCodec) -> SessionRecord:
+    def _parse(
+        cls, storage_id: str, fields: Mapping[str, str], values: ValueCodec
+    ) -> SessionRecord:
         n = len(DATA_PREFIX)
         # Interned: cached sessions share their keys' names rather than hold a copy each.
         raw = {intern(name[n:]): text for name, text in fields.items() if name[:n] == DATA_PREFIX}
         agent, ip = joined(F_USER_AGENT, fields), fields.get(F_IP, "")
         if agent[:1] == MARK:
-            agent = values.open(agent, session_aad(sid, F_USER_AGENT)) or ""
+            agent = values.open(agent, session_aad(storage_id, F_USER_AGENT)) or ""
         if ip[:1] == MARK:
-            ip = values.open(ip, session_aad(sid, F_IP)) or ""
+            ip = values.open(ip, session_aad(storage_id, F_IP)) or ""
         return cls(
-            sid=sid,
+            storage_id=storage_id,
             user_id=fields.get(F_USER),
             created_ms=int(fields.get(F_CREATED, 0)),
             last_seen_ms=int(fields.get(F_LAST_SEEN, 0)),
@@ -403,9 +405,9 @@ class Session(MutableMapping[str, Any]):
         self._data = view
 
     @property
-    def sid(self) -> str:
+    def storage_id(self) -> str:
         """The storage id (keyed hash of the token); never the token itself."""
-        return self.record.sid
+        return self.record.storage_id
 
     @property
     def user_id(self) -> str | None:
@@ -489,4 +491,4 @@ class Session(MutableMapping[str, Any]):
         self.record.raw = dict(delta.texts)
 
     def __repr__(self) -> str:
-        return f"<Session {self.sid[:8]}... user={self.user_id!r} keys={len(self)}>"
+        return f"<Session {self.storage_id[:8]}... user={self.user_id!r} keys={len(self)}>"

@@ -20,7 +20,7 @@ TOKEN_BYTES = 32
 _TOKEN_LEN = 43  # len(token_urlsafe(32)) without padding
 _SIG_LEN = 43
 _TOKEN_RE = re.compile(rf"[A-Za-z0-9_-]{{{_TOKEN_LEN}}}")
-_SID_RE = re.compile(r"[0-9a-f]{32}")
+_STORAGE_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_COOKIE_LEN = 256
 """Anything longer is rejected before any hashing work."""
 
@@ -34,14 +34,14 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def short(sid: str) -> str:
+def short(storage_id: str) -> str:
     """The form of a storage id that may appear in logs: its first 8 characters and ``...``."""
-    return sid[:8] + "..."
+    return storage_id[:8] + "..."
 
 
 def is_storage_id(value: str) -> bool:
     """Whether ``value`` has the shape of a storage id (32 lowercase hex characters)."""
-    return bool(_SID_RE.fullmatch(value))
+    return bool(_STORAGE_ID_RE.fullmatch(value))
 
 
 class TokenCodec:
@@ -107,6 +107,6 @@ class TokenCodec:
         """The storage ids ``token`` had under each former secret, newest first."""
         return [hmac.digest(k, token.encode(), "sha256").hex()[:32] for k in self._old_hash_keys]
 
-    def handle(self, sid: str) -> str:
+    def handle(self, storage_id: str) -> str:
         """An opaque public id for a session, safe to show users; it cannot be used as a cookie."""
-        return hmac.digest(self._handle_key, sid.encode(), "sha256").hex()[:20]
+        return hmac.digest(self._handle_key, storage_id.encode(), "sha256").hex()[:20]

@@ -1,6 +1,6 @@
 """Each user's index of live sessions, for "my devices" lists, "log out everywhere" and limits.
 
-Redis: ``P{u:<user>}:sessions`` is a sorted set ``sid -> absolute expiry (s, rounded up)``: the
+Redis: ``P{u:<user>}:sessions`` is a zset ``storage_id -> absolute expiry (s, rounded up)``: the
 score only serves pruning, and seconds keep each entry a small listpack integer. The session hashes
 live in other slots, so the index is maintained by separate calls on login and logout (never on
 the per-request path) and is *pruned on every read and write*: members past their absolute
@@ -40,11 +40,11 @@ FLUSH_BATCH = 1000
 class SessionInfo:
     """One live session of a user, as lists show it. ``handle`` is opaque, never the token."""
 
-    sid: str
+    storage_id: str
     handle: str
     record: SessionRecord
 
-    def view(self, current_sid: str | None = None) -> dict[str, Any]:
+    def view(self, current_storage_id: str | None = None) -> dict[str, Any]:
         r = self.record
         return {
             "id": self.handle,
@@ -55,7 +55,7 @@ class SessionInfo:
             "ip": r.ip,
             "remember": r.remember,
             "authenticated_at": iso(r.authenticated_ms) if r.authenticated_ms else None,
-            "current": self.sid == current_sid,
+            "current": self.storage_id == current_storage_id,
         }
 
 
@@ -70,66 +70,68 @@ class UserSessionIndex:
         self.keys = keys
         self.values = values
         self._lock = threading.Lock()
-        self._mirror: dict[str, dict[str, int]] = {}  # user -> sid -> hard expiry
+        self._mirror: dict[str, dict[str, int]] = {}  # user -> storage_id -> hard expiry
         self._pending: dict[str, dict[str, int]] = {}  # additions Redis has not seen yet
         core.recovery_hooks.append(self.flush)
         core.restore_hooks.append(self._restored)
 
-    def _remember(self, user_id: str, sid: str, absolute_expires_ms: int) -> None:
+    def _remember(self, user_id: str, storage_id: str, absolute_expires_ms: int) -> None:
         with self._lock:
-            self._mirror.setdefault(user_id, {})[sid] = absolute_expires_ms
+            self._mirror.setdefault(user_id, {})[storage_id] = absolute_expires_ms
 
-    def _restored(self, sid: str, fields: Fields) -> None:
+    def _restored(self, storage_id: str, fields: Fields) -> None:
         # Redis may have come back empty: its copy of the index went with the session.
         user_id = fields.get(F_USER)
         if user_id is not None:
             absolute_expires_ms = int(fields[F_ABSOLUTE_EXPIRES])
-            self._remember(user_id, sid, absolute_expires_ms)
-            self.queue(user_id, sid, absolute_expires_ms)
+            self._remember(user_id, storage_id, absolute_expires_ms)
+            self.queue(user_id, storage_id, absolute_expires_ms)
 
-    def _forget(self, user_id: str, sid: str) -> None:
+    def _forget(self, user_id: str, storage_id: str) -> None:
         with self._lock:
             for table in (self._mirror, self._pending):
                 entries = table.get(user_id)
                 if entries is not None:
-                    entries.pop(sid, None)
+                    entries.pop(storage_id, None)
                     if not entries:
                         del table[user_id]
 
-    def add_call(self, user_id: str, sid: str, absolute_expires_ms: int) -> ScriptCall:
+    def add_call(self, user_id: str, storage_id: str, absolute_expires_ms: int) -> ScriptCall:
         """Remember a new session of ``user_id``; returns the call that adds it to Redis's
         index, which the manager sends in the session's own create round trip."""
-        self._remember(user_id, sid, absolute_expires_ms)
-        return self._add_call(user_id, {sid: absolute_expires_ms}, self.core.clock())
+        self._remember(user_id, storage_id, absolute_expires_ms)
+        return self._add_call(user_id, {storage_id: absolute_expires_ms}, self.core.clock())
 
-    def add(self, user_id: str, sid: str, absolute_expires_ms: int) -> Op[None]:
+    def add(self, user_id: str, storage_id: str, absolute_expires_ms: int) -> Op[None]:
         """Index a session bound to ``user_id`` after it was created (queued while degraded)."""
-        sent = yield from self.core.on_redis(send(self.add_call(user_id, sid, absolute_expires_ms)))
+        sent = yield from self.core.on_redis(
+            send(self.add_call(user_id, storage_id, absolute_expires_ms))
+        )
         if sent is USE_MEMORY:
-            self.queue(user_id, sid, absolute_expires_ms)
+            self.queue(user_id, storage_id, absolute_expires_ms)
 
-    def queue(self, user_id: str, sid: str, absolute_expires_ms: int) -> None:
+    def queue(self, user_id: str, storage_id: str, absolute_expires_ms: int) -> None:
         """Hold the entry for the recovery hook: its session was created in memory."""
         if self.core.has_redis:
             with self._lock:
-                self._pending.setdefault(user_id, {})[sid] = absolute_expires_ms
+                self._pending.setdefault(user_id, {})[storage_id] = absolute_expires_ms
 
     def _add_call(self, user_id: str, entries: dict[str, int], now_ms: int) -> ScriptCall:
         # Hard expiries only grow (now + absolute lifetime), so the newest is the max.
         args: list[str | int] = [now_ms // 1000, max(entries.values())]
-        for sid, hard in entries.items():
-            args += [-(-hard // 1000), sid]
+        for storage_id, hard in entries.items():
+            args += [-(-hard // 1000), storage_id]
         return ScriptCall(USER_ADD, (self.keys.sessions(user_id),), tuple(args))
 
-    def remove_call(self, user_id: str, sid: str) -> CommandCall:
-        """Forget ``sid``; returns the call that drops it from Redis's index."""
-        self._forget(user_id, sid)
-        return CommandCall(("ZREM", self.keys.sessions(user_id), sid))
+    def remove_call(self, user_id: str, storage_id: str) -> CommandCall:
+        """Forget ``storage_id``; returns the call that drops it from Redis's index."""
+        self._forget(user_id, storage_id)
+        return CommandCall(("ZREM", self.keys.sessions(user_id), storage_id))
 
-    def remove(self, user_id: str, sid: str) -> Op[None]:
-        """Drop ``sid`` from the index (called by the manager on destroy)."""
+    def remove(self, user_id: str, storage_id: str) -> Op[None]:
+        """Drop ``storage_id`` from the index (called by the manager on destroy)."""
         # Not queued while degraded: the read-time pruning removes it after recovery.
-        yield from self.core.on_redis(send(self.remove_call(user_id, sid)))
+        yield from self.core.on_redis(send(self.remove_call(user_id, storage_id)))
 
     def live(self, user_id: str) -> Op[list[SessionInfo]]:
         """The user's live sessions, oldest first; prunes whatever is dead."""
@@ -142,43 +144,53 @@ class UserSessionIndex:
         key = self.keys.sessions(user_id)
         entries = _scored((yield CommandCall(("ZRANGE", key, 0, -1, "WITHSCORES"))))
         # Past its absolute expiry (the score, in seconds) a session is gone: no need to look.
-        dead = [sid for sid, score in entries if score < now // 1000]
-        sids = [sid for sid, score in entries if score >= now // 1000]
+        dead = [storage_id for storage_id, score in entries if score < now // 1000]
+        storage_ids = [storage_id for storage_id, score in entries if score >= now // 1000]
         # Sessions this process knows for the user but the index lacks (Redis evicted or lost
         # the index key): looked up too and indexed again, so whatever is served is listed.
-        indexed = {sid for sid, _ in entries}
+        indexed = {storage_id for storage_id, _ in entries}
         with self._lock:
-            missing = [sid for sid in self._mirror.get(user_id, {}) if sid not in indexed]
-        sids += missing
+            missing = [
+                storage_id
+                for storage_id in self._mirror.get(user_id, {})
+                if storage_id not in indexed
+            ]
+        storage_ids += missing
         session_keys = self.core.redis_ops.keys
         calls: list[CommandCall] = []
-        for sid in sids:
-            hash_key = session_keys.session(sid)
+        for storage_id in storage_ids:
+            hash_key = session_keys.session(storage_id)
             calls += (CommandCall(("HGETALL", hash_key)), CommandCall(("PEXPIRETIME", hash_key)))
         replies = (yield PipelineCall(tuple(calls))) if calls else []
         found: list[SessionInfo] = []
         foreign: set[str] = set()
-        for sid, reply, expires in zip(sids, replies[::2], replies[1::2], strict=True):
+        for storage_id, reply, expires in zip(
+            storage_ids, replies[::2], replies[1::2], strict=True
+        ):
             fields = _as_dict(reply)
             record = None
             if fields:
                 stored = {**fields, F_EXPIRES: str(expires)}
-                record = SessionRecord.from_fields(sid, stored, self.values)
+                record = SessionRecord.from_fields(storage_id, stored, self.values)
             if record is None or record.expires_ms <= now:
-                dead.append(sid)
+                dead.append(storage_id)
             elif record.user_id != user_id:  # not this user's: drop the entry, nothing expired
-                dead.append(sid)
-                foreign.add(sid)
+                dead.append(storage_id)
+                foreign.add(storage_id)
             else:
-                self._remember(user_id, sid, record.absolute_expires_ms)
-                found.append(SessionInfo(sid, self.codec.handle(sid), record))
-        lost = {info.sid: info.record.absolute_expires_ms for info in found if info.sid in missing}
+                self._remember(user_id, storage_id, record.absolute_expires_ms)
+                found.append(SessionInfo(storage_id, self.codec.handle(storage_id), record))
+        lost = {
+            info.storage_id: info.record.absolute_expires_ms
+            for info in found
+            if info.storage_id in missing
+        }
         if lost:
             yield self._add_call(user_id, lost, now)
-        for sid in dead:
-            if sid not in indexed:
-                self._forget(user_id, sid)  # gone, and no index entry to prune either
-        dead = [sid for sid in dead if sid in indexed]
+        for storage_id in dead:
+            if storage_id not in indexed:
+                self._forget(user_id, storage_id)  # gone, and no index entry to prune either
+        dead = [storage_id for storage_id in dead if storage_id in indexed]
         if dead:
             yield from self._prune(user_id, dead, foreign)
         return _oldest_first(found)
@@ -195,29 +207,29 @@ class UserSessionIndex:
         key = self.keys.sessions(user_id)
         session_keys = self.core.redis_ops.keys
         calls: list[CommandCall] = []
-        for sid in dead:
-            self._forget(user_id, sid)
-            tombstone = session_keys.session_counts_and_tombstone(sid)[2]
-            calls += (CommandCall(("ZREM", key, sid)), CommandCall(("EXISTS", tombstone)))
+        for storage_id in dead:
+            self._forget(user_id, storage_id)
+            tombstone = session_keys.session_counts_and_tombstone(storage_id)[2]
+            calls += (CommandCall(("ZREM", key, storage_id)), CommandCall(("EXISTS", tombstone)))
         replies = yield PipelineCall(tuple(calls))
         if self.core.events.keyspace:  # Redis reports expiries itself
             return
-        for sid, removed, destroyed in zip(dead, replies[::2], replies[1::2], strict=True):
-            if removed and not destroyed and sid not in foreign:
-                self.core.events.emit("expired", sid, user_id=user_id)
+        for storage_id, removed, destroyed in zip(dead, replies[::2], replies[1::2], strict=True):
+            if removed and not destroyed and storage_id not in foreign:
+                self.core.events.emit("expired", storage_id, user_id=user_id)
 
     def _list_memory(self, user_id: str, now: int) -> list[SessionInfo]:
         with self._lock:
-            sids = list(self._mirror.get(user_id, {}))
+            storage_ids = list(self._mirror.get(user_id, {}))
         found: list[SessionInfo] = []
-        for sid in sids:
-            fields = self.core.mirrored(sid, now)
+        for storage_id in storage_ids:
+            fields = self.core.mirrored(storage_id, now)
             if fields is None:
-                self._forget(user_id, sid)
+                self._forget(user_id, storage_id)
                 continue
-            record = SessionRecord.from_fields(sid, fields, self.values)
+            record = SessionRecord.from_fields(storage_id, fields, self.values)
             if record.user_id == user_id:
-                found.append(SessionInfo(sid, self.codec.handle(sid), record))
+                found.append(SessionInfo(storage_id, self.codec.handle(storage_id), record))
         return _oldest_first(found)
 
     def flush(self) -> Op[bool]:
@@ -233,8 +245,8 @@ class UserSessionIndex:
                 yield self._add_call(user_id, dict(live[start : start + FLUSH_BATCH]), now)
             with self._lock:
                 left = self._pending.get(user_id, {})
-                for sid in entries:
-                    left.pop(sid, None)
+                for storage_id in entries:
+                    left.pop(storage_id, None)
                 if not left:
                     self._pending.pop(user_id, None)
         return True
@@ -257,4 +269,4 @@ def _scored(reply: Any) -> list[tuple[str, float]]:
 
 
 def _oldest_first(found: list[SessionInfo]) -> list[SessionInfo]:
-    return sorted(found, key=lambda i: (i.record.created_ms, i.sid))
+    return sorted(found, key=lambda i: (i.record.created_ms, i.storage_id))

@@ -13,7 +13,7 @@ which no JSON text and no HTTP header value begins with)::
     MARK e <key id> : <base64(nonce || AES-256-GCM(kind || payload))>
                              encrypted; kind is j, z or s as above, before encryption
 
-The associated data of an encrypted value is the storage id of what owns it (a session's sid, a
+The associated data of an encrypted value is the id of what owns it (a session's storage id, a
 user id) and the field name, so a ciphertext copied to another session, user or field fails
 authentication instead of decrypting there.
 """
@@ -244,9 +244,9 @@ PLAIN = ValueCodec()
 """Neither compression nor encryption: values are stored as they are."""
 
 
-def session_aad(sid: str, field: str) -> str:
+def session_aad(storage_id: str, field: str) -> str:
     """Associated data of a session field: the session's storage id and the field's name."""
-    return f"s\x00{sid}\x00{field}"
+    return f"s\x00{storage_id}\x00{field}"
 
 
 def user_aad(user_id: str, field: str) -> str:

@@ -59,7 +59,7 @@ def make_flask(settings: Settings) -> tuple[Client, SessionHub]:
         body = flask.request.get_json(silent=True) or {}
         hub, user = extension.hub(), current_user_id()
         if route == "change-password" and user is not None:
-            keep = flask.session.session.sid  # type: ignore[attr-defined]
+            keep = flask.session.storage_id  # type: ignore[attr-defined]
             return {"revoked": hub.credentials_changed(user, keep=keep)}
         if route == "sessions" and user is not None:
             return {"remember": [i.record.remember for i in hub.user_sessions.list(user)]}
@@ -95,7 +95,7 @@ def make_fastapi(settings: Settings) -> tuple[Client, AsyncSessionHub]:
     ) -> dict[str, Any]:
         user = session.user_id
         if route == "change-password" and user is not None:
-            return {"revoked": await hub.credentials_changed(user, keep=session.session.sid)}
+            return {"revoked": await hub.credentials_changed(user, keep=session.storage_id)}
         if route == "sessions" and user is not None:
             return {"remember": [i.record.remember for i in await hub.user_sessions.list(user)]}
         return session_route(route, session, body or {})

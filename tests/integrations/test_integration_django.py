@@ -127,7 +127,7 @@ def test_login_after_cycle_key_keeps_the_cycled_key(store_class: type) -> None:
     assert session is not None
     assert session.user_id == "42"
     assert dict(session) == {"cart": [1], USER_KEY: "42"}
-    assert [i.sid for i in hub.user_sessions.list("42")] == [session.sid]
+    assert [i.storage_id for i in hub.user_sessions.list("42")] == [session.storage_id]
     assert store_class(cycled)["cart"] == [1]
 
 
@@ -155,9 +155,9 @@ def _ttl_ms(store: Any) -> int:
     from sessionhub.integrations.django import get_hub
 
     hub = get_hub()
-    sid = hub.manager.sid_for_cookie(store.session_key)
+    storage_id = hub.manager.storage_id_for_cookie(store.session_key)
     assert hub.client is not None
-    return int(hub.client.pttl(hub.manager.core.redis_ops.keys.session(sid)))
+    return int(hub.client.pttl(hub.manager.core.redis_ops.keys.session(storage_id)))
 
 
 def test_set_expiry_governs_the_expiry_in_redis(store_class: type) -> None:

@@ -160,8 +160,8 @@ class Run:
             return None
         interface = self.app.session_interface
         if hasattr(interface, "hub"):
-            sid = interface.hub.manager.sid_for_cookie(cookie.value)
-            key = interface.hub.manager.core.redis_ops.keys.session(sid)
+            storage_id = interface.hub.manager.storage_id_for_cookie(cookie.value)
+            key = interface.hub.manager.core.redis_ops.keys.session(storage_id)
         else:
             value = cookie.value
             if interface.use_signer:

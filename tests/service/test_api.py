@@ -325,8 +325,8 @@ def test_redis_type_errors_are_a_clean_500(
     client = make_client(None, session=session, redis=topology.redis)
     cookie = login(client)
     hub = client.app.state.hub  # type: ignore[attr-defined]
-    sid = hub.manager.sid_for_cookie(cookie)
-    key = hub.manager.core.redis_ops.keys.session(sid)
+    storage_id = hub.manager.storage_id_for_cookie(cookie)
+    key = hub.manager.core.redis_ops.keys.session(storage_id)
     raw = topology.router()
     raw.delete(key)
     raw.set(key, "corrupt")

@@ -120,7 +120,7 @@ def test_credentials_changed_hook_reaches_every_instance(
     here, elsewhere = device(a, "alice", "here"), device(b, "alice", "elsewhere")
     assert status(b, elsewhere) == 200
     hub = a.app.state.hub  # type: ignore[attr-defined]
-    keep = hub.manager.sid_for_cookie(here)
+    keep = hub.manager.storage_id_for_cookie(here)
     assert a.portal is not None
     assert a.portal.call(functools.partial(hub.credentials_changed, "alice", keep=keep)) == 1
     wait_for(lambda: not mirrored(b, elsewhere))

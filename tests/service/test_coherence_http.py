@@ -33,8 +33,8 @@ def core_of(client: TestClient) -> Any:
 def mirrored(client: TestClient, cookie: str) -> bool:
     """Whether ``client``'s instance holds a copy of the cookie's session in memory."""
     core = core_of(client)
-    sid = client.app.state.hub.manager.sid_for_cookie(cookie)  # type: ignore[attr-defined]
-    return core.memory.peek(sid, core.clock()) is not None
+    storage_id = client.app.state.hub.manager.storage_id_for_cookie(cookie)  # type: ignore[attr-defined]
+    return core.memory.peek(storage_id, core.clock()) is not None
 
 
 def healthy_and_linked(client: TestClient) -> bool:
@@ -134,7 +134,7 @@ def test_copies_the_revocation_link_did_not_cover_are_not_served(
     # A destroy made while B's link was down reaches B through no channel; a bare DEL, which
     # publishes nothing, is such a destroy.
     keys = core_of(b).redis_ops.keys
-    raw.delete(keys.session(b.app.state.hub.manager.sid_for_cookie(missed)))  # type: ignore[attr-defined]
+    raw.delete(keys.session(b.app.state.hub.manager.storage_id_for_cookie(missed)))  # type: ignore[attr-defined]
     server.kill()
 
     assert status(b, missed) == 401
@@ -201,7 +201,7 @@ def test_a_session_destroyed_while_an_instance_was_cut_off_does_not_come_back(
         wait_for(lambda: healthy_and_linked(b))
         assert status(b, doomed) == 401
         assert status(a, doomed) == 401
-        sid = a.app.state.hub.manager.sid_for_cookie(doomed)  # type: ignore[attr-defined]
-        assert not server.client().exists(core_of(a).redis_ops.keys.session(sid))
+        storage_id = a.app.state.hub.manager.storage_id_for_cookie(doomed)  # type: ignore[attr-defined]
+        assert not server.client().exists(core_of(a).redis_ops.keys.session(storage_id))
     finally:
         proxy.close()

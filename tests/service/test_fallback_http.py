@@ -82,11 +82,11 @@ def test_fallback_story(
     fresh = login(app_client)  # new sessions land in Redis
     app_client.cookies.clear()
     raw = server.client()
-    sid = hub.manager.sid_for_cookie
-    assert raw.exists(keys.session(sid(fresh))) == 1
-    assert raw.exists(keys.session(sid(outage_cookie))) == 1  # outage session copied in
-    assert raw.exists(keys.session(sid(before))) == 1  # touched in the outage, written back
-    assert raw.exists(keys.session(sid(leaver))) == 0  # logout in the outage stays
+    storage_id = hub.manager.storage_id_for_cookie
+    assert raw.exists(keys.session(storage_id(fresh))) == 1
+    assert raw.exists(keys.session(storage_id(outage_cookie))) == 1  # outage session copied in
+    assert raw.exists(keys.session(storage_id(before))) == 1  # touched in the outage, written back
+    assert raw.exists(keys.session(storage_id(leaver))) == 0  # logout in the outage stays
     assert app_client.get("/api/auth/me", headers=as_session(outage_cookie)).status_code == 200
     assert app_client.get("/api/auth/me", headers=as_session(leaver)).status_code == 401
     stats = app_client.get("/api/session/stats").json()["data"]

@@ -75,7 +75,7 @@ def probes_of(client: TestClient) -> list[bool]:
 
 def session_key(client: TestClient, cookie: str) -> str:
     manager = client.app.state.hub.manager  # type: ignore[attr-defined]
-    return str(manager.core.redis_ops.keys.session(manager.sid_for_cookie(cookie)))
+    return str(manager.core.redis_ops.keys.session(manager.storage_id_for_cookie(cookie)))
 
 
 def replica_of_nowhere(raw: redis.Redis) -> None:

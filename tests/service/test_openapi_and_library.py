@@ -39,11 +39,11 @@ def test_library_user_sessions_sync_and_async(redis_url: str) -> None:
         second, _ = hub.login("erin", user_agent="two")
         listed = hub.user_sessions.list("erin")
         assert [i.record.user_agent for i in listed] == ["one", "two"]
-        assert all(i.handle != i.sid for i in listed)
+        assert all(i.handle != i.storage_id for i in listed)
         assert hub.user_sessions.revoke("erin", listed[0].handle) is True
-        assert first.sid not in [i.sid for i in hub.user_sessions.list("erin")]
-        assert hub.user_sessions.revoke_all("erin", keep_sid=second.sid) == 0
-        assert [i.sid for i in hub.user_sessions.list("erin")] == [second.sid]
+        assert first.storage_id not in [i.storage_id for i in hub.user_sessions.list("erin")]
+        assert hub.user_sessions.revoke_all("erin", keep_storage_id=second.storage_id) == 0
+        assert [i.storage_id for i in hub.user_sessions.list("erin")] == [second.storage_id]
     finally:
         hub.close()
 
@@ -82,9 +82,9 @@ def test_memory_only_mode_works() -> None:
     hub = SessionHub(build_settings(None))
     try:
         session, _ = hub.login("gina")
-        assert [i.sid for i in hub.user_sessions.list("gina")] == [session.sid]
+        assert [i.storage_id for i in hub.user_sessions.list("gina")] == [session.storage_id]
         assert hub.preferences.patch("gina", {"theme": "dark"})["theme"] == "dark"
-        hub.presence.touch("gina", session.sid)
+        hub.presence.touch("gina", session.storage_id)
         assert hub.presence.online_count()["online_users"] == 1
         hub.inbox.send("gina", "hello")
         assert [m["body"] for m in hub.inbox.page("gina")["messages"]] == ["hello"]
@@ -113,7 +113,7 @@ def test_user_keys_share_one_hash_tag_even_with_braces(redis_url: str) -> None:
         assert len({key_slot(n.encode()) for n in names}) == 1
         assert keys.sessions(user) != keys.sessions("we{ird}")
         session, _ = hub.login(user)
-        assert [i.sid for i in hub.user_sessions.list(user)] == [session.sid]
+        assert [i.storage_id for i in hub.user_sessions.list(user)] == [session.storage_id]
         hub.inbox.send(user, "x")
         assert len(hub.inbox.page(user)["messages"]) == 1
     finally:

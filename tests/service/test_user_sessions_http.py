@@ -146,7 +146,7 @@ def test_degraded_listing_and_recovery(
     index = hub.manager.user_keys.sessions("alice")
     # The restarted server is empty (no persistence): the outage login's index entry was
     # written by the recovery hook, next to its session copied from memory.
-    assert r.zrange(index, 0, -1) == [hub.manager.sid_for_cookie(during)]
+    assert r.zrange(index, 0, -1) == [hub.manager.storage_id_for_cookie(during)]
     assert [s["user_agent"] for s in _mine(client, during)] == ["during"]
     assert before
 

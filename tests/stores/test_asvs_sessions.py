@@ -136,7 +136,7 @@ def test_credentials_changed_ends_every_other_session(hub: SessionHub) -> None:
     here, cookie = hub.login("alice")
     _, other = hub.login("alice", remember=True)
     _, bobs = hub.login("bob")
-    assert hub.credentials_changed("alice", keep=here.sid) == 1
+    assert hub.credentials_changed("alice", keep=here.storage_id) == 1
     assert hub.open(other) is None
     assert hub.open(cookie) is not None
     assert hub.open(bobs) is not None
@@ -158,16 +158,16 @@ def test_remembered_sessions_use_their_own_count_buckets(
         assert ops is not None
         assert ops.remember_bucket_ms == 600 * 1000 // 60
         session, cookie = hub.login("alice", remember=True)
-        counts = client.hgetall(ops.keys.counts_of(session.sid))
+        counts = client.hgetall(ops.keys.counts_of(session.storage_id))
         expiry = session.record.expires_ms
         width = ops.remember_bucket_ms
         assert counts == {str(-(-expiry // width) * width): "1"}
         clock.ms += 300 * 1000
         assert hub.open(cookie) is not None  # slides across buckets of its own width
-        assert sum(map(int, client.hgetall(ops.keys.counts_of(session.sid)).values())) == 1
+        assert sum(map(int, client.hgetall(ops.keys.counts_of(session.storage_id)).values())) == 1
         assert hub.stats()["redis_sessions"] == 1
-        hub.destroy(session.sid)
-        assert client.hgetall(ops.keys.counts_of(session.sid)) == {}
+        hub.destroy(session.storage_id)
+        assert client.hgetall(ops.keys.counts_of(session.storage_id)) == {}
     finally:
         client.close()
         hub.close()

@@ -30,18 +30,18 @@ WORKERS = 16
 ROUNDS = 8
 
 
-def stored(hub: SessionHub, sid: str) -> dict[str, Any]:
+def stored(hub: SessionHub, storage_id: str) -> dict[str, Any]:
     """The session's data as Redis holds it now (not any cached copy)."""
-    session = hub.run(hub.manager.reload(sid))
+    session = hub.run(hub.manager.reload(storage_id))
     assert session is not None
     return dict(session)
 
 
-def raw_field(server: RedisServer, hub: SessionHub, sid: str, key: str) -> bytes:
+def raw_field(server: RedisServer, hub: SessionHub, storage_id: str, key: str) -> bytes:
     """The bytes Redis holds for one data key of a session."""
     client = server.client()
     try:
-        value = client.hget(hub.manager.core.redis_ops.keys.session(sid), f"d:{key}")
+        value = client.hget(hub.manager.core.redis_ops.keys.session(storage_id), f"d:{key}")
     finally:
         client.close()
     assert isinstance(value, bytes)
@@ -66,7 +66,7 @@ def test_threads_on_two_instances_keep_every_increment(redis_url: str, config: s
         run_threads(bump, WORKERS)
         total = WORKERS * ROUNDS
         assert sorted(v for v in seen if v is not None) == list(range(1, total + 1))
-        assert stored(hubs[1], session.sid)["n"] == total
+        assert stored(hubs[1], session.storage_id)["n"] == total
         wait_for(lambda: hubs[1].open(cookie)["n"] == total)  # the cache took the last write
     finally:
         for hub in hubs:
@@ -93,7 +93,7 @@ def test_asyncio_tasks_on_two_instances_keep_every_increment(redis_url: str, con
                 return got
 
             results = await asyncio.gather(*(bump(i) for i in range(WORKERS)))
-            final = await hubs[1].run(hubs[1].manager.reload(session.sid))
+            final = await hubs[1].run(hubs[1].manager.reload(session.storage_id))
             assert final is not None
             return [v for got in results for v in got], final["n"]
         finally:
@@ -129,12 +129,14 @@ def test_concurrent_appends_to_a_sealed_list_keep_every_element(
                 hub.append(session, "seen", {"t": i, "j": j})
 
         run_threads(add, WORKERS)
-        seen = stored(hub, session.sid)["seen"]
+        seen = stored(hub, session.storage_id)["seen"]
         assert seen[0] == "start-" + "x" * 40
         assert sorted((e["t"], e["j"]) for e in seen[1:]) == [
             (i, j) for i in range(WORKERS) for j in range(ROUNDS)
         ]
-        assert raw_field(redis_server, hub, session.sid, "seen").startswith(EXPECTED_PREFIX[config])
+        assert raw_field(redis_server, hub, session.storage_id, "seen").startswith(
+            EXPECTED_PREFIX[config]
+        )
         assert hub.open(cookie)["seen"] == seen
     finally:
         hub.close()
@@ -166,7 +168,7 @@ def test_helpers_keep_working_on_memory_while_redis_is_down(
         assert sorted(v for v in seen if v is not None) == list(range(2, total + 1))
         server.start()
         wait_for(lambda: hub.manager.core.mode == "redis")
-        data = stored(hub, session.sid)
+        data = stored(hub, session.storage_id)
         assert data["n"] == total
         assert sorted(map(tuple, data["log"])) == [
             (i, j) for i in range(WORKERS) for j in range(ROUNDS)
@@ -188,7 +190,7 @@ def test_helpers_name_the_key_and_the_fix_when_the_value_is_of_another_kind(
             hub.increment(session, "name")
         with pytest.raises(DataError, match=r"append session key 'n'.*not a list.*store a list"):
             hub.append(session, "n", 2)
-        assert stored(hub, session.sid) == {"name": "x" * 40, "n": 1}
+        assert stored(hub, session.storage_id) == {"name": "x" * 40, "n": 1}
     finally:
         hub.close()
 
@@ -205,7 +207,7 @@ def test_a_writer_that_keeps_losing_the_compare_and_set_gives_up_with_a_clear_er
     try:
         long = ["y" * 40]  # compressed when COMPRESS_THRESHOLD is on: the script cannot append
         session, _ = hub.create("alice", data={"l": long})
-        theirs = other.run(other.manager.reload(session.sid))
+        theirs = other.run(other.manager.reload(session.storage_id))
         assert theirs is not None
         op = hub.manager.append(session, "l", "mine")
 
@@ -218,7 +220,7 @@ def test_a_writer_that_keeps_losing_the_compare_and_set_gives_up_with_a_clear_er
 
         with pytest.raises(ConflictError, match=r"append session key 'l'.*hub\.lock"):
             race()
-        assert stored(hub, session.sid)["l"] == [*long, *["theirs"] * (SWAP_ATTEMPTS + 1)]
+        assert stored(hub, session.storage_id)["l"] == [*long, *["theirs"] * (SWAP_ATTEMPTS + 1)]
     finally:
         hub.close()
         other.close()
@@ -231,14 +233,14 @@ def test_a_lost_compare_and_set_is_retried_with_the_value_it_lost_to(redis_url: 
     hub, other = SessionHub(settings), SessionHub(settings)
     try:
         session, _ = hub.create("alice", data={"n": 10})
-        theirs = other.run(other.manager.reload(session.sid))
+        theirs = other.run(other.manager.reload(session.storage_id))
         assert theirs is not None
         op = hub.manager.increment(session, "n", 5)
         reply = hub.run(send(op.send(None)))
         assert other.increment(theirs, "n", 100) == 110
         assert hub.run(_finish(op, reply)) == 115
         assert session["n"] == 115
-        assert stored(hub, session.sid)["n"] == 115
+        assert stored(hub, session.storage_id)["n"] == 115
     finally:
         hub.close()
         other.close()
@@ -299,6 +301,6 @@ def test_the_lock_yields_the_stored_data_in_every_configuration(
             assert dict(current) == {"cart": ["a"], "n": 1}
             current["cart"] = [*current["cart"], "b"]
             assert hub.save(current)
-        assert stored(hub, session.sid) == {"cart": ["a", "b"], "n": 1}
+        assert stored(hub, session.storage_id) == {"cart": ["a", "b"], "n": 1}
     finally:
         hub.close()

@@ -57,7 +57,7 @@ def test_one_failing_call_does_not_fail_its_batch(redis_url: str) -> None:
         try:
             _, good_cookie = await hub.create("alice")
             bad, bad_cookie = await hub.create("bob")
-            key = hub.manager.core.redis_ops.keys.session(bad.sid)
+            key = hub.manager.core.redis_ops.keys.session(bad.storage_id)
             await hub.client.delete(key)
             await hub.client.set(key, "not a hash")
             return await asyncio.gather(
@@ -111,12 +111,12 @@ def test_password_and_database_come_from_the_client(pytestconfig: pytest.Config)
                 assert isinstance(hub._calls, AutoPipeline)
                 session, cookie = await hub.create("alice")
                 assert (await hub.open(cookie)) is not None
-                return session.sid
+                return session.storage_id
             finally:
                 await hub.aclose()
 
-        sid = asyncio.run(main())
-        in_db3 = server.client(db=3).keys(f"*{sid}*")
+        storage_id = asyncio.run(main())
+        in_db3 = server.client(db=3).keys(f"*{storage_id}*")
         assert len(in_db3) == 1
         assert server.client(db=0).keys("*") == []
     finally:
@@ -235,14 +235,15 @@ def test_pipelined_operations_share_the_auto_pipeline(redis_url: str) -> None:
             counting.batches.clear()
             made = await asyncio.gather(*(hub.create(f"user{i}") for i in range(20)))
             listed = [
-                [info.sid for info in await hub.user_sessions.list(f"user{i}")] for i in range(20)
+                [info.storage_id for info in await hub.user_sessions.list(f"user{i}")]
+                for i in range(20)
             ]
-            return listed, [s.sid for s, _ in made], counting.batches
+            return listed, [s.storage_id for s, _ in made], counting.batches
         finally:
             await hub.aclose()
 
-    listed, sids, batches = asyncio.run(main())
-    assert listed == [[sid] for sid in sids]
+    listed, storage_ids, batches = asyncio.run(main())
+    assert listed == [[storage_id] for storage_id in storage_ids]
     assert sum(batches[:2]) >= 20 * 2  # each create is at least two calls...
     assert max(batches) > 2  # ...and creates from different tasks shared a write
 

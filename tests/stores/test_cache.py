@@ -41,10 +41,10 @@ def scripts(server: RedisServer) -> int:
     return sum(int(stats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
-def sid_key(hub: Any, cookie: str) -> str:
+def storage_id_key(hub: Any, cookie: str) -> str:
     """The Redis key of the cookie's session."""
     manager = hub.manager
-    return str(manager.core.redis_ops.keys.session(manager.sid_for_cookie(cookie)))
+    return str(manager.core.redis_ops.keys.session(manager.storage_id_for_cookie(cookie)))
 
 
 def test_a_cached_read_makes_no_redis_call(make_hub: MakeHub, redis_server: RedisServer) -> None:
@@ -108,23 +108,23 @@ def test_a_logout_on_one_instance_is_refused_by_the_other(make_hub: MakeHub) -> 
     a, b = make_hub(), make_hub()
     _, cookie = a.create("alice")
     assert b.open(cookie) is not None
-    a.destroy(a.manager.sid_for_cookie(cookie))
+    a.destroy(a.manager.storage_id_for_cookie(cookie))
     wait_for(lambda: b.open(cookie) is None)
 
 
 def _revoke_device(a: Any, doomed: Any, keeper: Any) -> None:
-    [info] = [i for i in a.user_sessions.list("alice") if i.sid == doomed.sid]
+    [info] = [i for i in a.user_sessions.list("alice") if i.storage_id == doomed.storage_id]
     assert a.user_sessions.revoke("alice", info.handle)
 
 
 REVOKES: dict[str, Callable[[Any, Any, Any], object]] = {
     "revoke-device": _revoke_device,
     "revoke-others": lambda a, doomed, keeper: a.user_sessions.revoke_all(
-        "alice", keep_sid=keeper.sid
+        "alice", keep_storage_id=keeper.storage_id
     ),
     "revoke-all": lambda a, doomed, keeper: a.revoke_all("alice", "account_disabled"),
     "credentials-changed": lambda a, doomed, keeper: a.credentials_changed(
-        "alice", keep=keeper.sid
+        "alice", keep=keeper.storage_id
     ),
     "regenerate": lambda a, doomed, keeper: a.regenerate(doomed),
     "session-limit": lambda a, doomed, keeper: a.create("alice"),
@@ -191,7 +191,7 @@ def test_a_lost_link_makes_every_cached_copy_unconfirmed(
     admin = redis_server.client()
     try:
         admin.client_kill_filter(_type="pubsub")
-        admin.delete(sid_key(b, cookie))
+        admin.delete(storage_id_key(b, cookie))
     finally:
         admin.close()
     wait_for(lambda: coherence.links > links and coherence.up)
@@ -253,7 +253,7 @@ def test_a_destroy_during_a_network_cut_is_not_served_from_the_cache_after_it(
             links = coherence.links
             proxy.cut()
             wait_for(lambda: not coherence.up)
-            assert a.destroy(a.manager.sid_for_cookie(cookie))
+            assert a.destroy(a.manager.storage_id_for_cookie(cookie))
             proxy.resume()
             wait_for(lambda: coherence.links > links and coherence.up)
             # The asyncio hub's pipelined connection may find out only now that it was cut: it
@@ -275,7 +275,7 @@ def test_expiry_is_respected_and_a_cached_read_does_not_slide(
     clock = Clock()
     hub.manager.core.clock = clock
     _, cookie = hub.create("alice")
-    key = sid_key(hub, cookie)
+    key = storage_id_key(hub, cookie)
     admin = redis_server.client(decode_responses=True)
     try:
         created = admin.hget(key, "l")
@@ -440,7 +440,7 @@ def test_a_lock_outliving_its_ttl_is_not_released_by_its_former_holder(
     admin = redis_server.client(decode_responses=True)
     try:
         session, _ = hub.create("alice")
-        key = hub.manager.core.redis_ops.keys.lock(session.sid)
+        key = hub.manager.core.redis_ops.keys.lock(session.storage_id)
         with hub.lock(session, ttl=0.05):
             wait_for(lambda: admin.get(key) is None)
             admin.set(key, "someone-else")

@@ -226,7 +226,7 @@ def test_revoke_all_on_a_credential_change_while_redis_is_down(
     assert hub.open(first) is not None
     assert hub.manager.core.mode == "degraded"
     here, here_cookie = hub.create("alice", user_agent="here")
-    assert hub.credentials_changed("alice", keep=here.sid) == 2
+    assert hub.credentials_changed("alice", keep=here.storage_id) == 2
     assert hub.open(first) is None
     assert hub.open(second) is None
     assert hub.open(here_cookie) is not None
@@ -266,7 +266,7 @@ def test_a_fallback_secret_cookie_while_redis_is_down(
     assert during.open(unseen) is None
     opened = during.open(used)
     assert opened is not None
-    assert opened.sid == moved.sid
+    assert opened.storage_id == moved.storage_id
     opened["n"] = 10
     assert during.save(opened)
     assert dict(during.open(used_now)) == {"n": 10}

@@ -35,7 +35,7 @@ def drained(hub: Any, got: list[SessionEvent]) -> None:
     """Wait until ``hub`` delivered everything emitted so far: its queue is first in, first out,
     so a session created now is delivered after all of it."""
     marker, _ = hub.create()
-    wait_for(lambda: any(e.sid == marker.sid for e in of(got, "created")))
+    wait_for(lambda: any(e.storage_id == marker.storage_id for e in of(got, "created")))
 
 
 def listed(hub: Any, user_id: str) -> list[Any]:
@@ -44,9 +44,9 @@ def listed(hub: Any, user_id: str) -> list[Any]:
     return found
 
 
-def session_gone(hub: Any, client: redis.Redis, sid: str) -> bool:
+def session_gone(hub: Any, client: redis.Redis, storage_id: str) -> bool:
     # EXISTS expires a key past its time, as the index's own read would.
-    return not client.exists(hub.manager.core.redis_ops.keys.session(sid))
+    return not client.exists(hub.manager.core.redis_ops.keys.session(storage_id))
 
 
 def test_lifecycle_events_carry_the_user_and_why_a_session_went(make_hub: MakeHub) -> None:
@@ -63,21 +63,27 @@ def test_lifecycle_events_carry_the_user_and_why_a_session_went(make_hub: MakeHu
     wait_for(lambda: time.time_ns() // 1_000_000 > then, step=0.001)
     d, _ = hub.login("alice")
     e, _ = hub.login("alice")  # three sessions: the oldest (c) goes
-    assert hub.run(hub.manager.revoke_user_sessions("alice", keep_sid=e.sid)) == 1
-    assert hub.destroy(e.sid)
+    assert hub.run(hub.manager.revoke_user_sessions("alice", keep_storage_id=e.storage_id)) == 1
+    assert hub.destroy(e.storage_id)
     wait_for(lambda: len(of(got, "destroyed")) == 5)
-    reasons = {ev.sid: ev.reason for ev in of(got, "destroyed")}
+    reasons = {ev.storage_id: ev.reason for ev in of(got, "destroyed")}
     assert reasons == {
-        a.sid: "login",
-        b.sid: "regenerated",
-        c.sid: "limit",
-        d.sid: "revoked",
-        e.sid: "logout",
+        a.storage_id: "login",
+        b.storage_id: "regenerated",
+        c.storage_id: "limit",
+        d.storage_id: "revoked",
+        e.storage_id: "logout",
     }
-    assert [ev.sid for ev in of(got, "created")] == [a.sid, b.sid, c.sid, d.sid, e.sid]
-    assert [ev.sid for ev in of(got, "refreshed")] == [c.sid]
+    assert [ev.storage_id for ev in of(got, "created")] == [
+        a.storage_id,
+        b.storage_id,
+        c.storage_id,
+        d.storage_id,
+        e.storage_id,
+    ]
+    assert [ev.storage_id for ev in of(got, "refreshed")] == [c.storage_id]
     assert {ev.user_id for ev in got} == {"alice"}
-    assert all(ev.short_sid == ev.sid[:8] and len(ev.sid) == 32 for ev in got)
+    assert all(ev.short_storage_id == ev.storage_id[:8] and len(ev.storage_id) == 32 for ev in got)
 
 
 def test_coroutine_subscribers_run_and_a_failing_one_breaks_nothing(make_hub: MakeHub) -> None:
@@ -100,7 +106,7 @@ def test_coroutine_subscribers_run_and_a_failing_one_breaks_nothing(make_hub: Ma
     unsubscribe()
     session, cookie = hub.create("bob")
     assert hub.open(cookie) is not None
-    assert hub.destroy(session.sid)
+    assert hub.destroy(session.storage_id)
     wait_for(lambda: [e.kind for e in seen] == ["created", "destroyed"])
     assert dropped_out == []
 
@@ -125,7 +131,11 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(redis_url: str) -> None:
         assert hub.events.dropped == 2
         release.set()
         wait_for(lambda: len(got) == 3)
-        assert [e.sid for e in got] == [first.sid, later[2].sid, later[3].sid]
+        assert [e.storage_id for e in got] == [
+            first.storage_id,
+            later[2].storage_id,
+            later[3].storage_id,
+        ]
     finally:
         hub.close()
 
@@ -153,15 +163,15 @@ def test_the_index_sweep_reports_an_expiry_once_and_a_destroy_not_at_all(
     got = collect(first, second)
     expiring, _ = first.create("dave")
     destroyed, _ = first.create("dave")
-    assert second.destroy(destroyed.sid)  # second never saw it: the index keeps its entry
+    assert second.destroy(destroyed.storage_id)  # second never saw it: the index keeps its entry
     client = redis_server.client()
-    wait_for(lambda: session_gone(first, client, expiring.sid))
+    wait_for(lambda: session_gone(first, client, expiring.storage_id))
     assert listed(first, "dave") == []
     assert listed(second, "dave") == []
     drained(first, got)
     drained(second, got)
     expired = of(got, "expired")
-    assert [(e.sid, e.user_id) for e in expired] == [(expiring.sid, "dave")]
+    assert [(e.storage_id, e.user_id) for e in expired] == [(expiring.storage_id, "dave")]
 
 
 def test_keyspace_notifications_report_each_expiry_once(
@@ -185,10 +195,16 @@ def test_keyspace_notifications_report_each_expiry_once(
         drained(first, got)
         drained(second, got)
         # The markers expire too, later: only these two sessions are looked at.
-        expired = [e for e in of(got, "expired") if e.sid in (anonymous.sid, known.sid)]
-        assert sorted(e.sid for e in expired) == sorted([anonymous.sid, known.sid])
+        expired = [
+            e
+            for e in of(got, "expired")
+            if e.storage_id in (anonymous.storage_id, known.storage_id)
+        ]
+        assert sorted(e.storage_id for e in expired) == sorted(
+            [anonymous.storage_id, known.storage_id]
+        )
         assert {e.user_id for e in expired} == {None}
-        assert not first.run(claim_expiry(first.manager.core, known.sid))  # claimed already
+        assert not first.run(claim_expiry(first.manager.core, known.storage_id))  # claimed already
     finally:
         client.config_set("notify-keyspace-events", "")
         client.close()
@@ -206,9 +222,14 @@ def test_a_redis_refusing_config_still_reports_expiries(
     got = collect(hub)
     session, _ = hub.create("frank")
     client = server.client()
-    wait_for(lambda: session_gone(hub, client, session.sid))
+    wait_for(lambda: session_gone(hub, client, session.storage_id))
     assert listed(hub, "frank") == []
-    wait_for(lambda: [(e.sid, e.user_id) for e in of(got, "expired")] == [(session.sid, "frank")])
+    wait_for(
+        lambda: (
+            [(e.storage_id, e.user_id) for e in of(got, "expired")]
+            == [(session.storage_id, "frank")]
+        )
+    )
 
 
 def test_the_memory_sweep_reports_expiries(make_hub: MakeHub) -> None:
@@ -216,4 +237,9 @@ def test_the_memory_sweep_reports_expiries(make_hub: MakeHub) -> None:
     hub = make_hub(session={"TYPE": "memory", "EXPIRES": 1, "MEMORY_CLEANUP_INTERVAL": 0.1})
     got = collect(hub)
     session, _ = hub.create("gina")
-    wait_for(lambda: [(e.sid, e.user_id) for e in of(got, "expired")] == [(session.sid, "gina")])
+    wait_for(
+        lambda: (
+            [(e.storage_id, e.user_id) for e in of(got, "expired")]
+            == [(session.storage_id, "gina")]
+        )
+    )

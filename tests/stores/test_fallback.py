@@ -71,7 +71,7 @@ def test_outage_and_recovery(hub_on: Callable[..., Any], fresh_redis_server: Red
     opened["n"] = 2
     assert timed(lambda: hub.save(opened))
     born, born_cookie = timed(lambda: hub.create("carol"))
-    assert timed(lambda: hub.destroy(doomed.sid))
+    assert timed(lambda: hub.destroy(doomed.storage_id))
     assert timed(lambda: hub.open(doomed_cookie)) is None
     health = timed(hub.health)
     assert health["status"] == "degraded"
@@ -83,14 +83,16 @@ def test_outage_and_recovery(hub_on: Callable[..., Any], fresh_redis_server: Red
 
     client = server.client()
     keys = hub.manager.core.redis_ops.keys
-    assert client.hget(keys.session(kept.sid), "d:n") == b"2"  # change made during the outage
-    assert client.exists(keys.session(born.sid)) == 1  # outage-born session copied over
-    assert client.exists(keys.session(doomed.sid)) == 0  # outage logout applied
+    assert (
+        client.hget(keys.session(kept.storage_id), "d:n") == b"2"
+    )  # change made during the outage
+    assert client.exists(keys.session(born.storage_id)) == 1  # outage-born session copied over
+    assert client.exists(keys.session(doomed.storage_id)) == 0  # outage logout applied
     assert hub.open(doomed_cookie) is None
     assert dict(hub.open(born_cookie)) == {}
     assert hub.health()["status"] == "healthy"
     new, _ = hub.create("dave")
-    assert client.exists(keys.session(new.sid)) == 1  # new sessions land in Redis again
+    assert client.exists(keys.session(new.storage_id)) == 1  # new sessions land in Redis again
     assert hub.stats()["total_sessions"] == 3  # alice, carol, dave
 
 
@@ -105,7 +107,7 @@ def test_without_migration_outage_sessions_stay_valid_in_memory(
     born, cookie = hub.create("carol", data={"k": "v"})
     server.restart()
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
-    assert server.client().exists(hub.manager.core.redis_ops.keys.session(born.sid)) == 0
+    assert server.client().exists(hub.manager.core.redis_ops.keys.session(born.storage_id)) == 0
     assert dict(hub.open(cookie)) == {"k": "v"}
     assert hub.stats() == {
         "total_sessions": 1,
@@ -114,7 +116,7 @@ def test_without_migration_outage_sessions_stay_valid_in_memory(
         "redis_sessions": 0,
         "memory_sessions": 1,
     }
-    assert hub.destroy(born.sid)
+    assert hub.destroy(born.storage_id)
     assert hub.open(cookie) is None
 
 
@@ -130,7 +132,9 @@ def test_start_without_redis_then_redis_appears(hub_on: Callable[..., Any]) -> N
         assert hub.open(cookie) is not None
         server.start()
         wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
-        assert server.client().exists(hub.manager.core.redis_ops.keys.session(session.sid)) == 1
+        assert (
+            server.client().exists(hub.manager.core.redis_ops.keys.session(session.storage_id)) == 1
+        )
     finally:
         server.close()
 
@@ -168,8 +172,8 @@ def test_degraded_mode_logs_the_seed_message(
     messages = [r.getMessage() for r in caplog.records]
     degraded = [m for m in messages if "Redis unavailable, sessions stored in memory" in m]
     assert len(degraded) == 1
-    assert f"Session created in memory: {session.sid[:8]}..." in messages
-    assert not any(session.sid in m for m in messages)
+    assert f"Session created in memory: {session.storage_id[:8]}..." in messages
+    assert not any(session.storage_id in m for m in messages)
 
 
 def test_recovery_ends_while_a_session_is_read_nonstop(
@@ -230,7 +234,9 @@ def test_too_old_redis_is_served_around_and_named(
     hub.manager.core.redis_ops.min_version = redis_store.MIN_REDIS_VERSION = (7, 0)
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
     assert dict(hub.open(cookie)) == {"n": 1}  # copied from memory on recovery
-    assert fresh_redis_server.client().exists(hub.manager.core.redis_ops.keys.session(session.sid))
+    assert fresh_redis_server.client().exists(
+        hub.manager.core.redis_ops.keys.session(session.storage_id)
+    )
 
 
 def add_user_without_info(server: RedisServer) -> None:
@@ -297,8 +303,10 @@ def test_binding_a_new_session_to_a_user_during_an_outage(
     server.restart()
     wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 4)
     index = hub.manager.user_keys.sessions("dora")
-    assert server.client().zrange(index, 0, -1) == [session.sid.encode()]
-    assert [i.sid for i in hub.run(hub.manager.user_sessions_list("dora"))] == [session.sid]
+    assert server.client().zrange(index, 0, -1) == [session.storage_id.encode()]
+    assert [i.storage_id for i in hub.run(hub.manager.user_sessions_list("dora"))] == [
+        session.storage_id
+    ]
     reopened = hub.open(cookie)
     assert reopened.user_id == "dora"
     assert dict(reopened) == {"cart": [1]}
@@ -317,8 +325,8 @@ def test_a_destroy_on_one_hub_reaches_the_mirror_of_another(
     assert b.open(kept_cookie) is not None
     core = b.manager.core
 
-    assert a.destroy(doomed.sid)
-    wait_for(lambda: core.memory.peek(doomed.sid, core.clock()) is None)
+    assert a.destroy(doomed.storage_id)
+    wait_for(lambda: core.memory.peek(doomed.storage_id, core.clock()) is None)
     server.kill()
 
     assert b.open(doomed_cookie) is None

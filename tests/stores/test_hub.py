@@ -83,7 +83,7 @@ def test_redis_ttl_follows_the_slide(make_hub: MakeHub, redis_server: RedisServe
     """The Redis key's own TTL is the idle expiry, so Redis frees abandoned sessions itself."""
     hub = make_hub(session={"EXPIRES": 100})
     session, _ = hub.create("alice")
-    key = hub.manager.core.redis_ops.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.storage_id)
     ttl = redis_server.client().pttl(key)
     assert 95_000 < ttl <= 100_000
 
@@ -131,7 +131,7 @@ def test_save_after_logout_does_not_resurrect(make_hub: MakeHub) -> None:
     """A request that saves after another request logged the session out writes nothing."""
     hub = make_hub()
     session, cookie = hub.create("alice")
-    hub.destroy(session.sid)
+    hub.destroy(session.storage_id)
     session["late"] = True
     assert hub.save(session) is False
     assert hub.open(cookie) is None
@@ -159,7 +159,9 @@ def test_only_a_session_made_in_this_request_is_bound_without_a_new_token(
     opened = hub.open(cookie)
     assert opened.user_id == "alice"
     assert dict(opened) == {"cart": [1]}
-    assert [i.sid for i in hub.run(hub.manager.user_sessions_list("alice"))] == [fresh.sid]
+    assert [i.storage_id for i in hub.run(hub.manager.user_sessions_list("alice"))] == [
+        fresh.storage_id
+    ]
     with pytest.raises(ValueError, match="created in this request"):
         hub.run(hub.manager.bind_user(fresh, "bob"))  # saved and bound now
     _, other = hub.create(None)
@@ -175,7 +177,7 @@ def test_count_drops_destroyed_at_once_and_idled_out_when_their_bucket_ends(
     hub = make_hub(session={"EXPIRES": 1, "INDEX_SHARDS": 4})
     clock = _clocked(hub)
     sessions = [hub.create(f"u{i}")[0] for i in range(5)]
-    hub.destroy(sessions[0].sid)
+    hub.destroy(sessions[0].storage_id)
     stats = hub.stats()
     assert stats["total_sessions"] == 4
     assert stats["redis_sessions"] == 4
@@ -193,7 +195,7 @@ def test_the_idle_expiry_is_the_keys_own_expiry_time(
     hub = make_hub(session={"EXPIRES": 60, "REFRESH_THRESHOLD": 0})  # every read slides
     clock = _clocked(hub)
     session, cookie = hub.create("alice")
-    key = hub.manager.core.redis_ops.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.storage_id)
     client = redis_server.client()
     assert b"e" not in client.hkeys(key)
     assert client.pexpiretime(key) == session.record.expires_ms
@@ -215,11 +217,11 @@ def test_the_user_index_scores_in_seconds_and_prunes_by_them(
     ended, _ = hub.create("alice")
     key = hub.manager.user_keys.sessions("alice")
     client = redis_server.client()
-    assert client.zscore(key, kept.sid) == -(-kept.record.absolute_expires_ms // 1000)
-    client.zadd(key, {ended.sid: int(time.time()) - 2}, xx=True)  # its hash is still there
+    assert client.zscore(key, kept.storage_id) == -(-kept.record.absolute_expires_ms // 1000)
+    client.zadd(key, {ended.storage_id: int(time.time()) - 2}, xx=True)  # its hash is still there
     listed = hub.run(hub.manager.user_sessions_list("alice"))
-    assert [info.sid for info in listed] == [kept.sid]
-    assert client.zrange(key, 0, -1) == [kept.sid.encode()]
+    assert [info.storage_id for info in listed] == [kept.storage_id]
+    assert client.zrange(key, 0, -1) == [kept.storage_id.encode()]
 
 
 def _buckets_of_live_sessions(client: redis.Redis, hub: Any) -> dict[str, int]:
@@ -256,7 +258,7 @@ def test_counts_follow_every_operation(make_hub: MakeHub, redis_server: RedisSer
         hub.save(opened)
     hub.login("u9", previous=made[4][0])
     hub.regenerate(made[5][0])
-    hub.destroy(made[6][0].sid)
+    hub.destroy(made[6][0].storage_id)
     hub.extend(made[7][0])
     expected = _buckets_of_live_sessions(client, hub)
     assert _stored_counts(client, 2) == expected
@@ -270,8 +272,8 @@ def test_every_key_of_an_operation_shares_one_hash_tag(make_hub: MakeHub) -> Non
     slots = set()
     for _ in range(40):
         session, _ = hub.create("alice")
-        slot = key_slot(keys.session(session.sid).encode())
-        assert slot == key_slot(keys.counts_of(session.sid).encode())
+        slot = key_slot(keys.session(session.storage_id).encode())
+        assert slot == key_slot(keys.counts_of(session.storage_id).encode())
         slots.add(slot)
     assert len(slots) > 1
 
@@ -364,7 +366,7 @@ def test_session_with_a_browser_user_agent_keeps_compact_encoding(
     try:
         session, cookie = hub.create("alice", data={"theme": "dark"}, user_agent=user_agent)
         assert hub.manager.core.redis_ops is not None
-        key = hub.manager.core.redis_ops.keys.session(session.sid)
+        key = hub.manager.core.redis_ops.keys.session(session.storage_id)
         assert redis_server.client().object("encoding", key) == b"listpack"
         opened = hub.open(cookie)
         assert opened is not None
@@ -422,7 +424,7 @@ def test_garbage_in_redis_does_not_crash(make_hub: MakeHub, redis_server: RedisS
     """A session hash missing its metadata is treated as gone, not as an error."""
     hub = make_hub(session={"REFRESH_THRESHOLD": 0})  # reads go to Redis, where it broke
     session, cookie = hub.create("alice")
-    key = hub.manager.core.redis_ops.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.storage_id)
     redis_server.client().hdel(key, "x")
     assert hub.open(cookie) is None
     assert redis_server.client().exists(key) == 0
@@ -434,7 +436,7 @@ def test_redis_errors_other_than_outages_propagate(
     """A wrong-type key is a bug to report, not an outage: it raises rather than degrading."""
     hub = make_hub(session={"REFRESH_THRESHOLD": 0})  # reads go to Redis, where it broke
     session, cookie = hub.create("alice")
-    key = hub.manager.core.redis_ops.keys.session(session.sid)
+    key = hub.manager.core.redis_ops.keys.session(session.storage_id)
     client = redis_server.client()
     client.delete(key)
     client.set(key, "not a hash")

@@ -40,8 +40,8 @@ def test_sweep_removes_only_expired() -> None:
 def test_cap_evicts_least_recently_used() -> None:
     """Past the cap the least recently used session goes, not the one just read."""
     store = MemoryStore(max_sessions=3)
-    for sid in "abc":
-        store.put(sid, _fields(1000), 1000)
+    for storage_id in "abc":
+        store.put(storage_id, _fields(1000), 1000)
     store.load("a", now_ms=1, idle_ms=10, touch=False)  # a is now the most recent
     store.put("d", _fields(1000), 1000)
     assert store.peek("b", 1) is None
@@ -63,10 +63,10 @@ def test_threads_do_not_corrupt_the_store() -> None:
 
     def work(n: int) -> None:
         for i in range(300):
-            sid = f"{n}-{i}"
-            store.put(sid, _fields(10**6), 10**6)
-            store.update(sid, {"d:x": str(i)}, (), now_ms=0)
-            store.load(sid, now_ms=1, idle_ms=10)
+            storage_id = f"{n}-{i}"
+            store.put(storage_id, _fields(10**6), 10**6)
+            store.update(storage_id, {"d:x": str(i)}, (), now_ms=0)
+            store.load(storage_id, now_ms=1, idle_ms=10)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for t in threads:

@@ -60,15 +60,15 @@ def test_messages_read_in_one_go_are_each_applied(redis_server: RedisServer) -> 
         admin = redis_server.client()
         pipe = admin.pipeline(transaction=False)
         channel = reader.manager.core.redis_ops.keys.revoked()  # type: ignore[union-attr]
-        sids = [reader.manager.sid_for_cookie(cookie) for cookie in cookies]
-        for sid in sids[::2]:
-            pipe.publish(channel, sid)  # a destroy elsewhere
-        for sid in sids[1::2]:
-            pipe.publish(channel, f"{sid}:{writer.manager.core.writer}")  # a write elsewhere
+        storage_ids = [reader.manager.storage_id_for_cookie(cookie) for cookie in cookies]
+        for storage_id in storage_ids[::2]:
+            pipe.publish(channel, storage_id)  # a destroy elsewhere
+        for storage_id in storage_ids[1::2]:
+            pipe.publish(channel, f"{storage_id}:{writer.manager.core.writer}")  # a write elsewhere
         pipe.execute()
         admin.close()
         memory = reader.manager.core.memory
-        wait_for(lambda: all(memory.peek(sid, 0) is None for sid in sids))
+        wait_for(lambda: all(memory.peek(storage_id, 0) is None for storage_id in storage_ids))
     finally:
         reader.close()
         writer.close()
@@ -120,19 +120,19 @@ def test_the_asyncio_hub_applies_each_message_read_in_one_go(redis_server: Redis
             cookies = [(await hub.create("alice", data={"n": 0}))[1] for _ in range(40)]
             for cookie in cookies:
                 assert await hub.open(cookie) is not None  # cached here
-            sids = [hub.manager.sid_for_cookie(cookie) for cookie in cookies]
+            storage_ids = [hub.manager.storage_id_for_cookie(cookie) for cookie in cookies]
             channel = hub.manager.core.redis_ops.keys.revoked()  # type: ignore[union-attr]
             admin = redis_server.client()
             pipe = admin.pipeline(transaction=False)
-            for sid in sids[::2]:
-                pipe.publish(channel, sid)
-            for sid in sids[1::2]:
-                pipe.publish(channel, f"{sid}:another-writer")
+            for storage_id in storage_ids[::2]:
+                pipe.publish(channel, storage_id)
+            for storage_id in storage_ids[1::2]:
+                pipe.publish(channel, f"{storage_id}:another-writer")
             pipe.execute()
             admin.close()
             memory = hub.manager.core.memory
             for _ in range(200):
-                if all(memory.peek(sid, 0) is None for sid in sids):
+                if all(memory.peek(storage_id, 0) is None for storage_id in storage_ids):
                     return
                 await asyncio.sleep(0.01)
             raise AssertionError("copies still cached 2 s after their messages")

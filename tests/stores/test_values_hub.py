@@ -15,10 +15,10 @@ from sessionhub.hub import SessionHub
 KEY = {"ID": "k1", "KEY": base64.b64encode(os.urandom(32)).decode()}
 
 
-def _stored(redis_url: str, sid: str) -> dict[bytes, bytes]:
+def _stored(redis_url: str, storage_id: str) -> dict[bytes, bytes]:
     client = redis.Redis.from_url(redis_url)
     try:
-        (name,) = client.scan_iter(match=f"session:*:s:{sid}")
+        (name,) = client.scan_iter(match=f"session:*:s:{storage_id}")
         return client.hgetall(name)
     finally:
         client.close()
@@ -32,11 +32,11 @@ def test_session_data_agent_and_ip_are_encrypted_and_read_back(redis_url: str) -
         session, cookie = hub.create("alice", user_agent="AgentMarker/1.0", ip="10.1.2.3")
         session["cart"] = ["marker-item"]
         assert hub.save(session)
-        stored = _stored(redis_url, session.sid)
+        stored = _stored(redis_url, session.storage_id)
         dump = b"".join(stored.values())
         for needle in (b"AgentMarker", b"10.1.2.3", b"marker-item"):
             assert needle not in dump
-        mirrored = hub.manager.core.memory.peek(session.sid, hub.manager.core.clock())
+        mirrored = hub.manager.core.memory.peek(session.storage_id, hub.manager.core.clock())
         assert mirrored is not None
         assert "marker-item" not in "".join(mirrored.values())
         opened = hub.open(cookie)
@@ -55,7 +55,7 @@ def test_large_session_is_compressed_above_the_threshold(redis_url: str, thresho
     try:
         value = [{"sku": f"item-{i}", "qty": i % 5, "note": "standard"} for i in range(800)]
         session, cookie = hub.create("alice", data={"cart": value})
-        stored = _stored(redis_url, session.sid)[b"d:cart"]
+        stored = _stored(redis_url, session.storage_id)[b"d:cart"]
         plain = len(str(value))
         assert (len(stored) < plain / 4) == bool(threshold)
         opened = hub.open(cookie)

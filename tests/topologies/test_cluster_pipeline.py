@@ -99,7 +99,7 @@ def test_a_session_whose_slot_is_migrating_is_read_through_ask_then_moved(
     async def main() -> None:
         try:
             made, cookie = await hub.create("alice", data={"n": 1})
-            key = hub.manager.core.redis_ops.keys.session(made.sid)
+            key = hub.manager.core.redis_ops.keys.session(made.storage_id)
             slot = redis.cluster.key_slot(key.encode())
             source, target = _owner_and_other(cluster, cluster_group, key)
             source_id, target_id = cluster_node_id(source), cluster_node_id(target)

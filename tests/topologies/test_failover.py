@@ -79,7 +79,7 @@ def _prepared(hub: Any) -> tuple[list[str], list[str]]:
     """Sessions made before the failover: their cookies and their Redis keys."""
     made = [hub.create(f"user{i}", data={"before": i}) for i in range(SESSIONS)]
     keys = hub.manager.core.redis_ops.keys
-    return [cookie for _, cookie in made], [keys.session(s.sid) for s, _ in made]
+    return [cookie for _, cookie in made], [keys.session(s.storage_id) for s, _ in made]
 
 
 def _back_on_redis(hub: Any, cookie: str) -> bool:
@@ -393,14 +393,14 @@ def test_sentinel_master_demoted_without_cutting_connections(
         hub = make()
         first, _ = hub.create("before")
         keys = hub.manager.core.redis_ops.keys
-        assert old.client().exists(keys.session(first.sid))
+        assert old.client().exists(keys.session(first.storage_id))
         sentinel = watcher.client(decode_responses=True)
         sentinel.execute_command("SENTINEL", "REMOVE", SENTINEL_MASTER)
         sentinel.execute_command("SENTINEL", "MONITOR", SENTINEL_MASTER, new.host, new.port, 1)
         old.client().replicaof(new.host, new.port)
         made = [hub.create(f"after-{i}")[0] for i in range(3)]
         wait_for(lambda: hub.manager.core.mode == "redis", timeout=30)
-        assert new.client().exists(*(keys.session(session.sid) for session in made)) == 3
+        assert new.client().exists(*(keys.session(session.storage_id) for session in made)) == 3
         assert old.client().info("replication")["role"] == "slave"
 
 
@@ -436,10 +436,12 @@ def _cache_through(
         # The new subscription, on the new master, makes every copy B read before unconfirmed.
         wait_for(lambda: coherence.links > links and coherence.up, timeout=60)
         wait_for(lambda: _back_on_redis(a, kept) and _back_on_redis(b, kept), timeout=60)
-        assert a.destroy(a.manager.sid_for_cookie(doomed))
+        assert a.destroy(a.manager.storage_id_for_cookie(doomed))
         router = topology.router()
         try:
-            router.delete(b.manager.core.redis_ops.keys.session(b.manager.sid_for_cookie(deleted)))
+            router.delete(
+                b.manager.core.redis_ops.keys.session(b.manager.storage_id_for_cookie(deleted))
+            )
         finally:
             router.close()
         wait_for(lambda: b.open(doomed) is None)

@@ -70,9 +70,9 @@ def flask_session_cookie(topology: Topology, client: Any) -> str:
         # Flask-Session 0.8 takes only a redis.Redis (given a RedisCluster, it quietly makes a
         # client of localhost): its data is written here as it writes it, msgpack under its
         # prefix, the cookie being the bare id (no signer).
-        sid = secrets.token_urlsafe(32)
-        client.set("session:" + sid, msgpack.packb({"visits": 2}), ex=3600)
-        return sid
+        storage_id = secrets.token_urlsafe(32)
+        client.set("session:" + storage_id, msgpack.packb({"visits": 2}), ex=3600)
+        return storage_id
     assert isinstance(client, redis.Redis)  # or Flask-Session would use localhost instead
     old_app = visits_app({"SESSION_REDIS": client})
     flask_session.Session(old_app)

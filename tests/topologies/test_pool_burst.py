@@ -100,7 +100,7 @@ def test_a_burst_beyond_max_connections_is_served_from_redis(
     assert core.last_error is None
     keys = core.redis_ops.keys
     stored = {key.decode() for key in topology.keys(f"{keys.prefix}*:s:*")}
-    assert stored == {keys.session(session.sid) for session, _ in made}
+    assert stored == {keys.session(session.storage_id) for session, _ in made}
 
     opened = burst.run([_opener(cookie) for _, cookie in made])
     assert [session["user"] for session in opened] == users

@@ -30,7 +30,7 @@ def _stores_sessions_in(
         for i, (_, cookie) in enumerate(made):
             assert dict(hub.open(cookie)) == {"n": i}
         assert hub.manager.core.mode == "redis", hub.manager.core.last_error
-        keys = [hub.manager.core.redis_ops.keys.session(session.sid) for session, _ in made]
+        keys = [hub.manager.core.redis_ops.keys.session(session.storage_id) for session, _ in made]
         found = 0
         for server in servers:
             client = server.client()

@@ -60,7 +60,7 @@ def test_create_open_save_destroy(make_hub: MakeHub) -> None:
     assert opened is not None
     assert dict(opened) == {"theme": "dark"}
     assert opened.user_id == "alice"
-    assert hub.destroy(opened.sid)
+    assert hub.destroy(opened.storage_id)
     assert hub.open(cookie) is None
     _on_redis(hub)
 
@@ -79,7 +79,7 @@ def test_the_cache_follows_what_another_instance_writes_and_destroys(make_hub: M
     wait_for(lambda: b.open(cookie)["colour"] == "blue")
     assert a.increment(session, "n", 5) == 5
     wait_for(lambda: b.open(cookie)["n"] == 5)
-    assert a.destroy(session.sid)
+    assert a.destroy(session.storage_id)
     wait_for(lambda: b.open(cookie) is None)
     _on_redis(b)
 
@@ -93,7 +93,9 @@ def test_login_rotates_and_user_sessions_list_and_revoke(make_hub: MakeHub) -> N
     assert dict(hub.open(first_cookie)) == {"cart": [1]}
     _, second_cookie = hub.login("alice")
     listed = hub.user_sessions.list("alice")
-    assert sorted(i.sid for i in listed) == sorted([first.sid, hub.open(second_cookie).sid])
+    assert sorted(i.storage_id for i in listed) == sorted(
+        [first.storage_id, hub.open(second_cookie).storage_id]
+    )
     assert hub.user_sessions.revoke("alice", listed[0].handle)
     assert len(hub.user_sessions.list("alice")) == 1
     assert hub.user_sessions.revoke_all("alice") == 1
@@ -215,7 +217,7 @@ def test_stats_sum_every_shard_and_health_is_healthy(make_hub: MakeHub) -> None:
     """The session count is summed over shards living on every master; health is healthy."""
     hub = make_hub(session={"INDEX_SHARDS": 16})
     made = [hub.create(f"u{i}")[0] for i in range(20)]
-    hub.destroy(made[0].sid)
+    hub.destroy(made[0].storage_id)
     stats = hub.stats()
     assert stats["total_sessions"] == 19
     assert stats["redis_sessions"] == 19

@@ -71,15 +71,15 @@ def test_a_login_is_on_the_replica_when_it_returns(make_hub: MakeHub, replicated
     before = waits_sent(replicated)
     session, cookie = hub.login("alice")
     keys = hub.manager.core.redis_ops.keys
-    assert replicas_holding(replicated, keys.session(session.sid)) == 1
+    assert replicas_holding(replicated, keys.session(session.storage_id)) == 1
     assert replicas_holding(replicated, hub.manager.user_keys.sessions("alice")) == 1
     assert waits_sent(replicated) > before
-    hub.destroy(session.sid)
-    assert replicas_holding(replicated, keys.session(session.sid)) == 0
+    hub.destroy(session.storage_id)
+    assert replicas_holding(replicated, keys.session(session.storage_id)) == 0
     other, _ = hub.login("alice")
     [listed] = hub.user_sessions.list("alice")
     assert hub.user_sessions.revoke("alice", listed.handle)
-    assert replicas_holding(replicated, keys.session(other.sid)) == 0
+    assert replicas_holding(replicated, keys.session(other.storage_id)) == 0
     assert hub.open(cookie) is None
     assert hub.manager.core.mode == "redis", hub.manager.core.last_error
 

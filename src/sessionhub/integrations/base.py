@@ -25,7 +25,7 @@ PERMANENT_KEY = "_permanent"
 def blank_session(data: Mapping[str, Any] | None = None) -> Session:
     """A session that exists only in this request: no storage id, nothing in any store yet."""
     record = SessionRecord(
-        sid="",
+        storage_id="",
         user_id=None,
         created_ms=0,
         last_seen_ms=0,
@@ -228,13 +228,13 @@ class RequestSession(dict[str, Any]):
 
     @property
     def session(self) -> Session:
-        """The library session underneath (``sid == ""`` until the first save)."""
+        """The library session underneath (``storage_id == ""`` until the first save)."""
         return self._inner
 
     @property
     def stored(self) -> bool:
         """Whether a store holds this session (it had a valid cookie or was saved)."""
-        return bool(self._inner.sid)
+        return bool(self._inner.storage_id)
 
     @property
     def new(self) -> bool:
@@ -242,10 +242,10 @@ class RequestSession(dict[str, Any]):
         return not self.stored
 
     @property
-    def sid(self) -> str:
-        """The storage id (a keyed hash of the cookie's token, never the token); ``""`` until
-        the session is stored. Flask-Session's ``session.sid``, safe to log."""
-        return self._inner.sid
+    def storage_id(self) -> str:
+        """The storage id (a keyed hash of the cookie's token, never the token, so safe to
+        log); ``""`` until the session is stored."""
+        return self._inner.storage_id
 
     @property
     def modified(self) -> bool:
@@ -361,7 +361,7 @@ def _commit(
     inner = rs.session
     if rs._logout or inner.invalidated:
         if rs.stored:
-            yield from manager.destroy(inner.sid)
+            yield from manager.destroy(inner.storage_id)
         return CookieAction(clear=True) if rs.had_cookie else NO_COOKIE_CHANGE
     new: Session | None = None
     cookie = ""
@@ -396,7 +396,7 @@ def _commit(
         new, cookie = yield from manager.regenerate(inner)
     elif inner.user_id is None and inner.emptied:
         # Emptied anonymous session: gone, like Flask-Session does it.
-        yield from manager.destroy(inner.sid)
+        yield from manager.destroy(inner.storage_id)
         return CookieAction(clear=True)
     else:
         saved = yield from manager.save(inner)

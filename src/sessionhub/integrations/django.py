@@ -115,7 +115,7 @@ def _open(manager: SessionManager, cookie: str | None) -> Op[Session | None]:
     if not cookie:
         return None
     try:
-        manager.sid_for_cookie(cookie)
+        manager.storage_id_for_cookie(cookie)
     except InvalidTokenError:
         return None
     return (yield from manager.open(cookie, touch=False))
@@ -210,7 +210,7 @@ class SessionStore(SessionBase):
     def storage_id(self) -> str | None:
         """The session's storage id (``hub.credentials_changed(user, keep=...)``), or ``None``."""
         self._data()
-        return None if self._hs is None else self._hs.sid
+        return None if self._hs is None else self._hs.storage_id
 
     async def aload_once(self) -> None:
         """Load the session unless this request already did (:func:`require_fresh`)."""
@@ -290,11 +290,11 @@ class SessionStore(SessionBase):
         if key is None:
             return
         try:
-            sid = self.hub.manager.sid_for_cookie(key)
+            storage_id = self.hub.manager.storage_id_for_cookie(key)
         except InvalidTokenError:
             return
-        yield from self.hub.manager.destroy(sid)
-        if self._hs is not None and self._hs.sid == sid:
+        yield from self.hub.manager.destroy(storage_id)
+        if self._hs is not None and self._hs.storage_id == storage_id:
             self._hs = None
 
     # -- SessionBase -------------------------------------------------------------------------

@@ -74,6 +74,12 @@ class FlaskSession(BlockingRequestSession, SessionMixin):  # type: ignore[overri
     """``flask.session``: a :class:`RequestSession` that Flask recognises as a session, with
     ``increment``, ``append`` and ``lock`` (:mod:`.atomic`)."""
 
+    @property
+    def sid(self) -> str:
+        """Flask-Session's ``session.sid``: here the :attr:`storage_id` (Flask-Session's is the
+        cookie's token itself), so logging it leaks nothing."""
+        return self.storage_id
+
     def _hub(self) -> BlockingHub:
         # Found only when a helper asks: opening the session stays as cheap as it was.
         interface = flask.current_app.session_interface

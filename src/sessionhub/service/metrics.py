@@ -173,7 +173,7 @@ class HubMetrics:
     def created(self, session: Session) -> None:
         CREATED.inc()
 
-    def destroyed(self, sid: str, reason: str, created_ms: int | None) -> None:
+    def destroyed(self, storage_id: str, reason: str, created_ms: int | None) -> None:
         DESTROYED.labels(destroy_reason(reason)).inc()
         if created_ms is not None:
             DURATION.observe(max(0.0, time.time() - created_ms / 1000))

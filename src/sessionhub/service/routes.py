@@ -71,7 +71,7 @@ async def current_session(request: Request, *, touch: bool = True, force: bool =
         set_session_cookie(request, carrier, session.reissued_cookie, session)
         request.state.reissued_cookie = carrier.headers["set-cookie"]
     # Every authenticated request is activity (throttled per session, usually no I/O).
-    await hub.presence.touch(session.user_id, session.sid)
+    await hub.presence.touch(session.user_id, session.storage_id)
     return session
 
 
@@ -151,7 +151,7 @@ async def login(request: Request) -> Response:
         remember=body.remember,
         auth_level=PASSWORD_LEVEL,
     )
-    await hub.presence.touch(username, session.sid, force=True)
+    await hub.presence.touch(username, session.storage_id, force=True)
     await hub.dashboard.record_login()
     counts.login("ok")
     response = ok({"user_id": username, "expires_at": iso(session.record.expires_ms)})
@@ -187,13 +187,13 @@ async def logout(request: Request) -> Response:
     if cookie:
         hub = _hub(request)
         try:
-            sid = hub.manager.sid_for_cookie(cookie)
+            storage_id = hub.manager.storage_id_for_cookie(cookie)
             leaving = await hub.open(cookie, touch=False)
-            logged_out = await hub.destroy(sid, reason="logout")
+            logged_out = await hub.destroy(storage_id, reason="logout")
         except InvalidTokenError:
             logged_out = False
         else:
-            hub.features.presence.forget_session(sid)
+            hub.features.presence.forget_session(storage_id)
             if leaving is not None and leaving.user_id is not None:
                 # Still online while another device is; offline once the last one logs out.
                 left = await hub.user_sessions.list(leaving.user_id)

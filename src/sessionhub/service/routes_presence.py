@@ -26,7 +26,7 @@ async def caller(request: Request) -> str | None:
 async def heartbeat(request: Request) -> Response:
     session = await current_session(request)
     assert session.user_id is not None
-    await _hub(request).presence.touch(session.user_id, session.sid, force=True)
+    await _hub(request).presence.touch(session.user_id, session.storage_id, force=True)
     return ok(await _hub(request).presence.status(session.user_id))
 
 

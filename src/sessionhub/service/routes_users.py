@@ -26,7 +26,7 @@ async def my_sessions(request: Request) -> Response:
     session = await current_session(request)
     assert session.user_id is not None
     infos = await _hub(request).run(_hub(request).manager.user_sessions_list(session.user_id))
-    return ok({"sessions": [i.view(session.sid) for i in infos]})
+    return ok({"sessions": [i.view(session.storage_id) for i in infos]})
 
 
 async def revoke_my_session(request: Request) -> Response:
@@ -43,7 +43,9 @@ async def revoke_other_sessions(request: Request) -> Response:
     session = await fresh_session(request)
     assert session.user_id is not None
     hub = _hub(request)
-    revoked = await hub.run(hub.manager.revoke_user_sessions(session.user_id, keep_sid=session.sid))
+    revoked = await hub.run(
+        hub.manager.revoke_user_sessions(session.user_id, keep_storage_id=session.storage_id)
+    )
     return ok({"revoked": revoked})
 
 

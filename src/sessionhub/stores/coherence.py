@@ -62,7 +62,7 @@ class MirrorCoherence:
         self._up = False
         self._dropped_with_redis = False
         self.revocations = 0
-        self._recent: OrderedDict[str, int] = OrderedDict()  # sid -> revocation number
+        self._recent: OrderedDict[str, int] = OrderedDict()  # storage_id -> revocation number
         self._forgotten = 0  # number of the newest revocation pushed out of _recent
 
     @property
@@ -81,24 +81,24 @@ class MirrorCoherence:
         """The subscription whose copies the cache may serve now (:data:`UNCONFIRMED`: none)."""
         return self.links if self._up else UNCONFIRMED
 
-    def confirmation(self, stamp: Stamp, sid: str) -> int | None:
-        """The epoch to record for ``sid`` read by a call stamped ``stamp``; ``None`` when it was
-        revoked after the read, so the reply must not be mirrored."""
+    def confirmation(self, stamp: Stamp, storage_id: str) -> int | None:
+        """The epoch to record for ``storage_id`` read by a call stamped ``stamp``; ``None`` when it
+        was revoked after the read, so the reply must not be mirrored."""
         with self._lock:
             if self.revocations == stamp.revocations:
                 return stamp.epoch
-            if self._recent.get(sid, 0) > stamp.revocations:
+            if self._recent.get(storage_id, 0) > stamp.revocations:
                 return None
             if self._forgotten > stamp.revocations:
                 return UNCONFIRMED  # too many revocations meanwhile to tell
             return stamp.epoch
 
-    def revoked(self, sid: str) -> None:
-        """``sid`` was destroyed or changed: a reply read before this must not be kept."""
+    def revoked(self, storage_id: str) -> None:
+        """``storage_id`` was destroyed or changed: a reply read before this must not be kept."""
         with self._lock:
             self.revocations += 1
-            self._recent[sid] = self.revocations
-            self._recent.move_to_end(sid)
+            self._recent[storage_id] = self.revocations
+            self._recent.move_to_end(storage_id)
             if len(self._recent) > RECENT_REVOCATIONS:
                 _, self._forgotten = self._recent.popitem(last=False)
 

@@ -56,13 +56,19 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     def load(
-        self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
+        self,
+        storage_id: str,
+        now_ms: int,
+        idle_ms: int,
+        *,
+        touch: bool = True,
+        threshold_ms: int = 0,
     ) -> Fields | None:
         with self._lock:
-            entry = self._entries.get(sid)
+            entry = self._entries.get(storage_id)
             if entry is None or entry.expires_ms <= now_ms:
                 return None  # an expired one stays for the sweep, which reports it
-            self._entries.move_to_end(sid)
+            self._entries.move_to_end(storage_id)
             fields = entry.fields
             if touch and now_ms - int(fields.get(F_LAST_SEEN, 0)) >= threshold_ms:
                 own_idle = int(fields.get(F_IDLE, idle_ms))  # a remembered session's, as load.lua
@@ -71,13 +77,15 @@ class MemoryStore:
                 entry.fields = StoredFields({**fields, **slid})  # cached() hands the old one out
             return dict(entry.fields)
 
-    def cached(self, sid: str, now_ms: int, link: int, fresh_ms: int | None) -> Fields | None:
+    def cached(
+        self, storage_id: str, now_ms: int, link: int, fresh_ms: int | None
+    ) -> Fields | None:
         """The copy to serve without Redis, or ``None``; the caller must not change it.
 
         Served only when the subscription ``link`` vouched for it, it has not expired and, with
         ``fresh_ms``, it was slid less than that long ago (else the read must slide it in Redis).
         """
-        entry = self._entries.get(sid)
+        entry = self._entries.get(storage_id)
         if entry is None or entry.link != link or link < 0 or entry.expires_ms <= now_ms:
             return None
         fields = entry.fields
@@ -86,37 +94,37 @@ class MemoryStore:
         hot = self._hot
         with self._lock:
             if hot is not None:
-                if sid not in hot:
+                if storage_id not in hot:
                     return None
-                hot.move_to_end(sid)
-            if sid in self._entries:
-                self._entries.move_to_end(sid)
+                hot.move_to_end(storage_id)
+            if storage_id in self._entries:
+                self._entries.move_to_end(storage_id)
         return fields
 
-    def peek(self, sid: str, now_ms: int) -> Fields | None:
+    def peek(self, storage_id: str, now_ms: int) -> Fields | None:
         """The live record without touching it or its recency."""
         with self._lock:
-            entry = self._entries.get(sid)
+            entry = self._entries.get(storage_id)
             if entry is None or entry.expires_ms <= now_ms:
                 return None
             return dict(entry.fields)
 
-    def confirmed(self, sid: str) -> int:
-        """The link epoch recorded with ``sid`` (``UNCONFIRMED`` when absent)."""
-        entry = self._entries.get(sid)
+    def confirmed(self, storage_id: str) -> int:
+        """The link epoch recorded with ``storage_id`` (``UNCONFIRMED`` when absent)."""
+        entry = self._entries.get(storage_id)
         return UNCONFIRMED if entry is None else entry.confirmed
 
     def put(
         self,
-        sid: str,
+        storage_id: str,
         fields: Fields,
         expires_ms: int,
         confirmed: int = UNCONFIRMED,
         link: int = UNCONFIRMED,
     ) -> None:
         with self._lock:
-            self._entries[sid] = _Entry(StoredFields(fields), expires_ms, confirmed, link)
-            self._entries.move_to_end(sid)
+            self._entries[storage_id] = _Entry(StoredFields(fields), expires_ms, confirmed, link)
+            self._entries.move_to_end(storage_id)
             while len(self._entries) > self.max_sessions:
                 gone, _ = self._entries.popitem(last=False)
                 self.evictions += 1
@@ -124,21 +132,21 @@ class MemoryStore:
                     self._hot.pop(gone, None)
             hot = self._hot
             if hot is not None and link >= 0:
-                hot[sid] = None
-                hot.move_to_end(sid)
+                hot[storage_id] = None
+                hot.move_to_end(storage_id)
                 if len(hot) > self.cache_size:
                     hot.popitem(last=False)
 
     def update(
         self,
-        sid: str,
+        storage_id: str,
         set_fields: Fields,
         delete: tuple[str, ...],
         now_ms: int,
         expires_ms: int | None = None,
     ) -> bool:
         with self._lock:
-            entry = self._entries.get(sid)
+            entry = self._entries.get(storage_id)
             if entry is None or entry.expires_ms <= now_ms:
                 return False
             if expires_ms is not None:
@@ -148,23 +156,23 @@ class MemoryStore:
             return True
 
     def modify(
-        self, sid: str, name: str, change: Callable[[str | None], str], now_ms: int
+        self, storage_id: str, name: str, change: Callable[[str | None], str], now_ms: int
     ) -> str | None:
         """Replace field ``name`` by ``change`` of its value, atomically; ``None`` when the
         session is gone."""
         with self._lock:
-            entry = self._entries.get(sid)
+            entry = self._entries.get(storage_id)
             if entry is None or entry.expires_ms <= now_ms:
                 return None
             value = change(entry.fields.get(name))
             entry.fields = StoredFields({**entry.fields, name: value})
             return value
 
-    def destroy(self, sid: str) -> bool:
+    def destroy(self, storage_id: str) -> bool:
         with self._lock:
             if self._hot is not None:
-                self._hot.pop(sid, None)
-            return self._entries.pop(sid, None) is not None
+                self._hot.pop(storage_id, None)
+            return self._entries.pop(storage_id, None) is not None
 
     def count(self, now_ms: int) -> int:
         with self._lock:
@@ -181,10 +189,12 @@ class MemoryStore:
         """Remove every expired session; returns each one's id and fields."""
         with self._lock:
             dead: list[tuple[str, Fields]] = [
-                (sid, e.fields) for sid, e in self._entries.items() if e.expires_ms <= now_ms
+                (storage_id, e.fields)
+                for storage_id, e in self._entries.items()
+                if e.expires_ms <= now_ms
             ]
-            for sid, _ in dead:
-                del self._entries[sid]
+            for storage_id, _ in dead:
+                del self._entries[storage_id]
                 if self._hot is not None:
-                    self._hot.pop(sid, None)
+                    self._hot.pop(storage_id, None)
             return dead

@@ -2,13 +2,13 @@
 
 Key layout (``P`` is ``SESSION.KEY_PREFIX``, ``n`` the index shard of the session)::
 
-    P{n}:s:<sid>   hash   one session (fields: see sessionhub.session but ``e``, which is the
+    P{n}:s:<storage_id>   hash   one session (fields: see sessionhub.session but ``e``, which is the
                           key's own expiry time: PEXPIREAT to set it, PEXPIRETIME to read it)
     P{n}:cnt       hash   bucket end (ms) -> sessions of shard n whose idle expiry ends in it
-    P{n}:x:<sid>   string set for a minute by the process that reports the session's expiry
-    P{n}:k:<sid>   string a session's lock (``hub.lock``): the holder's token, until its ttl
+    P{n}:x:<storage_id>   string set for a minute by the process that reports the session's expiry
+    P{n}:k:<storage_id>   string a session's lock (``hub.lock``): the holder's token, until its ttl
     Prevoked       Pub/Sub channel: the storage id of every session destroyed (destroy.lua),
-                   and ``<sid>:<writer>`` for every data write (update.lua, modify.lua)
+                   and ``<storage_id>:<writer>`` for every data write (update.lua, modify.lua)
 
 A session and its shard's counts share the hash tag ``{n}``, so every script touches one slot and
 the same layout runs on Redis Cluster. Counting sums the buckets that have not ended over the
@@ -261,47 +261,47 @@ class KeySpace:
         self.prefix = prefix
         self.shards = shards
 
-    def shard(self, sid: str) -> int:
-        return int(sid[:8], 16) % self.shards
+    def shard(self, storage_id: str) -> int:
+        return int(storage_id[:8], 16) % self.shards
 
-    def _session_in(self, shard: int, sid: str) -> str:
-        return f"{self.prefix}{{{shard}}}:s:{sid}"
+    def _session_in(self, shard: int, storage_id: str) -> str:
+        return f"{self.prefix}{{{shard}}}:s:{storage_id}"
 
-    def session(self, sid: str) -> str:
-        return self._session_in(self.shard(sid), sid)
+    def session(self, storage_id: str) -> str:
+        return self._session_in(self.shard(storage_id), storage_id)
 
     def counts(self, shard: int) -> str:
         return f"{self.prefix}{{{shard}}}:cnt"
 
-    def counts_of(self, sid: str) -> str:
-        return self.counts(self.shard(sid))
+    def counts_of(self, storage_id: str) -> str:
+        return self.counts(self.shard(storage_id))
 
     def probe(self) -> str:
         return f"{self.prefix}probe"
 
-    def expiry_claim(self, sid: str) -> str:
+    def expiry_claim(self, storage_id: str) -> str:
         """Set by the one process that reports a session's expiry (keyspace notifications reach
         every subscriber)."""
-        return f"{self.prefix}{{{self.shard(sid)}}}:x:{sid}"
+        return f"{self.prefix}{{{self.shard(storage_id)}}}:x:{storage_id}"
 
-    def lock(self, sid: str) -> str:
+    def lock(self, storage_id: str) -> str:
         """A session's lock, in the session's slot."""
-        return f"{self.prefix}{{{self.shard(sid)}}}:k:{sid}"
+        return f"{self.prefix}{{{self.shard(storage_id)}}}:k:{storage_id}"
 
     def revoked(self) -> str:
         """Pub/Sub channel: every destroy publishes the storage id, so mirrors drop their copy."""
         return f"{self.prefix}revoked"
 
-    def session_and_counts(self, sid: str) -> tuple[str, str]:
+    def session_and_counts(self, storage_id: str) -> tuple[str, str]:
         """The keys of a session and of its shard's counts, for the scripts that touch both."""
-        shard = self.shard(sid)
-        return self._session_in(shard, sid), self.counts(shard)
+        shard = self.shard(storage_id)
+        return self._session_in(shard, storage_id), self.counts(shard)
 
-    def session_counts_and_tombstone(self, sid: str) -> tuple[str, str, str]:
+    def session_counts_and_tombstone(self, storage_id: str) -> tuple[str, str, str]:
         """:meth:`session_and_counts` and the key that marks the session destroyed."""
-        shard = self.shard(sid)
-        tombstone = f"{self.prefix}{{{shard}}}:t:{sid}"
-        return self._session_in(shard, sid), self.counts(shard), tombstone
+        shard = self.shard(storage_id)
+        tombstone = f"{self.prefix}{{{shard}}}:t:{storage_id}"
+        return self._session_in(shard, storage_id), self.counts(shard), tombstone
 
 
 def _pairs(fields: Fields) -> list[str]:
@@ -371,28 +371,34 @@ class RedisOps:
         return replies
 
     def load(
-        self, sid: str, now_ms: int, idle_ms: int, *, touch: bool = True, threshold_ms: int = 0
+        self,
+        storage_id: str,
+        now_ms: int,
+        idle_ms: int,
+        *,
+        touch: bool = True,
+        threshold_ms: int = 0,
     ) -> Op[Fields | None]:
         args: tuple[Arg, ...] = (now_ms, idle_ms, 1 if touch else 0, threshold_ms, self.bucket_ms)
         args += (self.remember_bucket_ms,)
-        reply = yield ScriptCall(LOAD, self.keys.session_and_counts(sid), args)
+        reply = yield ScriptCall(LOAD, self.keys.session_and_counts(storage_id), args)
         return None if reply is None else _as_fields(reply)
 
-    def _put_call(self, sid: str, fields: Fields, expires_ms: int, mode: str) -> ScriptCall:
+    def _put_call(self, storage_id: str, fields: Fields, expires_ms: int, mode: str) -> ScriptCall:
         width = self.remember_bucket_ms if F_IDLE in fields else self.bucket_ms
         args: tuple[Arg, ...] = (expires_ms, mode, fields.get("l", "0"), width)
         args += tuple(_stored_pairs(fields))
-        return ScriptCall(PUT, self.keys.session_counts_and_tombstone(sid), args)
+        return ScriptCall(PUT, self.keys.session_counts_and_tombstone(storage_id), args)
 
     def create(
         self,
-        sid: str,
+        storage_id: str,
         fields: Fields,
         expires_ms: int,
         also: tuple[ScriptCall | CommandCall, ...] = (),
     ) -> Op[None]:
         """Write a new session; ``also`` rides in the same round trip (the user's index)."""
-        put = self._put_call(sid, fields, expires_ms, "new")
+        put = self._put_call(storage_id, fields, expires_ms, "new")
         yield from self._acknowledged(PipelineCall((put, *also)) if also else put)
 
     def put_many_if_newer(
@@ -406,15 +412,15 @@ class RedisOps:
         if not records:
             return []
         replies = yield PipelineCall(
-            tuple(self._put_call(sid, f, exp, "newer") for sid, f, exp in records)
+            tuple(self._put_call(storage_id, f, exp, "newer") for storage_id, f, exp in records)
         )
         written = [bool(r) for r in replies]
         # Other processes may cache what this copy replaced (it was cut off from Redis alone);
         # this one still serves its own copy from memory until the recovery ends.
         channel = self.keys.revoked()
         changed = tuple(
-            CommandCall(("PUBLISH", channel, f"{sid}:{writer}"))
-            for (sid, _, _), wrote in zip(records, written, strict=True)
+            CommandCall(("PUBLISH", channel, f"{storage_id}:{writer}"))
+            for (storage_id, _, _), wrote in zip(records, written, strict=True)
             if wrote
         )
         if changed:
@@ -423,7 +429,7 @@ class RedisOps:
 
     def update(
         self,
-        sid: str,
+        storage_id: str,
         set_fields: Fields,
         delete: tuple[str, ...],
         expires_ms: int | None = None,
@@ -432,14 +438,19 @@ class RedisOps:
         """Write data fields (and the application's own expiry, if given), and tell every cache
         but ``writer``'s to drop its copy."""
         expiry = "" if expires_ms is None else expires_ms
-        args: tuple[Arg, ...] = (self.keys.revoked(), f"{sid}:{writer}", expiry, self.bucket_ms)
+        args: tuple[Arg, ...] = (
+            self.keys.revoked(),
+            f"{storage_id}:{writer}",
+            expiry,
+            self.bucket_ms,
+        )
         args += (len(delete), *delete, *_pairs(set_fields))
-        reply = yield ScriptCall(UPDATE, self.keys.session_and_counts(sid), args)
+        reply = yield ScriptCall(UPDATE, self.keys.session_and_counts(storage_id), args)
         return bool(reply)
 
     def modify(
         self,
-        sid: str,
+        storage_id: str,
         name: str,
         change: FieldChange,
         writer: str,
@@ -453,8 +464,8 @@ class RedisOps:
         answers what it holds now, so a retry costs one round trip. :class:`ConflictError`
         after ``attempts`` writers got in first; a front end pauses and runs the op again.
         """
-        keys = (self.keys.session(sid),)
-        channel, message = self.keys.revoked(), f"{sid}:{writer}"
+        keys = (self.keys.session(storage_id),)
+        channel, message = self.keys.revoked(), f"{storage_id}:{writer}"
         args: tuple[Arg, ...] = (name, change.kind, change.argument, channel, message, change.limit)
         for _ in range(attempts + 1):
             try:
@@ -469,31 +480,36 @@ class RedisOps:
             current = None if reply[0] is None else _text(reply[0])
             args = (name, "swap", change.apply(current), channel, message, current or "")
         raise ConflictError(
-            f"field {name!r} of session {short(sid)} changed {attempts} times in a row between "
-            "this writer's read and its write (concurrent writers); try again, or take "
+            f"field {name!r} of session {short(storage_id)} changed {attempts} times in a row "
+            "between this writer's read and its write (concurrent writers); try again, or take "
             "hub.lock(session) around the change"
         )
 
-    def lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+    def lock(self, storage_id: str, token: str, ttl_ms: int) -> Op[bool]:
         """Take the session's lock unless another holder has it."""
-        reply = yield CommandCall(("SET", self.keys.lock(sid), token, "NX", "PX", ttl_ms))
+        reply = yield CommandCall(("SET", self.keys.lock(storage_id), token, "NX", "PX", ttl_ms))
         return bool(reply)
 
-    def unlock(self, sid: str, token: str) -> Op[bool]:
+    def unlock(self, storage_id: str, token: str) -> Op[bool]:
         """Release the lock if ``token`` still holds it."""
-        return bool((yield ScriptCall(UNLOCK, (self.keys.lock(sid),), (token,))))
+        return bool((yield ScriptCall(UNLOCK, (self.keys.lock(storage_id),), (token,))))
 
-    def destroy_call(self, sid: str) -> ScriptCall:
-        args: tuple[Arg, ...] = (self.bucket_ms, self.keys.revoked(), sid, self.remember_bucket_ms)
-        return ScriptCall(DESTROY, self.keys.session_counts_and_tombstone(sid), args)
+    def destroy_call(self, storage_id: str) -> ScriptCall:
+        args: tuple[Arg, ...] = (
+            self.bucket_ms,
+            self.keys.revoked(),
+            storage_id,
+            self.remember_bucket_ms,
+        )
+        return ScriptCall(DESTROY, self.keys.session_counts_and_tombstone(storage_id), args)
 
-    def destroy(self, sid: str) -> Op[bool]:
-        [existed] = yield from self._acknowledged(self.destroy_call(sid))
+    def destroy(self, storage_id: str) -> Op[bool]:
+        [existed] = yield from self._acknowledged(self.destroy_call(storage_id))
         return bool(existed)
 
-    def destroy_many(self, sids: list[str]) -> Op[None]:
-        if sids:
-            yield PipelineCall(tuple(self.destroy_call(s) for s in sids))
+    def destroy_many(self, storage_ids: list[str]) -> Op[None]:
+        if storage_ids:
+            yield PipelineCall(tuple(self.destroy_call(s) for s in storage_ids))
 
     def count(self, now_ms: int) -> Op[int]:
         """Sessions in all shards' buckets that have not ended, dropping ended ones (bounded)."""

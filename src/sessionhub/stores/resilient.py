@@ -131,7 +131,9 @@ class ResilientCore:
         self.observer: CoreObserver | None = None
         """Told of every Redis call and mode change; ``None`` (the default) costs nothing."""
         self._lock = threading.Lock()
-        self._dirty: dict[str, int] = {}  # sid -> change counter, to spot writes during recovery
+        self._dirty: dict[
+            str, int
+        ] = {}  # storage_id -> change counter, to spot writes during recovery
         self._outage_born: set[str] = set()  # created while degraded, not (yet) in Redis
         self._tombstones: set[str] = set()
         self._recovering = False  # Redis answered; copying what memory changed before switching
@@ -150,10 +152,10 @@ class ResilientCore:
         # Taken around "decide whether a reply may be kept" + "keep it", and around "invalidate"
         # + "drop or update the copy", so that no reply read before a change is kept after it.
         self._mirror_lock = threading.Lock()
-        # sid -> [own writes in flight, whether two overlapped]: an overlapping write's reply
+        # storage_id -> [own writes in flight, whether two overlapped]: an overlapping write's reply
         # may be handled before an earlier one's, so neither applies its change to the copy.
         self._writing: dict[str, list[int]] = {}
-        self._local_locks: dict[str, tuple[str, int]] = {}  # sid -> (token, until ms)
+        self._local_locks: dict[str, tuple[str, int]] = {}  # storage_id -> (token, until ms)
         self.restore_hooks: list[Callable[[str, Fields], None]] = []
         """Called by :meth:`recover` for each session it wrote back (Redis had lost it, or held an
         older copy), before the recovery hooks run: each queues what its feature keeps about the
@@ -220,10 +222,10 @@ class ResilientCore:
         """Whether operations go to Redis now (configured for Redis and the circuit is closed)."""
         return self._use_redis()
 
-    def _mark_dirty(self, sid: str) -> None:
+    def _mark_dirty(self, storage_id: str) -> None:
         if self.redis_ops is not None:
             with self._lock:
-                self._dirty[sid] = self._dirty.get(sid, 0) + 1
+                self._dirty[storage_id] = self._dirty.get(storage_id, 0) + 1
 
     # -- the one "Redis, else memory" path ------------------------------------------------------
 
@@ -252,9 +254,9 @@ class ResilientCore:
     # -- operations ----------------------------------------------------------------------------
 
     def load(
-        self, sid: str, *, touch: bool = True, force: bool = False, cached: bool = True
+        self, storage_id: str, *, touch: bool = True, force: bool = False, cached: bool = True
     ) -> Op[Fields | None]:
-        """The live session ``sid``, or ``None``; the caller must not change the fields.
+        """The live session ``storage_id``, or ``None``; the caller must not change the fields.
 
         ``touch`` slides the idle expiry, unless the session was refreshed within the refresh
         threshold; ``force`` slides it regardless (an explicit extend). A read that need not
@@ -264,7 +266,9 @@ class ResilientCore:
         lt, now = self.lifetimes, self.clock()
         threshold = 0 if force else lt.refresh_threshold_ms
         if cached and self.memory.cache_size and self._use_redis() and (threshold or not touch):
-            hit = self.memory.cached(sid, now, self.coherence.link, threshold if touch else None)
+            hit = self.memory.cached(
+                storage_id, now, self.coherence.link, threshold if touch else None
+            )
             if hit is not None:
                 self.cache_hits += 1
                 return hit
@@ -272,58 +276,68 @@ class ResilientCore:
         if self.redis_ops is not None:
             was_up = self._use_redis()
             stamp = self.coherence.stamp()
-            fields = yield from self._load_redis(sid, now, touch, threshold)
+            fields = yield from self._load_redis(storage_id, now, touch, threshold)
             if fields is USE_MEMORY and was_up and self.reads_from_redis:
                 # The slide found Redis refusing writes: it still serves the read.
-                fields = yield from self._load_redis(sid, now, touch, threshold)
+                fields = yield from self._load_redis(storage_id, now, touch, threshold)
             if fields is not USE_MEMORY:
                 if fields is not None:
-                    self._keep(sid, fields, stamp)
+                    self._keep(storage_id, fields, stamp)
                     if self._use_redis():
                         return fields
-                elif sid not in self._outage_born:
-                    self.memory.destroy(sid)  # a stale mirror copy must not outlive Redis's answer
+                elif storage_id not in self._outage_born:
+                    self.memory.destroy(
+                        storage_id
+                    )  # a stale mirror copy must not outlive Redis's answer
                     return None
-        if sid in self._tombstones or not self._servable(sid):
+        if storage_id in self._tombstones or not self._servable(storage_id):
             return None
-        fields = self.memory.load(sid, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
+        fields = self.memory.load(storage_id, now, lt.idle_ms, touch=touch, threshold_ms=threshold)
         if fields is not None and touch and self.degraded and not self._recovering:
             # While recovering, a slide alone does not make a session dirty again: a session
             # read nonstop would otherwise never be clean and traffic never return to Redis.
             # Redis keeps the expiry of its copy, at most the recovery's few round trips older.
-            self._mark_dirty(sid)
+            self._mark_dirty(storage_id)
         return fields
 
-    def _keep(self, sid: str, fields: Fields, stamp: Stamp) -> None:
+    def _keep(self, storage_id: str, fields: Fields, stamp: Stamp) -> None:
         """Mirror what Redis returned for a call stamped ``stamp``, unless it changed since."""
         with self._mirror_lock:
-            confirmed = self.coherence.confirmation(stamp, sid)
+            confirmed = self.coherence.confirmation(stamp, storage_id)
             if confirmed is None:  # destroyed or changed right after this read: do not keep it
-                self.memory.destroy(sid)
+                self.memory.destroy(storage_id)
                 return
             link = UNCONFIRMED if confirmed == UNCONFIRMED else stamp.link
-            self.memory.put(sid, fields, int(fields[F_EXPIRES]), confirmed, link)
+            self.memory.put(storage_id, fields, int(fields[F_EXPIRES]), confirmed, link)
 
     def _load_redis(
-        self, sid: str, now: int, touch: bool, threshold: int
+        self, storage_id: str, now: int, touch: bool, threshold: int
     ) -> Op[Fields | Literal[Fallback.MEMORY] | None]:
-        """Redis's answer for ``sid``, or :data:`USE_MEMORY`.
+        """Redis's answer for ``storage_id``, or :data:`USE_MEMORY`.
 
         While Redis refuses only writes it is still read, without sliding, until this process
         changes the session (memory slides it): from then on memory's copy is the newer one.
         """
         assert self.redis_ops is not None
         reading = not self._use_redis()
-        if reading and (sid in self._dirty or sid in self._outage_born or sid in self._tombstones):
+        if reading and (
+            storage_id in self._dirty
+            or storage_id in self._outage_born
+            or storage_id in self._tombstones
+        ):
             return USE_MEMORY
         load = self.redis_ops.load(
-            sid, now, self.lifetimes.idle_ms, touch=touch and not reading, threshold_ms=threshold
+            storage_id,
+            now,
+            self.lifetimes.idle_ms,
+            touch=touch and not reading,
+            threshold_ms=threshold,
         )
         return (yield from self.on_redis(load, reads=reading))
 
     def create(
         self,
-        sid: str,
+        storage_id: str,
         fields: Fields,
         expires_ms: int,
         also: tuple[ScriptCall | CommandCall, ...] = (),
@@ -331,20 +345,20 @@ class ResilientCore:
         """Store a new session; ``True`` when it went to Redis, with ``also`` in the same round
         trip (``False``: memory, and ``also`` was not sent)."""
         stamp = self.coherence.stamp()
-        self.memory.put(sid, fields, expires_ms, stamp.epoch, stamp.link)
+        self.memory.put(storage_id, fields, expires_ms, stamp.epoch, stamp.link)
         if self.redis_ops is None:
             return False
-        sent = yield from self.on_redis(self.redis_ops.create(sid, fields, expires_ms, also))
+        sent = yield from self.on_redis(self.redis_ops.create(storage_id, fields, expires_ms, also))
         if sent is not USE_MEMORY:
             return True
         with self._lock:
-            self._outage_born.add(sid)
-        self._mark_dirty(sid)
+            self._outage_born.add(storage_id)
+        self._mark_dirty(storage_id)
         return False
 
     def update(
         self,
-        sid: str,
+        storage_id: str,
         set_fields: Fields,
         delete: tuple[str, ...],
         expires_ms: int | None = None,
@@ -353,46 +367,52 @@ class ResilientCore:
         ``False`` when the session no longer exists."""
         now = self.clock()
         if self.redis_ops is not None:
-            write = self.redis_ops.update(sid, set_fields, delete, expires_ms, self.writer)
+            write = self.redis_ops.update(storage_id, set_fields, delete, expires_ms, self.writer)
             ok = yield from self._own_write(
-                sid,
+                storage_id,
                 write,
-                lambda done: done and self.memory.update(sid, set_fields, delete, now, expires_ms),
+                lambda done: (
+                    done and self.memory.update(storage_id, set_fields, delete, now, expires_ms)
+                ),
             )
             if ok is True:
                 return True
-            if ok is False and sid not in self._outage_born:
+            if ok is False and storage_id not in self._outage_born:
                 return False
-        if sid in self._tombstones or not self._servable(sid):
+        if storage_id in self._tombstones or not self._servable(storage_id):
             return False
-        ok = self.memory.update(sid, set_fields, delete, now, expires_ms)
+        ok = self.memory.update(storage_id, set_fields, delete, now, expires_ms)
         if ok and self.degraded:
-            self._mark_dirty(sid)
+            self._mark_dirty(storage_id)
         return ok
 
-    def modify(self, sid: str, name: str, change: FieldChange) -> Op[str | None]:
+    def modify(self, storage_id: str, name: str, change: FieldChange) -> Op[str | None]:
         """Change one field atomically (see :meth:`.RedisOps.modify`; memory applies
         ``change.apply`` under its lock); its new stored value, or ``None`` when the session
         is gone."""
         now = self.clock()
         if self.redis_ops is not None:
-            write = self.redis_ops.modify(sid, name, change, self.writer)
+            write = self.redis_ops.modify(storage_id, name, change, self.writer)
             value = yield from self._own_write(
-                sid,
+                storage_id,
                 write,
-                lambda new: new is not None and self.memory.update(sid, {name: new}, (), now),
+                lambda new: (
+                    new is not None and self.memory.update(storage_id, {name: new}, (), now)
+                ),
             )
-            if value is not USE_MEMORY and (value is not None or sid not in self._outage_born):
+            if value is not USE_MEMORY and (
+                value is not None or storage_id not in self._outage_born
+            ):
                 return value
-        if sid in self._tombstones or not self._servable(sid):
+        if storage_id in self._tombstones or not self._servable(storage_id):
             return None
-        value = self.memory.modify(sid, name, change.apply, now)
+        value = self.memory.modify(storage_id, name, change.apply, now)
         if value is not None and self.degraded:
-            self._mark_dirty(sid)
+            self._mark_dirty(storage_id)
         return value
 
     def _own_write(
-        self, sid: str, op: Op[T], apply: Callable[[T], object]
+        self, storage_id: str, op: Op[T], apply: Callable[[T], object]
     ) -> Op[T | Literal[Fallback.MEMORY]]:
         """``op`` on Redis; then this process's copy gets the change (``apply``), or is dropped
         when another write of this process overlapped it (their replies may come in any order).
@@ -400,9 +420,9 @@ class ResilientCore:
         Other processes drop their copies on the write's message; this one ignores its own.
         """
         with self._lock:
-            flight = self._writing.get(sid)
+            flight = self._writing.get(storage_id)
             if flight is None:
-                self._writing[sid] = [1, 0]
+                self._writing[storage_id] = [1, 0]
             else:
                 flight[0] += 1
                 flight[1] = 1
@@ -410,80 +430,80 @@ class ResilientCore:
             result = yield from self.on_redis(op)
         finally:
             with self._lock:
-                flight = self._writing[sid]
+                flight = self._writing[storage_id]
                 flight[0] -= 1
                 alone = not flight[1]
                 if not flight[0]:
-                    del self._writing[sid]
+                    del self._writing[storage_id]
         if result is not USE_MEMORY:
             with self._mirror_lock:
-                self.coherence.revoked(sid)  # a load read before the write must not be kept
+                self.coherence.revoked(storage_id)  # a load read before the write must not be kept
                 if not (alone and apply(result)):
-                    self.memory.destroy(sid)
+                    self.memory.destroy(storage_id)
         return result
 
-    def lock(self, sid: str, token: str, ttl_ms: int) -> Op[bool]:
+    def lock(self, storage_id: str, token: str, ttl_ms: int) -> Op[bool]:
         """Take the session's lock for ``token`` unless someone else holds it."""
         if self.redis_ops is not None:
-            taken = yield from self.on_redis(self.redis_ops.lock(sid, token, ttl_ms))
+            taken = yield from self.on_redis(self.redis_ops.lock(storage_id, token, ttl_ms))
             if taken is not USE_MEMORY:
                 return taken
         # While degraded, requests of this process are all there is to exclude.
         now = self.clock()
         with self._lock:
-            held = self._local_locks.get(sid)
+            held = self._local_locks.get(storage_id)
             if held is not None and held[1] > now:
                 return False
-            self._local_locks[sid] = (token, now + ttl_ms)
+            self._local_locks[storage_id] = (token, now + ttl_ms)
             return True
 
-    def unlock(self, sid: str, token: str) -> Op[None]:
+    def unlock(self, storage_id: str, token: str) -> Op[None]:
         """Release the lock ``token`` took, if it still holds it."""
         with self._lock:
-            if self._local_locks.get(sid, ("",))[0] == token:
-                del self._local_locks[sid]
+            if self._local_locks.get(storage_id, ("",))[0] == token:
+                del self._local_locks[storage_id]
         if self.redis_ops is not None:
-            yield from self.on_redis(self.redis_ops.unlock(sid, token))
+            yield from self.on_redis(self.redis_ops.unlock(storage_id, token))
 
-    def destroy(self, sid: str) -> Op[bool]:
+    def destroy(self, storage_id: str) -> Op[bool]:
         """Delete a session everywhere; ``True`` when one existed."""
-        in_memory = self.memory.destroy(sid)
+        in_memory = self.memory.destroy(storage_id)
         with self._lock:
-            self._outage_born.discard(sid)
-            self._dirty.pop(sid, None)
+            self._outage_born.discard(storage_id)
+            self._dirty.pop(storage_id, None)
         if self.redis_ops is None:
             return in_memory
-        in_redis = yield from self.on_redis(self.redis_ops.destroy(sid))
+        in_redis = yield from self.on_redis(self.redis_ops.destroy(storage_id))
         if in_redis is not USE_MEMORY:
             return in_redis or in_memory
         with self._lock:
-            self._tombstones.add(sid)
+            self._tombstones.add(storage_id)
         return in_memory
 
-    def _servable(self, sid: str) -> bool:
-        """Whether memory may answer for ``sid`` without Redis (see :mod:`.coherence`)."""
-        if self.redis_ops is None or sid in self._outage_born:
+    def _servable(self, storage_id: str) -> bool:
+        """Whether memory may answer for ``storage_id`` without Redis (see :mod:`.coherence`)."""
+        if self.redis_ops is None or storage_id in self._outage_born:
             return True
-        return self.coherence.covers(self.memory.confirmed(sid))
+        return self.coherence.covers(self.memory.confirmed(storage_id))
 
-    def mirrored(self, sid: str, now_ms: int) -> Fields | None:
-        """The copy memory would serve for ``sid`` while degraded, without touching it."""
-        return self.memory.peek(sid, now_ms) if self._servable(sid) else None
+    def mirrored(self, storage_id: str, now_ms: int) -> Fields | None:
+        """The copy memory would serve for ``storage_id`` while degraded, without touching it."""
+        return self.memory.peek(storage_id, now_ms) if self._servable(storage_id) else None
 
-    def changed(self, sid: str) -> None:
-        """Another process wrote ``sid``'s data in Redis (the channel): drop the copy here."""
+    def changed(self, storage_id: str) -> None:
+        """Another process wrote ``storage_id``'s data in Redis (the channel): drop this copy."""
         with self._mirror_lock:
-            self.coherence.revoked(sid)
-            self.memory.destroy(sid)
+            self.coherence.revoked(storage_id)
+            self.memory.destroy(storage_id)
 
-    def revoked(self, sid: str) -> None:
-        """A process destroyed ``sid`` in Redis (the revocation channel): drop every copy here."""
+    def revoked(self, storage_id: str) -> None:
+        """A process destroyed ``storage_id`` in Redis (the revocation channel): drop every copy."""
         with self._mirror_lock:
-            self.coherence.revoked(sid)
-            self.memory.destroy(sid)
+            self.coherence.revoked(storage_id)
+            self.memory.destroy(storage_id)
         with self._lock:
-            self._dirty.pop(sid, None)
-            self._outage_born.discard(sid)
+            self._dirty.pop(storage_id, None)
+            self._outage_born.discard(storage_id)
 
     def count(self) -> Op[tuple[int | None, int]]:
         """``(sessions in Redis or None when unknown, sessions only in memory)``."""
@@ -590,22 +610,22 @@ class ResilientCore:
         if self.migrate_on_recovery:
             assert self.redis_ops is not None
             records = []
-            for sid in batch:
-                fields = self.memory.peek(sid, now)
+            for storage_id in batch:
+                fields = self.memory.peek(storage_id, now)
                 if fields is not None:
-                    records.append((sid, fields, int(fields[F_EXPIRES])))
+                    records.append((storage_id, fields, int(fields[F_EXPIRES])))
             written = yield from self.redis_ops.put_many_if_newer(records, self.writer)
-            for (sid, fields, _), restored in zip(records, written, strict=True):
-                log.info("Session copied from memory to Redis: %s", short(sid))
+            for (storage_id, fields, _), restored in zip(records, written, strict=True):
+                log.info("Session copied from memory to Redis: %s", short(storage_id))
                 if restored:
                     for hook in self.restore_hooks:
-                        hook(sid, fields)
+                        hook(storage_id, fields)
         with self._lock:
-            for sid, version in batch.items():
-                if self._dirty.get(sid) == version:  # untouched while we copied it
-                    del self._dirty[sid]
+            for storage_id, version in batch.items():
+                if self._dirty.get(storage_id) == version:  # untouched while we copied it
+                    del self._dirty[storage_id]
                     if self.migrate_on_recovery:
-                        self._outage_born.discard(sid)
+                        self._outage_born.discard(storage_id)
 
     def sweep(self) -> int:
         """Drop expired sessions from memory and forget outage bookkeeping for them.
@@ -619,7 +639,7 @@ class ResilientCore:
             own = {s for s, _ in removed if self.redis_ops is None or s in self._outage_born}
             own.update(s for s, _ in removed if s in self._dirty)
             self._outage_born = {s for s in self._outage_born if self.memory.peek(s, now)}
-        for sid, fields in removed:
-            if sid in own:
-                self.events.emit("expired", sid, user_id=fields.get(F_USER))
+        for storage_id, fields in removed:
+            if storage_id in own:
+                self.events.emit("expired", storage_id, user_id=fields.get(F_USER))
         return len(removed)

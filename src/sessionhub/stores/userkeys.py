@@ -46,7 +46,7 @@ class UserKeys:
         return f"{self.prefix}{{u:{escape_user(user_id)}}}:{what}"
 
     def sessions(self, user_id: str) -> str:
-        """zset: sid -> absolute (hard) expiry in s (rounded up), of the user's live sessions."""
+        """zset: storage_id -> absolute expiry in s (rounded up), of the user's live sessions."""
         return self._user(user_id, "sessions")
 
     def settings(self, user_id: str) -> str:
