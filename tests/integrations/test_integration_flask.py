@@ -39,6 +39,10 @@ def make_app(config: dict[str, Any]) -> Any:
         regenerate()
         return {}
 
+    @app.get("/ids")
+    def ids() -> Any:
+        return {"sid": flask.session.sid, "storage_id": flask.session.storage_id}
+
     @app.get("/nested")
     def nested() -> Any:
         flask.session.setdefault("items", [])
@@ -152,6 +156,19 @@ def test_session_new_until_saved(redis_url: str, apps: list[Any]) -> None:
     client.get("/regenerate")
     assert client.get_cookie("session").value != old
     assert client.get("/visits").json == {"visits": 3, "new": False}
+
+
+def test_sid_is_flask_sessions_name_for_the_storage_id(redis_url: str, apps: list[Any]) -> None:
+    """flask.session.sid (Flask-Session's attribute) and storage_id both name the stored session's
+    storage id, never the cookie's token."""
+    app = hub_app(apps, {"SESSIONHUB": {"REDIS": {"URL": redis_url}}})
+    client = app.test_client()
+    assert client.get("/ids").json == {"sid": "", "storage_id": ""}
+    client.get("/visits")
+    cookie = client.get_cookie("session").value
+    expected = app.session_interface.hub.manager.storage_id_for_cookie(cookie)
+    assert client.get("/ids").json == {"sid": expected, "storage_id": expected}
+    assert expected not in cookie
 
 
 @pytest.mark.parametrize("use_signer", [False, True])
