@@ -376,9 +376,7 @@ def test_aclose_ends_maintenance_even_when_a_probe_swallows_the_cancel() -> None
 
         hub.run = run_swallowing_cancel  # type: ignore[method-assign]
         assert probing.wait(5)
-        started = time.monotonic()
-        loop.run(hub.aclose())
-        assert time.monotonic() - started < 5
+        loop.run(hub.aclose())  # a loop still running would keep this waiting: LoopThread fails
     finally:
         loop.close()
         server.close()
