@@ -680,10 +680,16 @@ def load_settings(
         also = () if other is None or (*key_path[:-1], other) in overrides else (other,)
         _set_path(data, key_path, value, also)
         sources[key_path] = f"env {var}"
+    return validated({**data, "environment": environment, "source": source}, sources)
+
+
+def validated(data: Mapping[str, Any], sources: Mapping[_Loc, str] | None = None) -> Settings:
+    """``data`` (UPPERCASE YAML-style keys) as Settings; :class:`ConfigError` with the one-line
+    message naming the key, and its source where ``sources`` knows it, when it is not valid."""
     try:
-        return Settings.model_validate({**data, "environment": environment, "source": source})
+        return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_message(exc.errors()[0], sources)) from None
+        raise ConfigError(_message(exc.errors()[0], sources or {})) from None
 
 
 def _config_file(

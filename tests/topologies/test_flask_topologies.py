@@ -174,6 +174,14 @@ def test_session_redis_of_another_kind_is_refused() -> None:
         flask_settings({"SESSION_REDIS": object()})
 
 
+def test_an_invalid_combination_of_keys_is_one_line() -> None:
+    """SESSIONHUB asks for Cluster without naming a node: a one-line ConfigError naming the key,
+    not pydantic's multi-line ValidationError."""
+    with pytest.raises(ConfigError, match=r"CLUSTER_NODES") as caught:
+        flask_settings({"SESSIONHUB": {"REDIS": {"MODE": "cluster"}}})
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("where", ["server", "cluster"])
 def test_flask_app_on_a_tls_session_redis(
     where: str, certs: Certs, request: pytest.FixtureRequest

@@ -12,7 +12,7 @@ from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, validated
 from ..exceptions import InvalidInputError
 from ..manager import SessionManager
 from ..session import Session, SessionRecord, check_item
@@ -429,4 +429,4 @@ def merge_settings(base: Settings | Mapping[str, Any] | None, **sections: Any) -
                 section.setdefault(key, item)
         elif value is not None:
             data.setdefault(name, value)
-    return Settings.model_validate(data)
+    return validated(data)
