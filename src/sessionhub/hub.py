@@ -240,7 +240,7 @@ class SessionHub(_Hub[SyncClient, Blocking]):
 
     def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
-        return run_sync(op, self._calls)
+        return run_sync(op, self._calls, self.manager.core.observer)
 
     def lock(
         self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
@@ -265,7 +265,7 @@ class SessionHub(_Hub[SyncClient, Blocking]):
                     # client redials by itself.
                     if not core.reads_from_redis and isinstance(self.client, redis.Redis):
                         self.client.connection_pool.disconnect()
-                    self.run(core.recover())
+                    run_sync(core.recover(), self._calls)  # no observer: probes are not traffic
                 except Exception:  # a probe must never kill the thread
                     log.debug("probe failed", exc_info=True)
             if time.monotonic() >= next_sweep:
@@ -292,11 +292,14 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
 
     def __init__(self, settings: Settings, *, client: AsyncClient | None = None) -> None:
         super().__init__(settings, client, async_client, Awaiting(self.run))
-        self._calls: AutoPipeline | AsyncClusterCalls | None = None
+        # What the driver sends calls through (None: memory only).
+        self._calls: AutoPipeline | AsyncClusterCalls | aioredis.Redis | None = None
         if isinstance(self.client, aiocluster.RedisCluster):
             self._calls = AsyncClusterCalls(self.client)
         elif self.client is not None and AutoPipeline.supports(self.client):
             self._calls = AutoPipeline(self.client)
+        else:
+            self._calls = self.client
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -331,10 +334,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         """Run any operation (a generator from the manager or the core) to completion."""
         if self._task is None:
             await self.start()
-        if self._calls is not None:
-            return await run_async(op, self._calls)
-        assert not isinstance(self.client, aiocluster.RedisCluster)  # it always has _calls
-        return await run_async(op, self.client)
+        return await run_async(op, self._calls, self.manager.core.observer)
 
     def lock(
         self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
@@ -363,7 +363,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
                             await self.client.connection_pool.disconnect()
                         if isinstance(self._calls, AutoPipeline):
                             await self._calls.disconnect()
-                    await self.run(core.recover())
+                    await run_async(core.recover(), self._calls)  # no observer: not traffic
                 except Exception:  # a probe must never kill the task
                     log.debug("probe failed", exc_info=True)
             if time.monotonic() >= next_sweep:

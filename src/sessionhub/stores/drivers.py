@@ -13,6 +13,7 @@ its connections from a :class:`HeldConnections`.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from redis.exceptions import ResponseError
 
 from ..exceptions import NoRedisConfiguredError
 from .autopipeline import AutoPipeline
-from .base import Call, Op, PipelineCall
+from .base import Call, CallObserver, Op, PipelineCall
 from .cluster import AsyncClusterCalls, ClusterCalls
 from .wire import Single, needs_eval, packed, packed_all, shaped
 
@@ -82,10 +83,14 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def run_sync(op: Op[T], client: HeldConnections | ClusterCalls | None) -> T:
-    """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls)."""
+def run_sync(
+    op: Op[T], client: HeldConnections | ClusterCalls | None, observer: CallObserver | None = None
+) -> T:
+    """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls),
+    telling ``observer`` of each call."""
     reply: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
+    started = 0.0
     execute: Callable[[Call, Any], Any] = (
         _execute_cluster_sync if isinstance(client, ClusterCalls) else _execute_sync
     )
@@ -95,10 +100,14 @@ def run_sync(op: Op[T], client: HeldConnections | ClusterCalls | None) -> T:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         error = None
+        if observer is not None:
+            started = time.perf_counter()
         try:
             reply = execute(call, client)
         except Exception as exc:
             error = exc
+        if observer is not None:
+            observer.redis_call(call, started, time.perf_counter(), error)
 
 
 def _execute_cluster_sync(call: Call, calls: Any) -> Any:
@@ -152,11 +161,15 @@ def _read_sync(conn: Any) -> Any:
 
 
 async def run_async(
-    op: Op[T], client: aioredis.Redis | AutoPipeline | AsyncClusterCalls | None
+    op: Op[T],
+    client: aioredis.Redis | AutoPipeline | AsyncClusterCalls | None,
+    observer: CallObserver | None = None,
 ) -> T:
-    """Drive ``op`` to completion with an asyncio client (``None``: memory-only, no calls)."""
+    """Drive ``op`` to completion with an asyncio client (``None``: memory-only, no calls),
+    telling ``observer`` of each call."""
     reply: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
+    started = 0.0
     cluster = client if isinstance(client, AsyncClusterCalls) else None
     while True:
         try:
@@ -164,6 +177,8 @@ async def run_async(
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         error = None
+        if observer is not None:
+            started = time.perf_counter()
         try:
             if cluster is not None:
                 reply = await cluster.execute(call)
@@ -171,6 +186,8 @@ async def run_async(
                 reply = await _execute_async(call, client)  # type: ignore[arg-type]
         except Exception as exc:
             error = exc
+        if observer is not None:
+            observer.redis_call(call, started, time.perf_counter(), error)
 
 
 async def _execute_async(call: Call, client: aioredis.Redis | AutoPipeline | None) -> Any:
