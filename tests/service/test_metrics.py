@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metrics_scrape import Samples, moved, parse, value
+from metrics_scrape import DEPLOY, Samples, dashboard_queries, moved, parse, value
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from sessioncookie import as_session
 from starlette.testclient import TestClient
@@ -225,17 +225,12 @@ def test_redis_figures_in_stats_and_health(client: TestClient) -> None:
 
 def test_the_grafana_dashboard_shows_every_metric() -> None:
     """The provisioned dashboard queries every metric, and Prometheus scrapes /metrics."""
-    import json
-    from pathlib import Path
-
     import yaml
 
-    deploy = Path(__file__).resolve().parents[2] / "deploy"
-    dashboard = json.loads((deploy / "grafana" / "dashboards" / "sessionhub.json").read_text())
-    queries = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    queries = " ".join(expr for _, expr in dashboard_queries())
     for family in EXPECTED:
         assert family in queries, family
-    scrape = yaml.safe_load((deploy / "prometheus.yml").read_text())["scrape_configs"][0]
+    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"][0]
     assert scrape["metrics_path"] == "/metrics"
 
 

@@ -269,6 +269,11 @@ class HubMetrics:
         self.path = path
         self._evictions = hub.manager.core.memory.evictions
         self._expired = 0
+        # Every known label value from the start: a dashboard shows 0, not "no data".
+        for reason in (*get_args(DestroyReason), "expired"):
+            DESTROYED.labels(reason)
+        for direction in ("entered", "left"):
+            TRANSITIONS.labels(direction)
         self.worker_gauges()
 
     # -- SessionObserver -----------------------------------------------------------------------
