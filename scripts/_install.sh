@@ -47,12 +47,18 @@ _have_chromium() {
     command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
 }
 
+_have_prometheus() {
+    command -v prometheus >/dev/null 2>&1
+}
+
 # The dev extra's tests drive the admin page in the system's chromium (Playwright never
-# downloads a browser of its own here).
+# downloads a browser of its own here) and query the Grafana dashboard's expressions from a
+# real Prometheus (Debian's prometheus: about 20 MB, half a minute).
 _apt_packages=()
 _have_redis_server || _apt_packages+=(redis-server)
-if [[ ",${INSTALL_EXTRAS}," == *",dev,"* ]] && ! _have_chromium; then
-    _apt_packages+=(chromium)
+if [[ ",${INSTALL_EXTRAS}," == *",dev,"* ]]; then
+    _have_chromium || _apt_packages+=(chromium)
+    _have_prometheus || _apt_packages+=(prometheus)
 fi
 if [[ ${#_apt_packages[@]} -gt 0 && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${_apt_packages[*]} with apt-get"
@@ -64,6 +70,10 @@ if [[ ",${INSTALL_EXTRAS}," == *",dev,"* ]] && ! _have_chromium; then
     echo "warning: no chromium found; the admin page's browser test needs it" \
         "(apt-get install chromium on Debian)." >&2
 fi
+if [[ ",${INSTALL_EXTRAS}," == *",dev,"* ]] && ! _have_prometheus; then
+    echo "warning: no prometheus found; the dashboard's Prometheus test needs it" \
+        "(apt-get install prometheus on Debian)." >&2
+fi
 
 if ! _have_redis_server; then
     # The tests fail on this with the same advice; the service can still use a remote Redis.
@@ -72,5 +82,5 @@ if ! _have_redis_server; then
         "SESSIONHUB_REDIS_SERVER=/path/to/redis-server." >&2
 fi
 
-unset -f _have_redis_server _have_chromium
+unset -f _have_redis_server _have_chromium _have_prometheus
 unset _apt_packages _up_to_date

@@ -39,6 +39,7 @@ ADMIN_KEY = "choose-a-long-admin-key"
 USER, PASSWORD = "alice", "alice-password"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+PRIVATE_REDIS = re.compile(r"started a private redis-server \(pid (\d+)\) at (redis://[^\s,]+)")
 # What a service started by hand would not have: no Redis named, no leftover settings.
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SESSIONHUB_REDIS_SERVER")
 
@@ -112,9 +113,29 @@ def check(checkout: Path, log_path: Path) -> None:
     try:
         steps(checkout, log_path, service, env)
     finally:
-        if service.poll() is None:
+        # After a failed step: stop everything started here, the private redis-server too (it
+        # runs in a session of its own, so a killed service would leave it behind).
+        if service.poll() is None and interrupted(service) is None:
             service.kill()
             service.wait()
+        pid = private_redis_pid(log_path.read_text())
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def interrupted(service: subprocess.Popen[bytes]) -> int | None:
+    """Ctrl-C for ``service``: its exit code, or ``None`` if it is still running after
+    ``STOP_TIMEOUT``."""
+    service.send_signal(signal.SIGINT)
+    try:
+        return service.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def private_redis_pid(log: str) -> int | None:
+    found = PRIVATE_REDIS.search(log)
+    return int(found.group(1)) if found else None
 
 
 def steps(checkout: Path, log_path: Path, service: subprocess.Popen[bytes], env: Any) -> None:
@@ -126,7 +147,7 @@ def steps(checkout: Path, log_path: Path, service: subprocess.Popen[bytes], env:
 
     until(started, START_TIMEOUT, "the service did not answer /healthz")
     log = log_path.read_text()
-    found = re.search(r"started a private redis-server \(pid (\d+)\) at (redis://[^\s,]+)", log)
+    found = PRIVATE_REDIS.search(log)
     if found is None:
         raise Failed("the log names no private redis-server")
     pid, url = int(found.group(1)), found.group(2)
@@ -158,11 +179,9 @@ def steps(checkout: Path, log_path: Path, service: subprocess.Popen[bytes], env:
         raise Failed(f"/api/auth/me answered {status}: {body}")
     report("login", True, user=USER)
 
-    service.send_signal(signal.SIGINT)
-    try:
-        code = service.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise Failed("the service did not stop on Ctrl-C") from exc
+    code = interrupted(service)
+    if code is None:
+        raise Failed("the service did not stop on Ctrl-C")
     until(lambda: not alive(pid), STOP_TIMEOUT, f"the private redis-server (pid {pid}) still runs")
     if answers(REDIS):
         raise Failed("something still answers on 127.0.0.1:6379 after the service stopped")

@@ -275,7 +275,7 @@ class SessionHub(_Hub[SyncClient, Blocking]):
 
     def run(self, op: Op[T]) -> T:
         """Run any operation (a generator from the manager or the core) to completion."""
-        return run_sync(op, self._calls)
+        return run_sync(op, self._calls, self.manager.core.observer)
 
     def lock(
         self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
@@ -300,7 +300,7 @@ class SessionHub(_Hub[SyncClient, Blocking]):
                     # client redials by itself.
                     if not core.reads_from_redis and isinstance(self.client, redis.Redis):
                         self.client.connection_pool.disconnect()
-                    self.run(core.recover())
+                    run_sync(core.recover(), self._calls)  # no observer: probes are not traffic
                 except Exception:  # a probe must never kill the thread
                     log.debug("probe failed", exc_info=True)
             if time.monotonic() >= next_sweep:
@@ -366,7 +366,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
         """Run any operation (a generator from the manager or the core) to completion."""
         if self._task is None:
             await self.start()
-        return await run_async(op, self._calls)
+        return await run_async(op, self._calls, self.manager.core.observer)
 
     def lock(
         self, session: Session, *, block: float = DEFAULT_BLOCK, ttl: float = DEFAULT_TTL
@@ -395,7 +395,7 @@ class AsyncSessionHub(_Hub[AsyncClient, Awaiting]):
                             await self.client.connection_pool.disconnect()
                         if isinstance(self._calls, AutoPipeline | AsyncClusterCalls):
                             await self._calls.disconnect()
-                    await self.run(core.recover())
+                    await run_async(core.recover(), self._calls)  # no observer: not traffic
                 except Exception:  # a probe must never kill the task
                     log.debug("probe failed", exc_info=True)
             if time.monotonic() >= next_sweep:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "sessionhub.json"
+METRIC_NAME = re.compile(r"\bsessionhub_[a-z_]+\b")
 
 
 def parse(text: str) -> Samples:
@@ -30,3 +37,20 @@ def moved(before: Samples, after: Samples) -> Callable[..., float]:
         return value(after, name, **labels) - value(before, name, **labels)
 
     return delta
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """Every (panel title, PromQL expression) of the provisioned Grafana dashboard."""
+
+    def panels(container: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        for panel in container.get("panels", []):
+            yield panel
+            yield from panels(panel)  # a row holds its own panels
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel.get("title", ""), target["expr"])
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("expr")
+    ]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metrics_scrape import Samples, moved, parse, value
+from metrics_scrape import DEPLOY, Samples, dashboard_queries, moved, parse, value
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from sessioncookie import as_session
 from starlette.testclient import TestClient
 
-from helpers import ADMIN_KEY, PASSWORD, device, login, wait_for
+from helpers import ADMIN_KEY, PASSWORD, device, login, service_settings, wait_for
 from redis_server import RedisServer
+from sessionhub.service.app import create_app
+from sessionhub.service.metrics import REGISTRY, Observations
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 FAST = {"REFRESH_INTERVAL": 0.1}
@@ -222,15 +225,58 @@ def test_redis_figures_in_stats_and_health(client: TestClient) -> None:
 
 def test_the_grafana_dashboard_shows_every_metric() -> None:
     """The provisioned dashboard queries every metric, and Prometheus scrapes /metrics."""
-    import json
-    from pathlib import Path
-
     import yaml
 
-    deploy = Path(__file__).resolve().parents[2] / "deploy"
-    dashboard = json.loads((deploy / "grafana" / "dashboards" / "sessionhub.json").read_text())
-    queries = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    queries = " ".join(expr for _, expr in dashboard_queries())
     for family in EXPECTED:
         assert family in queries, family
-    scrape = yaml.safe_load((deploy / "prometheus.yml").read_text())["scrape_configs"][0]
+    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"][0]
     assert scrape["metrics_path"] == "/metrics"
+
+
+def test_observations_flushed_in_bulk_equal_one_by_one() -> None:
+    """Observations gathered on the request path and flushed expose exactly the samples that
+    Histogram.observe and Counter.inc called for each would, bucket bounds included."""
+
+    def metrics(registry: CollectorRegistry) -> tuple[Histogram, Counter]:
+        histogram = Histogram("t", "t", ["route", "method"], buckets=(0.001, 0.01, 1.0),
+                              registry=registry)  # fmt: skip
+        return histogram, Counter("c", "c", ["route", "method", "status"], registry=registry)
+
+    bulk, single = CollectorRegistry(), CollectorRegistry()
+    histogram, counter = metrics(bulk)
+    one_by_one, each = metrics(single)
+    observations = Observations(histogram, counter)
+    made = [
+        (("/a", "GET", 200), 0.0),
+        (("/a", "GET", 200), 0.001),  # on a bound: that bucket (le is inclusive)
+        (("/a", "GET", 200), 0.0011),
+        (("/a", "GET", 404), 0.5),
+        (("/b", "POST", 200), 7.0),  # beyond the last bound: +Inf only
+    ]
+    for round_ in range(2):  # a second flush adds to the first
+        for key, seconds in made[round_:]:
+            observations.observe(key, seconds)
+            one_by_one.labels(key[0], key[1]).observe(seconds)
+            each.labels(*map(str, key)).inc()
+        if round_ == 0:
+            assert generate_latest(bulk) != generate_latest(single)  # nothing flushed yet
+        observations.flush()
+        assert generate_latest(bulk) == generate_latest(single)
+
+
+def test_an_app_that_stops_writes_what_it_still_held(redis_url: str) -> None:
+    """Requests answered and never scraped are in the process's metrics once the app stops
+    (with several workers, what a stopping worker writes to its file)."""
+
+    def served() -> float:
+        samples = parse(generate_latest(REGISTRY).decode())
+        return value(samples, "sessionhub_http_requests_total", route="/healthz", method="GET",
+                     status="200")  # fmt: skip
+
+    before = served()
+    with TestClient(create_app(service_settings(redis_url))) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+        assert served() == before  # held by the app until a scrape or its end
+    assert served() == before + 3

@@ -13,6 +13,8 @@ import pytest
 from helpers import Blocking, LoopThread, build_settings, wait_for
 from redis_server import RedisServer
 from sessionhub.hub import AsyncSessionHub, SessionHub
+from sessionhub.stores.autopipeline import AutoPipeline
+from sessionhub.stores.base import call_name
 
 PROBE = 0.5
 FAST = 0.5  # no degraded call may come near the 2 s socket timeout the tests configure
@@ -364,19 +366,67 @@ def test_aclose_ends_maintenance_even_when_a_probe_swallows_the_cancel() -> None
         hub = AsyncSessionHub(build_settings(server.url, redis={"PROBE_INTERVAL": 0.05}))
         loop.run(hub.start())
         probing = threading.Event()
-        real_run = hub.run
+        assert hub.client is not None
 
-        async def run_swallowing_cancel(op: Any) -> Any:
-            probing.set()
-            try:
-                await asyncio.sleep(0.2)
-            except asyncio.CancelledError:  # what a socket timeout firing at cancel time does
-                raise ConnectionError("timed out") from None
-            return await real_run(op)
+        class SwallowingCancel(AutoPipeline):
+            """The probe's calls go out through a client that turns a cancel into a timeout."""
 
-        hub.run = run_swallowing_cancel  # type: ignore[method-assign]
+            async def _slowly(self) -> None:
+                probing.set()
+                try:
+                    await asyncio.sleep(0.2)
+                except asyncio.CancelledError:  # what a socket timeout firing at cancel does
+                    raise ConnectionError("timed out") from None
+
+            async def submit(self, call: Any) -> Any:
+                await self._slowly()
+                return await super().submit(call)
+
+            async def submit_all(self, calls: Any) -> Any:
+                await self._slowly()
+                return await super().submit_all(calls)
+
+        hub._calls = SwallowingCancel(hub.client)
         assert probing.wait(5)
         loop.run(hub.aclose())  # a loop still running would keep this waiting: LoopThread fails
     finally:
         loop.close()
         server.close()
+
+
+class Recorder:
+    """A core observer that writes down what it hears, in order: a call as its name (with
+    ``!`` and the error's type when it failed), a mode change as ``degraded``/``recovered``."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def redis_call(self, call: Any, started: float, ended: float, error: Exception | None) -> None:
+        assert started <= ended
+        self.heard.append(call_name(call) + (f"!{type(error).__name__}" if error else ""))
+
+    def mode_changed(self, degraded: bool) -> None:
+        self.heard.append("degraded" if degraded else "recovered")
+
+
+def test_the_observer_hears_of_each_call_but_not_the_probes(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """Blocking and asyncio alike, the core's observer hears of each Redis call an operation
+    makes (its name, and the error that tripped the circuit), and of the mode changes; not of
+    the probe's and the recovery's own calls in between."""
+    server = fresh_redis_server
+    hub = hub_on(server)
+    hub.create("bob")  # the asyncio hub starts (and checks Redis) on its first operation
+    recorder = Recorder()
+    hub.manager.core.observer = recorder
+    _, cookie = hub.create("alice")
+    assert hub.open(cookie) is not None
+    assert recorder.heard == ["put+user_add", "load"]
+    server.kill()
+    assert timed(lambda: hub.open(cookie)) is not None  # trips the circuit, answers from memory
+    time.sleep(3 * PROBE)  # probes fail meanwhile
+    server.start()
+    wait_for(lambda: not hub.manager.core.degraded)
+    assert recorder.heard[2] == "load!ConnectionError"
+    assert recorder.heard[3:] == ["degraded", "recovered"]

@@ -46,6 +46,8 @@ from .routes_users import routes as user_routes
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from .metrics import RequestPath
+
 log = logging.getLogger("sessionhub.service")
 
 CONNECTED_MESSAGE = "Redis connected, sessions stored in Redis"
@@ -98,7 +100,7 @@ def _observe(app: Starlette, hub: AsyncSessionHub, monitor: Monitor) -> None:
     if settings.metrics.enabled:
         from .metrics import HubMetrics
 
-        metrics = HubMetrics(hub, monitor)
+        metrics = HubMetrics(hub, monitor, app.state.request_path)
         app.state.metrics = metrics
         hub.manager.observer = metrics
         core.observer = metrics
@@ -118,18 +120,23 @@ def _tracer(settings: Settings) -> Tracer | None:
     return tracer_provider().get_tracer("sessionhub")
 
 
-def _middleware(settings: Settings, tracer: Tracer | None) -> list[Middleware]:
-    """Outermost first: the request id, so the other layers' log lines carry it."""
-    layers = [Middleware(RequestIdMiddleware)]
+def _middleware(tracer: Tracer | None, metrics: RequestPath | None) -> list[Middleware]:
+    """Outermost first: the request id, so the other layers' log lines carry it; it also tells
+    the metrics of each response (a layer of their own costs more than what they count)."""
+    layers = [Middleware(RequestIdMiddleware, observer=metrics)]
     if tracer is not None:
         from .tracing import RequestSpans
 
         layers.append(Middleware(RequestSpans, tracer=tracer))
-    if settings.metrics.enabled:
-        from .metrics import HttpMetrics
-
-        layers.append(Middleware(HttpMetrics))
     return layers
+
+
+def _request_path(settings: Settings) -> RequestPath | None:
+    if not settings.metrics.enabled:
+        return None
+    from .metrics import RequestPath
+
+    return RequestPath()
 
 
 def _metrics_routes(settings: Settings) -> list[BaseRoute]:
@@ -180,9 +187,10 @@ def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
             if settings.metrics.enabled:
                 from .metrics import process_ended
 
-                process_ended()
+                process_ended(app.state.metrics)
 
     tracer = _tracer(settings)
+    request_path = _request_path(settings)
     app = Starlette(
         routes=[
             *routes,
@@ -195,7 +203,7 @@ def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
             *admin_page.routes(),
             *_metrics_routes(settings),
         ],
-        middleware=[*_middleware(settings, tracer), Middleware(ReissuedCookie)],
+        middleware=[*_middleware(tracer, request_path), Middleware(ReissuedCookie)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,
@@ -205,6 +213,7 @@ def create_app(settings: Settings, users_file: Path | None = None) -> Starlette:
         },
     )
     app.state.tracer = tracer
+    app.state.request_path = request_path
     app.state.settings = settings
     app.state.passwords = PasswordChecker(settings.users, users_file)
     app.state.counts = Counts()

@@ -12,8 +12,9 @@ import logging
 import re
 import secrets
 import sys
+import time
 from contextvars import ContextVar
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,11 +29,21 @@ request ends: the server runs each request in a task of its own, whose context g
 and the handler of an unexpected error runs after the middleware has returned."""
 
 
-class RequestIdMiddleware:
-    """ASGI middleware: sets :data:`REQUEST_ID` and echoes it in the response header."""
+class ResponseObserver(Protocol):
+    """Told of each HTTP response once it is complete (the HTTP metrics)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def response(self, scope: Scope, status: int, started: float) -> None:
+        """``status`` was answered (500 if the app raised first) to the request of ``scope``,
+        which arrived at ``started`` (``time.perf_counter``)."""
+
+
+class RequestIdMiddleware:
+    """ASGI middleware: sets :data:`REQUEST_ID` and echoes it in the response header; tells
+    ``observer``, if any, of each response."""
+
+    def __init__(self, app: ASGIApp, observer: ResponseObserver | None = None) -> None:
         self.app = app
+        self.observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,13 +52,23 @@ class RequestIdMiddleware:
         request_id = request_id_from(scope["headers"])
         REQUEST_ID.set(request_id)
         header = (_HEADER_KEY, request_id.encode())
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        if self.observer is None:
+            await self.app(scope, receive, send_with_id)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.observer.response(scope, status, started)
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -86,6 +86,14 @@ class FieldChange:
 Call = ScriptCall | CommandCall | PipelineCall
 Op = Generator[Call, Any, T]
 """An operation: yields calls, is sent their replies, returns a ``T``."""
+
+
+class CallObserver(Protocol):
+    """Told of each Redis round trip an operation makes, by the driver that runs it."""
+
+    def redis_call(self, call: Call, started: float, ended: float, error: Exception | None) -> None:
+        """``call`` went out at ``started`` and its reply (or ``error``) came back at ``ended``
+        (both ``time.perf_counter``)."""
 
 
 def call_name(call: Call) -> str:

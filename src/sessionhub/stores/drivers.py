@@ -31,7 +31,7 @@ from redis.exceptions import ResponseError
 
 from ..exceptions import NoRedisConfiguredError
 from .autopipeline import AutoPipeline
-from .base import Call, Op
+from .base import Call, CallObserver, Op
 from .busy import no_connection_free
 from .cluster import AsyncClusterCalls, ClusterCalls
 from .wire import Single, answer, missing_scripts, packed_all, put_back, shaped, singles
@@ -139,21 +139,29 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def run_sync(op: Op[T], client: HeldConnections | ClusterCalls | None) -> T:
-    """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls)."""
+def run_sync(
+    op: Op[T], client: HeldConnections | ClusterCalls | None, observer: CallObserver | None = None
+) -> T:
+    """Drive ``op`` to completion with a blocking client (``None``: memory-only, no calls),
+    telling ``observer`` of each call."""
     execute: Callable[[Call], Any] = _no_redis if client is None else client.execute
     reply: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
+    started = 0.0
     while True:
         try:
             call = op.throw(error) if error is not None else op.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         error = None
+        if observer is not None:
+            started = time.perf_counter()
         try:
             reply = execute(call)
         except Exception as exc:
             error = exc
+        if observer is not None:
+            observer.redis_call(call, started, time.perf_counter(), error)
 
 
 def _exchange_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
@@ -189,9 +197,12 @@ def _read_sync(conn: Any) -> Any:
 
 
 async def run_async(
-    op: Op[T], client: aioredis.Redis | AutoPipeline | AsyncClusterCalls | None
+    op: Op[T],
+    client: aioredis.Redis | AutoPipeline | AsyncClusterCalls | None,
+    observer: CallObserver | None = None,
 ) -> T:
-    """Drive ``op`` to completion with an asyncio client (``None``: memory-only, no calls)."""
+    """Drive ``op`` to completion with an asyncio client (``None``: memory-only, no calls),
+    telling ``observer`` of each call."""
     execute: Callable[[Call], Awaitable[Any]]
     # Not isinstance(client, aioredis.Redis): a Protocol's isinstance costs a microsecond.
     if isinstance(client, (AutoPipeline, AsyncClusterCalls)):
@@ -201,17 +212,22 @@ async def run_async(
     else:
         execute = partial(_execute_pooled, client)
     reply: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
+    started = 0.0
     while True:
         try:
             call = op.throw(error) if error is not None else op.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         error = None
+        if observer is not None:
+            started = time.perf_counter()
         try:
             reply = await execute(call)
         except Exception as exc:
             error = exc
+        if observer is not None:
+            observer.redis_call(call, started, time.perf_counter(), error)
 
 
 async def _execute_pooled(client: aioredis.Redis, call: Call) -> Any:

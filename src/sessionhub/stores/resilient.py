@@ -33,7 +33,7 @@ from ..events import DEFAULT_QUEUE_SIZE, EventBus
 from ..exceptions import RedisConfigError, RedisTooOldError
 from ..session import F_EXPIRES, F_USER, Fields
 from ..tokens import short
-from .base import Call, CommandCall, FieldChange, Op, ScriptCall
+from .base import CallObserver, CommandCall, FieldChange, Op, ScriptCall
 from .coherence import UNCONFIRMED, MirrorCoherence, Stamp
 from .memory import MemoryStore
 from .redis import TOO_OLD, Fault, RedisOps, classify, fault_text, refusal
@@ -62,33 +62,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class CoreObserver(Protocol):
-    """Watches a core from outside it (metrics, tracing): the core itself counts nothing."""
-
-    def redis_call(self, call: Call, started: float, ended: float, error: Exception | None) -> None:
-        """One Redis round trip made through :meth:`ResilientCore.on_redis`, timed with
-        ``time.perf_counter``; ``error`` is what it raised, if anything."""
+class CoreObserver(CallObserver, Protocol):
+    """Watches a core from outside it (metrics, tracing): the core itself counts nothing. Its
+    ``redis_call`` hears of the Redis calls of the operations a front end runs (every call
+    through :meth:`ResilientCore.on_redis`, not the probe's during an outage): the drivers
+    time them, which costs a request less than wrapping each operation here."""
 
     def mode_changed(self, degraded: bool) -> None:
         """The circuit opened (``True``) or closed after a recovery (``False``)."""
-
-
-def observed(op: Op[T], observer: CoreObserver) -> Op[T]:
-    """``op``, reporting each of its calls to ``observer``."""
-    reply: object = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = op.throw(error) if error is not None else op.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        started = time.perf_counter()
-        error = None
-        try:
-            reply = yield call
-        except Exception as exc:
-            error = exc
-        observer.redis_call(call, started, time.perf_counter(), error)
 
 
 @dataclass(frozen=True)
@@ -129,7 +110,8 @@ class ResilientCore:
         self.on_degraded: Callable[[], None] | None = None
         """Called once each time the circuit opens; the front end starts its probe loop here."""
         self.observer: CoreObserver | None = None
-        """Told of every Redis call and mode change; ``None`` (the default) costs nothing."""
+        """Told of every mode change, and by the front end of each Redis call of its operations;
+        ``None`` (the default) costs nothing."""
         self._lock = threading.Lock()
         self._dirty: dict[
             str, int
@@ -240,8 +222,6 @@ class ResilientCore:
         """
         if not (self._use_redis() or (reads and self.reads_from_redis)):
             return USE_MEMORY
-        if self.observer is not None:
-            op = observed(op, self.observer)
         try:
             return (yield from op)
         except Exception as exc:
