@@ -378,13 +378,9 @@ def test_aclose_ends_maintenance_even_when_a_probe_swallows_the_cancel() -> None
                 except asyncio.CancelledError:  # what a socket timeout firing at cancel does
                     raise ConnectionError("timed out") from None
 
-            async def submit(self, call: Any) -> Any:
+            async def execute(self, call: Any) -> Any:
                 await self._slowly()
-                return await super().submit(call)
-
-            async def submit_all(self, calls: Any) -> Any:
-                await self._slowly()
-                return await super().submit_all(calls)
+                return await super().execute(call)
 
         hub._calls = SwallowingCancel(hub.client)
         assert probing.wait(5)
