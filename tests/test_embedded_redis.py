@@ -1,7 +1,8 @@
 """``sessionhub serve`` on a machine with no Redis: it starts, uses and stops a private one.
 
 "The default address" is moved to a free port (SESSIONHUB_DEFAULT_REDIS_PORT): 6379 on this
-machine belongs to somebody else's Redis, which no test may touch.
+machine belongs to somebody else's Redis, which no test may touch. tests/test_fresh_clone.py
+uses the real default, inside a network namespace of its own.
 """
 
 from __future__ import annotations
