@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command for every benchmark of docs/BENCHMARKS.md: installs the benchmark extras and
-# wrk, runs bench/run_all.py (which starts its own redis-servers) and rewrites the document.
+# wrk, runs bench/run_all.py (which starts its own redis-servers) and writes its figures into the document's run_all blocks.
 # Extra arguments go to run_all.py, e.g. scripts/bench.sh --sessions 100000 --skip push
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
