@@ -84,10 +84,12 @@ class KeyRotation:
         progress = Progress()
         for name in COUNTS:
             setattr(progress, name, int(state.get(name, 0)))
-        progress.total = int((yield CommandCall(("DBSIZE",))))
-        finished = state.get("done", "").split()
         # Asked after a round trip: an asyncio cluster client knows its nodes once connected.
-        todo = [m for m in sorted(self.masters()) if m not in finished]
+        every = sorted(self.masters())
+        for master in every:  # DBSIZE counts one node's keys: the total is every master's
+            progress.total += int((yield CommandCall(("DBSIZE",), master)))
+        finished = state.get("done", "").split()
+        todo = [m for m in every if m not in finished]
         if todo:
             node, cursor = state.get("node", ""), state.get("cursor", "0")
             if node not in todo:

@@ -59,6 +59,17 @@ def _sealed_values(topology: Topology) -> dict[str, list[str]]:
     return found
 
 
+def _dbsize(topology: Topology) -> int:
+    """The keys of every master together."""
+    total = 0
+    for client in topology.clients():
+        try:
+            total += int(client.dbsize())
+        finally:
+            client.close()
+    return total
+
+
 def _config(tmp_path: Path, topology: Topology, keys: list[dict[str, str]]) -> str:
     path = tmp_path / "config.yaml"
     data = {
@@ -119,8 +130,10 @@ def test_a_rotation_stopped_between_masters_resumes_on_the_next(
             nodes = KeyRotation(
                 hub.manager.values, "session:", batch=5, masters=lambda: masters(hub.client)
             )
+            keys = _dbsize(topology)
             progress = hub.run(nodes.step())
             steps += 1
+            assert progress.total == keys, "the total counts the keys of every master"
             if progress.done:
                 break
             assert steps < 1000
