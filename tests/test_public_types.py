@@ -12,7 +12,7 @@ from helpers import build_settings
 from sessionhub.frontends import Front, operation
 from sessionhub.hub import SessionHub
 
-FEATURES = ("user_sessions", "preferences", "presence", "inbox", "login_attempts")
+FEATURES = ("user_sessions", "preferences", "presence", "inbox", "login_attempts", "dashboard")
 
 
 def _operations(front: type) -> list[str]:
@@ -31,6 +31,8 @@ def _public_methods() -> list[str]:
     hub = SessionHub(build_settings())  # memory-only: only its attributes are looked at
     try:
         paths = [f"hub.{name}" for name in _operations(SessionHub)]
+        fronts = sorted(name for name, value in vars(hub).items() if isinstance(value, Front))
+        assert fronts == sorted(FEATURES)  # a new feature's front end is checked too
         for feature in FEATURES:
             front = getattr(hub, feature)
             assert isinstance(front, Front)
@@ -43,7 +45,7 @@ def _public_methods() -> list[str]:
 def test_every_hub_and_feature_method_has_a_concrete_type(tmp_path: Path) -> None:
     """mypy --strict reveals every public operation, blocking and awaitable, without ``Any``."""
     methods = _public_methods()
-    assert len(methods) > 30  # the hub's own operations and those of five features
+    assert len(methods) > 30  # the hub's own operations and those of six features
     lines = ["from sessionhub.hub import AsyncSessionHub, SessionHub", ""]
     lines += ["def check(hub: SessionHub) -> None:", *[f"    reveal_type({m})" for m in methods]]
     lines += ["", "def check_async(hub: AsyncSessionHub) -> None:"]

@@ -36,6 +36,15 @@ FLUSH_BATCH = 1000
 """Index entries per call when recovery writes what an outage queued (two arguments each)."""
 
 
+def session_times(r: SessionRecord) -> dict[str, str]:
+    """When a session began, was last used and expires when idle, as every view shows them."""
+    return {
+        "created_at": iso(r.created_ms),
+        "last_seen_at": iso(r.last_seen_ms),
+        "expires_at": iso(r.expires_ms),
+    }
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     """One live session of a user, as lists show it. ``handle`` is opaque, never the token."""
@@ -48,9 +57,7 @@ class SessionInfo:
         r = self.record
         return {
             "id": self.handle,
-            "created_at": iso(r.created_ms),
-            "last_seen_at": iso(r.last_seen_ms),
-            "expires_at": iso(r.expires_ms),
+            **session_times(r),
             "user_agent": r.user_agent,
             "ip": r.ip,
             "remember": r.remember,

@@ -59,6 +59,14 @@ _FRESH = {
     "(`reauth_required`, with `reason`, `max_age` and `level`: POST /api/auth/reauthenticate)"
 }
 
+# The admin's routes to a user's sessions, served by the same handlers under /api/users/ and
+# /api/admin/users/ (where the admin page's cookie reaches them).
+_USER_SESSIONS: dict[tuple[str, str], Op] = {
+    ("GET", ""): Op("A user's live sessions", ADMIN),
+    ("DELETE", ""): Op("Revoke all of a user's sessions", ADMIN),
+    ("DELETE", "/{handle}"): Op("Revoke one session of a user", ADMIN, errors=_GONE),
+}
+
 SUMMARIES: dict[tuple[str, str], Op] = {
     ("POST", "/api/auth/login"): Op(
         "Log in; sets the session cookie",
@@ -95,11 +103,11 @@ SUMMARIES: dict[tuple[str, str], Op] = {
     ("DELETE", "/api/me/sessions/{handle}"): Op(
         "Revoke one of my sessions (needs a recent login)", COOKIE, errors={**_GONE, **_FRESH}
     ),
-    ("GET", "/api/users/{user_id}/sessions"): Op("A user's live sessions", ADMIN),
-    ("DELETE", "/api/users/{user_id}/sessions"): Op("Revoke all of a user's sessions", ADMIN),
-    ("DELETE", "/api/users/{user_id}/sessions/{handle}"): Op(
-        "Revoke one session of a user", ADMIN, errors=_GONE
-    ),
+    **{
+        (method, f"{users}/{{user_id}}/sessions{rest}"): op
+        for users in ("/api/users", "/api/admin/users")
+        for (method, rest), op in _USER_SESSIONS.items()
+    },
     ("POST", "/api/admin/users/{user_id}/revoke"): Op(
         "End every session of a user at once, on every instance (account disabled)",
         ADMIN,
@@ -159,11 +167,6 @@ SUMMARIES: dict[tuple[str, str], Op] = {
     ("POST", "/api/admin/logout"): Op("Clear the admin page's cookie", NONE),
     ("GET", "/api/admin/overview"): Op(
         "Redis health, sessions by store, online users, memory, the last hour per minute", ADMIN
-    ),
-    ("GET", "/api/admin/users/{user_id}/sessions"): Op("A user's live sessions", ADMIN),
-    ("DELETE", "/api/admin/users/{user_id}/sessions"): Op("Revoke all of a user's sessions", ADMIN),
-    ("DELETE", "/api/admin/users/{user_id}/sessions/{handle}"): Op(
-        "Revoke one session of a user", ADMIN, errors=_GONE
     ),
     ("GET", "/metrics"): Op(
         "Metrics in the Prometheus text format (the admin key with METRICS.REQUIRE_AUTH)",

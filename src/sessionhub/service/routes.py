@@ -17,6 +17,7 @@ from ..integrations.asgi import cookie_header
 from ..integrations.base import CookieAction
 from ..session import Session
 from ..timefmt import iso
+from ..usersessions import session_times
 from .auth import PasswordChecker, require_admin
 from .bodies import read_body
 from .counts import Counts
@@ -33,9 +34,7 @@ def session_view(session: Session) -> dict[str, Any]:
     r = session.record
     return {
         "user_id": r.user_id,
-        "created_at": iso(r.created_ms),
-        "last_seen_at": iso(r.last_seen_ms),
-        "expires_at": iso(r.expires_ms),
+        **session_times(r),
         "absolute_expires_at": iso(r.absolute_expires_ms),
     }
 
