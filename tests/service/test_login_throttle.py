@@ -198,3 +198,16 @@ def test_keys_carry_hash_tags_and_expire(fresh_redis_server: RedisServer) -> Non
         raw.close()
     finally:
         svc.close()
+
+
+def test_instances_of_one_redis_share_the_count(fresh_redis_server: RedisServer) -> None:
+    """Failures counted by one instance count on another: spreading guesses over them gains
+    nothing."""
+    a, b = Service(fresh_redis_server.url), Service(fresh_redis_server.url)
+    try:
+        assert a.fail(3) + b.fail(2) == [401] * 5
+        assert_locked(a.login(), WINDOW, "username from this address")
+        assert_locked(b.login(), WINDOW, "username from this address")
+    finally:
+        a.close()
+        b.close()
