@@ -89,6 +89,17 @@ def test_storage_id_is_keyed_and_not_the_token() -> None:
     assert short(a.storage_id(token)) == a.storage_id(token)[:8] + "..."
 
 
+def test_address_id_is_keyed_and_its_own_derivation() -> None:
+    """A client address is hashed under the secret, apart from storage ids, and not shown."""
+    a, b = TokenCodec(SECRET), TokenCodec(b"another-secret-key-of-32-bytes!!")
+    address = "2001:db8::7"
+    assert a.address_id(address) == a.address_id(address)
+    assert a.address_id(address) != b.address_id(address)
+    assert a.address_id(address) != a.address_id("2001:db8::8")
+    assert a.address_id(address) != a.storage_id(address)
+    assert len(a.address_id(address)) == 32
+
+
 def test_handle_differs_from_storage_id() -> None:
     """Public handles are another derivation, so showing one never shows a key name."""
     codec = TokenCodec(SECRET)

@@ -73,6 +73,7 @@ def build_features(settings: Settings, manager: SessionManager) -> Features:
         login_throttle=LoginThrottle(
             manager.core,
             manager.user_keys,
+            manager.codec.address_id,
             max_attempts=settings.auth.max_attempts,
             lockout_s=settings.auth.lockout_seconds,
             max_attempts_per_ip=settings.auth.max_attempts_per_ip,

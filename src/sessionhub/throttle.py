@@ -1,9 +1,11 @@
 """Login throttling: a fixed window of failed logins per (username, client address) and per address.
 
-Redis keys, both in the address's slot ``{ip:<address>}`` so one script updates them together
+Redis keys, both in the address's slot ``{ip:<a>}`` so one script updates them together
 (see :class:`~sessionhub.stores.userkeys.UserKeys`): ``P{ip:<a>}:login`` and
 ``P{ip:<a>}:login:<digest of the username>``, hashes of ``n`` (attempts counted), ``e`` (window
-end, ms) and ``l`` (this lockout was logged), expiring with the window.
+end, ms) and ``l`` (this lockout was logged), expiring with the window. ``<a>`` is the address's
+keyed hash (``SECRET_KEY``-derived, as storage ids are), so neither Redis nor this process's
+table holds an address in clear; a new ``SECRET_KEY`` starts every window afresh.
 
 :meth:`LoginThrottle.attempt` runs *before* the password check: it refuses with
 :class:`TooManyAttemptsError` while either counter is at its limit (so a locked-out guesser costs no
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .exceptions import TooManyAttemptsError
@@ -52,6 +55,7 @@ class LoginThrottle:
         self,
         core: ResilientCore,
         keys: UserKeys,
+        address_id: Callable[[str], str],
         *,
         max_attempts: int = 5,
         lockout_s: int = 300,
@@ -60,6 +64,8 @@ class LoginThrottle:
     ) -> None:
         self.core = core
         self.keys = keys
+        self.address_id = address_id
+        """The keyed hash a client address is counted under (``TokenCodec.address_id``)."""
         self.max_attempts = max_attempts
         self.window_ms = lockout_s * 1000
         self.max_attempts_per_ip = max_attempts_per_ip
@@ -103,7 +109,8 @@ class LoginThrottle:
             yield from self._run("ok", username, ip)
 
     def _run(self, op: str, username: str, ip: str) -> Op[list[int]]:
-        keys = (self.keys.login_ip(ip), self.keys.login_pair(ip, username))
+        address = self.address_id(ip)
+        keys = (self.keys.login_ip(address), self.keys.login_pair(address, username))
         limits = (self.max_attempts_per_ip, self.max_attempts)  # in the order of the keys
         now = self.core.clock()
         reply = yield from self.core.on_redis(

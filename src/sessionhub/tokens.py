@@ -56,6 +56,7 @@ class TokenCodec:
         self._sign_key = _derive(secret, "cookie-signature")
         self._hash_key = _derive(secret, "storage-id")
         self._handle_key = _derive(secret, "public-handle")
+        self._address_key = _derive(secret, "client-address")
         # SECRET_KEY_FALLBACKS: former secrets whose cookies and storage ids are still accepted.
         self._old_sign_keys = tuple(_derive(old, "cookie-signature") for old in fallbacks)
         self._old_hash_keys = tuple(_derive(old, "storage-id") for old in fallbacks)
@@ -106,6 +107,12 @@ class TokenCodec:
     def fallback_storage_ids(self, token: str) -> list[str]:
         """The storage ids ``token`` had under each former secret, newest first."""
         return [hmac.digest(k, token.encode(), "sha256").hex()[:32] for k in self._old_hash_keys]
+
+    def address_id(self, address: str) -> str:
+        """The keyed hash of a client address that the login throttle counts under (128 bits,
+        hex): like a token, an address is never at rest in clear, in Redis or in memory."""
+        raw = address.encode("utf-8", "surrogatepass")
+        return hmac.digest(self._address_key, raw, "sha256").hex()[:32]
 
     def handle(self, storage_id: str) -> str:
         """An opaque public id for a session, safe to show users; it cannot be used as a cookie."""

@@ -3,6 +3,7 @@ password change that ends the user's other sessions."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,19 +19,26 @@ ADAPTERS: dict[str, Maker] = {"flask": make_flask, "fastapi": make_fastapi, "dja
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def app(request: pytest.FixtureRequest, redis_url: str) -> Iterator[tuple[Client, Clock]]:
-    """A client of the adapter's app, and the test clock its hub judges expiry and freshness by."""
+def app_and_hub(request: pytest.FixtureRequest, redis_url: str) -> Iterator[tuple[Client, Any]]:
+    """A client of the adapter's app and its hub, which judges expiry and freshness by a test
+    clock."""
     settings = build_settings(redis_url, session={"EXPIRES": EXPIRES})
     client, hub = ADAPTERS[str(request.param)](settings)
-    clock = Clock()
-    hub.manager.core.clock = clock
+    hub.manager.core.clock = Clock()
     try:
-        yield client, clock
+        yield client, hub
     finally:
         if isinstance(client, AsgiClient):
             assert client.client.portal is not None
             client.client.portal.call(hub.aclose)
         client.close()
+
+
+@pytest.fixture
+def app(app_and_hub: tuple[Client, Any]) -> tuple[Client, Clock]:
+    """A client of the adapter's app, and the test clock its hub judges expiry and freshness by."""
+    client, hub = app_and_hub
+    return client, hub.manager.core.clock
 
 
 def second(client: Client) -> Client:
@@ -65,6 +73,23 @@ def test_freshness_and_reauthentication(app: tuple[Client, Clock]) -> None:
     assert client.call("read").body == {"data": {"cart": ["book"]}, "user": "alice"}
     client.cookie = old
     assert client.call("read").body["user"] is None
+
+
+def test_a_signed_in_session_without_data_is_judged_by_its_login(
+    app_and_hub: tuple[Client, Any],
+) -> None:
+    """A session logged in by the library with no data passes require_fresh like one with data."""
+    client, hub = app_and_hub
+    login = functools.partial(hub.login, "alice", auth_level="password")
+    if isinstance(client, AsgiClient):
+        assert client.client.portal is not None
+        _, client.cookie = client.client.portal.call(login)
+    else:
+        _, client.cookie = login()
+    assert client.call("fresh").body == {"ok": True}
+    assert refusal(client.call("fresh-mfa")) == (401, "reauth_required", "level")
+    hub.manager.core.clock.ms += 61 * 1000
+    assert refusal(client.call("fresh")) == (401, "reauth_required", "stale")
 
 
 def test_remember_me(app: tuple[Client, Clock]) -> None:

@@ -40,10 +40,12 @@ def me(client: TestClient, cookie: str) -> str | None:
 
 
 def assert_degraded_by(client: TestClient, named: str) -> None:
-    """Health answers 503 and names the fault in ``message`` and ``last_error``."""
+    """Health answers 503, ``status: degraded``, and names the fault in ``message`` and
+    ``last_error``."""
     response = client.get("/api/health/redis")
     assert response.status_code == 503
     data = response.json()["data"]
+    assert data["status"] == "degraded"
     assert data["mode"] == "degraded"
     assert named in data["message"]
     assert named in data["last_error"]
@@ -109,12 +111,14 @@ def test_redis_refusing_writes(
     clear: Fault,
     named: str,
 ) -> None:
-    """A Redis that refuses writes still serves reads: a session this instance never saw stays
-    signed in, logins and changes go to memory, and all of it lands in Redis afterwards."""
+    """A Redis that refuses writes still serves reads: sessions this instance never saw stay
+    signed in, before and after it notices; logins, logouts and changes go to memory (a logout
+    holds at once), and all of it lands in Redis afterwards."""
     server = fresh_redis_server
     first = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
     second = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
-    bob = device(first, "bob")  # the second instance has never seen bob's session
+    # The second instance has never seen these sessions.
+    bob, other, doomed = (device(first, "bob", agent) for agent in ("one", "two", "three"))
     raw = server.client()
     cause(raw)
 
@@ -124,6 +128,9 @@ def test_redis_refusing_writes(
     patched = second.patch("/api/me/settings", json={"theme": "dark"}, headers=as_session(bob))
     assert patched.status_code == 200
     assert_degraded_by(second, named)
+    assert me(second, other) == "bob"  # read from Redis with the circuit open
+    assert second.post("/api/auth/logout", headers=as_session(doomed)).status_code == 200
+    assert me(second, doomed) is None  # Redis still holds it, the tombstone in memory wins
     since = core_of(second).degraded_since
     # Probes run, and must keep traffic off a Redis that still refuses.
     probes = probes_of(second)
@@ -137,6 +144,8 @@ def test_redis_refusing_writes(
     assert raw.exists(session_key(second, alice)) == 1  # the login made meanwhile, written back
     assert me(first, alice) == "alice"
     assert me(first, bob) == "bob"
+    assert raw.exists(session_key(second, doomed)) == 0  # the logout, written back
+    assert me(first, doomed) is None
     settings = first.get("/api/me/settings", headers=as_session(bob)).json()["data"]
     assert settings["theme"] == "dark"
 
@@ -275,7 +284,8 @@ def test_eviction_under_allkeys_lru(
     make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
 ) -> None:
     """Under allkeys-lru Redis evicts sessions, indexes and counts at random: nothing answers
-    500, an evicted session is signed out, and counts heal once evicted sessions' buckets end."""
+    500, an evicted session is signed out, one still served is listed to its user, and counts
+    heal once evicted sessions' buckets end."""
     client = make_client(
         fresh_redis_server.url,
         redis={"PROBE_INTERVAL": PROBE},
@@ -302,12 +312,13 @@ def test_eviction_under_allkeys_lru(
     stats = client.get("/api/session/stats")
     assert stats.status_code == 200
     assert stats.json()["data"]["redis_sessions"] >= 0
+    raw.config_set("maxmemory", 0)  # no more evictions from here
     for cookie in cookies:
         listed = client.get("/api/me/sessions", headers=as_session(cookie))
         assert listed.status_code in (200, 401)
+        if listed.status_code == 200:  # a session served is listed, whatever its index lost
+            assert [s["current"] for s in listed.json()["data"]["sessions"]].count(True) == 1
     assert device(client, "alice")
-
-    raw.config_set("maxmemory", 0)
 
     def counted() -> int:
         return int(client.get("/api/session/stats").json()["data"]["redis_sessions"])
@@ -338,7 +349,8 @@ def test_durable_with_aof(
     make_client: Callable[..., TestClient], make_redis_server: Callable[..., RedisServer]
 ) -> None:
     """With AOF on, as docker-compose.yml runs Redis, a restart keeps every acknowledged
-    session, setting and message."""
+    session, setting and message: an instance started afterwards, with nothing in memory,
+    finds them all in Redis."""
     server = make_redis_server("--appendonly", "yes", "--appendfsync", "everysec")
     client = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
     alice = device(client, "alice")
@@ -352,10 +364,12 @@ def test_durable_with_aof(
 
     server.restart()
 
-    assert me(client, alice) == "alice"
-    assert me(client, bob) == "bob"
-    settings = client.get("/api/me/settings", headers=as_session(alice)).json()["data"]
-    assert settings["theme"] == "dark"
-    inbox = client.get("/api/me/messages", headers=as_session(bob)).json()["data"]["messages"]
-    assert [m["id"] for m in inbox] == [sent.json()["data"]["id"]]
-    assert core_of(client).degraded_since is None
+    later = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+    for instance in (client, later):
+        assert me(instance, alice) == "alice"
+        assert me(instance, bob) == "bob"
+        settings = instance.get("/api/me/settings", headers=as_session(alice)).json()["data"]
+        assert settings["theme"] == "dark"
+        page = instance.get("/api/me/messages", headers=as_session(bob)).json()["data"]
+        assert [m["id"] for m in page["messages"]] == [sent.json()["data"]["id"]]
+        assert core_of(instance).degraded_since is None

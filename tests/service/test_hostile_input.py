@@ -57,14 +57,21 @@ def test_largest_message_ids(client: TestClient) -> None:
     assert client.get("/api/me/messages", params={"cursor": f"{top}-{top}"}).status_code == 400
 
 
-def test_bad_last_event_id_is_400_before_the_stream(client: TestClient) -> None:
-    """An unusable Last-Event-ID header (or query) answers 400 as JSON; no stream starts."""
+@pytest.mark.parametrize("last", [TOO_BIG_ID, f"{2**64 - 1}-{2**64 - 1}", "nope", "-1-0"])
+def test_bad_last_event_id_is_400_before_the_stream(
+    client: TestClient, caplog: pytest.LogCaptureFixture, last: str
+) -> None:
+    """An unusable Last-Event-ID header (or query) answers 400 as JSON and logs no error; no
+    stream starts."""
     login(client)
-    response = client.get("/api/me/messages/stream", headers={"Last-Event-ID": TOO_BIG_ID})
+    response = client.get("/api/me/messages/stream", headers={"Last-Event-ID": last})
     assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_message_id"
     assert "Last-Event-ID" in response.json()["error"]["message"]
-    query = client.get("/api/me/messages/stream", params={"last_event_id": "nope"})
+    query = client.get("/api/me/messages/stream", params={"last_event_id": last})
     assert query.status_code == 400
+    assert "'last_event_id'" in query.json()["error"]["message"]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
 
 def test_mark_read_with_out_of_range_ids_is_422(client: TestClient) -> None:

@@ -149,6 +149,22 @@ def test_lockout_is_logged_once_without_the_username(
     assert len(lines) == 1, lines
     assert HERE in lines[0]
     assert "carol" not in lines[0]
+    assert svc.hub.manager.codec.address_id(HERE) not in lines[0]  # no key names either
+
+
+def test_no_address_is_kept_in_clear(service: Any, fresh_redis_server: RedisServer) -> None:
+    """Neither Redis nor the memory table (degraded) holds a client address or username in clear."""
+    svc = service()
+    assert svc.fail(2, "dave", ip=ELSEWHERE) == [401] * 2
+    if svc.hub.manager.core.mode == "degraded":
+        held = list(svc.hub.features.login_throttle._local)
+    else:
+        raw = fresh_redis_server.client()
+        held = [k.decode() for k in raw.scan_iter("*login*")]
+        raw.close()
+    address_id = svc.hub.manager.codec.address_id(ELSEWHERE)
+    assert sum(f"{{ip:{address_id}}}" in key for key in held) == 2, held
+    assert not any(ELSEWHERE in key or "dave" in key for key in held), held
 
 
 def test_zero_limits_disable_throttling(service: Any) -> None:
@@ -159,7 +175,7 @@ def test_zero_limits_disable_throttling(service: Any) -> None:
 
 
 def test_keys_carry_hash_tags_and_expire(fresh_redis_server: RedisServer) -> None:
-    """Both counters of an address share its slot, hide the username and expire with the window."""
+    """Both counters of an address share its slot, hide address and username, and expire."""
     svc = Service(fresh_redis_server.url)
     try:
         user = "{mallory}@example.com"
@@ -167,7 +183,9 @@ def test_keys_carry_hash_tags_and_expire(fresh_redis_server: RedisServer) -> Non
         raw = fresh_redis_server.client()
         keys = sorted(k.decode() for k in raw.scan_iter("*login*"))
         assert len(keys) == 2, keys
-        assert keys[0] == f"session:{{ip:{HERE}}}:login"
+        address_id = svc.hub.manager.codec.address_id(HERE)
+        assert keys[0] == f"session:{{ip:{address_id}}}:login"
+        assert not any(HERE in key for key in keys)
         assert keys[1].startswith(keys[0] + ":")
         assert "mallory" not in keys[1]
         assert key_slot(keys[0].encode()) == key_slot(keys[1].encode())
@@ -180,3 +198,16 @@ def test_keys_carry_hash_tags_and_expire(fresh_redis_server: RedisServer) -> Non
         raw.close()
     finally:
         svc.close()
+
+
+def test_instances_of_one_redis_share_the_count(fresh_redis_server: RedisServer) -> None:
+    """Failures counted by one instance count on another: spreading guesses over them gains
+    nothing."""
+    a, b = Service(fresh_redis_server.url), Service(fresh_redis_server.url)
+    try:
+        assert a.fail(3) + b.fail(2) == [401] * 5
+        assert_locked(a.login(), WINDOW, "username from this address")
+        assert_locked(b.login(), WINDOW, "username from this address")
+    finally:
+        a.close()
+        b.close()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import redis
+from sessioncookie import as_session
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from helpers import Clock, build_settings, wait_for
+from helpers import ADMIN_KEY, Clock, build_settings, service_settings, wait_for
 from sessionhub.hub import AsyncSessionHub, SessionHub
+from sessionhub.service import models
 from sessionhub.service.openapi import SUMMARIES
 
 
@@ -26,6 +29,61 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     }
     assert listed == served
     assert served <= set(SUMMARIES)  # every route has a written summary and security
+
+
+def _query_names() -> set[str]:
+    """Every query parameter any route of the service reads."""
+    return {name for model in models.Query.__subclasses__() for name in model.model_fields}
+
+
+def test_openapi_documents_every_body_parameter_and_error(
+    client: TestClient, redis_url: str
+) -> None:
+    """Asked with a session and the admin key, each operation refuses a text body (415) exactly
+    where the document gives a JSON request-body schema, names in its 4xx exactly the query
+    parameters it lists, and every status it answered is among its documented responses."""
+    doc = client.get("/openapi.json").json()
+    hub = SessionHub(service_settings(redis_url))
+    names = _query_names()
+    try:
+
+        def ask(method: str, url: str, **kwargs: Any) -> Any:
+            # A fresh session each time: an operation before may have ended the last one.
+            headers = {"Authorization": f"Bearer {ADMIN_KEY}", **kwargs.pop("headers", {})}
+            return client.request(
+                method, url, headers={**headers, **as_session(hub.login("alice")[1])}, **kwargs
+            )
+
+        for path, operations in doc["paths"].items():
+            url = path.replace("{user_id}", "alice").replace("{handle}", "0" * 20)
+            for method, op in operations.items():
+                where = f"{method.upper()} {path}"
+                documented = {p["name"] for p in op.get("parameters", ()) if p["in"] == "query"}
+                answers = op["responses"].values()
+                stream = any("text/event-stream" in r.get("content", {}) for r in answers)
+                assert any(code.startswith("4") for code in op["responses"]) or (
+                    op["security"] == [] and not documented and "requestBody" not in op
+                ), where
+                for name in documented:  # each listed parameter is read: a bad value is named
+                    answer = ask(method, url, params={name: "\u00b2"})
+                    assert 400 <= answer.status_code < 500, (where, name)
+                    assert f"'{name}'" in answer.json()["error"]["message"], (where, name)
+                if stream:
+                    continue  # anything not refused starts a stream that never ends
+                plain = {"content-type": "text/plain"}
+                answer = ask(method, url, content=b"x", headers=plain)
+                assert str(answer.status_code) in op["responses"], (where, answer.text)
+                assert (answer.status_code == 415) == ("requestBody" in op), (where, answer.text)
+                if "requestBody" in op:
+                    schema = op["requestBody"]["content"]["application/json"]["schema"]
+                    assert schema["$ref"].split("/")[-1] in doc["components"]["schemas"], where
+                for name in names - documented:  # and none it reads is left out
+                    answer = ask(method, url, params={name: "\u00b2"})
+                    assert str(answer.status_code) in op["responses"], (where, name)
+                    if answer.status_code in (400, 422):
+                        assert f"'{name}'" not in answer.json()["error"]["message"], (where, name)
+    finally:
+        hub.close()
 
 
 def test_library_user_sessions_sync_and_async(redis_url: str) -> None:

@@ -36,8 +36,13 @@ def test_redis_and_memory_answer_alike(hubs: dict[str, SessionHub]) -> None:
     """The Lua script and the in-memory table give the same answers to the same history."""
     answers: dict[str, list[str]] = {}
     for name, hub in hubs.items():
+        manager = hub.manager
         throttle = LoginThrottle(
-            hub.manager.core, hub.manager.user_keys, max_attempts=2, max_attempts_per_ip=3
+            manager.core,
+            manager.user_keys,
+            manager.codec.address_id,
+            max_attempts=2,
+            max_attempts_per_ip=3,
         )
         hub.features.login_throttle = throttle
         clock = hub.manager.core.clock
@@ -77,6 +82,7 @@ def test_memory_table_is_bounded(hubs: dict[str, SessionHub]) -> None:
     hub.features.login_throttle = LoginThrottle(
         hub.manager.core,
         hub.manager.user_keys,
+        hub.manager.codec.address_id,
         max_attempts=1,
         max_attempts_per_ip=0,
         local_max=3,

@@ -481,8 +481,11 @@ def reauthenticate(request: HttpRequest, level: str | None = None) -> None:
 
 
 def _fresh_problem(store: SessionStore, max_age: int, level: str | None) -> HttpResponse | None:
+    # ``is None``, not ``or``: a stored session whose data is empty is still that session (as in
+    # Django, where it exists() and loads as {}), and its login is what decides.
+    session = blank_session() if store._hs is None else store._hs
     try:
-        get_hub().require_fresh(store._hs or blank_session(), max_age, level)
+        get_hub().require_fresh(session, max_age, level)
     except ReauthRequiredError as exc:
         return JsonResponse(exc.body(), status=401)
     return None

@@ -9,8 +9,9 @@ hash of the user id, and each shard's keys carry the tag ``{<shard>}`` (the slot
 shards). A user is always in the same shard, so the shards hold disjoint sets of users and global
 figures are sums over the shards.
 
-The login throttle's keys carry ``{ip:<escaped client address>}`` instead: one script updates
-an address's counter and its (username, address) counter together, so both must share a slot.
+The login throttle's keys carry ``{ip:<address id>}`` instead, the address id being a keyed hash
+of the client address (:meth:`~sessionhub.tokens.TokenCodec.address_id`): one script updates an
+address's counter and its (username, address) counter together, so both must share a slot.
 """
 
 from __future__ import annotations
@@ -88,14 +89,13 @@ class UserKeys:
         """HyperLogLog of the shard's user ids active on ``day`` (YYYY-MM-DD, UTC)."""
         return f"{self.prefix}{{{shard}}}:presence:day:{day}"
 
-    def login_ip(self, ip: str) -> str:
+    def login_ip(self, address_id: str) -> str:
         """hash ``n``, ``e``, ``l``: failed logins from the address in the window ending at ``e``.
 
-        A forwarded address is whatever a proxy passed on: a long one is bounded like a username.
+        ``address_id`` is the keyed hash of the address, never the address itself.
         """
-        tag = escape_user(ip) if len(ip) <= 64 else username_digest(ip)
-        return f"{self.prefix}{{ip:{tag}}}:login"
+        return f"{self.prefix}{{ip:{address_id}}}:login"
 
-    def login_pair(self, ip: str, username: str) -> str:
+    def login_pair(self, address_id: str, username: str) -> str:
         """hash ``n``, ``e``, ``l``: failed logins as ``username`` from the address."""
-        return f"{self.login_ip(ip)}:{username_digest(username)}"
+        return f"{self.login_ip(address_id)}:{username_digest(username)}"
