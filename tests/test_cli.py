@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -200,6 +201,20 @@ def test_url_of_a_service_that_is_not_running(tmp_path: Path, command: str) -> N
     line = one_line_error(result, 1)
     assert url in line
     assert "Connection refused" in line
+    assert result.stdout == ""
+
+
+def test_url_of_a_service_that_never_answers(tmp_path: Path) -> None:
+    """--url on a port that accepts connections but never answers (a hung service) gives up
+    after the client's timeout with one line naming the URL, and exits 1."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        result = run_cli("health", "--url", url, cwd=tmp_path)
+    line = one_line_error(result, 1)
+    assert url in line
+    assert "timed out" in line
     assert result.stdout == ""
 
 
