@@ -47,6 +47,7 @@ from redis.exceptions import (
 from .autopipeline import AutoPipeline
 from .base import Call, CommandCall, PipelineCall, ScriptCall
 from .busy import CallSlots
+from .topology import LazyCluster
 from .wire import Single, answer, call_args, is_wait, put_back, singles, to_send_again
 
 
@@ -101,11 +102,16 @@ def _node(client: Any, name: str) -> Any:
 
 class ClusterCalls:
     """Runs calls on a blocking :class:`redis.cluster.RedisCluster`, at most ``slots.limit``
-    at once (the client's pools must allow that many per node, see :mod:`.topology`)."""
+    at once (the client's pools must allow that many per node, see :mod:`.topology`); the
+    client is built by the first call that finds the cluster up (:class:`.LazyCluster`)."""
 
-    def __init__(self, client: redis.cluster.RedisCluster, slots: CallSlots) -> None:
-        self.client = client
+    def __init__(self, cluster: LazyCluster, slots: CallSlots) -> None:
+        self.cluster = cluster
         self.slots = slots
+
+    @property
+    def client(self) -> redis.cluster.RedisCluster:
+        return self.cluster.get()
 
     def execute(self, call: Call) -> Any:
         with self.slots.held():
