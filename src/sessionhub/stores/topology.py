@@ -120,9 +120,10 @@ def redis_client_kwargs(rs: RedisSettings) -> dict[str, Any]:
     }
 
 
-def tls_kwargs(rs: RedisSettings) -> dict[str, Any]:
-    """redis-py's TLS options for ``rs`` (empty without TLS); verification always on."""
-    if not rs.uses_tls:
+def tls_kwargs(rs: RedisSettings, *, sentinels: bool = False) -> dict[str, Any]:
+    """redis-py's TLS options for the data nodes of ``rs``, or its ``sentinels`` (empty without
+    TLS); verification always on. The certificate files serve both."""
+    if not (rs.sentinel_uses_tls if sentinels else rs.uses_tls):
         return {}
     return {
         "ssl_ca_certs": rs.tls_ca_cert,
@@ -155,8 +156,8 @@ def _sentinel_options(rs: RedisSettings) -> tuple[list[tuple[str, int]], dict[st
         "password": password,
         "decode_responses": True,
     }
-    if rs.uses_tls:
-        options |= {"ssl": True, **tls_kwargs(rs)}
+    if rs.sentinel_uses_tls:
+        options |= {"ssl": True, **tls_kwargs(rs, sentinels=True)}
     return [host_port(a) for a in rs.sentinels], options
 
 
@@ -284,6 +285,8 @@ def describe(rs: RedisSettings) -> str:
     """One line naming the topology and where it is, without secrets (logs, ``config check``)."""
     tls = " over TLS" if rs.uses_tls else ""
     if rs.mode == "sentinel":
+        if rs.sentinel_uses_tls != rs.uses_tls:
+            tls += f" (the sentinels {'over TLS' if rs.sentinel_uses_tls else 'without'})"
         return f"sentinel: master {rs.sentinel_master!r} of {', '.join(rs.sentinels)}{tls}"
     if rs.mode == "cluster":
         return f"cluster: startup nodes {', '.join(rs.cluster_nodes)}{tls}"
