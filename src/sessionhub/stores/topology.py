@@ -254,7 +254,8 @@ def _whole_cluster(
 ) -> redis.cluster.RedisCluster:
     """redis-py's blocking cluster client, once its slot map covers every slot. One built while
     the cluster is still forming (nodes up, slots not yet assigned) would keep a map with holes:
-    a call to a slot the map lacks fails before it is sent, without reading the map again."""
+    a call routed by ``get_node_from_key`` to a slot the map lacks fails before it is sent,
+    and that does not make redis-py read the map again."""
     client = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
     covered = len(client.nodes_manager.slots_cache)
     if covered < REDIS_CLUSTER_HASH_SLOTS:
