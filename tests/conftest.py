@@ -24,6 +24,7 @@ from topology_fixtures import (  # noqa: F401 - fixtures for every directory
     tls_cluster_group,
     tls_server,
     topology,
+    unstarted_cluster,
 )
 
 # Property tests run inside the normal suite, so their example counts stay small; a separate

@@ -782,3 +782,8 @@ class TlsRedisServer(RedisServer):
             options |= {"ssl_certfile": str(self.client_files[0])}
             options |= {"ssl_keyfile": str(self.client_files[1])}
         return super().client(**options | kwargs)
+
+
+class TlsSentinelServer(SentinelServer, TlsRedisServer):
+    """A sentinel that only speaks TLS to its clients (and to the servers it watches, with
+    ``tls-replication yes`` in its config)."""

@@ -682,3 +682,11 @@ def test_test_suite_redis_server_variable_is_ignored() -> None:
     assert (
         load_settings(env={"SESSIONHUB_REDIS_SERVER": "/usr/bin/redis-server"}).redis.port == 6379
     )
+
+
+def test_sentinel_tls_is_refused_outside_sentinel_mode() -> None:
+    """SENTINEL_TLS with MODE: cluster is a one-line error naming the key and why."""
+    write("config.yaml", "REDIS:\n  MODE: cluster\n  CLUSTER_NODES: [a:1]\n  SENTINEL_TLS: true\n")
+    with pytest.raises(ConfigError, match=r"SENTINEL_TLS.*only used with MODE: sentinel") as caught:
+        load_settings(env={})
+    assert "\n" not in str(caught.value)

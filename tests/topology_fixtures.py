@@ -161,6 +161,17 @@ def tls_cluster_group(certs: Certs, pytestconfig: pytest.Config) -> Iterator[Clu
         group.close()
 
 
+@pytest.fixture
+def unstarted_cluster(pytestconfig: pytest.Config) -> Iterator[ClusterGroup]:
+    """Three cluster masters (no replicas) on ports nobody listens on yet: the test starts
+    them, and with them the cluster, when it wants Redis to appear."""
+    group = ClusterGroup(_binary(pytestconfig), replicas=0)
+    try:
+        yield group
+    finally:
+        group.close()
+
+
 def make_topology(name: str, request: pytest.FixtureRequest) -> Topology:
     if name == "sentinel":
         group: SentinelGroup = request.getfixturevalue("sentinel_group")

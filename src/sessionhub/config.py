@@ -219,6 +219,7 @@ class RedisSettings(_Section):
     cluster_nodes: _HostPorts = ()
     wait_replicas: StrictInt = Field(default=0, ge=0, le=16)
     tls: StrictBool = False
+    sentinel_tls: StrictBool | None = None
     tls_ca_cert: StrictStr | None = Field(default=None, min_length=1)
     tls_cert: StrictStr | None = Field(default=None, min_length=1)
     tls_key: StrictStr | None = Field(default=None, min_length=1)
@@ -248,6 +249,12 @@ class RedisSettings(_Section):
                 f"names one server, which MODE: {self.mode} does not use (give {nodes_key}, and "
                 "USERNAME / PASSWORD / TLS for the data nodes)",
             )
+        if self.sentinel_tls is not None and self.mode != "sentinel":
+            raise _FieldError(
+                ("SENTINEL_TLS",),
+                self.sentinel_tls,
+                "is only used with MODE: sentinel (TLS covers every node of the other modes)",
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise _FieldError(
                 ("TLS_CERT" if self.tls_key is None else "TLS_KEY",),
@@ -258,8 +265,14 @@ class RedisSettings(_Section):
 
     @property
     def uses_tls(self) -> bool:
-        """Whether connections to the data nodes (and sentinels) use TLS."""
+        """Whether connections to the data nodes use TLS."""
         return self.tls or (self.url is not None and self.url.startswith("rediss://"))
+
+    @property
+    def sentinel_uses_tls(self) -> bool:
+        """Whether connections to the sentinels use TLS: ``SENTINEL_TLS``, else as the data
+        nodes."""
+        return self.uses_tls if self.sentinel_tls is None else self.sentinel_tls
 
     def connection_url(self, *, masked: bool = False) -> str:
         """Return ``url`` if set, else a ``redis://`` URL built from host, port, db and auth.

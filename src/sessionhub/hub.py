@@ -20,7 +20,6 @@ from typing import Generic, TypeVar
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
-import redis.cluster
 
 from .config import EventsSettings, RedisSettings, Settings
 from .events import EventBus, EventTask, EventThread
@@ -41,7 +40,15 @@ from .stores.drivers import HeldConnections, run_async, run_sync
 from .stores.memory import MemoryStore
 from .stores.redis import KeySpace, RedisOps, count_bucket_ms
 from .stores.resilient import Lifetimes, ResilientCore
-from .stores.topology import AsyncClient, SyncClient, async_client, sync_client
+from .stores.topology import (
+    AsyncClient,
+    HeldSyncClient,
+    LazyCluster,
+    SyncClient,
+    async_client,
+    held,
+    sync_client,
+)
 from .stores.topology import redis_client_kwargs as redis_client_kwargs
 from .tokens import TokenCodec
 from .valuecodec import ValueCodec, parse_key
@@ -159,7 +166,7 @@ async def close_async(client: AsyncClient, calls: AsyncCalls) -> None:
     await client.aclose()
 
 
-C = TypeVar("C", SyncClient, AsyncClient)
+C = TypeVar("C", HeldSyncClient, AsyncClient)
 
 
 class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
@@ -233,7 +240,7 @@ class _Hub(Front[SessionManager, M], FeatureFronts[M], Generic[C, M]):
         return self.settings.redis.connect_timeout + self.settings.redis.socket_timeout
 
 
-class SessionHub(_Hub[SyncClient, Blocking]):
+class SessionHub(_Hub[HeldSyncClient, Blocking]):
     """Blocking session API over redis-py, with the memory fallback and its maintenance thread.
 
     Building one checks that Redis answers and is new enough (see :meth:`ResilientCore.verify`).
@@ -243,9 +250,10 @@ class SessionHub(_Hub[SyncClient, Blocking]):
     """
 
     def __init__(self, settings: Settings, *, client: SyncClient | None = None) -> None:
-        super().__init__(settings, client, sync_client, Blocking(self.run))
+        given = None if client is None else held(client)
+        super().__init__(settings, given, sync_client, Blocking(self.run))
         self._calls: HeldConnections | ClusterCalls | None = None
-        if isinstance(self.client, redis.cluster.RedisCluster):
+        if isinstance(self.client, LazyCluster):
             self._calls = ClusterCalls(self.client, call_slots(settings.redis))
         elif self.client is not None:
             self._calls = HeldConnections(self.client)

@@ -24,7 +24,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from .stores.resilient import ResilientCore
-from .stores.topology import AsyncClient, SyncClient
+from .stores.topology import AsyncClient, HeldSyncClient, ready
 from .subscribers import (
     Feed,
     Liveness,
@@ -115,7 +115,7 @@ class RevocationThread:
     """The blocking hub's subscriber: a daemon thread on a connection of its own (for the
     keyspace notifications too, with their feed)."""
 
-    def __init__(self, feed: Feed, client: SyncClient, name: str = "revocations") -> None:
+    def __init__(self, feed: Feed, client: HeldSyncClient, name: str = "revocations") -> None:
         self.feed = feed
         self.client = with_own_pool(client)
         self._stop = threading.Event()
@@ -131,10 +131,11 @@ class RevocationThread:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if isinstance(self.client, RedisCluster):
-                    self._listen_pubsub(self.client)
+                client = ready(self.client)  # a cluster's is built once one answers
+                if isinstance(client, RedisCluster):
+                    self._listen_pubsub(client)
                 else:
-                    self._listen(self.client)
+                    self._listen(client)
             except Exception as exc:  # the link is lost
                 self.feed.lost(exc, redis_answers=self._answers())
                 read_slots_again(self.client)
@@ -194,7 +195,7 @@ class RevocationThread:
 
     def _answers(self) -> bool:
         try:
-            return bool(self.client.ping())
+            return bool(ready(self.client).ping())
         except Exception:  # unreachable, loading, refusing: not a Redis that destroys sessions
             return False
 
@@ -206,7 +207,7 @@ class RevocationThread:
 
 class RevocationTask:
     """The asyncio hub's subscriber: a task on a connection of its own (for the keyspace
-    notifications too, with their feed)."""
+    notifications and the inbox wake-ups too, each with its feed)."""
 
     def __init__(self, feed: Feed, client: AsyncClient, name: str = "revocations") -> None:
         self.feed = feed

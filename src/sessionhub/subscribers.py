@@ -12,10 +12,9 @@ from typing import Any, Protocol, overload
 import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
-from redis.cluster import RedisCluster
 from redis.sentinel import SentinelConnectionPool
 
-from .stores.topology import AsyncClient, SyncClient
+from .stores.topology import AsyncClient, HeldSyncClient, LazyCluster
 
 _SENTINEL_POOLS = (SentinelConnectionPool, AsyncSentinelConnectionPool)
 
@@ -76,14 +75,14 @@ class Liveness:
 
 
 @overload
-def with_own_pool(client: SyncClient) -> SyncClient: ...
+def with_own_pool(client: HeldSyncClient) -> HeldSyncClient: ...
 
 
 @overload
 def with_own_pool(client: AsyncClient) -> AsyncClient: ...
 
 
-def with_own_pool(client: SyncClient | AsyncClient) -> SyncClient | AsyncClient:
+def with_own_pool(client: HeldSyncClient | AsyncClient) -> HeldSyncClient | AsyncClient:
     """A client with ``client``'s settings on a pool of its own.
 
     A subscription must not share the hub's pool: the probe drops that pool's connections after
@@ -91,7 +90,7 @@ def with_own_pool(client: SyncClient | AsyncClient) -> SyncClient | AsyncClient:
     the connections requests need. A cluster client is returned as it is: each of its Pub/Subs
     dials a node of its own, and the probe never drops its connections.
     """
-    if isinstance(client, (RedisCluster, AsyncRedisCluster)):
+    if isinstance(client, (LazyCluster, AsyncRedisCluster)):
         return client
     pool: Any = client.connection_pool
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
@@ -104,16 +103,17 @@ def with_own_pool(client: SyncClient | AsyncClient) -> SyncClient | AsyncClient:
     return type(client)(connection_pool=own)  # type: ignore[arg-type]
 
 
-def read_slots_again(client: SyncClient) -> None:
+def read_slots_again(client: HeldSyncClient) -> None:
     """After a lost subscription, a cluster client reads which node serves which slot again.
 
     Its Pub/Sub dials the master its map names for the channel's slot; data calls refresh the map
     when they fail, a subscription does not, so after that master died the subscriber dialled
-    it forever. Any other client has nothing to read.
+    it forever. Any other client (or a cluster's not built yet) has nothing to read.
     """
-    if isinstance(client, RedisCluster):
+    cluster = client.built if isinstance(client, LazyCluster) else None
+    if cluster is not None:
         with contextlib.suppress(Exception):  # no node answers yet: the next failure tries again
-            client.nodes_manager.initialize()
+            cluster.nodes_manager.initialize()
 
 
 async def aread_slots_again(client: AsyncClient) -> None:

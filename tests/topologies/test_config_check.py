@@ -24,6 +24,16 @@ TOPOLOGIES: dict[str, tuple[dict[str, Any], str]] = {
         },
         "# Redis sentinel: master 'sessions' of 10.0.0.1:26379, 10.0.0.2:26379",
     ),
+    "sentinel, plain before TLS": (
+        {
+            "MODE": "sentinel",
+            "SENTINELS": ["10.0.0.1:26379"],
+            "SENTINEL_MASTER": "sessions",
+            "TLS": True,
+            "SENTINEL_TLS": False,
+        },
+        "# Redis sentinel: master 'sessions' of 10.0.0.1:26379 over TLS (the sentinels without)",
+    ),
     "cluster": (
         {"MODE": "cluster", "CLUSTER_NODES": ["10.0.0.1:7000", "10.0.0.2:7000"], "TLS": True},
         "# Redis cluster: startup nodes 10.0.0.1:7000, 10.0.0.2:7000 over TLS",

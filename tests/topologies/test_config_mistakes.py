@@ -5,7 +5,9 @@ one that appears after start shows in health as what it is."""
 
 from __future__ import annotations
 
-import re
+import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import redis
 import yaml
 from starlette.testclient import TestClient
 
-from helpers import hub_factory, login, service_settings, wait_for
+from helpers import hub_factory, login, serve_command, service_settings, wait_for
 from redis_server import ClusterGroup, RedisServer, SentinelGroup, TlsRedisServer, free_port
 from sessionhub.config import Settings
 from sessionhub.exceptions import RedisConfigError
@@ -123,20 +125,13 @@ def test_serve_refuses_to_start_with_one_line(
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_hub_names_the_mistake_in_health(mistake: tuple[str, dict[str, Any]], kind: str) -> None:
     """A library hub on each mistake keeps working from memory and says in health that
-    Redis refuses the configuration, naming how, rather than reporting an outage (a blocking
-    hub on a cluster is refused when built, naming how)."""
+    Redis refuses the configuration, naming how, rather than reporting an outage."""
     name, section = mistake
 
     def settings(**sections: dict[str, Any]) -> Settings:
         return service_settings(None, session={"TYPE": "redis"}, redis=section, **sections)
 
     with hub_factory(kind, settings) as make:
-        if kind == "sync" and name == "wrong CA on cluster":
-            # redis-py's blocking cluster client reads the slot map as it is built: the hub is
-            # refused there, with the same one line.
-            with pytest.raises(RedisConfigError, match=re.escape(FAULTS[name].message)):
-                make()
-            return
         hub = make()
         _, cookie = hub.create("alice")
         assert hub.open(cookie) is not None
@@ -205,3 +200,45 @@ def test_a_permission_taken_after_start_shows_in_health(
 def _calls_of_set(client: redis.Redis) -> int:
     stats = client.info("commandstats").get("cmdstat_set", {"calls": 0})
     return int(stats["calls"])
+
+
+def _health_status(base: str) -> int | None:
+    """The status of the service's Redis health, or ``None`` while it does not listen yet."""
+    try:
+        with urllib.request.urlopen(base + "/api/health/redis", timeout=5) as resp:  # noqa: S310
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def test_serve_starts_while_its_cluster_is_down(
+    unstarted_cluster: ClusterGroup, tmp_path: Path
+) -> None:
+    """A Redis Cluster that does not answer yet is an outage, not a mistake: `sessionhub serve`
+    starts and serves from memory (health 503), then moves to the cluster once it is up."""
+    config = tmp_path / "config.yaml"
+    redis_section = {
+        "MODE": "cluster",
+        "CLUSTER_NODES": unstarted_cluster.startup_nodes,
+        "PROBE_INTERVAL": 0.2,
+        "SOCKET_TIMEOUT": 1.0,
+        "CONNECT_TIMEOUT": 1.0,
+    }
+    config.write_text(yaml.safe_dump({"SECRET_KEY": SECRET, "REDIS": redis_section}))
+    port = free_port()
+    with (tmp_path / "serve.log").open("w") as log:
+        proc = subprocess.Popen(
+            serve_command(config, port, 1), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _health_status(base) is not None or proc.poll() is not None, 30)
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert _health_status(base) == 503
+            unstarted_cluster.start()
+            wait_for(lambda: _health_status(base) == 200, timeout=15)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio.cluster
 
-from helpers import build_settings, hub_factory, wait_for
+from helpers import await_for, build_settings, hub_factory, wait_for
 from redis_server import (
     SENTINEL_MASTER,
     ClusterGroup,
@@ -27,6 +28,9 @@ from redis_server import (
     cluster_node_id,
     wait_replicated,
 )
+from sessionhub.hub import AsyncSessionHub
+from sessionhub.inbox import InboxNotifier
+from sessionhub.stores.topology import async_client
 from topology_fixtures import Topology, make_topology
 
 SESSIONS = 20
@@ -468,3 +472,52 @@ def test_a_cluster_failover_leaves_no_stale_copy_in_a_cache(
     topology, group = cluster
     victim = _subscription_master(topology, group)
     _cache_through(topology, kind, victim.kill, lambda: len(group.masters()) == 3)
+
+
+def test_the_inbox_notifier_subscribes_again_after_its_cluster_master_died(
+    cluster: tuple[Topology, ClusterGroup],
+) -> None:
+    """The master the inbox notifier subscribed on dies: once its replica took over, a message
+    published for a user wakes that user's stream again (the notifier, on a client of its own
+    that nothing else refreshes, read the slot map again and found the new master)."""
+    topology, group = cluster
+    settings = topology.settings()
+    hub = AsyncSessionHub(topology.settings(session={"TYPE": "memory"}))  # the inbox, no client
+    channel = hub.features.inbox.keys.inbox_notify()
+    router = topology.router()
+    try:
+        assert isinstance(router, redis.cluster.RedisCluster)
+        port = router.get_node_from_key(channel).port
+    finally:
+        router.close()
+    victim = next(n for n in group.masters() if n.port == port)
+
+    async def main() -> None:
+        client = async_client(settings.redis)
+        assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+        await client.initialize()  # the slot map as it is before the failover
+        notifier = InboxNotifier(hub.features.inbox, client)
+        try:
+            await notifier.start()
+            async with notifier.subscription("bob") as woken:
+                await asyncio.wait_for(woken.wait(), 10)  # subscribed: every stream woken once
+                victim.kill()
+                await await_for(lambda: len(group.masters()) == 3, timeout=30)
+                publisher = topology.router()
+                try:
+                    for _ in range(60):  # until the notifier is subscribed again
+                        woken.clear()
+                        publisher.publish(channel, "bob")
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(woken.wait(), 0.5)
+                            break
+                    woken.clear()
+                    publisher.publish(channel, "bob")
+                    await asyncio.wait_for(woken.wait(), 10)
+                finally:
+                    publisher.close()
+        finally:
+            await notifier.aclose()
+            await hub.aclose()
+
+    asyncio.run(main())

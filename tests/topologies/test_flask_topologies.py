@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -20,11 +21,18 @@ import redis.cluster
 import redis.sentinel
 from starlette.testclient import TestClient
 
-from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, TlsRedisServer
+from redis_server import (
+    SENTINEL_MASTER,
+    ClusterGroup,
+    RedisServer,
+    SentinelServer,
+    TlsRedisServer,
+    TlsSentinelServer,
+)
 from sessionhub.config import host_port
 from sessionhub.exceptions import ConfigError
 from sessionhub.integrations.flask import FlaskSessionHub, flask_settings
-from tls_certs import Certs
+from tls_certs import Certs, make_certs
 from topology_fixtures import Topology
 
 SECRET = "flask-secret-key-0123456789"
@@ -201,6 +209,12 @@ def test_flask_app_on_a_tls_session_redis(
         masters = group.masters()
     for master in masters:
         master.client().flushall()
+    _counts_visits_in_redis(client)
+
+
+def _counts_visits_in_redis(client: Any) -> Any:
+    """An app on ``client`` as SESSION_REDIS counts two visits, on Redis; the settings its hub
+    read from the client."""
     app = visits_app({"SESSION_REDIS": client})
     FlaskSessionHub(app)
     try:
@@ -210,6 +224,73 @@ def test_flask_app_on_a_tls_session_redis(
         hub = app.session_interface.hub
         assert hub.manager.core.mode == "redis", hub.manager.core.last_error
         assert hub.stats()["total_sessions"] == 1
+        return hub.settings
     finally:
         FlaskSessionHub().close(app)
         client.close()
+
+
+@pytest.fixture(params=["sentinel plain, master TLS", "sentinel TLS, master plain"])
+def one_side_tls(
+    request: pytest.FixtureRequest, certs: Certs, pytestconfig: pytest.Config
+) -> Iterator[tuple[RedisServer, SentinelServer]]:
+    """A master and a sentinel watching it, only one of them speaking TLS to its clients."""
+    option = pytestconfig.getoption("redis_server_bin")
+    binary = str(option) if option else None
+    files = {"cert": certs.server_cert, "key": certs.server_key, "ca": certs.ca_cert}
+    master: RedisServer
+    watcher: SentinelServer
+    if request.param == "sentinel plain, master TLS":
+        master = TlsRedisServer(binary=binary, **files).start()
+        # Plain to its clients, TLS to the master it watches.
+        to_master = ("--tls-replication", "yes", "--tls-cert-file", str(certs.server_cert))
+        to_master += ("--tls-key-file", str(certs.server_key), "--tls-ca-cert-file")
+        to_master += (str(certs.ca_cert),)
+        monitor = f"sentinel monitor {SENTINEL_MASTER} {master.host} {master.port} 1\n"
+        watcher = SentinelServer(master.port, binary=binary, config=monitor, extra_args=to_master)
+    else:
+        master = RedisServer(binary=binary).start()
+        monitor = f"sentinel monitor {SENTINEL_MASTER} {master.host} {master.port} 1\n"
+        watcher = TlsSentinelServer(master.port, binary=binary, config=monitor, **files)
+    try:
+        yield master, watcher.start()
+    finally:
+        watcher.close()
+        master.close()
+
+
+def test_flask_app_on_a_sentinel_session_redis_with_tls_on_one_side(
+    one_side_tls: tuple[RedisServer, SentinelServer], certs: Certs
+) -> None:
+    """A SESSION_REDIS from Sentinel whose sentinels and master differ in TLS (its
+    sentinel_kwargs against its own options) gives SessionHub the same, SENTINEL_TLS apart
+    from TLS: sessions are stored in the master, the certificates verified."""
+    master, watcher = one_side_tls
+    tls = {"ssl": True, "ssl_ca_certs": str(certs.ca_cert)}
+    master_tls = isinstance(master, TlsRedisServer)
+    sentinel_tls = isinstance(watcher, TlsSentinelServer)
+    manager = redis.sentinel.Sentinel(
+        [(watcher.host, watcher.port)],
+        sentinel_kwargs=tls if sentinel_tls else {},
+        **(tls if master_tls else {}),
+    )
+    rs = _counts_visits_in_redis(manager.master_for(SENTINEL_MASTER)).redis
+    assert (rs.uses_tls, rs.sentinel_uses_tls) == (master_tls, sentinel_tls)
+    assert master.client().keys("session:*")
+
+
+def test_a_sentinel_session_redis_with_other_tls_files_for_its_sentinels_is_refused(
+    certs: Certs, tmp_path: Path
+) -> None:
+    """Sentinels and master verified against different CAs cannot be said with SessionHub's one
+    TLS_CA_CERT: a one-line startup error naming the key, not a guess."""
+    other = make_certs(tmp_path, name="Sentinels' CA")
+    manager = redis.sentinel.Sentinel(
+        [("127.0.0.1", 1)],
+        sentinel_kwargs={"ssl": True, "ssl_ca_certs": str(other.ca_cert)},
+        ssl=True,
+        ssl_ca_certs=str(certs.ca_cert),
+    )
+    with pytest.raises(ConfigError, match=r"different TLS_CA_CERT files") as caught:
+        flask_settings({"SESSION_REDIS": manager.master_for(SENTINEL_MASTER)})
+    assert "\n" not in str(caught.value)

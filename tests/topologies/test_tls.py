@@ -12,7 +12,13 @@ import pytest
 import redis
 
 from helpers import build_settings, hub_factory
-from redis_server import SENTINEL_MASTER, ClusterGroup, RedisServer, SentinelServer, TlsRedisServer
+from redis_server import (
+    SENTINEL_MASTER,
+    ClusterGroup,
+    RedisServer,
+    TlsRedisServer,
+    TlsSentinelServer,
+)
 from sessionhub.config import Settings
 from tls_certs import Certs, make_certs
 
@@ -73,10 +79,6 @@ def test_a_server_signed_by_another_ca_is_refused_with_a_clear_error(
         hub.create("alice")
         assert hub.manager.core.mode == "degraded"
         assert "certificate verify failed" in (hub.health()["last_error"] or "")
-
-
-class TlsSentinelServer(SentinelServer, TlsRedisServer):
-    """A sentinel that only speaks TLS, to clients and to the master it watches."""
 
 
 @pytest.fixture

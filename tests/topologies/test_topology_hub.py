@@ -4,12 +4,15 @@ the blocking and the asyncio hub: one suite, parametrised over the topologies.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis.exceptions import MovedError
 
-from helpers import Clock, hub_factory, wait_for
+from helpers import Clock, build_settings, hub_factory, wait_for
+from redis_server import ClusterGroup
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.hub import AsyncSessionHub
@@ -247,3 +250,27 @@ def test_works_after_every_node_forgets_its_scripts(make_hub: MakeHub, topology:
         client.script_flush()
     assert hub.stats()["total_sessions"] == 1
     _on_redis(hub)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_hub_starts_while_its_cluster_is_down(unstarted_cluster: ClusterGroup, kind: str) -> None:
+    """A hub whose Redis Cluster does not answer yet starts and serves sessions from memory;
+    once the cluster is up the probe moves traffic to it, with memory's sessions written back."""
+    redis = {"MODE": "cluster", "CLUSTER_NODES": unstarted_cluster.startup_nodes}
+    settings = build_settings(
+        None, redis=redis | {"PROBE_INTERVAL": 0.1}, session={"TYPE": "redis"}
+    )
+    with hub_factory(kind, lambda: settings) as make:
+        hub = make()
+        session, cookie = hub.create("alice", data={"n": 1})
+        assert hub.manager.core.mode == "degraded"
+        assert dict(hub.open(cookie)) == {"n": 1}
+        unstarted_cluster.start()
+        wait_for(lambda: hub.manager.core.mode == "redis", timeout=15)
+        assert dict(hub.open(cookie)) == {"n": 1}
+        key = hub.manager.core.redis_ops.keys.session(session.storage_id)
+        found = 0
+        for master in unstarted_cluster.masters():
+            with contextlib.suppress(MovedError):
+                found += master.client().exists(key)
+        assert found == 1

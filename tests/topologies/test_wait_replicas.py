@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from helpers import build_settings, hub_factory
-from redis_server import RedisServer
+from redis_server import RedisServer, wait_replicated
 from topology_fixtures import Topology, make_topology
 
 MakeHub = Any
@@ -98,3 +98,29 @@ def test_too_few_replicas_still_log_in_and_say_so(
         assert hub.open(cookie) is not None
         assert hub.manager.core.mode == "redis"
     assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
+
+
+def test_a_write_sent_again_after_a_script_flush_is_waited_for(
+    make_hub: MakeHub, replicated: Topology, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After SCRIPT FLUSH a login's scripts go again as EVAL, and a WAIT of their own follows
+    them: with the replicas frozen it reports that none has the login (the WAIT pipelined
+    before the EVAL counted only writes the replicas had acknowledged already)."""
+    hub = make_hub()
+    hub.login("warm")  # every connection made
+    for client in replicated.clients():
+        client.script_flush()
+    for master in replicated.masters():
+        wait_replicated(master)  # every write so far acknowledged by its replica
+    masters = {m.port for m in replicated.masters()}
+    replicas = [n for n in replicated.data_nodes if n.is_running and n.port not in masters]
+    for replica in replicas:
+        replica.freeze()
+    try:
+        caplog.clear()
+        hub.login("alice")
+    finally:
+        for replica in replicas:
+            replica.thaw()
+    assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
+    assert hub.manager.core.mode == "redis", hub.manager.core.last_error

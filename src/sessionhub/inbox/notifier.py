@@ -5,42 +5,73 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+from ..revocations import RevocationTask
 from ..stores.topology import AsyncClient
-from ..subscribers import cancel_subscriber, with_own_pool
 from .ops import InboxOps
 
 log = logging.getLogger("sessionhub.inbox")
 
 
+class _WakeFeed:
+    """What the subscription does with the inbox channel's messages: each names a user whose
+    streams to wake; a (re)subscription wakes every stream, which may have missed deliveries."""
+
+    def __init__(
+        self, channel: str, wake: Callable[[str], None], wake_all: Callable[[], None]
+    ) -> None:
+        self.channel = channel
+        self.retry_s = 0.5
+        self._wake = wake
+        self._wake_all = wake_all
+
+    def handle(self, message: dict[str, Any] | None) -> bool:
+        if message is None:
+            return False
+        if message.get("type") == "message":
+            self._wake(str(message["data"]))
+        elif message.get("type") == "subscribe":
+            self._wake_all()
+            return True
+        return False
+
+    def lost(self, exc: Exception, *, redis_answers: bool) -> None:
+        log.debug("inbox notification channel lost; subscribing again", exc_info=exc)
+
+
 class InboxNotifier:
     """One Pub/Sub subscription per process that wakes the live streams of its users.
 
-    It holds one dedicated connection (never a pooled one in a blocking read); local deliveries
-    (including those made while Redis is down) wake streams directly.
+    The subscription is the revocation link's (:class:`~sessionhub.revocations.RevocationTask`)
+    with a feed of its own: a dedicated connection (never a pooled one in a blocking read), a
+    silent link noticed and made again, and on Cluster the slot map read again after a loss, so
+    the subscription follows its channel's slot to the replica promoted in place of a dead
+    master. Local deliveries (including those made while Redis is down) wake streams directly.
     """
 
     def __init__(self, inbox: InboxOps, client: AsyncClient | None) -> None:
         self.inbox = inbox
-        self.client = None if client is None else with_own_pool(client)
+        self._link: RevocationTask | None = None
+        if client is not None:
+            feed = _WakeFeed(inbox.keys.inbox_notify(), self.wake, self._wake_everyone)
+            self._link = RevocationTask(feed, client, "inbox-notify")
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.inbox.listeners.append(self._from_any_thread)
-        if self.client is not None:
-            self._task = asyncio.create_task(self._listen(), name="sessionhub-inbox-notify")
+        if self._link is not None:
+            await self._link.start(0.0)  # streams wait on their own; a start does not
 
     async def aclose(self) -> None:
         with contextlib.suppress(ValueError):
             self.inbox.listeners.remove(self._from_any_thread)
-        task, self._task = self._task, None
-        await cancel_subscriber(task)
-        if self.client is not None:
-            await self.client.aclose()
+        link, self._link = self._link, None
+        if link is not None:
+            await link.aclose()
 
     def _from_any_thread(self, user_id: str) -> None:
         loop = self._loop
@@ -59,6 +90,10 @@ class InboxNotifier:
         for event in self._waiters.get(user_id, ()):
             event.set()
 
+    def _wake_everyone(self) -> None:
+        for user_id in list(self._waiters):
+            self.wake(user_id)
+
     @contextlib.asynccontextmanager
     async def subscription(self, user_id: str) -> AsyncIterator[asyncio.Event]:
         """An event set whenever ``user_id`` may have new messages."""
@@ -72,26 +107,3 @@ class InboxNotifier:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[user_id]
-
-    async def _listen(self) -> None:
-        assert self.client is not None
-        channel = self.inbox.keys.inbox_notify()
-        while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                # Streams may have missed deliveries while unsubscribed: wake them all once.
-                for user_id in list(self._waiters):
-                    self.wake(user_id)
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        self.wake(str(msg["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.debug("inbox notification channel lost; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -39,7 +39,7 @@ from ..config import SessionSettings, Settings
 from ..exceptions import ConfigError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub as BlockingHub
 from ..session import Session
-from ..stores.topology import SyncClient, sync_client
+from ..stores.topology import HeldSyncClient, held, ready, sync_client
 from .atomic import NO_HUB, BlockingRequestSession
 from .base import (
     PERMANENT_KEY,
@@ -203,9 +203,9 @@ class FlaskSessionMigrator:
         self.use_signer = bool(app.config.get("SESSION_USE_SIGNER", False))
         self.app = app
         client = app.config.get("SESSION_REDIS")
-        self.client: SyncClient
+        self.client: HeldSyncClient
         if isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
-            self.client, self._own = client, False
+            self.client, self._own = held(client), False
         else:
             # Without a client of its own, Flask-Session kept its sessions where SessionHub keeps
             # them now (any topology); read as bytes: they are msgpack.
@@ -238,7 +238,7 @@ class FlaskSessionMigrator:
             return None
         key = self.prefix + sid
         try:
-            raw = self.client.getdel(key)  # taken once, even by two requests at the same time
+            raw = ready(self.client).getdel(key)  # taken once, even by two requests at once
         except (redis.RedisError, RedisClusterException):
             return None
         if not raw:

@@ -3,7 +3,8 @@ reaches, whatever its topology.
 
 * a client of one server (``redis.Redis(...)``, ``from_url``): ``URL``;
 * a client from ``Sentinel(...).master_for(name)``: ``MODE: sentinel`` with its sentinels, the
-  master's name and both sets of credentials;
+  master's name, both sets of credentials and, when the sentinels and the master differ in TLS
+  (``sentinel_kwargs`` against the client's own), ``SENTINEL_TLS``;
 * a ``RedisCluster``: ``MODE: cluster`` with the nodes it knows as startup nodes.
 
 Blocking and asyncio clients alike (Quart configures itself from the same keys). TLS comes along
@@ -72,25 +73,32 @@ def redis_section(client: object) -> dict[str, Any]:
 def _sentinel_section(pool: Any, tls: dict[str, Any]) -> dict[str, Any]:
     manager = pool.sentinel_manager
     kw = pool.connection_kwargs
-    if bool(manager.sentinel_kwargs.get("ssl")) != bool(tls):
+    sentinel_tls = _tls(manager.sentinel_kwargs, None)
+    both = tls.keys() & sentinel_tls.keys() - {"TLS"}
+    differ = sorted(key for key in both if tls[key] != sentinel_tls[key])
+    if differ:
         raise ConfigError(
-            "SESSION_REDIS reaches the sentinels "
-            + ("with" if manager.sentinel_kwargs.get("ssl") else "without")
-            + " TLS and the master "
-            + ("with" if tls else "without")
-            + " it; SessionHub's REDIS.TLS covers both: make them agree (sentinel_kwargs="
-            "{'ssl': ...}), or set SESSIONHUB's REDIS section"
+            f"SESSION_REDIS reaches the sentinels and the master with different {', '.join(differ)}"
+            " files; SessionHub's REDIS.TLS_CA_CERT / TLS_CERT / TLS_KEY serve both: give "
+            "sentinel_kwargs the master's files, or set SESSIONHUB's REDIS section"
         )
     sentinels = [s.connection_pool.connection_kwargs for s in manager.sentinels]
-    return {
+    section = {
         "MODE": "sentinel",
         "SENTINELS": [f"{s['host']}:{int(s['port'])}" for s in sentinels],
         "SENTINEL_MASTER": pool.service_name,
         "DB": int(kw.get("db") or 0),
         **_credentials(kw, "USERNAME", "PASSWORD"),
         **_credentials(manager.sentinel_kwargs, "SENTINEL_USERNAME", "SENTINEL_PASSWORD"),
+        **sentinel_tls,
         **tls,
     }
+    section.pop("TLS", None)
+    if tls:
+        section["TLS"] = True
+    if bool(sentinel_tls) != bool(tls):
+        section["SENTINEL_TLS"] = bool(sentinel_tls)
+    return section
 
 
 def _credentials(kw: dict[str, Any], username: str, password: str) -> dict[str, Any]:

@@ -30,10 +30,10 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.sentinel as aiosentinel
 from redis._parsers.base import BaseParser
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, NoScriptError
 
 from .base import Call, CommandCall, PipelineCall
-from .wire import Single, answer, needs_eval, packed, shaped
+from .wire import Single, answer, packed, put_back, shaped, to_send_again
 
 _SUPPORTED = (
     aioredis.Connection,
@@ -43,7 +43,7 @@ _SUPPORTED = (
     aiosentinel.SentinelManagedSSLConnection,
 )
 
-# call, its caller's future, whether it is already the EVAL retry, when it was written
+# call, its caller's future, whether a script goes as EVAL, when it was written
 _Pending = tuple[Single, "asyncio.Future[Any]", bool, float]
 
 
@@ -130,25 +130,38 @@ class AutoPipeline:
         """One step of an operation (see :mod:`.drivers`): its reply, or a pipeline's replies."""
         if isinstance(call, PipelineCall):
             return answer(call, await self.submit_all(call.calls))
-        return shaped(self.client, call, await self._queued(call))
+        return await self.submit(call)
 
     async def submit(self, call: Single) -> Any:
         """Send ``call`` with whatever else is queued this loop turn; its reply, shaped."""
-        return shaped(self.client, call, await self._queued(call))
+        try:
+            return shaped(self.client, call, await self._queued(call))
+        except NoScriptError as exc:
+            return answer(call, await self.sent_again((call,), [exc]))
 
     async def submit_all(self, calls: Sequence[Single]) -> list[Any]:
         """Send ``calls`` back to back in the same way; each reply shaped, or the error it got.
 
         Like a pipeline, not a transaction: other tasks' calls may run between them.
         """
-        return await self.replies(calls, self.queue(calls))
+        return await self.sent_again(calls, await self.replies(calls, self.queue(calls)))
+
+    async def sent_again(self, calls: Sequence[Single], replies: list[Any]) -> list[Any]:
+        """``replies`` once the calls :func:`~.wire.to_send_again` names (after a script cache
+        flush) were sent again, back to back, scripts as ``EVAL``."""
+        if again := to_send_again(calls, replies):
+            resent = [calls[i] for i in again]
+            futures = self.queue(resent, eval_source=True)
+            put_back(replies, again, await self.replies(resent, futures))
+        return replies
 
     def queue(
         self, calls: Sequence[Single], *, eval_source: bool = False
     ) -> list[asyncio.Future[Any]]:
         """Queue ``calls`` back to back, adjacent on the wire, without waiting: several
         pipelines' calls are queued in the same loop turn, then :meth:`replies` awaited. With
-        ``eval_source`` scripts go as ``EVAL`` with their source (no ``NOSCRIPT`` retry)."""
+        ``eval_source`` scripts go as ``EVAL`` with their source; a ``NOSCRIPT`` is the caller's
+        to handle (:meth:`sent_again`)."""
         return [self._queued(call, eval_source=eval_source) for call in calls]
 
     async def replies(
@@ -222,10 +235,8 @@ class AutoPipeline:
                 if isinstance(reply, redis.ConnectionError):
                     self._refusal = reply  # said before any call: "max number of clients reached"
                 break  # a reply nobody waits for: the connection was dropped meanwhile
-            call, future, again, _ = self._inflight.popleft()
-            if not again and needs_eval(call, reply):
-                self._enqueue((call, future, True, 0.0))
-            elif self._sentinel is not None and isinstance(reply, redis.ReadOnlyError):
+            _, future, _, _ = self._inflight.popleft()
+            if self._sentinel is not None and isinstance(reply, redis.ReadOnlyError):
                 demoted = redis.ConnectionError(
                     f"{self._address()} answered READONLY: it is a replica now; the sentinels "
                     "are asked for the master on the next connect"

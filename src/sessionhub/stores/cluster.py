@@ -47,26 +47,17 @@ from redis.exceptions import (
 from .autopipeline import AutoPipeline
 from .base import Call, CommandCall, PipelineCall, ScriptCall
 from .busy import CallSlots
-from .wire import Single, answer, call_args, missing_scripts, put_back, singles
-
-
-def _is_wait(call: Single) -> bool:
-    return isinstance(call, CommandCall) and call.args[0] == "WAIT"
+from .topology import LazyCluster
+from .wire import Single, answer, call_args, is_wait, put_back, singles, to_send_again
 
 
 def _key_of(call: Single) -> str:
     return call.keys[0] if isinstance(call, ScriptCall) else str(call.args[1])
 
 
-def _retried(calls: Sequence[Single], missing: list[int]) -> list[int]:
-    """The calls to send again after NOSCRIPT: the missing scripts and any WAIT, which must
-    follow them on the same connection to cover them."""
-    return missing + [i for i, c in enumerate(calls) if _is_wait(c)] if missing else []
-
-
 def _written(calls: Sequence[Single]) -> list[int]:
     """The positions of the calls other than WAIT."""
-    return [i for i, call in enumerate(calls) if not _is_wait(call)]
+    return [i for i, call in enumerate(calls) if not is_wait(call)]
 
 
 def _by_node(
@@ -85,7 +76,7 @@ def _fill_waits(calls: Sequence[Single], replies: list[Any], acks: list[Any]) ->
     error = next((a for a in acks if isinstance(a, Exception)), None)
     fewest = error if error is not None else min((int(a) for a in acks), default=0)
     for i, call in enumerate(calls):
-        if _is_wait(call):
+        if is_wait(call):
             replies[i] = fewest
 
 
@@ -111,11 +102,16 @@ def _node(client: Any, name: str) -> Any:
 
 class ClusterCalls:
     """Runs calls on a blocking :class:`redis.cluster.RedisCluster`, at most ``slots.limit``
-    at once (the client's pools must allow that many per node, see :mod:`.topology`)."""
+    at once (the client's pools must allow that many per node, see :mod:`.topology`); the
+    client is built by the first call that finds the cluster up (:class:`.LazyCluster`)."""
 
-    def __init__(self, client: redis.cluster.RedisCluster, slots: CallSlots) -> None:
-        self.client = client
+    def __init__(self, cluster: LazyCluster, slots: CallSlots) -> None:
+        self.cluster = cluster
         self.slots = slots
+
+    @property
+    def client(self) -> redis.cluster.RedisCluster:
+        return self.cluster.get()
 
     def execute(self, call: Call) -> Any:
         with self.slots.held():
@@ -128,14 +124,14 @@ class ClusterCalls:
         calls = singles(call)
         replies = self._send(calls)
         # A node restarted or failed over: its script cache is empty.
-        again = _retried(calls, missing_scripts(calls, replies))
+        again = to_send_again(calls, replies)
         if again:
             resent = self._send([calls[i] for i in again], eval_source=True)
             put_back(replies, again, resent)
         return answer(call, replies)
 
     def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
-        if any(_is_wait(c) for c in calls):
+        if any(is_wait(c) for c in calls):
             return self._send_waiting(calls, eval_source)
         if len(calls) == 1:
             try:
@@ -153,7 +149,7 @@ class ClusterCalls:
         have what was written on its own connection."""
         replies: list[Any] = [None] * len(calls)
         acks: list[Any] = []
-        wait = next(c for c in calls if _is_wait(c))
+        wait = next(c for c in calls if is_wait(c))
         key_node = self.client.get_node_from_key
         for node, positions in _by_node(
             _written(calls), lambda i: key_node(_key_of(calls[i]))
@@ -193,7 +189,11 @@ def _client_of(connection_class: Any, kwargs: dict[str, Any]) -> aioredis.Redis:
 
 
 def _batch(
-    calls: Sequence[Single], positions: list[int], asked: dict[int, Any], wait: Single | None
+    calls: Sequence[Single],
+    positions: list[int],
+    asked: dict[int, Any],
+    wait: Single | None,
+    eval_source: bool,
 ) -> tuple[list[tuple[Single, bool]], list[int]]:
     """What one node is sent, as (call, sent as EVAL), and the position of each call's reply
     (-1: none): its calls in order, then WAIT. A call an ASK sent here follows an ASKING, which
@@ -205,7 +205,7 @@ def _batch(
         if i in asked:
             sent.append((_ASKING, False))
             where.append(-1)
-        sent.append((calls[i], i in asked))
+        sent.append((calls[i], eval_source or i in asked))
         where.append(i)
     if wait is not None:
         sent.append((wait, False))
@@ -297,14 +297,21 @@ class AsyncClusterCalls:
             self._stale = True
             raise
 
-    async def _send(self, calls: Sequence[Single], first: list[Any] | None = None) -> list[Any]:
+    async def _send(
+        self,
+        calls: Sequence[Single],
+        first: list[Any] | None = None,
+        *,
+        eval_source: bool = False,
+    ) -> list[Any]:
         """Each call's reply, or its error: sent to the node of its slot (each node's calls
-        followed by the WAIT, if there is one), then again wherever a redirect points. ``first``:
-        the replies of a first send already made."""
+        followed by the WAIT, if there is one), then again wherever a redirect points, and
+        after a NOSCRIPT as EVAL (:func:`~.wire.to_send_again`). ``first``: the replies of a
+        first send already made."""
         deadline = asyncio.get_running_loop().time() + (self._timeout or 0.0)
         replies: list[Any] = first or [None] * len(calls)
         acks: list[Any] = []
-        wait = next((c for c in calls if _is_wait(c)), None)
+        wait = next((c for c in calls if is_wait(c)), None)
         todo: list[int] = _written(calls)
         asked: dict[int, Any] = {}
         sends = 0
@@ -312,11 +319,14 @@ class AsyncClusterCalls:
             todo, asked = await self._redirected(replies, todo, deadline)
             sends = 1
         while todo and sends < _SENDS:
-            acks += await self._send_once(calls, todo, asked, wait, replies)
+            acks += await self._send_once(calls, todo, asked, wait, replies, eval_source)
             todo, asked = await self._redirected(replies, todo, deadline)
             sends += 1
         if wait is not None:
             _fill_waits(calls, replies, acks)
+        if not eval_source and (again := to_send_again(calls, replies)):
+            resent = await self._send([calls[i] for i in again], eval_source=True)
+            put_back(replies, again, resent)
         return replies
 
     async def _send_once(
@@ -326,6 +336,7 @@ class AsyncClusterCalls:
         asked: dict[int, Any],
         wait: Single | None,
         replies: list[Any],
+        eval_source: bool,
     ) -> list[Any]:
         """Send the calls at ``todo``, every node's in this loop turn, into ``replies``; the
         WAIT replies."""
@@ -336,7 +347,7 @@ class AsyncClusterCalls:
         sent: list[tuple[AutoPipeline, list[Single], list[int], list[asyncio.Future[Any]]]] = []
         for node, positions in _by_node(todo, node_of).values():
             pipeline = self.pipeline(node)
-            batch, where = _batch(calls, positions, asked, wait)
+            batch, where = _batch(calls, positions, asked, wait, eval_source)
             futures = [f for c, as_eval in batch for f in pipeline.queue([c], eval_source=as_eval)]
             sent.append((pipeline, [c for c, _ in batch], where, futures))
         acks: list[Any] = []

@@ -37,7 +37,7 @@ from .autopipeline import AutoPipeline
 from .base import Call, CallObserver, Op
 from .busy import no_connection_free
 from .cluster import AsyncClusterCalls, ClusterCalls
-from .wire import Single, answer, missing_scripts, packed_all, put_back, shaped, singles
+from .wire import Single, answer, packed_all, put_back, shaped, singles, to_send_again
 
 T = TypeVar("T")
 
@@ -169,11 +169,11 @@ def run_sync(
 
 def _exchange_sync(client: redis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
     """Each call's reply, or the error Redis answered it with, in one round trip (two after a
-    script cache flush), on a connection the caller holds."""
+    script cache flush: :func:`~.wire.to_send_again`), on a connection the caller holds."""
     replies = _roundtrip_sync(conn, packed_all(calls), len(calls))
-    if missing := missing_scripts(calls, replies):
-        again = packed_all([calls[i] for i in missing], eval_source=True)
-        put_back(replies, missing, _roundtrip_sync(conn, again, len(missing)))
+    if resend := to_send_again(calls, replies):
+        again = packed_all([calls[i] for i in resend], eval_source=True)
+        put_back(replies, resend, _roundtrip_sync(conn, again, len(resend)))
     return _shaped_all(client, calls, replies)
 
 
@@ -249,9 +249,9 @@ async def _execute_pooled(client: aioredis.Redis, call: Call) -> Any:
 async def _exchange_async(client: aioredis.Redis, conn: Any, calls: Sequence[Single]) -> list[Any]:
     """The mirror image of :func:`_exchange_sync`."""
     replies = await _roundtrip_async(conn, packed_all(calls), len(calls))
-    if missing := missing_scripts(calls, replies):
-        again = packed_all([calls[i] for i in missing], eval_source=True)
-        put_back(replies, missing, await _roundtrip_async(conn, again, len(missing)))
+    if resend := to_send_again(calls, replies):
+        again = packed_all([calls[i] for i in resend], eval_source=True)
+        put_back(replies, resend, await _roundtrip_async(conn, again, len(resend)))
     return _shaped_all(client, calls, replies)
 
 

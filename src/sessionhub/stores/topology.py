@@ -6,7 +6,9 @@
   ``READONLY`` (it was demoted), so the next attempt asks again: a replica is never written to.
 * ``cluster``: :class:`redis.cluster.RedisCluster`, which keeps the slot map, sends each command
   to the master of its slot, follows ``MOVED`` / ``ASK`` and refreshes the map when it changes
-  (the asyncio hub routes by that map to a pipeline per master: :mod:`.cluster`).
+  (the asyncio hub routes by that map to a pipeline per master: :mod:`.cluster`). The blocking
+  one reads the map in its constructor, so SessionHub builds it on first use
+  (:class:`LazyCluster`): a cluster that is down at start is an outage like any other.
 
 Certificates are verified (the server's chain against ``TLS_CA_CERT`` and its host name) in every
 mode; there is no switch to turn that off.
@@ -14,7 +16,8 @@ mode; there is no switch to turn that off.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -24,19 +27,84 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.cluster
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisClusterException
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.retry import Retry
 
 from ..config import RedisSettings, host_port
 from .busy import CLUSTER_RESERVE
-from .redis import UnknownMasterError, classify, fault_text, refusal
+from .redis import UnknownMasterError
 
 RETRY_BACKOFF_CAP = 0.05
 RETRY_BACKOFF_BASE = 0.01
 """Retries are for a dropped connection, not a dead server: they must be short."""
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
+"""A blocking client, as an application gives one."""
 AsyncClient = aioredis.Redis | aiocluster.RedisCluster
+
+
+class LazyCluster:
+    """A blocking :class:`redis.cluster.RedisCluster`, built by the first call that needs it.
+
+    redis-py's blocking cluster client reads the slot map in its constructor, and fails there
+    when no startup node answers; the asyncio one reads it on first use. Built on first use, a
+    cluster down at start fails the calls that find it down (served from memory, like a
+    standalone Redis that is down) until one finds it up, the probe's included; a mistake the
+    constructor meets (TLS, credentials) is classified like any call's. Once built, the client
+    refreshes its slot map itself and is kept.
+    """
+
+    def __init__(self, build: Callable[[], redis.cluster.RedisCluster]) -> None:
+        self._build = build
+        self._client: redis.cluster.RedisCluster | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def of(cls, client: redis.cluster.RedisCluster) -> LazyCluster:
+        """``client``, built already (an application's)."""
+        made = cls(lambda: client)
+        made._client = client
+        return made
+
+    @property
+    def built(self) -> redis.cluster.RedisCluster | None:
+        """The client if it was built, else ``None`` (no I/O)."""
+        return self._client
+
+    def get(self) -> redis.cluster.RedisCluster:
+        """The client, built now if it was not: raises what building it raised."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._closed:
+                raise redis.ConnectionError("the Redis Cluster client was closed")
+            if self._client is None:
+                self._client = self._build()
+            return self._client
+
+    def close(self) -> None:
+        """Close the client, if it was built; it is not built again."""
+        with self._lock:
+            self._closed = True
+            if self._client is not None:
+                self._client.close()
+
+
+HeldSyncClient = redis.Redis | LazyCluster
+"""A blocking client as SessionHub holds it: a cluster's built on first use."""
+
+
+def held(client: SyncClient) -> HeldSyncClient:
+    """``client`` as SessionHub holds it."""
+    return LazyCluster.of(client) if isinstance(client, redis.cluster.RedisCluster) else client
+
+
+def ready(client: HeldSyncClient) -> SyncClient:
+    """The redis-py client behind ``client``; building a cluster's raises while it is down."""
+    return client.get() if isinstance(client, LazyCluster) else client
 
 
 def redis_client_kwargs(rs: RedisSettings) -> dict[str, Any]:
@@ -52,9 +120,10 @@ def redis_client_kwargs(rs: RedisSettings) -> dict[str, Any]:
     }
 
 
-def tls_kwargs(rs: RedisSettings) -> dict[str, Any]:
-    """redis-py's TLS options for ``rs`` (empty without TLS); verification always on."""
-    if not rs.uses_tls:
+def tls_kwargs(rs: RedisSettings, *, sentinels: bool = False) -> dict[str, Any]:
+    """redis-py's TLS options for the data nodes of ``rs``, or its ``sentinels`` (empty without
+    TLS); verification always on. The certificate files serve both."""
+    if not (rs.sentinel_uses_tls if sentinels else rs.uses_tls):
         return {}
     return {
         "ssl_ca_certs": rs.tls_ca_cert,
@@ -87,8 +156,8 @@ def _sentinel_options(rs: RedisSettings) -> tuple[list[tuple[str, int]], dict[st
         "password": password,
         "decode_responses": True,
     }
-    if rs.uses_tls:
-        options |= {"ssl": True, **tls_kwargs(rs)}
+    if rs.sentinel_uses_tls:
+        options |= {"ssl": True, **tls_kwargs(rs, sentinels=True)}
     return [host_port(a) for a in rs.sentinels], options
 
 
@@ -162,9 +231,9 @@ def _cluster_options(rs: RedisSettings) -> dict[str, Any]:
     return options
 
 
-def sync_client(rs: RedisSettings, *, decode_responses: bool = True) -> SyncClient:
+def sync_client(rs: RedisSettings, *, decode_responses: bool = True) -> HeldSyncClient:
     """The blocking client for ``rs``'s topology (replies as bytes with ``decode_responses``
-    false, for data SessionHub did not write)."""
+    false, for data SessionHub did not write); no I/O."""
     decoding = {"decode_responses": decode_responses}
     if rs.mode == "sentinel":
         sentinels, sentinel_options = _sentinel_options(rs)
@@ -173,22 +242,28 @@ def sync_client(rs: RedisSettings, *, decode_responses: bool = True) -> SyncClie
         master: redis.Redis = manager.master_for(rs.sentinel_master or "", redis_class=redis.Redis)
         return master
     if rs.mode == "cluster":
-        return _sync_cluster(rs, _cluster_options(rs) | decoding)
+        options = _cluster_options(rs) | decoding
+        nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
+        return LazyCluster(lambda: _whole_cluster(nodes, options))
     options = redis_client_kwargs(rs) | decoding
     return redis.Redis.from_url(_standalone_url(rs), **options, **tls_kwargs(rs))
 
 
-def _sync_cluster(rs: RedisSettings, options: dict[str, Any]) -> redis.cluster.RedisCluster:
-    """redis-py's blocking cluster client, which reads the slot map in its constructor: a
-    configuration mistake found there (TLS, credentials) is refused at once, in one line."""
-    nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
-    try:
-        return redis.cluster.RedisCluster(startup_nodes=nodes, **options)
-    except RedisClusterException as exc:
-        fault = classify(exc)
-        if fault is not None and fault.config:
-            raise refusal(fault_text(fault, exc)) from exc
-        raise
+def _whole_cluster(
+    nodes: list[redis.cluster.ClusterNode], options: dict[str, Any]
+) -> redis.cluster.RedisCluster:
+    """redis-py's blocking cluster client, once its slot map covers every slot. One built while
+    the cluster is still forming (nodes up, slots not yet assigned) would keep a map with holes:
+    a call routed by ``get_node_from_key`` to a slot the map lacks fails before it is sent,
+    and that does not make redis-py read the map again."""
+    client = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
+    covered = len(client.nodes_manager.slots_cache)
+    if covered < REDIS_CLUSTER_HASH_SLOTS:
+        client.close()
+        raise ClusterDownError(
+            f"the Redis Cluster serves {covered} of its {REDIS_CLUSTER_HASH_SLOTS} slots yet"
+        )
+    return client
 
 
 def async_client(rs: RedisSettings) -> AsyncClient:
@@ -211,18 +286,21 @@ def describe(rs: RedisSettings) -> str:
     """One line naming the topology and where it is, without secrets (logs, ``config check``)."""
     tls = " over TLS" if rs.uses_tls else ""
     if rs.mode == "sentinel":
+        if rs.sentinel_uses_tls != rs.uses_tls:
+            tls += f" (the sentinels {'over TLS' if rs.sentinel_uses_tls else 'without'})"
         return f"sentinel: master {rs.sentinel_master!r} of {', '.join(rs.sentinels)}{tls}"
     if rs.mode == "cluster":
         return f"cluster: startup nodes {', '.join(rs.cluster_nodes)}{tls}"
     return f"standalone: {_standalone_url(rs, masked=True)}"
 
 
-def masters(client: SyncClient | AsyncClient | None) -> list[str]:
+def masters(client: HeldSyncClient | AsyncClient | None) -> list[str]:
     """The masters a keyspace-wide walk (``SCAN``) must visit one by one, as
     :attr:`~.base.CommandCall.node` names them: every master of a cluster, as the client knows
     them now; elsewhere the one server, ``""``."""
-    if isinstance(client, redis.cluster.RedisCluster | aiocluster.RedisCluster):
-        names = sorted(str(node.name) for node in client.get_primaries())
+    cluster = client.get() if isinstance(client, LazyCluster) else client
+    if isinstance(cluster, redis.cluster.RedisCluster | aiocluster.RedisCluster):
+        names = sorted(str(node.name) for node in cluster.get_primaries())
         if not names:  # not connected yet: "no master" must not read as "nothing to visit"
             raise RedisClusterException("the cluster client knows no master yet")
         return names

@@ -44,11 +44,21 @@ def needs_eval(call: Single, reply: Any) -> bool:
     return isinstance(reply, NoScriptError) and isinstance(call, ScriptCall)
 
 
-def missing_scripts(calls: Sequence[Single], replies: Sequence[Any]) -> list[int]:
-    """The positions of the calls :func:`needs_eval` says to send again as ``EVAL``."""
+def is_wait(call: Single) -> bool:
+    """Whether ``call`` is the ``WAIT`` of ``REDIS.WAIT_REPLICAS``."""
+    return isinstance(call, CommandCall) and call.args[0] == "WAIT"
+
+
+def to_send_again(calls: Sequence[Single], replies: Sequence[Any]) -> list[int]:
+    """The positions of the calls to send again, scripts as ``EVAL``, after a ``NOSCRIPT``
+    (:func:`needs_eval`): the missing scripts, then any ``WAIT``. The first ``WAIT`` ran
+    before the scripts wrote anything, and one counts only what its own connection wrote
+    before it, so the resent writes need a ``WAIT`` of their own, behind them on the same
+    connection; its reply is the one that stands."""
     for reply in replies:  # on every step: a bare loop is the cheapest look
         if isinstance(reply, NoScriptError):
-            return [i for i, reply in enumerate(replies) if needs_eval(calls[i], reply)]
+            missing = [i for i, reply in enumerate(replies) if needs_eval(calls[i], reply)]
+            return missing + [i for i, call in enumerate(calls) if is_wait(call)] if missing else []
     return []
 
 
