@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.exceptions import MovedError
 
-from helpers import Clock, build_settings, hub_factory, wait_for
+from helpers import Clock, await_for, build_settings, hub_factory, wait_for
 from redis_server import ClusterGroup
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
@@ -200,6 +200,39 @@ def test_inbox_push_wakes_a_stream_in_another_process(topology: Topology) -> Non
             await notifier.aclose()
             await sender.aclose()
             await receiver.aclose()
+
+    asyncio.run(main())
+
+
+def test_closing_the_inbox_notifier_leaves_the_hub_linked(topology: Topology) -> None:
+    """Closing the inbox notifier, as the service does before the hub, closes nothing the hub
+    uses: its revocation subscription stays on its first link and its calls still reach Redis."""
+
+    async def main() -> None:
+        hub = AsyncSessionHub(topology.settings())
+        notifier = InboxNotifier(hub.features.inbox, hub.client)
+        try:
+            await hub.start()
+            await notifier.start()
+            coherence = hub.manager.core.coherence
+            await await_for(lambda: coherence.up)
+            links, revocations = coherence.links, coherence.revocations
+            await notifier.aclose()
+            publisher = topology.router()
+            try:
+                publisher.publish(hub.manager.core.redis_ops.keys.revoked(), "gone")
+            finally:
+                publisher.close()
+            # A message heard after the close came on the link the hub had before it, or on a
+            # new one, which would have counted as a link.
+            await await_for(lambda: coherence.revocations > revocations)
+            assert coherence.links == links
+            _, cookie = await hub.create("alice")
+            assert await hub.open(cookie) is not None
+            _on_redis(hub)
+        finally:
+            await notifier.aclose()
+            await hub.aclose()
 
     asyncio.run(main())
 
