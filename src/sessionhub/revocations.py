@@ -118,6 +118,8 @@ class RevocationThread:
     def __init__(self, feed: Feed, client: HeldSyncClient, name: str = "revocations") -> None:
         self.feed = feed
         self.client = with_own_pool(client)
+        self._owned = self.client is not client
+        """Whether :meth:`close` closes ``client``: a cluster's is the hub's, used as it is."""
         self._stop = threading.Event()
         self._linked = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sessionhub-{name}", daemon=True)
@@ -202,7 +204,8 @@ class RevocationThread:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.client.close()
+        if self._owned:
+            self.client.close()
 
 
 class RevocationTask:
@@ -212,6 +215,9 @@ class RevocationTask:
     def __init__(self, feed: Feed, client: AsyncClient, name: str = "revocations") -> None:
         self.feed = feed
         self.client = with_own_pool(client)
+        self._owned = self.client is not client
+        """Whether :meth:`aclose` closes ``client``: a cluster's is the hub's, which closing
+        would disconnect under the hub's other subscriptions and calls."""
         self.name = f"sessionhub-{name}"
         self._task: asyncio.Task[None] | None = None
 
@@ -293,4 +299,5 @@ class RevocationTask:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         await cancel_subscriber(task)
-        await self.client.aclose()
+        if self._owned:
+            await self.client.aclose()

@@ -88,7 +88,8 @@ def with_own_pool(client: HeldSyncClient | AsyncClient) -> HeldSyncClient | Asyn
     A subscription must not share the hub's pool: the probe drops that pool's connections after
     an outage, which silently ended the subscription, and a blocking read must not hold one of
     the connections requests need. A cluster client is returned as it is: each of its Pub/Subs
-    dials a node of its own, and the probe never drops its connections.
+    dials a node of its own, and the probe never drops its connections; it stays the hub's to
+    close (closing it disconnects every connection of every node, the other subscriptions' too).
     """
     if isinstance(client, (LazyCluster, AsyncRedisCluster)):
         return client

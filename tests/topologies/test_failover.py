@@ -518,6 +518,7 @@ def test_the_inbox_notifier_subscribes_again_after_its_cluster_master_died(
                     publisher.close()
         finally:
             await notifier.aclose()
+            await client.aclose()  # the notifier leaves a cluster client to its owner
             await hub.aclose()
 
     asyncio.run(main())

@@ -9,15 +9,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 from redis.exceptions import MovedError
 
-from helpers import Clock, build_settings, hub_factory, wait_for
-from redis_server import ClusterGroup
+from helpers import Clock, await_for, build_settings, hub_factory, wait_for
+from redis_server import ClusterGroup, RedisServer
 from sessionhub.config import Settings
 from sessionhub.exceptions import TooManyAttemptsError
 from sessionhub.hub import AsyncSessionHub
 from sessionhub.inbox.notifier import InboxNotifier
 from sessionhub.presence import day_of
+from sessionhub.stores.topology import LazyCluster
 from topology_fixtures import ACL_PASSWORD, ACL_USER, Topology, documented_acl_line
 
 MakeHub = Callable[..., Any]
@@ -204,6 +206,39 @@ def test_inbox_push_wakes_a_stream_in_another_process(topology: Topology) -> Non
     asyncio.run(main())
 
 
+def test_closing_the_inbox_notifier_leaves_the_hub_linked(topology: Topology) -> None:
+    """Closing the inbox notifier, as the service does before the hub, closes nothing the hub
+    uses: its revocation subscription stays on its first link and its calls still reach Redis."""
+
+    async def main() -> None:
+        hub = AsyncSessionHub(topology.settings())
+        notifier = InboxNotifier(hub.features.inbox, hub.client)
+        try:
+            await hub.start()
+            await notifier.start()
+            coherence = hub.manager.core.coherence
+            await await_for(lambda: coherence.up)
+            links, revocations = coherence.links, coherence.revocations
+            await notifier.aclose()
+            publisher = topology.router()
+            try:
+                publisher.publish(hub.manager.core.redis_ops.keys.revoked(), "gone")
+            finally:
+                publisher.close()
+            # A message heard after the close came on the link the hub had before it, or on a
+            # new one, which would have counted as a link.
+            await await_for(lambda: coherence.revocations > revocations)
+            assert coherence.links == links
+            _, cookie = await hub.create("alice")
+            assert await hub.open(cookie) is not None
+            _on_redis(hub)
+        finally:
+            await notifier.aclose()
+            await hub.aclose()
+
+    asyncio.run(main())
+
+
 def test_settings_patch_and_replace(make_hub: MakeHub) -> None:
     """A user's settings keep a patch and a full replacement."""
     hub = make_hub()
@@ -274,3 +309,57 @@ def test_a_hub_starts_while_its_cluster_is_down(unstarted_cluster: ClusterGroup,
             with contextlib.suppress(MovedError):
                 found += master.client().exists(key)
         assert found == 1
+
+
+def _cluster_command(node: RedisServer, *args: object) -> None:
+    client = node.client()
+    try:
+        client.execute_command("CLUSTER", *args)
+    finally:
+        client.close()
+
+
+def _slots_mapped(hub: Any) -> int:
+    """How many slots the slot map of ``hub``'s cluster client covers (0 before it read one)."""
+    client = hub.client.built if isinstance(hub.client, LazyCluster) else hub.client
+    return 0 if client is None else len(client.nodes_manager.slots_cache)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_hub_first_reaches_its_cluster_while_it_forms(
+    unstarted_cluster: ClusterGroup, kind: str
+) -> None:
+    """A hub that first reaches its Redis Cluster while the slots are being assigned (one node
+    has its slots, then all have, before they meet) serves from memory, and the probe moves it
+    to the cluster once the cluster is whole: a slot map read on the way does not hold it back."""
+    first, *others = unstarted_cluster.nodes
+    for node in unstarted_cluster.nodes:
+        node.start()
+    share = REDIS_CLUSTER_HASH_SLOTS // len(unstarted_cluster.nodes) + 1
+    ranges = [
+        (i * share, min((i + 1) * share, REDIS_CLUSTER_HASH_SLOTS) - 1)
+        for i in range(len(unstarted_cluster.nodes))
+    ]
+    _cluster_command(first, "ADDSLOTSRANGE", *ranges[0])
+    redis = {"MODE": "cluster", "CLUSTER_NODES": unstarted_cluster.startup_nodes}
+    settings = build_settings(
+        None, redis=redis | {"PROBE_INTERVAL": 0.1}, session={"TYPE": "redis"}
+    )
+    with hub_factory(kind, lambda: settings) as make:
+        hub = make()
+        _, cookie = hub.create("alice", data={"n": 1})
+        assert hub.manager.core.mode == "degraded"
+        for node, (low, high) in zip(others, ranges[1:], strict=True):
+            _cluster_command(node, "ADDSLOTSRANGE", low, high)
+        # Every slot has a node, which no other node knows yet: the probe reads a map that
+        # covers every slot from the three of them, and the calls are answered CLUSTERDOWN.
+        wait_for(lambda: _slots_mapped(hub) == REDIS_CLUSTER_HASH_SLOTS)
+        assert hub.manager.core.mode == "degraded"
+        for node in others:
+            _cluster_command(first, "MEET", node.host, node.port)
+        unstarted_cluster.settle()
+        wait_for(lambda: hub.manager.core.mode == "redis", timeout=15)
+        assert dict(hub.open(cookie)) == {"n": 1}
+        _, fresh = hub.create("carol")
+        assert hub.open(fresh) is not None
+        _on_redis(hub)

@@ -124,3 +124,52 @@ def test_a_write_sent_again_after_a_script_flush_is_waited_for(
             replica.thaw()
     assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
     assert hub.manager.core.mode == "redis", hub.manager.core.last_error
+
+
+def _replica_of(master: RedisServer, nodes: list[RedisServer]) -> RedisServer:
+    """The running node that replicates ``master`` now."""
+    client = master.client(decode_responses=True)
+    try:
+        port = int(client.info("replication")["slave0"]["port"])
+    finally:
+        client.close()
+    return next(n for n in nodes if n.port == port and n.is_running)
+
+
+@pytest.mark.parametrize("replicated", ["cluster"], indirect=True)
+def test_a_node_not_sent_again_still_counts_after_a_script_flush(
+    make_hub: MakeHub, replicated: Topology, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A login that writes on two masters, one of which lost its scripts: the WAIT sent again
+    with that one's EVAL does not hide that the other master's replica did not acknowledge."""
+    hub = make_hub(session={"INDEX_SHARDS": 1})  # every session key in the slot of {0}
+    router = replicated.router()
+    assert isinstance(router, redis.cluster.RedisCluster)
+    try:
+        flushed = router.get_node_from_key("{0}").port
+        user = next(
+            u
+            for u in (f"user{i}" for i in range(100))
+            if router.get_node_from_key(hub.manager.user_keys.sessions(u)).port != flushed
+        )
+        waiting = router.get_node_from_key(hub.manager.user_keys.sessions(user)).port
+    finally:
+        router.close()
+    by_port = {n.port: n for n in replicated.data_nodes}
+    hub.login(user)  # both scripts cached on their masters, every connection made
+    flushing = by_port[flushed].client()
+    try:
+        flushing.script_flush()
+    finally:
+        flushing.close()
+    for master in replicated.masters():
+        wait_replicated(master)
+    replica = _replica_of(by_port[waiting], replicated.data_nodes)
+    replica.freeze()
+    try:
+        caplog.clear()
+        hub.login(user)
+    finally:
+        replica.thaw()
+    assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
+    assert hub.manager.core.mode == "redis", hub.manager.core.last_error

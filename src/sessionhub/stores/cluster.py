@@ -71,10 +71,22 @@ def _by_node(
     return groups
 
 
-def _fill_waits(calls: Sequence[Single], replies: list[Any], acks: list[Any]) -> None:
-    """WAIT's reply: the fewest replicas any node written reports (or its error)."""
+Acks = dict[str, Any]
+"""Each node's ``WAIT`` reply (or its error), by node name. A node sent again after a
+``NOSCRIPT`` has its new one in place of its first: that ``WAIT`` ran after everything written
+on the node for the call, the first one before the scripts sent again wrote anything."""
+
+
+def _fewest(acks: Iterable[Any]) -> Any:
+    """The fewest replicas any of ``acks`` reports, or the first error among them."""
+    acks = list(acks)
     error = next((a for a in acks if isinstance(a, Exception)), None)
-    fewest = error if error is not None else min((int(a) for a in acks), default=0)
+    return error if error is not None else min((int(a) for a in acks), default=0)
+
+
+def _fill_waits(calls: Sequence[Single], replies: list[Any], acks: Acks) -> None:
+    """WAIT's reply: the fewest replicas any node written reports (or its error)."""
+    fewest = _fewest(acks.values())
     for i, call in enumerate(calls):
         if is_wait(call):
             replies[i] = fewest
@@ -122,17 +134,20 @@ class ClusterCalls:
             assert isinstance(call, CommandCall)
             return _node(self.client, node).redis_connection.execute_command(*call.args)
         calls = singles(call)
-        replies = self._send(calls)
+        acks: Acks = {}
+        replies = self._send(calls, acks)
         # A node restarted or failed over: its script cache is empty.
         again = to_send_again(calls, replies)
         if again:
-            resent = self._send([calls[i] for i in again], eval_source=True)
+            # The WAIT sent again counts the nodes sent again; ``acks`` still has the others'.
+            resent = self._send([calls[i] for i in again], acks, eval_source=True)
             put_back(replies, again, resent)
         return answer(call, replies)
 
-    def _send(self, calls: Sequence[Single], *, eval_source: bool = False) -> list[Any]:
+    def _send(self, calls: Sequence[Single], acks: Acks, *, eval_source: bool = False) -> list[Any]:
+        """Each call's reply, or its error; a WAIT's per node into ``acks``."""
         if any(is_wait(c) for c in calls):
-            return self._send_waiting(calls, eval_source)
+            return self._send_waiting(calls, acks, eval_source)
         if len(calls) == 1:
             try:
                 return [self.client.execute_command(*call_args(calls[0], eval_source=eval_source))]
@@ -144,11 +159,10 @@ class ClusterCalls:
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
 
-    def _send_waiting(self, calls: Sequence[Single], eval_source: bool) -> list[Any]:
+    def _send_waiting(self, calls: Sequence[Single], acks: Acks, eval_source: bool) -> list[Any]:
         """Each node's calls and a WAIT on one of its connections: WAIT counts the replicas that
         have what was written on its own connection."""
         replies: list[Any] = [None] * len(calls)
-        acks: list[Any] = []
         wait = next(c for c in calls if is_wait(c))
         key_node = self.client.get_node_from_key
         for node, positions in _by_node(
@@ -160,11 +174,11 @@ class ClusterCalls:
             pipe.execute_command(*call_args(wait))
             *written, acked = pipe.execute(raise_on_error=False)
             put_back(replies, positions, written)
-            acks.append(acked)
+            acks[node.name] = acked
         _fill_waits(calls, replies, acks)
         moved = _moved(replies)
         if moved:
-            resent = self._send([calls[i] for i in moved], eval_source=eval_source)
+            resent = self._send([calls[i] for i in moved], acks, eval_source=eval_source)
             put_back(replies, moved, resent)
         return replies
 
@@ -222,6 +236,11 @@ def _unfinished(replies: list[Any]) -> Exception | None:
         f"Redis Cluster still redirected a call after up to {_SENDS} sends ({redirect}): its "
         "slots kept moving; the next call is routed by the slot map as it is then"
     )
+
+
+_Sent = tuple[str, AutoPipeline, list[Single], list[int], list[asyncio.Future[Any]]]
+"""One node's part of a send: its name, its pipeline, the calls queued, where each reply goes
+(:func:`_batch`) and their futures."""
 
 
 class AsyncClusterCalls:
@@ -303,14 +322,16 @@ class AsyncClusterCalls:
         first: list[Any] | None = None,
         *,
         eval_source: bool = False,
+        acks: Acks | None = None,
     ) -> list[Any]:
         """Each call's reply, or its error: sent to the node of its slot (each node's calls
         followed by the WAIT, if there is one), then again wherever a redirect points, and
         after a NOSCRIPT as EVAL (:func:`~.wire.to_send_again`). ``first``: the replies of a
-        first send already made."""
+        first send already made; ``acks``: the WAIT replies of the send this one sends again,
+        which this one's replace node by node."""
         deadline = asyncio.get_running_loop().time() + (self._timeout or 0.0)
         replies: list[Any] = first or [None] * len(calls)
-        acks: list[Any] = []
+        mine: Acks = {}
         wait = next((c for c in calls if is_wait(c)), None)
         todo: list[int] = _written(calls)
         asked: dict[int, Any] = {}
@@ -319,13 +340,14 @@ class AsyncClusterCalls:
             todo, asked = await self._redirected(replies, todo, deadline)
             sends = 1
         while todo and sends < _SENDS:
-            acks += await self._send_once(calls, todo, asked, wait, replies, eval_source)
+            await self._send_once(calls, todo, asked, wait, replies, mine, eval_source)
             todo, asked = await self._redirected(replies, todo, deadline)
             sends += 1
+        acks = mine if acks is None else {**acks, **mine}
         if wait is not None:
             _fill_waits(calls, replies, acks)
         if not eval_source and (again := to_send_again(calls, replies)):
-            resent = await self._send([calls[i] for i in again], eval_source=True)
+            resent = await self._send([calls[i] for i in again], eval_source=True, acks=acks)
             put_back(replies, again, resent)
         return replies
 
@@ -336,29 +358,29 @@ class AsyncClusterCalls:
         asked: dict[int, Any],
         wait: Single | None,
         replies: list[Any],
+        acks: Acks,
         eval_source: bool,
-    ) -> list[Any]:
-        """Send the calls at ``todo``, every node's in this loop turn, into ``replies``; the
-        WAIT replies."""
+    ) -> None:
+        """Send the calls at ``todo``, every node's in this loop turn, into ``replies``, and
+        the WAIT replies into ``acks`` (a node sent to again in this send keeps the fewer)."""
 
         def node_of(i: int) -> Any:
             return asked.get(i) or self.client.get_node_from_key(_key_of(calls[i]))
 
-        sent: list[tuple[AutoPipeline, list[Single], list[int], list[asyncio.Future[Any]]]] = []
-        for node, positions in _by_node(todo, node_of).values():
+        sent: list[_Sent] = []
+        for name, (node, positions) in _by_node(todo, node_of).items():
             pipeline = self.pipeline(node)
             batch, where = _batch(calls, positions, asked, wait, eval_source)
             futures = [f for c, as_eval in batch for f in pipeline.queue([c], eval_source=as_eval)]
-            sent.append((pipeline, [c for c, _ in batch], where, futures))
-        acks: list[Any] = []
-        for pipeline, node_calls, where, futures in sent:
+            sent.append((name, pipeline, [c for c, _ in batch], where, futures))
+        for name, pipeline, node_calls, where, futures in sent:
             got = await pipeline.replies(node_calls, futures)
             for i, reply in zip(where, got, strict=True):
                 if i >= 0:
                     replies[i] = reply
             if wait is not None:
-                acks.append(got[-1])
-        return acks
+                acked = got[-1]
+                acks[name] = _fewest((acks[name], acked)) if name in acks else acked
 
     async def _redirected(
         self, replies: list[Any], todo: list[int], deadline: float

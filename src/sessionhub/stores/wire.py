@@ -54,7 +54,7 @@ def to_send_again(calls: Sequence[Single], replies: Sequence[Any]) -> list[int]:
     (:func:`needs_eval`): the missing scripts, then any ``WAIT``. The first ``WAIT`` ran
     before the scripts wrote anything, and one counts only what its own connection wrote
     before it, so the resent writes need a ``WAIT`` of their own, behind them on the same
-    connection; its reply is the one that stands."""
+    connection; its reply is the one that stands (on Cluster, for the nodes sent again)."""
     for reply in replies:  # on every step: a bare loop is the cheapest look
         if isinstance(reply, NoScriptError):
             missing = [i for i, reply in enumerate(replies) if needs_eval(calls[i], reply)]
