@@ -54,10 +54,10 @@ class Serve:
         )
         wait_for(lambda: health(self.port) is not None or self.process.poll() is not None, 30)
 
-    def stop(self) -> str:
-        """Stop the service as Ctrl-C does; return its log."""
+    def stop(self, how: signal.Signals = signal.SIGINT) -> str:
+        """Stop the service with ``how`` (SIGINT: as Ctrl-C does); return its log."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(how)
         _, log = self.process.communicate(timeout=30)
         return log
 
@@ -91,6 +91,23 @@ def test_serve_starts_healthy_on_its_own_redis_and_stops_it(
     assert service.process.returncode == 0
     assert "started a private redis-server" in log
     assert f"redis://127.0.0.1:{service.redis_port}/0" in log
+    assert "Stopped the private redis-server" in log
+    deadline = time.monotonic() + 10
+    while answers(service.redis_port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not answers(service.redis_port)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_stops_the_private_redis_too(
+    tmp_path: Path, serve: list[Serve], workers: str
+) -> None:
+    """Stopped with SIGTERM (kill, docker stop, systemd) rather than Ctrl-C, the service still
+    stops its private redis-server before it exits, with one worker or several."""
+    service = Serve(tmp_path, SESSIONHUB_SERVER__WORKERS=workers)
+    serve.append(service)
+    assert answers(service.redis_port), service.stop()
+    log = service.stop(signal.SIGTERM)
     assert "Stopped the private redis-server" in log
     deadline = time.monotonic() + 10
     while answers(service.redis_port) and time.monotonic() < deadline:

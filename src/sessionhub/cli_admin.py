@@ -67,11 +67,23 @@ def _user_path(user: str, handle: str | None = None) -> str:
     return path if handle is None else f"{path}/{quote(handle, safe='')}"
 
 
+def _require_secret_for_ids(args: argparse.Namespace) -> None:
+    """Straight on Redis, a session's id is keyed with SECRET_KEY. With none set, every run
+    makes up a key of its own, so an id one run lists matches nothing in the next."""
+    if _settings(args).secret_key is None:
+        raise CommandError(
+            "session ids are keyed with SECRET_KEY and none is set: set SECRET_KEY to the "
+            "service's (config file or environment), or ask the running service with --url",
+            code=2,
+        )
+
+
 def cmd_sessions_list(args: argparse.Namespace) -> int:
     if args.url:
         _, data = _ask_service(args.url, _user_path(args.user), key=_admin_key(args))
         sessions: list[dict[str, Any]] = data["sessions"]
     else:
+        _require_secret_for_ids(args)
         with _redis_hub(args) as hub:
             sessions = [info.view() for info in hub.user_sessions.list(args.user)]
     if not sessions:
@@ -96,6 +108,8 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> int:
         _, data = _ask_service(args.url, method_path, method="DELETE", key=_admin_key(args))
         revoked = int(data["revoked"])
     else:
+        if not args.all:
+            _require_secret_for_ids(args)
         with _redis_hub(args) as hub:
             if args.all:
                 revoked = hub.user_sessions.revoke_all(args.user)

@@ -19,9 +19,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from .config import Settings
 
@@ -156,6 +159,26 @@ def redis_for(settings: Settings, env: Mapping[str, str] = os.environ) -> Iterat
     )
     redis = settings.redis.model_copy(update={"url": server.url})
     try:
-        yield settings.model_copy(update={"redis": redis})
+        with _sigterm_unwinds():
+            yield settings.model_copy(update={"redis": redis})
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Inside, SIGTERM (``kill``, ``docker stop``, systemd) raises SystemExit. uvicorn passes a
+    signal on once it has shut down, and SIGTERM's default action would end the process right
+    there, before the private server is stopped, leaving it running on its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)  # the shell's exit status for a process ended by a signal

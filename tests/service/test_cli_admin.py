@@ -65,6 +65,24 @@ def test_list_and_revoke_from_the_config(tmp_path: Path, redis_url: str) -> None
     assert empty.stdout.strip() == "alice has no live sessions"
 
 
+def test_ids_from_the_config_need_the_secret_key(tmp_path: Path, redis_url: str) -> None:
+    """With no SECRET_KEY, list and revoke --id from the config refuse in one line naming it
+    (each run would key ids its own way), while revoke --all still works."""
+    config = str(write_config(tmp_path / "c.yaml", redis_url, SECRET_KEY=None))
+    logged_in(redis_url, "iPhone")
+    listed = run_cli("sessions", "list", "--user", "alice", "--config", config, cwd=tmp_path)
+    assert "SECRET_KEY" in one_line_error(listed, 2)
+    one = run_cli(
+        "sessions", "revoke", "--user", "alice", "--id", "0" * 20, "--config", config,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "SECRET_KEY" in one_line_error(one, 2)
+    every = run_cli(
+        "sessions", "revoke", "--user", "alice", "--all", "--config", config, cwd=tmp_path
+    )
+    assert every.stdout.strip() == "revoked 1 session(s) of alice"
+
+
 def test_list_and_revoke_through_the_service(tmp_path: Path, live: Server) -> None:
     """With --url the commands use the service's admin API, and a revoked device is refused."""
     config = str(write_config(tmp_path / "c.yaml", "redis://127.0.0.1:1/0"))

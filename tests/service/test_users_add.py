@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from starlette.testclient import TestClient
 
+from helpers import login as log_in
 from helpers import service_settings
 from sessionhub.service.app import create_app
 from test_cli import one_line_error, run_cli
@@ -24,6 +25,22 @@ def test_added_user_logs_in_without_a_restart(tmp_path: Path, redis_url: str) ->
         assert added.returncode == 0, added.stderr
         assert "added user carol" in added.stdout
         assert client.post("/api/auth/login", json=login).status_code == 200
+
+
+def test_added_user_can_be_sent_a_message_without_a_restart(tmp_path: Path, redis_url: str) -> None:
+    """A user added while the service runs is a recipient at once, as for login: a message to
+    them is refused as an unknown user before the add and accepted after it."""
+    config = tmp_path / "config.yaml"
+    with TestClient(create_app(service_settings(redis_url), config)) as client:
+        log_in(client, "alice")
+        message = {"to": "carol", "body": {"text": "welcome"}}
+        before = client.post("/api/messages", json=message)
+        assert before.status_code == 404, before.text
+        assert before.json()["error"]["code"] == "user_not_found"
+        added = run_cli("users", "add", "carol", cwd=tmp_path, stdin="carol-password\n")
+        assert added.returncode == 0, added.stderr
+        after = client.post("/api/messages", json=message)
+        assert after.status_code == 201, after.text
 
 
 def test_users_add_keeps_the_file_and_replaces_a_password(tmp_path: Path) -> None:

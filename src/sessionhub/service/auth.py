@@ -58,6 +58,11 @@ class PasswordChecker:
             return False
         return stored is not None
 
+    def knows(self, username: str) -> bool:
+        """Whether ``username`` is a user, counting those added to the file since the start."""
+        self.refresh()
+        return username in self._hashes
+
     def _file_stamp(self) -> int | None:
         try:
             return None if self._file is None else self._file.stat().st_mtime_ns
