@@ -731,6 +731,16 @@ def cluster_node_id(node: RedisServer) -> str:
         client.close()
 
 
+def errors_answered(node: RedisServer, code: str) -> int:
+    """How many calls ``node`` has answered with the error ``code`` (``MOVED``, ``ASK``) since
+    it started or its stats were reset."""
+    client = node.client(decode_responses=True)
+    try:
+        return int(client.info("errorstats").get(f"errorstat_{code}", {}).get("count", 0))
+    finally:
+        client.close()
+
+
 def _parse_info(text: str) -> dict[str, str]:
     out = {}
     for line in str(text).splitlines():

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from helpers import Blocking, LoopThread, build_settings, wait_for
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from sessionhub.hub import AsyncSessionHub, SessionHub
 from sessionhub.stores.autopipeline import AutoPipeline
 from sessionhub.stores.base import call_name
@@ -426,3 +428,71 @@ def test_the_observer_hears_of_each_call_but_not_the_probes(
     wait_for(lambda: not hub.manager.core.degraded)
     assert recorder.heard[2] == "load!ConnectionError"
     assert recorder.heard[3:] == ["degraded", "recovered"]
+
+
+def test_health_names_the_latest_fault_while_still_degraded(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """Redis killed, then back as a read-only replica of a master that is not there: the hub
+    stays degraded, and once a probe has met the new fault health names it, not the first."""
+    server = fresh_redis_server
+    hub = hub_on(server)
+    _, cookie = hub.create("alice")
+    server.kill()
+    assert hub.open(cookie) is not None
+    assert "unreachable" in hub.health()["last_error"]
+    server.extra_args = ("--replicaof", server.host, str(free_port()))  # nobody answers there
+    server.start()
+    wait_for(lambda: "read-only replica" in hub.health()["last_error"], timeout=PROBE * 6)
+    health = hub.health()
+    assert health["status"] == "degraded"
+    assert "unreachable" not in health["last_error"]
+
+
+BUSY_SCRIPT = "#!lua flags=no-writes,allow-oom\nwhile true do end"
+"""A script that runs until SCRIPT KILL: Redis answers everyone else BUSY meanwhile."""
+
+
+def test_health_names_a_later_fault_the_probe_has_no_name_for(
+    hub_on: Callable[..., Any], fresh_redis_server: RedisServer
+) -> None:
+    """Redis out of memory, then busy running a script that does not end (an error SessionHub
+    does not classify): once a probe has met it, health names it, not the earlier fault."""
+    server = fresh_redis_server
+    hub = hub_on(server)
+    hub.create("alice")
+    admin, runner = server.client(), server.client()
+    admin.config_set("busy-reply-threshold", 10)
+    admin.config_set("maxmemory", 1)  # under the default noeviction policy
+    hub.create("bob")
+    assert "out of memory" in hub.health()["last_error"]
+
+    def busy() -> None:
+        with contextlib.suppress(redis.ResponseError):  # SCRIPT KILL ends it with an error
+            runner.eval(BUSY_SCRIPT, 0)
+
+    script = threading.Thread(target=busy)
+    script.start()
+    try:
+        wait_for(lambda: "BUSY" in hub.health()["last_error"], timeout=PROBE * 6)
+    finally:
+        wait_for(lambda: _killed(admin))
+        script.join(timeout=10)
+        admin.config_set("maxmemory", 0)
+        admin.close()
+        runner.close()
+    health = hub.health()
+    assert health["status"] == "degraded"
+    assert "out of memory" not in health["last_error"]
+    wait_for(lambda: hub.manager.core.mode == "redis", timeout=PROBE * 6)
+
+
+def _killed(admin: redis.Redis) -> bool:
+    """SCRIPT KILL, until the script has started and been killed."""
+    try:
+        admin.script_kill()
+    except redis.ResponseError as exc:
+        if "NOTBUSY" not in str(exc):  # anything but "no script running yet"
+            raise
+        return False
+    return True

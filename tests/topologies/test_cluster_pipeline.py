@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from helpers import CountingPipeline
-from redis_server import ClusterGroup, RedisServer, cluster_node_id
+from redis_server import ClusterGroup, RedisServer, cluster_node_id, errors_answered
 from sessionhub.hub import AsyncSessionHub
 from sessionhub.stores.cluster import AsyncClusterCalls
 from topology_fixtures import Topology, make_topology
@@ -80,14 +80,6 @@ def _owner_and_other(cluster: Topology, group: ClusterGroup, key: str) -> list[R
     return [owner, next(master for master in masters if master is not owner)]
 
 
-def _asks(node: RedisServer) -> int:
-    client = node.client()
-    try:
-        return int(client.info("errorstats").get("errorstat_ASK", {}).get("count", 0))
-    finally:
-        client.close()
-
-
 def test_a_session_whose_slot_is_migrating_is_read_through_ask_then_moved(
     cluster: Topology, cluster_group: ClusterGroup
 ) -> None:
@@ -113,7 +105,7 @@ def test_a_session_whose_slot_is_migrating_is_read_through_ask_then_moved(
                 during = await hub.open(cookie)
                 assert during is not None
                 assert during["n"] == 1
-                assert _asks(source) > 0
+                assert errors_answered(source, "ASK") > 0
                 assert hub.manager.core.last_error is None  # read from Redis, not memory
                 for master in cluster_group.masters():
                     client = master.client()

@@ -3,14 +3,14 @@ so a failover right after cannot lose a login or bring a revoked session back.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 import redis
 
 from helpers import build_settings, hub_factory
-from redis_server import RedisServer, wait_replicated
+from redis_server import RedisServer, cluster_node_id, errors_answered, wait_replicated
 from topology_fixtures import Topology, make_topology
 
 MakeHub = Any
@@ -136,6 +136,28 @@ def _replica_of(master: RedisServer, nodes: list[RedisServer]) -> RedisServer:
     return next(n for n in nodes if n.port == port and n.is_running)
 
 
+def _log_in_unacknowledged(
+    hub: Any,
+    user: str,
+    replicated: Topology,
+    master: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Log ``user`` in while ``master``'s replica is frozen (every earlier write acknowledged):
+    the login is served by Redis and the log says no replica acknowledged it."""
+    for each in replicated.masters():
+        wait_replicated(each)
+    replica = _replica_of(master, replicated.data_nodes)
+    replica.freeze()
+    try:
+        caplog.clear()
+        hub.login(user)
+    finally:
+        replica.thaw()
+    assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
+    assert hub.manager.core.mode == "redis", hub.manager.core.last_error
+
+
 @pytest.mark.parametrize("replicated", ["cluster"], indirect=True)
 def test_a_node_not_sent_again_still_counts_after_a_script_flush(
     make_hub: MakeHub, replicated: Topology, caplog: pytest.LogCaptureFixture
@@ -162,14 +184,61 @@ def test_a_node_not_sent_again_still_counts_after_a_script_flush(
         flushing.script_flush()
     finally:
         flushing.close()
-    for master in replicated.masters():
-        wait_replicated(master)
-    replica = _replica_of(by_port[waiting], replicated.data_nodes)
-    replica.freeze()
+    _log_in_unacknowledged(hub, user, replicated, by_port[waiting], caplog)
+
+
+def _move_slot(
+    slot: int, source: RedisServer, target: RedisServer, masters: Sequence[RedisServer]
+) -> None:
+    """Hand ``slot`` and its keys from ``source`` to ``target`` as a reshard does (``ASK``
+    while it moves, then ``MOVED`` from every master)."""
+    source_id, target_id = cluster_node_id(source), cluster_node_id(target)
+    src, dst = source.client(), target.client()
     try:
-        caplog.clear()
-        hub.login(user)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
     finally:
-        replica.thaw()
-    assert "0 of REDIS.WAIT_REPLICAS=1 replicas acknowledged" in caplog.text
-    assert hub.manager.core.mode == "redis", hub.manager.core.last_error
+        src.close()
+        dst.close()
+    for master in masters:
+        client = master.client()
+        try:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("replicated", ["cluster"], indirect=True)
+def test_a_write_whose_slot_moved_is_waited_for_where_it_landed(
+    make_hub: MakeHub, replicated: Topology, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A login whose session slot moved back to its first master since the hub last wrote there
+    is refused with MOVED and written on that master: the WAIT behind it there reports that its
+    frozen replica does not have the login (the count is not only the other nodes')."""
+    hub = make_hub(session={"INDEX_SHARDS": 1})  # every session key in the slot of {0}
+    router = replicated.router()
+    assert isinstance(router, redis.cluster.RedisCluster)
+    by_port = {n.port: n for n in replicated.data_nodes}
+    try:
+        home = by_port[router.get_node_from_key("{0}").port]
+        away = next(m for m in replicated.masters() if m.port != home.port)
+        user = next(
+            u
+            for u in (f"user{i}" for i in range(100))
+            if router.get_node_from_key(hub.manager.user_keys.sessions(u)).port != home.port
+        )
+    finally:
+        router.close()
+    slot = redis.cluster.key_slot(b"{0}")
+    hub.login(user)  # the scripts cached on home
+    _move_slot(slot, home, away, replicated.masters())
+    try:
+        hub.login(user)  # the scripts cached on away, the hub's slot map pointing there
+    finally:
+        _move_slot(slot, away, home, replicated.masters())
+    moved = errors_answered(away, "MOVED")
+    _log_in_unacknowledged(hub, user, replicated, home, caplog)
+    assert errors_answered(away, "MOVED") > moved

@@ -24,6 +24,9 @@ the replies).
 With ``REDIS.WAIT_REPLICAS``, a call ending in ``WAIT`` is sent to each node it writes on one
 connection of that node, the node's calls then ``WAIT``: ``WAIT`` covers only what its own
 connection wrote, so it cannot go through the cluster client, which would send it to any node.
+A call of it refused with ``MOVED`` or ``ASK`` goes again, on both paths, to the node the slot
+moved to, with a ``WAIT`` behind it there: the count returned is the fewest over every node
+written, that one included.
 """
 
 from __future__ import annotations
@@ -92,10 +95,18 @@ def _fill_waits(calls: Sequence[Single], replies: list[Any], acks: Acks) -> None
             replies[i] = fewest
 
 
-def _moved(replies: list[Any]) -> list[int]:
-    """Calls a node refused because their slot moved (MOVED, ASK): nothing was written, and the
-    cluster client sends them again where the slot is now (without WAIT)."""
-    return [i for i, reply in enumerate(replies) if isinstance(reply, AskError)]
+def _take(
+    replies: list[Any], acks: Acks, name: str, where: list[int], got: list[Any], waited: bool
+) -> None:
+    """Put one node's replies (``got``, sent as :func:`_batch` laid out) in their places, and
+    its WAIT reply (the last) into ``acks``: a node sent to again in the same send keeps the
+    fewer, since each WAIT counts only what its own connection wrote."""
+    for i, reply in zip(where, got, strict=True):
+        if i >= 0:
+            replies[i] = reply
+    if waited:
+        acked = got[-1]
+        acks[name] = _fewest((acks[name], acked)) if name in acks else acked
 
 
 def _one_node(call: Call) -> str:
@@ -161,26 +172,69 @@ class ClusterCalls:
 
     def _send_waiting(self, calls: Sequence[Single], acks: Acks, eval_source: bool) -> list[Any]:
         """Each node's calls and a WAIT on one of its connections: WAIT counts the replicas that
-        have what was written on its own connection."""
+        have what was written on its own connection. A call whose slot moved (``MOVED``, ``ASK``:
+        nothing was written) goes again where the slot is now, with a WAIT behind it there too,
+        so a write during a reshard is counted on the node it landed on. ``acks``: the nodes
+        sent to here replace their reply in it."""
         replies: list[Any] = [None] * len(calls)
         wait = next(c for c in calls if is_wait(c))
-        key_node = self.client.get_node_from_key
-        for node, positions in _by_node(
-            _written(calls), lambda i: key_node(_key_of(calls[i]))
-        ).values():
-            pipe = node.redis_connection.pipeline(transaction=False)
-            for i in positions:
-                pipe.execute_command(*call_args(calls[i], eval_source=eval_source))
-            pipe.execute_command(*call_args(wait))
-            *written, acked = pipe.execute(raise_on_error=False)
-            put_back(replies, positions, written)
-            acks[node.name] = acked
+        mine: Acks = {}
+        todo = _written(calls)
+        asked: dict[int, Any] = {}
+        for _ in range(_SENDS):
+            self._send_once(calls, todo, asked, wait, replies, mine, eval_source)
+            todo, asked = self._redirected(replies, todo)
+            if not todo:
+                break
+        if (unfinished := _unfinished(replies)) is not None:
+            raise unfinished
+        acks.update(mine)
         _fill_waits(calls, replies, acks)
-        moved = _moved(replies)
-        if moved:
-            resent = self._send([calls[i] for i in moved], acks, eval_source=eval_source)
-            put_back(replies, moved, resent)
         return replies
+
+    def _send_once(
+        self,
+        calls: Sequence[Single],
+        todo: list[int],
+        asked: dict[int, Any],
+        wait: Single,
+        replies: list[Any],
+        acks: Acks,
+        eval_source: bool,
+    ) -> None:
+        """Send the calls at ``todo``, one pipeline per node, into ``replies`` and ``acks``."""
+
+        def node_of(i: int) -> Any:
+            return asked.get(i) or self.client.get_node_from_key(_key_of(calls[i]))
+
+        for name, (node, positions) in _by_node(todo, node_of).items():
+            batch, where = _batch(calls, positions, asked, wait, eval_source)
+            # A node the slot map learnt of from a MOVED has no client of its own yet.
+            pipe = self.client.get_redis_connection(node).pipeline(transaction=False)
+            for c, as_eval in batch:
+                pipe.execute_command(*call_args(c, eval_source=as_eval))
+            _take(replies, acks, name, where, pipe.execute(raise_on_error=False), waited=True)
+
+    def _redirected(self, replies: list[Any], todo: list[int]) -> tuple[list[int], dict[int, Any]]:
+        """The calls to send again, in order, and those of them to send to the node an ASK
+        named; the slot map patched as each MOVED says. An ASK to a node the map does not know
+        refreshes the map and stands (:func:`_unfinished`)."""
+        manager = self.client.nodes_manager
+        again: list[int] = []
+        asked: dict[int, Any] = {}
+        for i in todo:
+            reply = replies[i]
+            if isinstance(reply, MovedError):
+                manager.move_slot(reply)
+                again.append(i)
+            elif isinstance(reply, AskError):
+                node = manager.get_node(host=reply.host, port=reply.port)
+                if node is None:
+                    manager.initialize()
+                else:
+                    asked[i] = node
+                    again.append(i)
+        return again, asked
 
 
 _ASKING = CommandCall(("ASKING",))
@@ -375,12 +429,7 @@ class AsyncClusterCalls:
             sent.append((name, pipeline, [c for c, _ in batch], where, futures))
         for name, pipeline, node_calls, where, futures in sent:
             got = await pipeline.replies(node_calls, futures)
-            for i, reply in zip(where, got, strict=True):
-                if i >= 0:
-                    replies[i] = reply
-            if wait is not None:
-                acked = got[-1]
-                acks[name] = _fewest((acks[name], acked)) if name in acks else acked
+            _take(replies, acks, name, where, got, waited=wait is not None)
 
     async def _redirected(
         self, replies: list[Any], todo: list[int], deadline: float

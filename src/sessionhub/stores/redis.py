@@ -96,6 +96,13 @@ OUT_OF_MEMORY = Fault(
 MASTER_DOWN = Fault("master down", "Redis is a replica that lost its master (MASTERDOWN)")
 NO_SCRIPT = Fault("scripts refused", "Redis refused SessionHub's scripts even by EVAL (NOSCRIPT)")
 TOO_OLD = Fault("too old", "Redis is too old for SessionHub (7.0 or newer needed)")
+UNCLASSIFIED = Fault(
+    "unclassified",
+    "the probe of Redis failed with an error SessionHub does not classify (the error follows; "
+    "the probe keeps trying)",
+)
+"""What the probe reports for an error :func:`classify` has no fault for, so that health names
+the error the latest probe met, not the fault before it."""
 WRONG_CREDENTIALS = Fault(
     "wrong credentials",
     "Redis refused the credentials (wrong or missing REDIS.USERNAME / REDIS.PASSWORD, or "

@@ -36,7 +36,7 @@ from ..tokens import short
 from .base import CallObserver, CommandCall, FieldChange, Op, ScriptCall
 from .coherence import UNCONFIRMED, MirrorCoherence, Stamp
 from .memory import MemoryStore
-from .redis import TOO_OLD, Fault, RedisOps, classify, fault_text, refusal
+from .redis import TOO_OLD, UNCLASSIFIED, Fault, RedisOps, classify, fault_text, refusal
 
 log = logging.getLogger("sessionhub.store")
 
@@ -565,13 +565,15 @@ class ResilientCore:
             self._report_too_old(exc)
             return False
         except Exception as exc:
-            fault = classify(exc)
-            if fault is None:
-                raise
+            # Whatever the probe met, health names it: an error with no fault of its own too
+            # (a busy script, a bug), else it would keep naming an earlier, different fault.
+            fault = classify(exc) or UNCLASSIFIED
             with self._lock:
-                changed = fault != self.fault
+                changed, before = fault != self.fault, self.last_error
                 self._note(exc, fault)
-            if changed and fault.config:
+            if fault is UNCLASSIFIED and self.last_error != before:  # once, not every probe
+                log.error("%s", self.last_error, exc_info=exc)
+            elif changed and fault.config:
                 log.error("Redis fault changed, still in degraded mode: %s", self.last_error)
             return False
         finally:
