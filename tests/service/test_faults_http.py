@@ -7,7 +7,9 @@ traffic returns to Redis once the fault is gone (see docs/RELIABILITY.md).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,13 +98,34 @@ def memory_again(raw: redis.Redis) -> None:
     raw.config_set("maxmemory", 0)
 
 
+def _rdb_path(raw: redis.Redis) -> Path:
+    return Path(raw.config_get("dir")["dir"]) / raw.config_get("dbfilename")["dbfilename"]
+
+
+def saves_failing(raw: redis.Redis) -> None:
+    """A failed RDB save (the disk's fault; here a directory stands where the file must go)
+    makes Redis refuse writes while ``stop-writes-on-bgsave-error`` is on, as by default."""
+    raw.config_set("save", "3600 1")  # refusal needs a save point; the suite runs with none
+    _rdb_path(raw).mkdir()  # the save's rename onto it fails
+    raw.bgsave()
+    wait_for(lambda: raw.info("persistence")["rdb_last_bgsave_status"] == "err")
+
+
+def saves_again(raw: redis.Redis) -> None:
+    _rdb_path(raw).rmdir()
+    raw.bgsave()
+    wait_for(lambda: raw.info("persistence")["rdb_last_bgsave_status"] == "ok")
+    raw.config_set("save", "")
+
+
 @pytest.mark.parametrize(
     ("cause", "clear", "named"),
     [
         (replica_of_nowhere, primary_again, "read-only replica"),
         (out_of_memory, memory_again, "out of memory"),
+        (saves_failing, saves_again, "RDB save failed"),
     ],
-    ids=["readonly", "oom"],
+    ids=["readonly", "oom", "misconf"],
 )
 def test_redis_refusing_writes(
     make_client: Callable[..., TestClient],
@@ -258,6 +281,58 @@ def test_connections_killed(
     back_on_redis(client)
     assert me(client, bob) == "bob"
     assert raw.exists(session_key(client, bob)) == 1
+
+
+def test_redis_busy_running_a_script(
+    make_client: Callable[..., TestClient], fresh_redis_server: RedisServer
+) -> None:
+    """While a script that does not end keeps Redis busy (BUSY to every other client) requests
+    are answered from memory and health says why; SCRIPT KILL brings traffic back to Redis."""
+    server = fresh_redis_server
+    client = make_client(server.url, redis={"PROBE_INTERVAL": PROBE})
+    raw = server.client()
+    alice = device(client, "alice")
+    raw.config_set("busy-reply-threshold", 50)  # ms before others are told BUSY (default 5 s)
+    looping = server.client()
+    ended: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            looping.eval("while true do end", 0)
+        except redis.RedisError as exc:  # SCRIPT KILL ends it with an error
+            ended.append(exc)
+
+    runner = threading.Thread(target=loop, daemon=True)
+    runner.start()
+    wait_for(lambda: _busy(raw))
+    try:
+        assert me(client, alice) == "alice"
+        bob = device(client, "bob")
+        assert me(client, bob) == "bob"
+        assert_degraded_by(client, "busy running a script")
+    finally:
+        wait_for(lambda: _script_killed(raw))
+        runner.join(timeout=5)
+    assert ended, "the looping script ended only when killed"
+    back_on_redis(client)
+    assert me(client, bob) == "bob"
+    assert raw.exists(session_key(client, bob)) == 1
+
+
+def _busy(raw: redis.Redis) -> bool:
+    try:
+        raw.ping()
+    except redis.ResponseError as exc:
+        return str(exc).startswith("BUSY ")
+    return False
+
+
+def _script_killed(raw: redis.Redis) -> bool:
+    try:
+        raw.script_kill()
+    except redis.ResponseError as exc:  # NOTBUSY: already ended
+        return "NOTBUSY" in str(exc)
+    return True
 
 
 def test_maxclients_reached(

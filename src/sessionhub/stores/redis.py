@@ -93,6 +93,17 @@ OUT_OF_MEMORY = Fault(
     "allkeys-lru policy)",
     reads_work=True,
 )
+CANNOT_PERSIST = Fault(
+    "cannot persist",
+    "Redis refuses writes because its last RDB save failed (MISCONF: stop-writes-on-bgsave-error; "
+    "fix the disk or its dir, or turn that setting off)",
+    reads_work=True,
+)
+BUSY = Fault(
+    "busy",
+    "Redis is busy running a script or function that does not end (BUSY; SCRIPT KILL or "
+    "FUNCTION KILL stops it)",
+)
 MASTER_DOWN = Fault("master down", "Redis is a replica that lost its master (MASTERDOWN)")
 NO_SCRIPT = Fault("scripts refused", "Redis refused SessionHub's scripts even by EVAL (NOSCRIPT)")
 TOO_OLD = Fault("too old", "Redis is too old for SessionHub (7.0 or newer needed)")
@@ -133,12 +144,15 @@ class UnknownMasterError(redis.ConnectionError):
     ``SENTINEL_MASTER``, not a master that is down."""
 
 
-_REFUSALS: tuple[tuple[type[Exception], str, Fault], ...] = (
+_REFUSALS: tuple[tuple[type[Exception] | None, str, Fault], ...] = (
     # redis-py names most refusals by their error code; a script relays the code of the call
     # that failed in it, which the prefix check catches whatever class redis-py picked.
     (redis.ReadOnlyError, "READONLY", READ_ONLY),
     (redis.OutOfMemoryError, "OOM", OUT_OF_MEMORY),
     (MasterDownError, "MASTERDOWN", MASTER_DOWN),
+    # Codes redis-py has no class for: its ResponseError keeps them at the start of the text.
+    (None, "MISCONF", CANNOT_PERSIST),
+    (None, "BUSY ", BUSY),  # the space sets it apart from BUSYKEY (RESTORE onto a key)
     (NoScriptError, "NOSCRIPT", NO_SCRIPT),
 )
 
@@ -189,7 +203,7 @@ def classify(exc: BaseException) -> Fault | None:
     if isinstance(exc, redis.ResponseError):
         text = str(exc)
         for kind, code, fault in _REFUSALS:
-            if isinstance(exc, kind) or text.startswith(code):
+            if (kind is not None and isinstance(exc, kind)) or text.startswith(code):
                 return fault
         return None
     if isinstance(exc, REDIS_DOWN):
