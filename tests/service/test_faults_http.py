@@ -53,6 +53,16 @@ def assert_degraded_by(client: TestClient, named: str) -> None:
     assert named in data["last_error"]
 
 
+def served_from_memory(client: TestClient, alice: str, named: str) -> str:
+    """During an outage: alice's session is still served, bob's new login works and is served,
+    health names the fault; bob's cookie."""
+    assert me(client, alice) == "alice"
+    new = device(client, "bob")
+    assert me(client, new) == "bob"
+    assert_degraded_by(client, named)
+    return new
+
+
 def back_on_redis(client: TestClient) -> None:
     wait_for(lambda: client.get("/api/health/redis").status_code == 200, timeout=PROBE * 25)
 
@@ -183,10 +193,7 @@ def test_frozen_redis(
     alice = device(client, "alice")
     server.freeze()
     try:
-        assert me(client, alice) == "alice"
-        bob = device(client, "bob")
-        assert me(client, bob) == "bob"
-        assert_degraded_by(client, "did not answer")
+        bob = served_from_memory(client, alice, "did not answer")
     finally:
         server.thaw()
     back_on_redis(client)
@@ -306,10 +313,7 @@ def test_redis_busy_running_a_script(
     runner.start()
     wait_for(lambda: _busy(raw))
     try:
-        assert me(client, alice) == "alice"
-        bob = device(client, "bob")
-        assert me(client, bob) == "bob"
-        assert_degraded_by(client, "busy running a script")
+        bob = served_from_memory(client, alice, "busy running a script")
     finally:
         wait_for(lambda: _script_killed(raw))
         runner.join(timeout=5)
