@@ -104,6 +104,14 @@ BUSY = Fault(
     "Redis is busy running a script or function that does not end (BUSY; SCRIPT KILL or "
     "FUNCTION KILL stops it)",
 )
+CLUSTER_DOWN = Fault(
+    "cluster down",
+    "Redis Cluster cannot serve a slot (CLUSTERDOWN: a master lost and no replica promoted yet, "
+    "or a slot no master serves)",
+)
+SLOT_MOVING = Fault(
+    "slot moving", "Redis Cluster kept answering TRYAGAIN for a slot being moved (a reshard)"
+)
 MASTER_DOWN = Fault("master down", "Redis is a replica that lost its master (MASTERDOWN)")
 NO_SCRIPT = Fault("scripts refused", "Redis refused SessionHub's scripts even by EVAL (NOSCRIPT)")
 TOO_OLD = Fault("too old", "Redis is too old for SessionHub (7.0 or newer needed)")
@@ -150,6 +158,9 @@ _REFUSALS: tuple[tuple[type[Exception] | None, str, Fault], ...] = (
     (redis.ReadOnlyError, "READONLY", READ_ONLY),
     (redis.OutOfMemoryError, "OOM", OUT_OF_MEMORY),
     (MasterDownError, "MASTERDOWN", MASTER_DOWN),
+    # Error replies to redis-py, but outages to users: a failover or reshard under way.
+    (ClusterDownError, "CLUSTERDOWN", CLUSTER_DOWN),
+    (TryAgainError, "TRYAGAIN", SLOT_MOVING),
     # Codes redis-py has no class for: its ResponseError keeps them at the start of the text.
     (None, "MISCONF", CANNOT_PERSIST),
     (None, "BUSY ", BUSY),  # the space sets it apart from BUSYKEY (RESTORE onto a key)
