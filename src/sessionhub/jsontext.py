@@ -1,4 +1,5 @@
-"""JSON text, in one place: compact text for stored values, UTF-8 bytes for HTTP bodies."""
+"""JSON text, in one place: compact text for stored values, canonical text for settings, UTF-8
+bytes for HTTP bodies, webhooks and log lines."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ def compact(value: Any) -> str:
     """``value`` as compact JSON; ``TypeError``/``ValueError`` for what JSON cannot hold (NaN)."""
     scalar = _SCALARS.get(type(value))
     return scalar(value) if scalar is not None else _ENCODER.encode(value)
+
+
+_CANONICAL = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
+)
+
+
+def canonical(value: Any) -> str:
+    """``value`` as compact JSON with its keys sorted: equal values give equal text (a user's
+    settings are compared and sized by it)."""
+    return _CANONICAL.encode(value)
 
 
 def dumps(value: Any) -> bytes:

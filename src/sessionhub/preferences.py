@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .exceptions import ConflictError, InvalidPreferencesError
+from .jsontext import canonical
 from .stores.base import CommandCall, LuaScript, Op, ScriptCall, send
 from .stores.resilient import USE_MEMORY, ResilientCore
 from .stores.userkeys import UserKeys
@@ -60,12 +61,6 @@ _BCP47 = re.compile(
 _TIMEZONES = frozenset(zoneinfo.available_timezones())
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
-    )
-
-
 def _deeper_than(value: Any, limit: int) -> bool:
     # A loop, not recursion: the value may be nested deeper than Python's stack allows.
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -85,7 +80,7 @@ def _json_size(value: Any) -> int | None:
     if _deeper_than(value, MAX_CUSTOM_DEPTH):
         return None
     try:
-        return len(_dumps(value).encode())
+        return len(canonical(value).encode())
     except (TypeError, ValueError):  # UnicodeEncodeError and the int/str digit limit included
         return None
 
@@ -256,7 +251,7 @@ class PreferencesOps:
                 self._pending.pop(user_id, None)
 
     def _seal(self, user_id: str, doc: dict[str, Any]) -> str:
-        return self.values.seal(_dumps(doc), user_aad(user_id, FIELD), compress=False)
+        return self.values.seal(canonical(doc), user_aad(user_id, FIELD), compress=False)
 
     def _open(self, user_id: str, stored: str) -> dict[str, Any]:
         return _loads(stored and self.values.open(stored, user_aad(user_id, FIELD)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import json
 import logging
 import secrets
 import threading
@@ -24,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from .events import DropCounter, SessionEvent
+from .jsontext import dumps
 
 log = logging.getLogger("sessionhub.webhooks")
 
@@ -112,7 +112,7 @@ class WebhookSender:
         sent_at = int(time.time())
         # The timestamp is in the signed body too: the header alone could be replayed with it.
         payload = {"id": event_id, "sent_at": sent_at, **event.as_dict()}
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = dumps(payload)
         # The settings only accept http:// and https:// URLs.
         request = urllib.request.Request(  # noqa: S310
             self.config.url,

@@ -38,6 +38,7 @@ from werkzeug.sansio.response import Response as WerkzeugResponse
 from ..config import SessionSettings, Settings
 from ..exceptions import ConfigError, InvalidTokenError, ReauthRequiredError
 from ..hub import SessionHub as BlockingHub
+from ..jsontext import compact
 from ..session import Session
 from ..stores.topology import HeldSyncClient, held, ready, sync_client
 from .atomic import NO_HUB, BlockingRequestSession
@@ -250,7 +251,7 @@ class FlaskSessionMigrator:
         kept: dict[str, Any] = {}
         for name, value in data.items():
             try:
-                json.dumps(value)
+                compact(value)  # what the session store will write: NaN refused too
             except (TypeError, ValueError):
                 log.warning("Flask-Session key %r is not JSON-serialisable: dropped", name)
                 continue

@@ -7,7 +7,6 @@ lines never hold a token or cookie: sessions appear as the short prefix of their
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -17,6 +16,8 @@ from contextvars import ContextVar
 from typing import Protocol, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..jsontext import compact
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s"
 HEADER = "X-Request-ID"
@@ -107,7 +108,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return compact(entry)
 
 
 def log_handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
