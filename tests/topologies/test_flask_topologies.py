@@ -279,15 +279,19 @@ def test_flask_app_on_a_sentinel_session_redis_with_tls_on_one_side(
     assert master.client().keys("session:*")
 
 
+@pytest.mark.parametrize("sentinels_ca", ["other", "system"])
 def test_a_sentinel_session_redis_with_other_tls_files_for_its_sentinels_is_refused(
-    certs: Certs, tmp_path: Path
+    certs: Certs, tmp_path: Path, sentinels_ca: str
 ) -> None:
-    """Sentinels and master verified against different CAs cannot be said with SessionHub's one
-    TLS_CA_CERT: a one-line startup error naming the key, not a guess."""
-    other = make_certs(tmp_path, name="Sentinels' CA")
+    """Sentinels and master verified against different CAs (another file, or the system's trust
+    store against a file) cannot be said with SessionHub's one TLS_CA_CERT: a one-line startup
+    error naming the key, not a guess."""
+    sentinel_kwargs: dict[str, Any] = {"ssl": True}
+    if sentinels_ca == "other":
+        sentinel_kwargs["ssl_ca_certs"] = str(make_certs(tmp_path, name="Sentinels' CA").ca_cert)
     manager = redis.sentinel.Sentinel(
         [("127.0.0.1", 1)],
-        sentinel_kwargs={"ssl": True, "ssl_ca_certs": str(other.ca_cert)},
+        sentinel_kwargs=sentinel_kwargs,
         ssl=True,
         ssl_ca_certs=str(certs.ca_cert),
     )

@@ -74,8 +74,9 @@ def _sentinel_section(pool: Any, tls: dict[str, Any]) -> dict[str, Any]:
     manager = pool.sentinel_manager
     kw = pool.connection_kwargs
     sentinel_tls = _tls(manager.sentinel_kwargs, None)
-    both = tls.keys() & sentinel_tls.keys() - {"TLS"}
-    differ = sorted(key for key in both if tls[key] != sentinel_tls[key])
+    # A file on one side only differs too: the one setting would give it to the other side.
+    files = (tls.keys() | sentinel_tls.keys()) - {"TLS"} if tls and sentinel_tls else set()
+    differ = sorted(key for key in files if tls.get(key) != sentinel_tls.get(key))
     if differ:
         raise ConfigError(
             f"SESSION_REDIS reaches the sentinels and the master with different {', '.join(differ)}"
