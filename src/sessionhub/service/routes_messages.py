@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -71,7 +72,7 @@ async def user_send(request: Request) -> Response:
     # The same user table as login's, so a user added since the start can be written to.
     # A stat per send; the file is parsed again only when it changed.
     passwords: PasswordChecker = request.app.state.passwords
-    if not passwords.knows(to):
+    if not await run_in_threadpool(passwords.knows, to):  # may parse the users file again
         raise ApiError(404, "user_not_found", f"no such user: {to!r}")
     hub = _hub(request)
     try:
