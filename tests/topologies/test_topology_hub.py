@@ -349,6 +349,8 @@ def test_a_hub_first_reaches_its_cluster_while_it_forms(
         hub = make()
         _, cookie = hub.create("alice", data={"n": 1})
         assert hub.manager.core.mode == "degraded"
+        assert hub.manager.core.fault is not None
+        assert hub.manager.core.fault.name == "cluster down"  # a third of the slots served
         for node, (low, high) in zip(others, ranges[1:], strict=True):
             _cluster_command(node, "ADDSLOTSRANGE", low, high)
         # Every slot has a node, which no other node knows yet: the probe reads a map that

@@ -220,6 +220,9 @@ def classify(exc: BaseException) -> Fault | None:
     if isinstance(exc, REDIS_DOWN):
         if "max number of clients reached" in str(exc):
             return MAXCLIENTS
+        # redis-py's refusal of a slot map with holes: a cluster forming or missing a master.
+        if isinstance(exc, RedisClusterException) and "All slots are not covered" in str(exc):
+            return CLUSTER_DOWN
         return TIMED_OUT if isinstance(exc, redis.TimeoutError | TimeoutError) else UNREACHABLE
     return None
 

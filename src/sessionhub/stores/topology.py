@@ -27,8 +27,7 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.cluster
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ..config import RedisSettings, host_port
@@ -244,26 +243,9 @@ def sync_client(rs: RedisSettings, *, decode_responses: bool = True) -> HeldSync
     if rs.mode == "cluster":
         options = _cluster_options(rs) | decoding
         nodes = [redis.cluster.ClusterNode(*host_port(a)) for a in rs.cluster_nodes]
-        return LazyCluster(lambda: _whole_cluster(nodes, options))
+        return LazyCluster(lambda: redis.cluster.RedisCluster(startup_nodes=nodes, **options))
     options = redis_client_kwargs(rs) | decoding
     return redis.Redis.from_url(_standalone_url(rs), **options, **tls_kwargs(rs))
-
-
-def _whole_cluster(
-    nodes: list[redis.cluster.ClusterNode], options: dict[str, Any]
-) -> redis.cluster.RedisCluster:
-    """redis-py's blocking cluster client, once its slot map covers every slot. One built while
-    the cluster is still forming (nodes up, slots not yet assigned) would keep a map with holes:
-    a call routed by ``get_node_from_key`` to a slot the map lacks fails before it is sent,
-    and that does not make redis-py read the map again."""
-    client = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
-    covered = len(client.nodes_manager.slots_cache)
-    if covered < REDIS_CLUSTER_HASH_SLOTS:
-        client.close()
-        raise ClusterDownError(
-            f"the Redis Cluster serves {covered} of its {REDIS_CLUSTER_HASH_SLOTS} slots yet"
-        )
-    return client
 
 
 def async_client(rs: RedisSettings) -> AsyncClient:
