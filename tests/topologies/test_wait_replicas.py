@@ -3,6 +3,7 @@ so a failover right after cannot lose a login or bring a revoked session back.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -242,3 +243,62 @@ def test_a_write_whose_slot_moved_is_waited_for_where_it_landed(
     moved = errors_answered(away, "MOVED")
     _log_in_unacknowledged(hub, user, replicated, home, caplog)
     assert errors_answered(away, "MOVED") > moved
+
+
+@pytest.mark.parametrize("replicated", ["cluster"], indirect=True)
+def test_a_write_told_to_try_again_is_sent_again_once_the_slot_has_moved(
+    make_hub: MakeHub, replicated: Topology
+) -> None:
+    """A login whose session slot is half moved (its count key still on the old master, the new
+    session key on neither) is answered TRYAGAIN; sent again after a pause, it follows the
+    finished move and is written and waited for on the new master, not served from memory."""
+    hub = make_hub(session={"INDEX_SHARDS": 1})  # every session key in the slot of {0}
+    router = replicated.router()
+    assert isinstance(router, redis.cluster.RedisCluster)
+    try:
+        home = next(
+            m for m in replicated.masters() if m.port == router.get_node_from_key("{0}").port
+        )
+    finally:
+        router.close()
+    away = next(m for m in replicated.masters() if m.port != home.port)
+    slot = redis.cluster.key_slot(b"{0}")
+    hub.login("alice")  # the slot's count key is on home now
+    source_id, target_id = cluster_node_id(home), cluster_node_id(away)
+    src, dst = home.client(), away.client()
+    try:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    finally:
+        src.close()
+        dst.close()
+    tried = errors_answered(home, "TRYAGAIN")
+    finish = threading.Timer(0.2, _finish_move, (slot, home, away, replicated.masters()))
+    finish.start()
+    try:
+        hub.login("bob")
+    finally:
+        finish.join()
+        _move_slot(slot, away, home, replicated.masters())
+    assert errors_answered(home, "TRYAGAIN") > tried
+    assert hub.manager.core.mode == "redis", hub.manager.core.last_error
+    assert hub.manager.core.last_error is None
+
+
+def _finish_move(
+    slot: int, source: RedisServer, target: RedisServer, masters: Sequence[RedisServer]
+) -> None:
+    """Move the slot's keys and hand it over, as the end of a reshard's step does."""
+    src = source.client()
+    try:
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
+    finally:
+        src.close()
+    for master in masters:
+        client = master.client()
+        try:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", cluster_node_id(target))
+        finally:
+            client.close()

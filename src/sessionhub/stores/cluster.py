@@ -32,6 +32,7 @@ written, that one included.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -181,9 +182,11 @@ class ClusterCalls:
         mine: Acks = {}
         todo = _written(calls)
         asked: dict[int, Any] = {}
+        timeout = self.client.nodes_manager.connection_kwargs.get("socket_timeout")
+        deadline = time.monotonic() + (timeout or 0.0)
         for _ in range(_SENDS):
             self._send_once(calls, todo, asked, wait, replies, mine, eval_source)
-            todo, asked = self._redirected(replies, todo)
+            todo, asked = self._redirected(replies, todo, deadline)
             if not todo:
                 break
         if (unfinished := _unfinished(replies)) is not None:
@@ -215,13 +218,17 @@ class ClusterCalls:
                 pipe.execute_command(*call_args(c, eval_source=as_eval))
             _take(replies, acks, name, where, pipe.execute(raise_on_error=False), waited=True)
 
-    def _redirected(self, replies: list[Any], todo: list[int]) -> tuple[list[int], dict[int, Any]]:
+    def _redirected(
+        self, replies: list[Any], todo: list[int], deadline: float
+    ) -> tuple[list[int], dict[int, Any]]:
         """The calls to send again, in order, and those of them to send to the node an ASK
-        named; the slot map patched as each MOVED says. An ASK to a node the map does not know
-        refreshes the map and stands (:func:`_unfinished`)."""
+        named; the slot map patched as each MOVED says, and paused if one asks (as the asyncio
+        path does, :meth:`AsyncClusterCalls._redirected`). An ASK to a node the map does not
+        know refreshes the map and stands (:func:`_unfinished`)."""
         manager = self.client.nodes_manager
         again: list[int] = []
         asked: dict[int, Any] = {}
+        paused: list[int] = []
         for i in todo:
             reply = replies[i]
             if isinstance(reply, MovedError):
@@ -234,6 +241,14 @@ class ClusterCalls:
                 else:
                     asked[i] = node
                     again.append(i)
+            elif isinstance(reply, TryAgainError | ClusterDownError):
+                paused.append(i)
+        if (wait := _pause(replies, paused, deadline - time.monotonic())) is not None:
+            pause, down = wait
+            if down:
+                manager.initialize()
+            time.sleep(pause)
+            again = sorted([*again, *paused])
         return again, asked
 
 
@@ -247,6 +262,18 @@ TRYAGAIN_PAUSE = 0.05
 CLUSTERDOWN_PAUSE = 0.25
 """How long to wait before sending again a call answered ``TRYAGAIN`` (a multi-key call while
 its slot moves) or ``CLUSTERDOWN`` (a failover under way): redis-py's own pauses."""
+
+
+def _pause(replies: list[Any], paused: list[int], left: float) -> tuple[float, bool] | None:
+    """How long to wait before sending the ``paused`` calls again (answered ``TRYAGAIN`` or
+    ``CLUSTERDOWN``), and whether the cluster said it is down (the slot map is then read
+    again); ``None`` when that would pass the ``left`` seconds of the call's time: their errors
+    then stand, and the resilient core takes it from there."""
+    if not paused:
+        return None
+    down = any(isinstance(replies[i], ClusterDownError) for i in paused)
+    pause = CLUSTERDOWN_PAUSE if down else TRYAGAIN_PAUSE
+    return None if pause > left else (pause, down)
 
 
 def _client_of(connection_class: Any, kwargs: dict[str, Any]) -> aioredis.Redis:
@@ -455,15 +482,14 @@ class AsyncClusterCalls:
                 paused.append(i)
             elif isinstance(reply, redis.ConnectionError | redis.TimeoutError):
                 self._stale = True
-        if paused:
-            down = any(isinstance(replies[i], ClusterDownError) for i in paused)
-            pause = CLUSTERDOWN_PAUSE if down else TRYAGAIN_PAUSE
-            if asyncio.get_running_loop().time() + pause > deadline:
-                paused = []  # their errors stand: the resilient core takes it from here
-            else:
-                if down:
-                    await manager.initialize()
-                await asyncio.sleep(pause)
+        left = deadline - asyncio.get_running_loop().time()
+        if (wait := _pause(replies, paused, left)) is None:
+            paused = []
+        else:
+            pause, down = wait
+            if down:
+                await manager.initialize()
+            await asyncio.sleep(pause)
         return sorted([*moved, *asked, *paused]), asked
 
     async def disconnect(self) -> None:
