@@ -34,7 +34,10 @@ from sessionhub.stores.topology import async_client
 from topology_fixtures import Topology, make_topology
 
 SESSIONS = 20
-PACE = 0.002
+PACE = 0.005
+"""Seconds between the load's steps (each an open, a save and a create). Recovery ends only
+after a pass in which nothing was written to memory (see RELIABILITY.md, "Known gaps"): at 2 ms
+a fully loaded 2-core machine was seen to keep a blocking hub on memory for over a minute."""
 
 
 class SteadyLoad:
