@@ -287,14 +287,18 @@ def test_works_after_every_node_forgets_its_scripts(make_hub: MakeHub, topology:
     _on_redis(hub)
 
 
+def _on_cluster(group: ClusterGroup, **session: object) -> Settings:
+    """Settings for a hub on ``group`` that probes every 0.1 s and never falls back to memory
+    by configuration (``SESSION.TYPE: redis``)."""
+    redis = {"MODE": "cluster", "CLUSTER_NODES": group.startup_nodes, "PROBE_INTERVAL": 0.1}
+    return build_settings(None, redis=redis, session={"TYPE": "redis", **session})
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_hub_starts_while_its_cluster_is_down(unstarted_cluster: ClusterGroup, kind: str) -> None:
     """A hub whose Redis Cluster does not answer yet starts and serves sessions from memory;
     once the cluster is up the probe moves traffic to it, with memory's sessions written back."""
-    redis = {"MODE": "cluster", "CLUSTER_NODES": unstarted_cluster.startup_nodes}
-    settings = build_settings(
-        None, redis=redis | {"PROBE_INTERVAL": 0.1}, session={"TYPE": "redis"}
-    )
+    settings = _on_cluster(unstarted_cluster)
     with hub_factory(kind, lambda: settings) as make:
         hub = make()
         session, cookie = hub.create("alice", data={"n": 1})
@@ -341,10 +345,7 @@ def test_a_hub_first_reaches_its_cluster_while_it_forms(
         for i in range(len(unstarted_cluster.nodes))
     ]
     _cluster_command(first, "ADDSLOTSRANGE", *ranges[0])
-    redis = {"MODE": "cluster", "CLUSTER_NODES": unstarted_cluster.startup_nodes}
-    settings = build_settings(
-        None, redis=redis | {"PROBE_INTERVAL": 0.1}, session={"TYPE": "redis"}
-    )
+    settings = _on_cluster(unstarted_cluster)
     with hub_factory(kind, lambda: settings) as make:
         hub = make()
         _, cookie = hub.create("alice", data={"n": 1})
@@ -373,12 +374,7 @@ def test_a_slot_no_master_serves_is_an_outage(unstarted_cluster: ClusterGroup, k
     lost before a replica takes over) sends requests to memory with health naming it; the slot
     given back, the probe returns traffic to Redis with memory's change written back."""
     unstarted_cluster.start()
-    redis = {"MODE": "cluster", "CLUSTER_NODES": unstarted_cluster.startup_nodes}
-    settings = build_settings(
-        None,
-        redis=redis | {"PROBE_INTERVAL": 0.1},
-        session={"TYPE": "redis", "REFRESH_THRESHOLD": 0},  # every open asks Redis
-    )
+    settings = _on_cluster(unstarted_cluster, REFRESH_THRESHOLD=0)  # every open asks Redis
     with hub_factory(kind, lambda: settings) as make:
         hub = make()
         session, cookie = hub.create("alice", data={"n": 1})
