@@ -246,9 +246,7 @@ def test_redis_loading_its_dataset(
     server.start(loaded=False)
     assert server.client().info("persistence")["loading"] == 1
 
-    assert me(client, alice) == "alice"
-    bob = device(client, "bob")
-    assert_degraded_by(client, "loading")
+    bob = served_from_memory(client, alice, "loading")
 
     back_on_redis(client)
     assert me(client, alice) == "alice"
@@ -350,9 +348,7 @@ def test_maxclients_reached(
     raw.config_set("maxclients", 1)  # the connections open now stay; no new one is accepted
     raw.client_kill_filter(_type="normal", skipme=True)
     try:
-        assert me(client, alice) == "alice"
-        bob = device(client, "bob")
-        assert_degraded_by(client, "maxclients")
+        bob = served_from_memory(client, alice, "maxclients")
     finally:
         raw.config_set("maxclients", 10_000)
     back_on_redis(client)
