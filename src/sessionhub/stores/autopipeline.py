@@ -127,17 +127,20 @@ class AutoPipeline:
         return future
 
     async def execute(self, call: Call) -> Any:
-        """One step of an operation (see :mod:`.drivers`): its reply, or a pipeline's replies."""
+        """One step of an operation (see :mod:`.drivers`): its reply, or a pipeline's replies.
+
+        A single call is sent with whatever else is queued this loop turn, its reply shaped;
+        written here rather than calling :meth:`submit`, whose extra coroutine every call of
+        every request would pay for."""
         if isinstance(call, PipelineCall):
             return answer(call, await self.submit_all(call.calls))
-        return await self.submit(call)
-
-    async def submit(self, call: Single) -> Any:
-        """Send ``call`` with whatever else is queued this loop turn; its reply, shaped."""
         try:
             return shaped(self.client, call, await self._queued(call))
         except NoScriptError as exc:
             return answer(call, await self.sent_again((call,), [exc]))
+
+    submit = execute
+    """Send one call with whatever else is queued this loop turn; its reply, shaped."""
 
     async def submit_all(self, calls: Sequence[Single]) -> list[Any]:
         """Send ``calls`` back to back in the same way; each reply shaped, or the error it got.
